@@ -1,0 +1,65 @@
+package config
+
+import (
+	"errors"
+	"sort"
+)
+
+// validate checks values after decoding; every problem is recorded.
+func (d *decoder) validate(c *Config, ext Extensions) {
+	if c.Agent.StateDir == "" {
+		d.errorf("agent.state_dir", "state_dir must not be empty")
+	}
+	switch c.Agent.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		d.errorf("agent.log_level", "log_level %q not one of debug, info, warn, error", c.Agent.LogLevel)
+	}
+	switch c.Buffer.Sync {
+	case "always", "group", "none":
+	default:
+		d.errorf("buffer.sync", "sync %q not one of always, group, none", c.Buffer.Sync)
+	}
+	if c.Buffer.MaxBytes < 1<<20 {
+		d.errorf("buffer.max_bytes", "max_bytes %d too small; at least 1MiB", c.Buffer.MaxBytes)
+	}
+	if w := c.Buffer.GroupWindow.Std(); w > 1e9 {
+		d.errorf("buffer.group_window", "group_window %s too long; at most 1s", w)
+	}
+	if c.Telemetry.Interval.Std() < 1e7 {
+		d.errorf("telemetry.interval", "interval %s too short; at least 10ms", c.Telemetry.Interval.Std())
+	}
+	if c.Telemetry.MaxPending <= 0 {
+		d.errorf("telemetry.max_pending", "max_pending must be positive")
+	}
+	names := make([]string, 0, len(ext))
+	for n := range ext {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, ok := ext[n].(Validator)
+		if !ok {
+			continue
+		}
+		if err := v.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				d.errorf(n, "[%s] %v", n, e)
+			}
+		}
+	}
+}
+
+// unjoin splits an errors.Join result into its parts.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// IsConfigError reports whether err is (or joins) configuration errors.
+func IsConfigError(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
