@@ -1,0 +1,182 @@
+package fleetprov
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Topic filters the Server handles. Only the json payload format is
+// implemented; cbor requests are answered on .../rejected with 400.
+const (
+	filterCreate    = "$aws/certificates/create/+"
+	filterCreateCSR = "$aws/certificates/create-from-csr/+"
+	filterRegister  = "$aws/provisioning-templates/+/provision/+"
+)
+
+// awsExpiry is when AWS IoT's own client certificates expire.
+var awsExpiry = time.Date(2049, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// Server answers fleet-provisioning requests and serves EST.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	faults     Faults             // guarded by mu
+	dropped    int                // guarded by mu
+	tokens     map[string]pending // guarded by mu; by ownership token
+	issued     int                // guarded by mu
+	registered map[string]string  // guarded by mu; certificateId -> thing
+	timers     []*time.Timer      // guarded by mu
+	closed     bool               // guarded by mu
+	est        estState           // guarded by mu
+}
+
+// pending is a certificate waiting for RegisterThing.
+type pending struct {
+	certID  string
+	certDER []byte
+	expires time.Time
+}
+
+// New validates opts and registers the provisioning handlers on the broker.
+func New(opts Options) (*Server, error) {
+	if opts.Broker == nil {
+		return nil, errors.New("fleetprov: nil broker")
+	}
+	if opts.CACert == nil || opts.CAKey == nil {
+		return nil, errors.New("fleetprov: missing test CA")
+	}
+	for name, t := range opts.Templates {
+		if t.ThingNameParam == "" {
+			return nil, fmt.Errorf("fleetprov: template %q: empty thing name parameter", name)
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = time.Hour
+	}
+	s := &Server{
+		opts:       opts,
+		log:        opts.Logger,
+		tokens:     make(map[string]pending),
+		registered: make(map[string]string),
+	}
+	opts.Broker.Handle(filterCreate, s.handleCreateKeys)
+	opts.Broker.Handle(filterCreateCSR, s.handleCreateCSR)
+	opts.Broker.Handle(filterRegister, s.handleRegister)
+	return s, nil
+}
+
+// SetFaults replaces the fault knobs; it also resets the drop counter.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	s.dropped = 0
+}
+
+// Issued reports how many certificates the server has minted (MQTT and EST).
+func (s *Server) Issued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued
+}
+
+// Things returns the registered things by certificate ID.
+func (s *Server) Things() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.registered))
+	for k, v := range s.registered {
+		out[k] = v
+	}
+	return out
+}
+
+// Close cancels answers still held back by Faults.Delay.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	s.timers = nil
+	return nil
+}
+
+// format returns the payload format of a request topic (its last level).
+func format(topic string) string {
+	return topic[strings.LastIndexByte(topic, '/')+1:]
+}
+
+// intercept applies the drop fault for step and reports whether the
+// request must go unanswered.
+func (s *Server) intercept(step, clientID string) bool {
+	s.mu.Lock()
+	f := s.faults
+	drop := f.DropAt == step && (f.DropCount == 0 || s.dropped < f.DropCount)
+	if drop {
+		s.dropped++
+	}
+	s.mu.Unlock()
+	if !drop {
+		return false
+	}
+	s.log.Info("dropping provisioning request", "step", step, "client_id", clientID)
+	if d, ok := s.opts.Broker.(Disconnecter); ok {
+		if err := d.Disconnect(clientID); err != nil {
+			s.log.Warn("disconnect client", "client_id", clientID, "err", err)
+		}
+	}
+	return true
+}
+
+// reply publishes v on topic+suffix, after the configured delay.
+func (s *Server) reply(topic, suffix string, v any) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("encode provisioning answer", "topic", topic, "err", err)
+		return
+	}
+	send := func() {
+		if err := s.opts.Broker.Publish(topic+suffix, payload); err != nil {
+			s.log.Warn("publish provisioning answer", "topic", topic+suffix, "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.faults.Delay <= 0 {
+		go send() // the broker may not accept a publish from inside its handler
+		return
+	}
+	s.timers = append(s.timers, time.AfterFunc(s.faults.Delay, send))
+}
+
+func (s *Server) reject(topic string, r Rejection) {
+	s.log.Info("provisioning request rejected", "topic", topic, "status_code", r.StatusCode, "error_code", r.ErrorCode)
+	s.reply(topic, "/rejected", r)
+}
+
+// newToken returns a fresh opaque ownership token.
+func newToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}
