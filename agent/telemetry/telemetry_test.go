@@ -1,0 +1,151 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/drivers"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memStore is a fake buffer with a fault knob.
+type memStore struct {
+	mu      sync.Mutex
+	recs    []stored
+	failing error
+}
+
+type stored struct {
+	class Class
+	rec   record.Record
+}
+
+func (m *memStore) append(_ context.Context, c Class, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failing != nil {
+		return m.failing
+	}
+	r, err := record.Unmarshal(data)
+	if err != nil {
+		return err
+	}
+	m.recs = append(m.recs, stored{c, r})
+	return nil
+}
+
+func (m *memStore) snapshot() []stored {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]stored(nil), m.recs...)
+}
+
+func TestPipelineBatchesAndEvents(t *testing.T) {
+	t.Parallel()
+	st := &memStore{}
+	var observed sync.Map
+	p, err := New(Options{
+		Interval: time.Hour, // flushed by shutdown only
+		Events:   []string{"Lock"},
+		Append:   st.append,
+		Observe:  func(s drivers.Sample) { observed.Store(s.Name, s.Value) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	p.Emit(drivers.Sample{Name: "Speed", Value: 10, Time: t0})
+	p.Emit(drivers.Sample{Name: "Speed", Value: 12, Time: t0.Add(time.Millisecond)})
+	p.Emit(drivers.Sample{Name: "Lock", Value: 0, Label: "UNLOCKED", Time: t0})
+	p.Emit(drivers.Sample{Name: "Lock", Value: 0, Label: "UNLOCKED", Time: t0}) // no change: no event
+	p.Emit(drivers.Sample{Name: "Lock", Value: 1, Label: "LOCKED", Time: t0.Add(2 * time.Millisecond)})
+	// Wait until the pipeline took every sample, then stop it.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.in) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	recs := st.snapshot()
+	var kinds []string
+	for _, r := range recs {
+		kinds = append(kinds, r.rec.Kind)
+	}
+	if diff := cmp.Diff([]string{"event", "event", "telemetry"}, kinds); diff != "" {
+		t.Fatalf("record kinds (-want +got):\n%s", diff)
+	}
+	var tb telemetryBody
+	if err := json.Unmarshal(recs[2].rec.Body, &tb); err != nil {
+		t.Fatal(err)
+	}
+	want := telemetryBody{Signals: map[string]float64{"Speed": 12, "Lock": 1}, Labels: map[string]string{"Lock": "LOCKED"}}
+	if diff := cmp.Diff(want, tb); diff != "" {
+		t.Errorf("telemetry body (-want +got):\n%s", diff)
+	}
+	if recs[2].class != ClassTelemetry || recs[0].class != ClassEvent {
+		t.Errorf("classes = %v, %v", recs[2].class, recs[0].class)
+	}
+	if !recs[2].rec.Time.Equal(t0.Add(2 * time.Millisecond)) {
+		t.Errorf("telemetry ts = %v, want newest sample time", recs[2].rec.Time)
+	}
+	var ev eventBody
+	if err := json.Unmarshal(recs[1].rec.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Value != 1 || ev.Previous == nil || *ev.Previous != 0 || ev.Label != "LOCKED" {
+		t.Errorf("second event = %+v", ev)
+	}
+	if v, _ := observed.Load("Speed"); v != 12.0 {
+		t.Errorf("observed Speed = %v", v)
+	}
+}
+
+func TestEmitNeverBlocks(t *testing.T) {
+	t.Parallel()
+	st := &memStore{}
+	p, err := New(Options{MaxPending: 4, Append: st.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 { // Run not started: the channel fills up
+		p.Emit(drivers.Sample{Name: "x", Value: float64(i)})
+	}
+	if got := p.Stats().Dropped; got != 6 {
+		t.Errorf("Dropped = %d, want 6", got)
+	}
+}
+
+func TestAppendFailureCounted(t *testing.T) {
+	t.Parallel()
+	st := &memStore{failing: errors.New("disk full")}
+	p, err := New(Options{Interval: 10 * time.Millisecond, Append: st.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	p.Emit(drivers.Sample{Name: "x", Value: 1})
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Failed == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if p.Stats().Failed == 0 || p.Stats().Records != 0 {
+		t.Errorf("stats = %+v", p.Stats())
+	}
+}
