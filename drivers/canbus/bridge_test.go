@@ -1,0 +1,161 @@
+package canbus
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// serveTemp serves v on a unix socket in a temporary directory until the
+// test ends and returns the socket path.
+func serveTemp(t *testing.T, v *Virtual) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vbus.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Serve(ctx, l, v) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Serve() = %v, want nil after cancel", err)
+		}
+	})
+	return path
+}
+
+func waitEndpoints(t *testing.T, v *Virtual, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for v.Endpoints() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("bus has %d endpoints, want %d", v.Endpoints(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBridgeBetweenProcessesAndLocalEndpoint(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := serveTemp(t, v)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	local := v.Attach()
+	defer local.Close()
+	c1, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := Dial(ctx, "unix:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	waitEndpoints(t, v, 3)
+
+	ignoreTime := cmpopts.IgnoreFields(Frame{}, "Time")
+	sent := Frame{ID: 0x121, Len: 8, Data: [64]byte{1, 0, 7}}
+	if err := c1.Send(ctx, sent); err != nil {
+		t.Fatal(err)
+	}
+	for name, bus := range map[string]Bus{"local": local, "c2": c2} {
+		got, err := bus.Receive(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if diff := cmp.Diff(sent, got, ignoreTime); diff != "" {
+			t.Errorf("%s Receive() mismatch (-want +got):\n%s", name, diff)
+		}
+		if got.Time.IsZero() {
+			t.Errorf("%s: frame lost its bus timestamp", name)
+		}
+	}
+	back := Frame{ID: 0x1ABCDEF, Extended: true, FD: true, Len: 12}
+	if err := local.Send(ctx, back); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Conn{c1, c2} {
+		got, err := c.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(back, got, ignoreTime); diff != "" {
+			t.Errorf("Receive() mismatch (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestBridgeCloseAndPeerLoss(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := filepath.Join(t.TempDir(), "vbus.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- Serve(ctx, l, v) }()
+	c, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEndpoints(t, v, 1)
+	cancel() // the server goes away
+	if err := <-errc; err != nil {
+		t.Errorf("Serve() = %v", err)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if _, err := c.Receive(rctx); !errors.Is(err, io.EOF) {
+		t.Errorf("Receive after server stop = %v, want io.EOF", err)
+	}
+	c.Close()
+	if _, err := c.Receive(rctx); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Receive after Close = %v, want net.ErrClosed", err)
+	}
+	if _, err := Dial(rctx, path); err == nil {
+		t.Error("Dial to a stopped server succeeded")
+	}
+}
+
+func TestBridgeDropsMalformedPeer(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := serveTemp(t, v)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{3, 0xFF, 0xFF, 0xFF}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read after malformed record = %v, want EOF (server hangs up)", err)
+	}
+	waitEndpoints(t, v, 0)
+}
+
+func TestServeRefusesNonLoopback(t *testing.T) {
+	t.Parallel()
+	if err := checkLocal(&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}); err == nil {
+		t.Error("checkLocal accepted 10.0.0.1")
+	}
+	if err := checkLocal(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}); err != nil {
+		t.Errorf("checkLocal(127.0.0.1) = %v", err)
+	}
+}
