@@ -1,0 +1,250 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configure a Provisioner.
+type Options struct {
+	Config   Config
+	StateDir string // e.g. /var/lib/tcu-agent; identity files go in StateDir/identity
+	// Dial opens MQTT sessions (claim session, renewal test connect).
+	Dial Dialer
+	// HTTPClient is the base client for EST; its *http.Transport (if any)
+	// is cloned and given the TLS client certificate. Nil means a default
+	// transport.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// Progress, if set, is called with each step name as it starts
+	// (tcu-agent provision prints them).
+	Progress func(step string)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// DeviceParams adds RegisterThing parameters known at run time, e.g.
+	// {"Vin": "..."} once the vehicle reports it. May be nil.
+	DeviceParams func() map[string]string
+}
+
+// Progress step names.
+const (
+	ProgressGenerateKey = "generate_key"
+	ProgressConnect     = "connect_claim"
+	ProgressCreate      = "create_certificate"
+	ProgressRegister    = "register_thing"
+	ProgressEnroll      = "est_enroll"
+	ProgressPersist     = "persist_identity"
+	ProgressTestConnect = "test_connect"
+	ProgressDone        = "done"
+)
+
+// tokenLifetime is how long an ownership token is reused: AWS expires it
+// after one hour; keep a margin.
+const tokenLifetime = 55 * time.Minute
+
+// Provisioner obtains and renews the device identity. Its methods are
+// safe for concurrent use; they run one at a time.
+type Provisioner struct {
+	cfg    Config
+	dir    string // StateDir/identity
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	mu     sync.Mutex // serialises Ensure and Renew
+	random *rand.Rand
+}
+
+// New checks opts; it does no I/O.
+func New(opts Options) (*Provisioner, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.StateDir == "" {
+		return nil, errors.New("provisioning: empty state directory")
+	}
+	if opts.Dial == nil && opts.Config.Method != MethodStatic {
+		return nil, errors.New("provisioning: nil dialer")
+	}
+	p := &Provisioner{
+		cfg:    opts.Config,
+		dir:    filepath.Join(opts.StateDir, identityDir),
+		opts:   opts,
+		log:    opts.Logger,
+		now:    opts.Now,
+		random: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0)), //nolint:gosec // jitter only
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+func (p *Provisioner) progress(step string) {
+	p.log.Debug("provisioning step", "step", step)
+	if p.opts.Progress != nil {
+		p.opts.Progress(step)
+	}
+}
+
+// permanentError ends Ensure's retry loop.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Ensure returns the persisted identity, or provisions one. It retries
+// transient failures with exponential backoff until ctx ends; it gives up
+// with an error wrapping ErrRejected after Config.MaxRejections refusals
+// (and keeps refusing until Config.RejectHold has passed, across
+// restarts), or with ErrTooManyCertificates when the loop breaker trips.
+func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, err := Load(p.opts.StateDir); !errors.Is(err, ErrNoIdentity) {
+		return id, err
+	}
+	if p.cfg.Method == MethodStatic {
+		return p.static()
+	}
+	if err := ensureDir(p.dir); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	wait := time.Duration(p.cfg.RetryMin)
+	for attempt := 1; ; attempt++ {
+		id, err := p.attempt(ctx)
+		if err == nil {
+			p.log.Info("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+			p.progress(ProgressDone)
+			return id, nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return nil, fmt.Errorf("provision: %w", perm.err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("provision: %w", errors.Join(ctx.Err(), err))
+		}
+		jittered := wait/2 + time.Duration(p.random.Int64N(int64(wait)))
+		p.log.Warn("provisioning attempt failed", "attempt", attempt, "retry_in", jittered, "err", err)
+		if err := sleep(ctx, jittered); err != nil {
+			return nil, fmt.Errorf("provision: %w", errors.Join(err, ctx.Err()))
+		}
+		wait = min(2*wait, time.Duration(p.cfg.RetryMax))
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// attempt runs the state machine once from the persisted step.
+func (p *Provisioner) attempt(ctx context.Context) (*Identity, error) {
+	st, err := readState(p.dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.cleanOrphans(st); err != nil {
+		return nil, err
+	}
+	if now := p.now(); now.Before(st.HoldUntil) {
+		return nil, &permanentError{fmt.Errorf("on hold until %s after %d rejections: %w",
+			st.HoldUntil.UTC().Format(time.RFC3339), st.Rejections, st.LastRejected)}
+	} else if !st.HoldUntil.IsZero() {
+		st.HoldUntil, st.Rejections = time.Time{}, 0
+	}
+	var id *Identity
+	switch p.cfg.Method {
+	case MethodEST:
+		id, err = p.attemptEST(ctx, st)
+	default:
+		id, err = p.attemptFleet(ctx, st)
+	}
+	if err != nil {
+		return nil, p.classify(st, err)
+	}
+	return id, nil
+}
+
+// classify counts non-transient rejections in the persisted state and
+// turns the last allowed one into a permanent error.
+func (p *Provisioner) classify(st *state, err error) error {
+	var rej *RejectedError
+	if !errors.As(err, &rej) || rej.Transient() {
+		return err
+	}
+	st.Rejections++
+	st.LastRejected = rej
+	p.log.Warn("provisioning rejected", "op", rej.Op, "status_code", rej.StatusCode,
+		"error_code", rej.ErrorCode, "error_message", rej.ErrorMessage, "rejections", st.Rejections)
+	if st.Rejections >= p.cfg.MaxRejections {
+		st.HoldUntil = p.now().Add(time.Duration(p.cfg.RejectHold))
+		err = &permanentError{err}
+	}
+	if serr := st.save(p.dir); serr != nil {
+		return errors.Join(err, serr)
+	}
+	return err
+}
+
+// checkLoopBreaker records a create request, or refuses it when too many
+// were made within the window.
+func (p *Provisioner) checkLoopBreaker(st *state) error {
+	now := p.now()
+	window := time.Duration(p.cfg.LoopWindow)
+	if n := st.recentCreates(now, window); n >= p.cfg.MaxCertificates {
+		next := st.Creates[0].Add(window)
+		return &permanentError{fmt.Errorf("%w: %d in %s, next attempt after %s",
+			ErrTooManyCertificates, n, window, next.UTC().Format(time.RFC3339))}
+	}
+	st.Creates = append(st.Creates, now)
+	return st.save(p.dir) // durable before the request goes out
+}
+
+// cleanOrphans removes credential and temp files that neither the
+// committed identity nor the state machine refers to (left by a power cut).
+func (p *Provisioner) cleanOrphans(st *state) error {
+	keep := map[string]bool{st.KeyFile: true, st.CertFile: true}
+	if rec, err := readIdentityRecord(p.dir); err == nil {
+		keep[filepath.Base(rec.CertFile)], keep[filepath.Base(rec.KeyFile)] = true, true
+	}
+	ents, err := os.ReadDir(p.dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", p.dir, err)
+	}
+	removed := false
+	for _, e := range ents {
+		n := e.Name()
+		orphan := strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp") ||
+			(strings.HasPrefix(n, "cert-") || strings.HasPrefix(n, "key-")) && !keep[n]
+		if orphan {
+			if err := os.Remove(filepath.Join(p.dir, n)); err != nil {
+				return fmt.Errorf("remove orphan %s: %w", n, err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		return syncDir(p.dir)
+	}
+	return nil
+}
