@@ -1,0 +1,56 @@
+package dbc
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sharedCorpus is the shared opendbc corpus, relative to this package.
+const sharedCorpus = "../../../shared/testdata/dbc/opendbc"
+
+// TestLoadOpendbcCorpus loads every real file of the shared opendbc corpus,
+// lists per file what was skipped, and requires ≥ 98 % to be usable.
+func TestLoadOpendbcCorpus(t *testing.T) {
+	if _, err := os.Stat(sharedCorpus); err != nil {
+		t.Skipf("shared corpus %s absent: %v", sharedCorpus, err)
+	}
+	var files []string
+	err := filepath.WalkDir(sharedCorpus, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".dbc") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", sharedCorpus, err)
+	}
+	usable := 0
+	for _, f := range files {
+		db, warns, err := Load(f)
+		rel, _ := filepath.Rel(sharedCorpus, f)
+		if err != nil {
+			t.Logf("UNUSABLE %s: %v (%d warnings)", rel, err, len(warns))
+		} else {
+			usable++
+			nsig := 0
+			for _, m := range db.Messages {
+				nsig += len(m.Signals)
+			}
+			t.Logf("ok %s: %d messages, %d signals, %d skipped constructs", rel, len(db.Messages), nsig, len(warns))
+		}
+		for _, w := range warns {
+			t.Logf("    %s", w)
+		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("no .dbc files under %s", sharedCorpus)
+	}
+	pct := 100 * float64(usable) / float64(len(files))
+	t.Logf("%d/%d files usable (%.1f %%)", usable, len(files), pct)
+	if pct < 98 {
+		t.Errorf("%d/%d files usable (%.1f %%), want ≥ 98 %%", usable, len(files), pct)
+	}
+}
