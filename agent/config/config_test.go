@@ -146,3 +146,25 @@ func TestTwoBadEntriesGetTwoLines(t *testing.T) {
 		t.Fatalf("want errors at lines 20 and 23, got %v", err)
 	}
 }
+
+// keyedSection reports validation errors prefixed with their key path.
+type keyedSection struct {
+	Broker string   `toml:"broker"`
+	Keep   Duration `toml:"keep"`
+}
+
+func (k *keyedSection) Validate() error {
+	if k.Keep.Std() > 0 && k.Keep.Std().Seconds() < 30 {
+		return errors.New("mqtt.keep: must be at least 30s")
+	}
+	return nil
+}
+
+func TestValidationErrorPointsAtKey(t *testing.T) {
+	t.Parallel()
+	doc := strings.Replace(good, `keep = "30s"`, `keep = "5s"`, 1)
+	_, err := Parse("bad.toml", []byte(doc), Extensions{"mqtt": &keyedSection{}})
+	if err == nil || !strings.Contains(err.Error(), "bad.toml:11:") {
+		t.Fatalf("want error at line 11, got %v", err)
+	}
+}

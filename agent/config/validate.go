@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"regexp"
 	"sort"
+	"strings"
 )
 
 // validate checks values after decoding; every problem is recorded.
@@ -44,11 +46,22 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 		}
 		if err := v.Validate(); err != nil {
 			for _, e := range unjoin(err) {
-				d.errorf(n, "[%s] %v", n, e)
+				d.errorf(keyOf(n, e.Error()), "[%s] %v", n, e)
 			}
 		}
 	}
 }
+
+// keyOf returns the key path a section's validation message starts with
+// ("mqtt.keep_alive: ..."), or the section itself.
+func keyOf(section, msg string) string {
+	if m := leadingKeyRe.FindStringSubmatch(msg); m != nil && strings.HasPrefix(m[1], section) {
+		return m[1]
+	}
+	return section
+}
+
+var leadingKeyRe = regexp.MustCompile(`^([A-Za-z0-9_.\[\]]+): `)
 
 // unjoin splits an errors.Join result into its parts.
 func unjoin(err error) []error {
