@@ -1,0 +1,196 @@
+// Package can is the "can" driver: it reads one CAN bus (a SocketCAN
+// interface or a tcu-sim virtual bus), decodes frames through a DBC file
+// loaded at run time, and emits the configured signals under stable names
+// with a per-signal sampling policy (see drivers/canmap). It also sends
+// actuation frames encoded through the same DBC (drivers.Transmitter).
+package can
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/drivers/canmap"
+	"github.com/tcu-agent/tcu-agent/drivers/dbc"
+)
+
+// Kind is the driver kind this package registers.
+const Kind = "can"
+
+// Transports.
+const (
+	// TransportSocketCAN reads a Linux SocketCAN interface (Interface).
+	TransportSocketCAN = "socketcan"
+	// TransportVBus reads a tcu-sim virtual bus served on a unix socket
+	// (Address).
+	TransportVBus = "vbus"
+)
+
+func init() {
+	drivers.Register(Kind, func(p drivers.Params) drivers.Driver { return New(p) })
+}
+
+// Driver is the "can" driver. Its exported fields are its config; the
+// agent decodes the driver's TOML table into them before calling Init.
+type Driver struct {
+	// Transport is TransportSocketCAN (default) or TransportVBus.
+	Transport string `toml:"transport"`
+	// Interface is the SocketCAN interface (default "can0").
+	Interface string `toml:"interface"`
+	// Address is the virtual bus's unix socket path.
+	Address string `toml:"address"`
+	// DBC is the DBC file, relative to the config file's directory.
+	DBC string `toml:"dbc"`
+	// Unmapped is canmap.UnmappedDrop (default) or canmap.UnmappedEmit.
+	Unmapped string `toml:"unmapped"`
+	// Signals maps DBC signals to names and sampling policies.
+	Signals []canmap.Signal `toml:"signal"`
+
+	// Open, when set, replaces the transport: Run reads from the bus it
+	// returns (in-process wiring and tests). It is not config.
+	Open func(ctx context.Context) (canbus.Bus, error) `toml:"-"`
+
+	params drivers.Params
+	log    *slog.Logger
+	db     *dbc.Database
+	dec    *canmap.Decoder
+	bus    atomic.Pointer[busRef] // the open bus while Run runs, for Transmit
+
+	drops    atomic.Uint64 // of buses from earlier Runs
+	txFrames atomic.Uint64
+	txErrors atomic.Uint64
+}
+
+type busRef struct{ canbus.Bus }
+
+var (
+	_ drivers.Driver      = (*Driver)(nil)
+	_ drivers.Transmitter = (*Driver)(nil)
+)
+
+// New returns a driver with its defaults set.
+func New(p drivers.Params) *Driver {
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{
+		Transport: TransportSocketCAN,
+		Interface: "can0",
+		Unmapped:  canmap.UnmappedDrop,
+		params:    p,
+		log:       log,
+	}
+}
+
+// Init validates the config and loads the DBC file (its only I/O). Unknown
+// "MESSAGE.Signal" sources and bad policies are errors naming the entry.
+func (d *Driver) Init() error {
+	switch d.Transport {
+	case TransportSocketCAN:
+		if d.Interface == "" {
+			return fmt.Errorf("can driver %s: transport %q needs interface", d.params.Name, d.Transport)
+		}
+	case TransportVBus:
+		if d.Address == "" && d.Open == nil {
+			return fmt.Errorf("can driver %s: transport %q needs address", d.params.Name, d.Transport)
+		}
+	default:
+		return fmt.Errorf("can driver %s: transport %q: want %q or %q",
+			d.params.Name, d.Transport, TransportSocketCAN, TransportVBus)
+	}
+	db, dec, err := LoadDecoder(d.log, d.params, d.DBC, d.Signals, d.Unmapped)
+	if err != nil {
+		return fmt.Errorf("can driver %s: %w", d.params.Name, err)
+	}
+	d.db, d.dec = db, dec
+	return nil
+}
+
+// LoadDecoder loads the DBC at path (relative to p.ConfigDir) and builds a
+// decoder for the signal map. It logs one line when the DBC had skipped
+// constructs (each at debug level). Shared by the CAN-carrying drivers.
+func LoadDecoder(log *slog.Logger, p drivers.Params, path string, sigs []canmap.Signal, unmapped string) (*dbc.Database, *canmap.Decoder, error) {
+	if path == "" {
+		return nil, nil, errors.New("dbc is not set")
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(p.ConfigDir, path)
+	}
+	db, warns, err := dbc.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(warns) > 0 {
+		for _, w := range warns {
+			log.Debug("dbc construct skipped", "file", w.File, "line", w.Line, "reason", w.Msg)
+		}
+		log.Info("dbc loaded with skipped constructs", "file", path, "skipped", len(warns), "first", warns[0].String())
+	}
+	dec, err := canmap.New(canmap.Options{DB: db, Signals: sigs, Unmapped: unmapped, Source: p.Name})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dbc %s: %w", path, err)
+	}
+	return db, dec, nil
+}
+
+// Stats are the driver's counters since it was created.
+type Stats struct {
+	// Frames counts frames received.
+	Frames uint64
+	// DecodeErrors counts frames of DBC messages that failed to decode.
+	DecodeErrors uint64
+	// UnknownIDs counts frames whose identifier is not in the DBC.
+	UnknownIDs uint64
+	// Samples counts samples emitted.
+	Samples uint64
+	// Drops counts frames lost before the driver read them (virtual bus
+	// queue or kernel socket queue overflow).
+	Drops uint64
+	// TxFrames and TxErrors count Transmit results.
+	TxFrames, TxErrors uint64
+}
+
+// Stats returns the driver's counters. It is safe to call at any time
+// after Init.
+func (d *Driver) Stats() Stats {
+	var ds canmap.Stats
+	if d.dec != nil {
+		ds = d.dec.Stats()
+	}
+	drops := d.drops.Load()
+	if r := d.bus.Load(); r != nil {
+		drops += dropped(r.Bus)
+	}
+	return Stats{
+		Frames:       ds.Frames,
+		DecodeErrors: ds.DecodeErrors,
+		UnknownIDs:   ds.UnknownIDs,
+		Samples:      ds.Samples,
+		Drops:        drops,
+		TxFrames:     d.txFrames.Load(),
+		TxErrors:     d.txErrors.Load(),
+	}
+}
+
+// LastSeen returns the last decoded value of a mapped signal and when its
+// frame was received (reported or not: the basis for staleness checks).
+func (d *Driver) LastSeen(name string) (value float64, at time.Time, ok bool) {
+	if d.dec == nil {
+		return 0, time.Time{}, false
+	}
+	return d.dec.LastSeen(name)
+}
+
+func dropped(b canbus.Bus) uint64 {
+	if dc, ok := b.(canbus.DropCounter); ok {
+		return dc.Dropped()
+	}
+	return 0
+}

@@ -1,0 +1,253 @@
+package can
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/drivers/canmap"
+	"github.com/tcu-agent/tcu-agent/drivers/dbc"
+	"github.com/tcu-agent/tcu-agent/drivers/drivertest"
+)
+
+const vehicleDBC = "../../configs/vehicle.dbc"
+
+// bench is a served virtual bus plus an in-process endpoint for the test.
+type bench struct {
+	v    *canbus.Virtual
+	ep   *canbus.Endpoint
+	path string
+	db   *dbc.Database
+}
+
+func newBench(t *testing.T) *bench {
+	t.Helper()
+	b := &bench{v: canbus.NewVirtual(), path: filepath.Join(t.TempDir(), "vbus.sock")}
+	db, _, err := dbc.Load(vehicleDBC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.db = db
+	l, err := net.Listen("unix", b.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := canbus.Serve(ctx, l, b.v); err != nil {
+			t.Errorf("Serve() = %v", err)
+		}
+	})
+	b.ep = b.v.Attach()
+	t.Cleanup(func() {
+		cancel()
+		b.ep.Close()
+		wg.Wait()
+	})
+	return b
+}
+
+// frame encodes a message of the vehicle DBC.
+func (b *bench) frame(t *testing.T, msg string, sigs map[string]float64) canbus.Frame {
+	t.Helper()
+	m, ok := b.db.Message(msg)
+	if !ok {
+		t.Fatalf("no message %s", msg)
+	}
+	data, err := m.Encode(sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := canbus.Frame{ID: m.ID, Extended: m.Extended}
+	f.Len = uint8(copy(f.Data[:], data))
+	return f
+}
+
+// traffic sends f every 2 ms until the test ends.
+func (b *bench) traffic(t *testing.T, f canbus.Frame) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_ = b.ep.Send(ctx, f)
+			}
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func vehicleSignals() []canmap.Signal {
+	return []canmap.Signal{
+		{Name: "Vehicle.Speed", Source: "POWERTRAIN.VehicleSpeed"},
+		{Name: "Vehicle.Powertrain.Transmission.SelectedGear", Source: "POWERTRAIN.Gear"},
+		{Name: "Vehicle.Cabin.Door.Row1.DriverSide.IsLocked", Source: "BODY_STATUS.DoorLockState"},
+		{Name: "Vehicle.LowVoltageBattery.CurrentVoltage", Source: "BATTERY.BatteryVoltage"},
+	}
+}
+
+func configure(b *bench) drivertest.Configure {
+	return func(t *testing.T, d drivers.Driver) {
+		cd := d.(*Driver)
+		cd.Transport = TransportVBus
+		cd.Address = b.path
+		cd.DBC = vehicleDBC
+		cd.Signals = vehicleSignals()
+	}
+}
+
+func TestConformance(t *testing.T) {
+	b := newBench(t)
+	b.traffic(t, b.frame(t, "POWERTRAIN", map[string]float64{"VehicleSpeed": 50, "Gear": 3}))
+	drivertest.Run(t, func(p drivers.Params) drivers.Driver { return New(p) }, configure(b))
+}
+
+func TestRegistered(t *testing.T) {
+	f, ok := drivers.Lookup(Kind)
+	if !ok {
+		t.Fatal("kind can is not registered")
+	}
+	if _, ok := f(drivertest.Params(t)).(drivers.Transmitter); !ok {
+		t.Error("can driver does not implement drivers.Transmitter")
+	}
+}
+
+func TestInitErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		mod  func(d *Driver)
+		want string
+	}{
+		{"no dbc", func(d *Driver) { d.DBC = "" }, "dbc is not set"},
+		{"missing dbc", func(d *Driver) { d.DBC = "nope.dbc" }, "nope.dbc"},
+		{"unknown source", func(d *Driver) {
+			d.Signals = append(d.Signals, canmap.Signal{Name: "X", Source: "BODY_STATUS.Nope"})
+		}, `"BODY_STATUS.Nope"`},
+		{"bad transport", func(d *Driver) { d.Transport = "udp" }, `transport "udp"`},
+		{"vbus without address", func(d *Driver) { d.Transport = TransportVBus; d.Address = "" }, "needs address"},
+		{"socketcan without interface", func(d *Driver) { d.Interface = "" }, "needs interface"},
+		{"bad unmapped", func(d *Driver) { d.Unmapped = "keep" }, `unmapped "keep"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := New(drivertest.Params(t))
+			d.DBC = vehicleDBC
+			d.Signals = vehicleSignals()
+			tt.mod(d)
+			err := d.Init()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Init() = %v, want error mentioning %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunNotReadyWithoutBus(t *testing.T) {
+	t.Parallel()
+	d := New(drivertest.Params(t))
+	d.Transport, d.Address, d.DBC = TransportVBus, filepath.Join(t.TempDir(), "none.sock"), vehicleDBC
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	err := d.Run(context.Background(), &drivertest.Sink{})
+	if !errors.Is(err, drivers.ErrNotReady) {
+		t.Errorf("Run() without a bus = %v, want ErrNotReady", err)
+	}
+	if err := d.Transmit(context.Background(), "BODY_COMMAND", nil); !errors.Is(err, drivers.ErrNotReady) {
+		t.Errorf("Transmit() without a bus = %v, want ErrNotReady", err)
+	}
+}
+
+func TestDecodeTransmitAndStats(t *testing.T) {
+	b := newBench(t)
+	d := New(drivertest.Params(t))
+	configure(b)(t, d)
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := &drivertest.Sink{}
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx, sink) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	waitFor(t, func() bool { return b.v.Endpoints() == 2 })
+
+	send := func(f canbus.Frame) {
+		if err := b.ep.Send(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(b.frame(t, "BODY_STATUS", map[string]float64{"DoorLockState": 1}))
+	send(b.frame(t, "BATTERY", map[string]float64{"BatteryVoltage": 12.6}))
+	send(canbus.Frame{ID: 0x7AB, Len: 8})
+	send(canbus.Frame{ID: 0x120, Len: 2})
+
+	lock, ok := sink.Wait(10*time.Second, drivertest.Named("Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"))
+	if !ok || lock.Value != 1 || lock.Label != "LOCKED" || lock.Source != "drivertest" || lock.Time.IsZero() {
+		t.Errorf("lock sample = %+v, %v; want value 1 LOCKED from drivertest", lock, ok)
+	}
+	volt, ok := sink.Wait(10*time.Second, drivertest.Named("Vehicle.LowVoltageBattery.CurrentVoltage"))
+	if !ok || volt.Value < 12.599 || volt.Value > 12.601 {
+		t.Errorf("battery sample = %+v, %v; want 12.6 V", volt, ok)
+	}
+	waitFor(t, func() bool { return d.Stats().Frames == 4 })
+	st := d.Stats()
+	if st.UnknownIDs != 1 || st.DecodeErrors != 1 {
+		t.Errorf("Stats() = %+v, want 1 unknown id and 1 decode error", st)
+	}
+	if _, at, ok := d.LastSeen("Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"); !ok || at.IsZero() {
+		t.Error("LastSeen has no time for a received signal")
+	}
+
+	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"LockRequest": 2, "CommandCounter": 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.ep.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := b.frame(t, "BODY_COMMAND", map[string]float64{"LockRequest": 2, "CommandCounter": 7})
+	if got.ID != want.ID || got.Len != want.Len || got.Data != want.Data {
+		t.Errorf("transmitted frame %03X#%X, want %03X#%X", got.ID, got.Payload(), want.ID, want.Payload())
+	}
+	if err := d.Transmit(ctx, "NOPE", nil); !errors.Is(err, dbc.ErrNotFound) {
+		t.Errorf("Transmit(NOPE) = %v, want dbc.ErrNotFound", err)
+	}
+	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"Bogus": 1}); !errors.Is(err, dbc.ErrUnknownSignal) {
+		t.Errorf("Transmit(Bogus) = %v, want dbc.ErrUnknownSignal", err)
+	}
+	if st := d.Stats(); st.TxFrames != 1 {
+		t.Errorf("TxFrames = %d, want 1", st.TxFrames)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
