@@ -38,6 +38,9 @@ type Config struct {
 
 	// Drivers are the configured [[driver]] instances, initialised.
 	Drivers []Driver `toml:"-"`
+	// Present lists the top-level sections the file contains; absent
+	// extension sections keep their defaults and are not validated.
+	Present map[string]bool `toml:"-"`
 }
 
 // Agent is the [agent] section.
@@ -137,6 +140,10 @@ func Parse(path string, data []byte, ext Extensions) (*Config, error) {
 	}
 	cfg := Default()
 	cfg.File, cfg.Dir = path, d.dir
+	cfg.Present = make(map[string]bool, len(doc))
+	for k := range doc {
+		cfg.Present[k] = true
+	}
 	d.decodeVersion(doc, &cfg)
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)

@@ -40,6 +40,9 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		if !c.Present[n] {
+			continue
+		}
 		v, ok := ext[n].(Validator)
 		if !ok {
 			continue

@@ -1,0 +1,189 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/command"
+	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/provisioning"
+)
+
+// shadowSignals are reported to the device shadow (last-known state).
+var shadowSignals = []string{
+	"Vehicle.Cabin.Door.Row1.DriverSide.IsLocked",
+	"Vehicle.Cabin.Door.Row1.DriverSide.IsOpen",
+	"Vehicle.Cabin.Door.Row1.PassengerSide.IsOpen",
+	"Vehicle.Cabin.Door.Row2.DriverSide.IsOpen",
+	"Vehicle.Cabin.Door.Row2.PassengerSide.IsOpen",
+	"Vehicle.Body.Trunk.Rear.IsOpen",
+	"Vehicle.Immobilizer.IsEngaged",
+	"Vehicle.LowVoltageSystemState",
+	"Vehicle.CurrentLocation.Latitude",
+	"Vehicle.CurrentLocation.Longitude",
+}
+
+// runCloud resolves the identity (provisioning if needed), then runs the
+// command engine and the MQTT session until ctx is done.
+func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
+	thing, cert, err := a.identity(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.mu.Lock()
+	a.thing = thing
+	a.mu.Unlock()
+	log := a.log.With("thing", thing)
+
+	engine, err := command.New(command.Options{
+		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
+		Signals: a.signals, Transmitter: a.transmitter,
+		Responder: &responder{q: q}, Now: a.now, ClockTrusted: a.clockTrusted,
+		Logger: log.With("component", "command"),
+	})
+	if err != nil {
+		return fmt.Errorf("command engine: %w", err)
+	}
+	defer engine.Close()
+	var certFn func() (*tls.Certificate, error)
+	if cert != nil {
+		certFn = func() (*tls.Certificate, error) { return cert, nil }
+	}
+	sess, err := uplink.New(uplink.Options{
+		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
+		Subscriptions: engine.Topics(),
+		Handler:       func(topic string, payload []byte) { engine.Handle(ctx, topic, payload) },
+		Logger:        log.With("component", "uplink"), Now: a.now,
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt session: %w", err)
+	}
+	shadow := uplink.NewShadow(uplink.ShadowOptions{Publisher: sess, Thing: thing, Logger: log.With("component", "shadow")})
+	a.mu.Lock()
+	a.session, a.engine = sess, engine
+	a.mu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { // stops with ctx
+		if err := engine.Run(ctx); err != nil {
+			log.Error("command engine stopped", "err", err)
+		}
+	})
+	wg.Go(func() { _ = shadow.Run(ctx) })       // stops with ctx
+	wg.Go(func() { a.feedShadow(ctx, shadow) }) // stops with ctx
+	err = sess.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// identity returns the thing name and client certificate to connect with.
+// A persisted identity wins; a plaintext development broker may run on the
+// configured thing name; otherwise the device provisions itself (this
+// blocks, retrying, until it succeeds or ctx ends; telemetry keeps being
+// buffered meanwhile).
+func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) {
+	id, err := provisioning.Load(a.cfg.Agent.StateDir)
+	if err == nil {
+		a.log.Info("identity loaded", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+		return id.Thing, &id.Certificate, nil
+	}
+	if !errors.Is(err, provisioning.ErrNoIdentity) {
+		a.log.Error("identity unreadable, provisioning again", "err", err)
+	}
+	if a.sec.devIdentity(a.cfg) {
+		a.log.Warn("no identity: using configured thing name on a plaintext broker (development only)", "thing", a.cfg.Agent.ThingName)
+		return a.cfg.Agent.ThingName, nil, nil
+	}
+	p, err := a.provisioner()
+	if err != nil {
+		return "", nil, err
+	}
+	id, err = p.Ensure(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("provision: %w", err)
+	}
+	a.log.Info("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+	return id.Thing, &id.Certificate, nil
+}
+
+// provisioner builds the provisioning state machine over the uplink's
+// plain MQTT connection.
+func (a *Agent) provisioner() (*provisioning.Provisioner, error) {
+	cfg := a.sec.Provisioning
+	for _, p := range []*string{&cfg.ClaimCert, &cfg.ClaimKey, &cfg.ESTCAFile, &cfg.ESTPasswordFile, &cfg.CertFile, &cfg.KeyFile} {
+		*p = a.cfg.ResolvePath(*p)
+	}
+	return provisioning.New(provisioning.Options{
+		Config: cfg, StateDir: a.cfg.Agent.StateDir, Logger: a.log.With("component", "provisioning"), Now: a.now,
+		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
+			return uplink.DialConn(ctx, a.sec.MQTT, cert, clientID, a.log.With("component", "provisioning_mqtt"))
+		},
+	})
+}
+
+// responder enqueues command responses in the buffer's highest class: the
+// response itself as a direct message, and final ones also as a
+// command_result event for the audit stream.
+type responder struct{ q *buffer.Queue }
+
+func (r *responder) Respond(ctx context.Context, resp command.Response) error {
+	payload, err := resp.Payload()
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	b, err := record.Record{Kind: record.KindCommandResponse, Time: resp.Time(), Topic: resp.Topic, Body: payload}.Marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := r.q.Append(ctx, buffer.ClassCritical, b); err != nil {
+		return fmt.Errorf("enqueue response: %w", err)
+	}
+	if !resp.Final() {
+		return nil
+	}
+	ev, err := json.Marshal(struct {
+		ID         string             `json:"id"`
+		Status     command.Status     `json:"status"`
+		ReasonCode string             `json:"reason_code"`
+		State      map[string]float64 `json:"state,omitempty"`
+	}{resp.ID, resp.Status, resp.ReasonCode, resp.State})
+	if err != nil {
+		return err
+	}
+	b, err = record.Record{Kind: record.KindCommandResult, Time: resp.Time(), Body: ev}.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = r.q.Append(ctx, buffer.ClassCritical, b)
+	return err
+}
+
+// feedShadow pushes the shadowed signals and the agent version once a
+// second; the shadow itself publishes only what changed, coalesced.
+func (a *Agent) feedShadow(ctx context.Context, sh *uplink.Shadow) {
+	sh.Update("agent_version", a.version)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for _, name := range shadowSignals {
+			if s, ok := a.signals.Latest(name); ok {
+				sh.Update(name, s.Value)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/tcu-agent/tcu-agent/agent"
+	"github.com/tcu-agent/tcu-agent/agent/config"
+	_ "github.com/tcu-agent/tcu-agent/drivers/all" // link the drivers
+)
+
+// defaultConfigPath is where packages install the configuration.
+const defaultConfigPath = "/etc/tcu-agent/tcu-agent.toml"
+
+func init() {
+	register(subcommand{name: "run", summary: "run the agent (default verb)", run: runAgent})
+	register(subcommand{name: "check-config", summary: "load and validate a config file, then exit", run: runCheckConfig})
+}
+
+// loadConfig loads path and turns configuration problems into exit code 78
+// (EX_CONFIG), which the systemd unit does not restart on.
+func loadConfig(path string) (*config.Config, *agent.Sections, error) {
+	cfg, sec, err := agent.LoadConfig(path)
+	if err != nil {
+		if config.IsConfigError(err) {
+			return nil, nil, &exitCodeError{code: 78, err: fmt.Errorf("invalid configuration:\n%w", err)}
+		}
+		return nil, nil, &exitCodeError{code: 78, err: err}
+	}
+	return cfg, sec, nil
+}
+
+func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfigPath, "config file")
+	stateDir := fs.String("state-dir", "", "override [agent] state_dir (e.g. $STATE_DIRECTORY)")
+	if err := fs.Parse(args); err != nil {
+		return &exitCodeError{code: 2, err: err}
+	}
+	cfg, sec, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *stateDir != "" {
+		cfg.Agent.StateDir = *stateDir
+	}
+	log := newLogger(stderr, cfg.Agent.LogLevel)
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, Version: version})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return &exitCodeError{code: 2, err: err}
+	}
+	path := defaultConfigPath
+	if fs.NArg() > 0 {
+		path = fs.Arg(0)
+	}
+	cfg, _, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (version %d, %d drivers)\n", path, cfg.Version, len(cfg.Drivers))
+	return nil
+}
+
+// newLogger returns a text logger for journald: no timestamps when stderr
+// is the journal (JOURNAL_STREAM set), since journald adds its own.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
