@@ -1,0 +1,170 @@
+package uplink
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/record"
+)
+
+// message is one MQTT publish built from leased records. seqs are exactly
+// the records its PUBACK acknowledges.
+type message struct {
+	topic   string
+	payload []byte
+	seqs    []uint64
+	oldest  time.Time // observation time of the oldest record
+}
+
+// openBatch is a stream envelope being filled.
+type openBatch struct {
+	topic  string
+	buf    []byte
+	seqs   []uint64
+	opened time.Time // when the first record was added
+	oldest time.Time
+}
+
+// batcher packs leased records into messages: stream records into the
+// versioned envelope per topic, up to maxPayload bytes; direct messages
+// alone. It is not safe for concurrent use.
+type batcher struct {
+	maxPayload int
+	latency    time.Duration
+	prefix     []byte // `{"v":1,"device":"<thing>","records":[`
+	telemetry  string
+	events     string
+
+	open    map[string]*openBatch
+	ready   []*message
+	dropped []uint64 // records that can never be sent (undecodable, too big)
+	scratch []byte
+}
+
+func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Duration) *batcher {
+	p := []byte(`{"v":1,"device":`)
+	p = strconv.AppendQuote(p, thing)
+	p = append(p, `,"records":[`...)
+	return &batcher{
+		maxPayload: maxPayload, latency: latency, prefix: p,
+		telemetry: topics.telemetry, events: topics.events,
+		open: make(map[string]*openBatch),
+	}
+}
+
+// add takes one leased record. now is the time it was leased.
+func (b *batcher) add(r Record, now time.Time) {
+	rec, err := record.Unmarshal(r.Data)
+	if err != nil {
+		b.dropped = append(b.dropped, r.Seq)
+		return
+	}
+	if rec.Topic != "" {
+		if len(rec.Body) > b.maxPayload {
+			b.dropped = append(b.dropped, r.Seq)
+			return
+		}
+		b.ready = append(b.ready, &message{topic: rec.Topic, payload: rec.Body, seqs: []uint64{r.Seq}, oldest: rec.Time})
+		return
+	}
+	topic := b.telemetry
+	if r.Class != ClassTelemetry {
+		topic = b.events
+	}
+	b.scratch = record.AppendEnvelope(b.scratch[:0], r.Seq, rec)
+	if len(b.prefix)+len(b.scratch)+2 > b.maxPayload {
+		b.dropped = append(b.dropped, r.Seq)
+		return
+	}
+	ob := b.open[topic]
+	if ob != nil && len(ob.buf)+1+len(b.scratch)+2 > b.maxPayload {
+		b.close(topic)
+		ob = nil
+	}
+	if ob == nil {
+		ob = &openBatch{topic: topic, buf: append(make([]byte, 0, 4096), b.prefix...), opened: now, oldest: rec.Time}
+		b.open[topic] = ob
+	} else {
+		ob.buf = append(ob.buf, ',')
+	}
+	ob.buf = append(ob.buf, b.scratch...)
+	ob.seqs = append(ob.seqs, r.Seq)
+	if rec.Time.Before(ob.oldest) {
+		ob.oldest = rec.Time
+	}
+}
+
+// close moves the open batch for topic to the ready list.
+func (b *batcher) close(topic string) {
+	ob := b.open[topic]
+	if ob == nil {
+		return
+	}
+	delete(b.open, topic)
+	ob.buf = append(ob.buf, ']', '}')
+	b.ready = append(b.ready, &message{topic: topic, payload: ob.buf, seqs: ob.seqs, oldest: ob.oldest})
+}
+
+// flushDue closes batches that have waited BatchLatency in the session,
+// and, when the queue has nothing more right now (idle), batches whose
+// oldest record already waited BatchLatency in the queue.
+func (b *batcher) flushDue(now time.Time, idle bool) {
+	for topic, ob := range b.open {
+		if now.Sub(ob.opened) >= b.latency || (idle && now.Sub(ob.oldest) >= b.latency) {
+			b.close(topic)
+		}
+	}
+}
+
+// deadline is when the next open batch becomes due (zero if none).
+func (b *batcher) deadline() time.Time {
+	var d time.Time
+	for _, ob := range b.open {
+		t := ob.opened.Add(b.latency)
+		if o := ob.oldest.Add(b.latency); o.Before(t) {
+			t = o
+		}
+		if d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	return d
+}
+
+// peek returns the next message to publish, or nil.
+func (b *batcher) peek() *message {
+	if len(b.ready) == 0 {
+		return nil
+	}
+	return b.ready[0]
+}
+
+// pop removes the message returned by peek.
+func (b *batcher) pop() {
+	b.ready[0] = nil
+	b.ready = b.ready[1:]
+}
+
+// takeDropped returns and clears the seqs of unsendable records.
+func (b *batcher) takeDropped() []uint64 {
+	d := b.dropped
+	b.dropped = nil
+	return d
+}
+
+// held returns and forgets the seqs of every record not yet published.
+func (b *batcher) held() []uint64 {
+	var seqs []uint64
+	for _, m := range b.ready {
+		seqs = append(seqs, m.seqs...)
+	}
+	for _, ob := range b.open {
+		seqs = append(seqs, ob.seqs...)
+	}
+	b.ready = nil
+	clear(b.open)
+	return seqs
+}
+
+// pending reports whether the batcher holds any records.
+func (b *batcher) pending() bool { return len(b.ready) > 0 || len(b.open) > 0 }

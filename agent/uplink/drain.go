@@ -1,0 +1,309 @@
+package uplink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// leaseMax is the most records leased at once.
+const leaseMax = 4096
+
+// errAckTimeout breaks a connection whose broker stopped acknowledging.
+var errAckTimeout = errors.New("puback timeout")
+
+// conn is one established connection and what depends on it.
+type conn struct {
+	*connected
+	since    time.Time
+	window   chan struct{} // in-flight slots
+	lost     chan struct{} // closed when the connection is unusable
+	lostOnce sync.Once
+	lostErr  error         // set before lost is closed
+	pahoDone chan struct{} // closed by paho's connection-lost callback
+	wg       sync.WaitGroup
+}
+
+func (c *conn) fail(err error) {
+	c.lostOnce.Do(func() {
+		c.lostErr = err
+		close(c.lost)
+	})
+}
+
+// serve runs one connection: subscribe, announce online, drain. It
+// returns when the connection is lost or ctx is done, with the
+// connection closed and every unacknowledged record released.
+func (s *Session) serve(ctx context.Context, c *conn) error {
+	s.mu.Lock()
+	s.conn = c
+	present, subsOK := c.present, s.subsOK
+	s.mu.Unlock()
+	if s.st.connects.Add(1) > 1 {
+		s.st.reconnects.Add(1)
+	}
+	s.log.Info("mqtt connected", "broker", s.cfg.Broker, "thing", s.opts.Thing, "session_present", present)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // ends with cancel at return
+		select {
+		case <-c.lost:
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	if err := s.online(cctx, c, present && subsOK); err != nil && cctx.Err() == nil {
+		s.log.Error("mqtt session setup failed", "err", err)
+	}
+	s.drain(cctx, c)
+	s.mu.Lock()
+	s.conn = nil
+	s.mu.Unlock()
+	if ctx.Err() != nil {
+		s.closeGracefully(c)
+	} else {
+		s.closeBroken(c)
+	}
+	if c.lostErr != nil {
+		return c.lostErr
+	}
+	return errors.New("connection closed")
+}
+
+// online subscribes (unless the broker kept the session) and publishes
+// the retained online status.
+func (s *Session) online(ctx context.Context, c *conn, kept bool) error {
+	if !kept && len(s.opts.Subscriptions) > 0 {
+		err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.D())
+		s.mu.Lock()
+		s.subsOK = err == nil
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return s.publishRetained(ctx, c, s.topics.status, s.statusPayload("online"))
+}
+
+// drain moves records from the queue to the broker until ctx is done.
+func (s *Session) drain(ctx context.Context, c *conn) {
+	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.D())
+	defer func() { s.release(b.held()) }()
+	for ctx.Err() == nil {
+		if m := b.peek(); m != nil {
+			if !s.send(ctx, c, m) {
+				return
+			}
+			b.pop()
+			continue
+		}
+		recs, err := s.opts.Queue.Lease(leaseMax, s.cfg.MaxPayload)
+		if err != nil {
+			s.logRare("buffer lease failed", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		now := s.now()
+		for _, r := range recs {
+			b.add(r, now)
+		}
+		if d := b.takeDropped(); len(d) > 0 {
+			s.drop(d)
+		}
+		b.flushDue(now, len(recs) == 0)
+		if len(recs) == 0 && b.peek() == nil {
+			s.idle(ctx, b.deadline())
+		}
+	}
+}
+
+// idle waits for an append, the next batch deadline or ctx.
+func (s *Session) idle(ctx context.Context, deadline time.Time) {
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(max(deadline.Sub(s.now()), time.Millisecond))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-s.opts.Queue.Ready():
+	case <-timeout:
+	case <-ctx.Done():
+	}
+}
+
+// send publishes m once a window slot and the rate allow; the PUBACK is
+// awaited on its own goroutine. It reports false if ctx ended first.
+func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
+	select {
+	case c.window <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	ok := s.rate.wait(ctx.Done(), nil, 1)
+	if ok && m.oldest.Before(c.since) {
+		ok = s.backlog.wait(ctx.Done(), nil, len(m.seqs))
+	}
+	if !ok {
+		<-c.window
+		return false
+	}
+	tok := c.client.Publish(m.topic, 1, false, m.payload)
+	s.st.published.Add(1)
+	s.st.bytes.Add(uint64(len(m.payload)))
+	s.st.inflight.Add(1)
+	c.wg.Add(1)
+	go s.await(c, tok, m) // ends on PUBACK, connection loss or AckTimeout
+	return true
+}
+
+// await commits m's records on PUBACK and releases them otherwise.
+func (s *Session) await(c *conn, tok mqtt.Token, m *message) {
+	defer c.wg.Done()
+	t := time.NewTimer(s.cfg.AckTimeout.D())
+	defer t.Stop()
+	var err error
+	select {
+	case <-tok.Done():
+		err = tok.Error()
+	case <-c.lost:
+		err = ErrNotConnected
+	case <-t.C:
+		err = errAckTimeout
+		c.fail(fmt.Errorf("%w on %s", errAckTimeout, m.topic))
+	}
+	<-c.window
+	s.st.inflight.Add(-1)
+	if err != nil {
+		s.release(m.seqs)
+		return
+	}
+	s.st.acked.Add(1)
+	if len(m.seqs) == 0 {
+		return
+	}
+	if err := s.opts.Queue.Ack(m.seqs...); err != nil {
+		s.logRare("buffer ack failed", err) // records will be re-sent: at-least-once
+		return
+	}
+	s.st.ackedRecords.Add(uint64(len(m.seqs)))
+}
+
+// publishWait publishes one message outside the drain and waits for its
+// PUBACK.
+func (s *Session) publishWait(ctx context.Context, c *conn, topic string, payload []byte, retained bool) error {
+	if retained && strings.HasPrefix(topic, "$") {
+		return fmt.Errorf("publish %s: retained publishes on reserved topics are not allowed", topic)
+	}
+	select {
+	case c.window <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
+	case <-c.lost:
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	}
+	defer func() { <-c.window }()
+	if !s.rate.wait(ctx.Done(), c.lost, 1) {
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	}
+	s.st.inflight.Add(1)
+	defer s.st.inflight.Add(-1)
+	tok := c.client.Publish(topic, 1, retained, payload)
+	s.st.published.Add(1)
+	s.st.bytes.Add(uint64(len(payload)))
+	t := time.NewTimer(s.cfg.AckTimeout.D())
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+		s.st.acked.Add(1)
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
+	case <-c.lost:
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	case <-t.C:
+		c.fail(fmt.Errorf("%w on %s", errAckTimeout, topic))
+		return fmt.Errorf("publish %s: %w", topic, errAckTimeout)
+	}
+}
+
+func (s *Session) publishRetained(ctx context.Context, c *conn, topic string, payload []byte) error {
+	return s.publishWait(ctx, c, topic, payload, true)
+}
+
+// closeGracefully finishes in-flight messages within ShutdownGrace,
+// publishes the offline status and disconnects (no LWT is sent).
+func (s *Session) closeGracefully(c *conn) {
+	waited := make(chan struct{})
+	go func() { c.wg.Wait(); close(waited) }() // ends when every await returned
+	t := time.NewTimer(s.cfg.ShutdownGrace.D())
+	select {
+	case <-waited:
+	case <-t.C:
+	case <-c.lost:
+	}
+	t.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if err := s.publishRetained(ctx, c, s.topics.status, s.statusPayload("offline")); err != nil {
+		s.log.Warn("mqtt offline status not sent", "err", err)
+	}
+	cancel()
+	c.client.Disconnect(250)
+	c.fail(errors.New("session closed"))
+	<-waited
+}
+
+// closeBroken drops the connection without DISCONNECT (the broker sends
+// the LWT) and waits for paho and the awaits to finish.
+func (s *Session) closeBroken(c *conn) {
+	if tc := c.dial.last(); tc != nil {
+		_ = tc.Conn.Close()
+	}
+	select {
+	case <-c.pahoDone:
+	case <-time.After(5 * time.Second):
+		c.client.Disconnect(0)
+	}
+	c.fail(errors.New("connection closed"))
+	c.wg.Wait()
+}
+
+func (s *Session) release(seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	s.opts.Queue.Release(seqs...)
+	s.st.released.Add(uint64(len(seqs)))
+}
+
+// drop acknowledges records that can never be published so they do not
+// block the queue.
+func (s *Session) drop(seqs []uint64) {
+	s.st.dropped.Add(uint64(len(seqs)))
+	s.logRare("dropping unsendable records", fmt.Errorf("%d records undecodable or larger than max_payload (first seq %d)", len(seqs), seqs[0]))
+	if err := s.opts.Queue.Ack(seqs...); err != nil {
+		s.logRare("buffer ack failed", err)
+	}
+}
+
+// logRare logs at most once a minute.
+func (s *Session) logRare(msg string, err error) {
+	s.mu.Lock()
+	now := s.now()
+	ok := now.Sub(s.dropLog) >= time.Minute
+	if ok {
+		s.dropLog = now
+	}
+	s.mu.Unlock()
+	if ok {
+		s.log.Warn(msg, "err", err)
+	}
+}

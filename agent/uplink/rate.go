@@ -1,0 +1,105 @@
+package uplink
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// limiter is a token bucket with a burst of one: any one-second window
+// sees at most rate+1 events. take records an event that happened anyway
+// (an inbound message) and may drive the bucket into debt, which delays
+// the next wait.
+type limiter struct {
+	interval time.Duration
+	mu       sync.Mutex
+	next     time.Time // guarded by mu; earliest time of the next event
+	now      func() time.Time
+}
+
+func newLimiter(perSecond int, now func() time.Time) *limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &limiter{interval: time.Second / time.Duration(perSecond), now: now}
+}
+
+// reserve books n events and returns how long to wait before the first.
+func (l *limiter) reserve(n int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	wait := l.next.Sub(now)
+	l.next = l.next.Add(time.Duration(n) * l.interval)
+	return wait
+}
+
+// wait blocks until n events may happen or done or lost is closed (lost
+// may be nil). A nil limiter never waits.
+func (l *limiter) wait(done, lost <-chan struct{}, n int) bool {
+	if l == nil {
+		return true
+	}
+	d := l.reserve(n)
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	case <-lost:
+		return false
+	}
+}
+
+// take records one event that was not waited for.
+func (l *limiter) take() {
+	if l != nil {
+		l.reserve(1)
+	}
+}
+
+// backoff computes full-jitter exponential delays.
+type backoff struct {
+	initial, max time.Duration
+	rand         func(n int64) int64
+}
+
+// delay returns a random duration in [0, min(max, initial·2^attempt)).
+func (b backoff) delay(attempt int) time.Duration {
+	w := b.initial
+	for i := 0; i < attempt && w < b.max; i++ {
+		w *= 2
+	}
+	w = min(w, b.max)
+	if w <= 0 {
+		return 0
+	}
+	return time.Duration(b.rand(int64(w)))
+}
+
+// randInt63n is the default jitter source.
+func randInt63n(n int64) int64 { return rand.Int64N(n) }
+
+// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,283 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Options configure a Session.
+type Options struct {
+	// Config is the [mqtt] configuration section.
+	Config Config
+	// Thing is the thing name: the MQTT client ID and the {thing} of every
+	// topic.
+	Thing string
+	// Certificate returns the current identity. It is called before every
+	// connect, so a renewed certificate is picked up. Nil only for a
+	// plaintext development broker.
+	Certificate func() (*tls.Certificate, error)
+	// Queue is the durable buffer drained by the session.
+	Queue Queue
+	// Subscriptions are QoS 1 filters (≤ 50), e.g. cmd/tcu/{thing}/request/+.
+	Subscriptions []string
+	// Handler receives inbound messages. It runs on its own goroutine per
+	// message and should return promptly (the PUBACK waits for it).
+	Handler func(topic string, payload []byte)
+	// Logger is required.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats is a snapshot of the session counters.
+type Stats struct {
+	Connected       bool
+	Connects        uint64 // successful connects
+	Reconnects      uint64 // successful connects after the first
+	ConnectFailures uint64
+	AuthFailures    uint64
+	Published       uint64 // messages handed to the broker
+	Acked           uint64 // messages acknowledged (PUBACK)
+	AckedRecords    uint64 // buffer records acknowledged
+	ReleasedRecords uint64 // records returned to the buffer unacknowledged
+	DroppedRecords  uint64 // undecodable or oversize records dropped
+	BytesPublished  uint64
+	Received        uint64 // inbound messages
+	Inflight        int64  // messages awaiting PUBACK now
+}
+
+type counters struct {
+	connects, reconnects, connectFailures, authFailures atomic.Uint64
+	published, acked, ackedRecords, released, dropped   atomic.Uint64
+	bytes, received                                     atomic.Uint64
+	inflight                                            atomic.Int64
+}
+
+// topicSet holds the device's own topics.
+type topicSet struct{ telemetry, events, status string }
+
+// Session is the agent's one MQTT session. Create it with New; Run owns
+// the connection until its context ends.
+type Session struct {
+	opts    Options
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	topics  topicSet
+	tls     *tls.Config
+	rate    *limiter // publishes/s, inbound included
+	backlog *limiter // backlog records/s
+	boff    backoff
+
+	mu      sync.Mutex
+	conn    *conn // guarded by mu; nil while offline
+	subsOK  bool  // guarded by mu; subscriptions confirmed by SUBACK
+	dropLog time.Time
+
+	st counters
+}
+
+// New validates opts and returns a Session; it does no I/O.
+func New(opts Options) (*Session, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("uplink config: %w", err)
+	}
+	if err := validThing(opts.Thing); err != nil {
+		return nil, err
+	}
+	if opts.Queue == nil || opts.Logger == nil {
+		return nil, errors.New("uplink: queue and logger are required")
+	}
+	if len(opts.Subscriptions) > AWSMaxSubscriptions {
+		return nil, fmt.Errorf("uplink: %d subscriptions, limit %d", len(opts.Subscriptions), AWSMaxSubscriptions)
+	}
+	for _, f := range opts.Subscriptions {
+		if err := validFilter(f); err != nil {
+			return nil, fmt.Errorf("uplink: %w", err)
+		}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now}
+	base := cfg.TopicPrefix + "/" + opts.Thing + "/"
+	s.topics = topicSet{telemetry: base + "telemetry", events: base + "events", status: base + "status"}
+	if cfg.tlsEnabled() {
+		tc, err := tlsConfig(cfg, opts.Certificate)
+		if err != nil {
+			return nil, fmt.Errorf("uplink: %w", err)
+		}
+		s.tls = tc
+	}
+	s.rate = newLimiter(cfg.MaxPublishRate, opts.Now)
+	s.backlog = newLimiter(cfg.BacklogRate, opts.Now)
+	s.boff = backoff{initial: cfg.BackoffInitial.D(), max: cfg.BackoffMax.D(), rand: randInt63n}
+	return s, nil
+}
+
+func validThing(t string) error {
+	if t == "" || len(t) > 128 {
+		return fmt.Errorf("uplink: thing name %q must be 1–128 characters", t)
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':' || r == '_' || r == '-') {
+			return fmt.Errorf("uplink: thing name %q has %q (allowed: a-zA-Z0-9:_-)", t, r)
+		}
+	}
+	return nil
+}
+
+// Run connects, drains the queue and reconnects until ctx is done. On
+// cancel it waits up to ShutdownGrace for in-flight PUBACKs, publishes the
+// offline status and disconnects. It returns nil.
+func (s *Session) Run(ctx context.Context) error {
+	var (
+		last     time.Time
+		lastErr  error
+		attempt  int
+		authSeen string
+	)
+	for first := true; ; first = false {
+		wait := s.nextDelay(first, attempt, lastErr)
+		if !last.IsZero() {
+			wait = max(wait, time.Second-s.now().Sub(last)) // ≤ 1 CONNECT/s per client ID
+		}
+		if !sleepCtx(ctx, wait) {
+			return nil
+		}
+		last = s.now()
+		c, err := s.dial(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			s.st.connectFailures.Add(1)
+			lastErr = err
+			attempt++
+			if errors.Is(err, ErrAuth) {
+				s.st.authFailures.Add(1)
+				if err.Error() != authSeen { // log once per distinct cause
+					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.D())
+					authSeen = err.Error()
+				}
+			} else if attempt&(attempt-1) == 0 { // 1st, 2nd, 4th, 8th... failure
+				s.log.Warn("mqtt connect failed", "broker", s.cfg.Broker, "attempt", attempt, "err", err)
+			}
+			continue
+		}
+		attempt, lastErr, authSeen = 0, nil, ""
+		err = s.serve(ctx, c)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err)
+	}
+}
+
+// nextDelay is the wait before the next connect attempt: jittered on the
+// first attempt after start, long after an identity refusal, full-jitter
+// exponential otherwise.
+func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duration {
+	switch {
+	case first:
+		if j := s.cfg.FirstConnectJitter.D(); j > 0 {
+			return time.Duration(s.boff.rand(int64(j)))
+		}
+		return 0
+	case errors.Is(lastErr, ErrAuth):
+		half := s.cfg.AuthBackoff.D() / 2
+		return half + time.Duration(s.boff.rand(int64(half)))
+	}
+	return s.boff.delay(max(attempt-1, 0))
+}
+
+// dial makes one connection attempt.
+func (s *Session) dial(ctx context.Context) (*conn, error) {
+	if s.tls != nil && s.opts.Certificate != nil {
+		cert, err := s.opts.Certificate()
+		if err != nil {
+			return nil, fmt.Errorf("%w: load client certificate: %v", ErrAuth, err)
+		}
+		if err := checkValidity(cert, s.now()); err != nil {
+			return nil, err
+		}
+	}
+	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow)}
+	cd, err := connect(ctx, connectParams{
+		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false,
+		will:   &will{topic: s.topics.status, payload: s.statusPayload("offline")},
+		onMsg:  s.inbound,
+		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.connected = cd
+	c.since = s.now()
+	return c, nil
+}
+
+func (s *Session) statusPayload(state string) []byte {
+	b := []byte(`{"v":1,"device":`)
+	b = strconv.AppendQuote(b, s.opts.Thing)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendQuote(b, state)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, s.now().UnixMilli(), 10)
+	return append(b, '}')
+}
+
+func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
+	s.rate.take() // inbound publishes count against the same limit
+	s.st.received.Add(1)
+	if s.opts.Handler != nil {
+		s.opts.Handler(m.Topic(), m.Payload())
+	}
+}
+
+// Connected reports whether the session is online.
+func (s *Session) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Session) Stats() Stats {
+	return Stats{
+		Connected: s.Connected(), Connects: s.st.connects.Load(), Reconnects: s.st.reconnects.Load(),
+		ConnectFailures: s.st.connectFailures.Load(), AuthFailures: s.st.authFailures.Load(),
+		Published: s.st.published.Load(), Acked: s.st.acked.Load(), AckedRecords: s.st.ackedRecords.Load(),
+		ReleasedRecords: s.st.released.Load(), DroppedRecords: s.st.dropped.Load(),
+		BytesPublished: s.st.bytes.Load(), Received: s.st.received.Load(), Inflight: s.st.inflight.Load(),
+	}
+}
+
+// Publish sends payload to topic at QoS 1 and waits for the PUBACK. It
+// fails with ErrNotConnected while offline. It shares the in-flight
+// window and the publish rate with the drain.
+func (s *Session) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := validTopic(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	if len(payload) > s.cfg.MaxPayload {
+		return fmt.Errorf("publish %s: payload %d bytes exceeds %d", topic, len(payload), s.cfg.MaxPayload)
+	}
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	}
+	return s.publishWait(ctx, c, topic, payload, false)
+}

@@ -1,0 +1,209 @@
+package uplink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrAuth classifies failures that retrying soon cannot fix: the broker
+// refused the identity, the client certificate is expired or not yet
+// valid, or the broker's certificate does not verify against the CA
+// bundle. The session backs off for Config.AuthBackoff after one.
+var ErrAuth = errors.New("authentication failed")
+
+// ErrNotConnected is returned by Publish while the session is offline.
+var ErrNotConnected = errors.New("not connected")
+
+// tlsConfig builds the client TLS configuration: TLS ≥ 1.2, SNI, the CA
+// bundle from cfg.CAFile, ALPN on port 443, and the client certificate
+// from cert (called on every handshake so a renewed identity is used).
+func tlsConfig(cfg Config, cert func() (*tls.Certificate, error)) (*tls.Config, error) {
+	u, err := url.Parse(cfg.Broker)
+	if err != nil {
+		return nil, fmt.Errorf("parse broker url: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	if u.Port() == "443" {
+		tc.NextProtos = []string{ALPNProtocol}
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read ca bundle %s: no PEM certificates", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cert != nil {
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := cert()
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			return c, nil
+		}
+	}
+	return tc, nil
+}
+
+// checkValidity fails with ErrAuth when cert's leaf is outside its
+// validity period, so an expired identity gives a clear error instead of
+// a bare TLS alert from the broker.
+func checkValidity(cert *tls.Certificate, now time.Time) error {
+	if cert == nil || len(cert.Certificate) == 0 {
+		return nil
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("%w: parse client certificate: %v", ErrAuth, err)
+		}
+	}
+	if now.After(leaf.NotAfter) {
+		return fmt.Errorf("%w: client certificate %q expired at %s", ErrAuth, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Before(leaf.NotBefore) {
+		return fmt.Errorf("%w: client certificate %q not valid before %s", ErrAuth, leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// dialer opens the connection paho speaks MQTT over. It performs the TLS
+// handshake itself so that handshake failures are reported as such, and
+// it remembers the first I/O error on the connection: with TLS 1.3 a
+// broker rejects a client certificate only after the handshake, and paho
+// would otherwise report that as a bare network error.
+type dialer struct {
+	tls     *tls.Config // nil for plaintext
+	timeout time.Duration
+
+	mu   sync.Mutex
+	conn *trackedConn // guarded by mu; last connection dialled
+}
+
+func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	var nd net.Dialer
+	raw, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial broker %s: %w", addr, err)
+	}
+	conn := raw
+	if d.tls != nil {
+		tc := tls.Client(raw, d.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = raw.Close()
+			return nil, classifyTLS(fmt.Errorf("tls handshake with %s: %w", addr, err))
+		}
+		conn = tc
+	}
+	tr := &trackedConn{Conn: conn}
+	d.mu.Lock()
+	d.conn = tr
+	d.mu.Unlock()
+	return tr, nil
+}
+
+// lastError returns the first I/O error seen on the last connection.
+func (d *dialer) lastError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return nil
+	}
+	return d.conn.err()
+}
+
+// classifyTLS wraps err with ErrAuth when it is a certificate problem on
+// either side.
+func classifyTLS(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host), errors.As(err, &verify):
+		return fmt.Errorf("%w: broker certificate: %w", ErrAuth, err)
+	case isRemoteCertAlert(err):
+		return fmt.Errorf("%w: broker rejected the client certificate: %w", ErrAuth, err)
+	}
+	return err
+}
+
+// isRemoteCertAlert reports a TLS alert from the broker about our
+// certificate. crypto/tls does not export the remote alert type, so the
+// message is matched.
+func isRemoteCertAlert(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	if !strings.Contains(s, "remote error: tls:") {
+		return false
+	}
+	for _, a := range []string{"bad certificate", "certificate expired", "unknown certificate authority", "certificate required", "certificate revoked", "unsupported certificate", "access denied"} {
+		if strings.Contains(s, a) {
+			return true
+		}
+	}
+	return false
+}
+
+type trackedConn struct {
+	net.Conn
+	mu    sync.Mutex
+	first error // guarded by mu
+}
+
+func (c *trackedConn) note(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.first == nil {
+		c.first = err
+	}
+	c.mu.Unlock()
+}
+
+func (c *trackedConn) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.first
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.note(err)
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.note(err)
+	return n, err
+}
+
+// last returns the last connection dialled, or nil.
+func (d *dialer) last() *trackedConn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conn
+}

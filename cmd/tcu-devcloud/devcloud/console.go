@@ -1,0 +1,111 @@
+package devcloud
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// console prints one line per telemetry batch, event batch, status change
+// and command response.
+type console struct {
+	mu    sync.Mutex
+	w     io.Writer
+	quiet bool
+}
+
+func (c *Cloud) startConsole(w io.Writer, quiet bool) {
+	con := &console{w: w, quiet: quiet}
+	c.Subscribe("dt/tcu/+/telemetry", func(t string, b []byte) { con.batch("telemetry", t, b) })
+	c.Subscribe("dt/tcu/+/events", func(t string, b []byte) { con.batch("events", t, b) })
+	c.Subscribe("dt/tcu/+/status", con.status)
+	c.Subscribe("cmd/tcu/+/response/+", con.response)
+}
+
+func (con *console) printf(format string, args ...any) {
+	con.mu.Lock()
+	defer con.mu.Unlock()
+	fmt.Fprintf(con.w, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+}
+
+// envelope is the telemetry payload of PRODUCT.md.
+type envelope struct {
+	V       int                          `json:"v"`
+	Device  string                       `json:"device"`
+	Records []map[string]json.RawMessage `json:"records"`
+}
+
+func (con *console) batch(kind, topic string, b []byte) {
+	if con.quiet && kind == "telemetry" {
+		return
+	}
+	var env envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		con.printf("%-10s %s: undecodable batch (%d bytes): %v", kind, thingOf(topic), len(b), err)
+		return
+	}
+	if len(env.Records) == 0 {
+		con.printf("%-10s %s: empty batch", kind, env.Device)
+		return
+	}
+	first, last := string(env.Records[0]["seq"]), string(env.Records[len(env.Records)-1]["seq"])
+	con.printf("%-10s %s: %d records seq %s..%s %s", kind, env.Device, len(env.Records), first, last, sample(env.Records[len(env.Records)-1], 4))
+}
+
+// sample formats up to n data fields of a record.
+func sample(rec map[string]json.RawMessage, n int) string {
+	keys := make([]string, 0, len(rec))
+	for k := range rec {
+		switch k {
+		case "seq", "ts":
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		if len(parts) == n {
+			parts = append(parts, "…")
+			break
+		}
+		v := string(rec[k])
+		if len(v) > 40 {
+			v = v[:40] + "…"
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (con *console) status(topic string, b []byte) {
+	var st struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(b, &st) != nil || st.Status == "" {
+		st.Status = strings.TrimSpace(string(b))
+	}
+	con.printf("%-10s %s: %s", "status", thingOf(topic), st.Status)
+}
+
+func (con *console) response(topic string, b []byte) {
+	r, err := ParseResponse(b)
+	if err != nil {
+		con.printf("%-10s %s: %v", "response", thingOf(topic), err)
+		return
+	}
+	con.printf("%-10s %s: %s %s (%s) %s", "response", r.Device, r.ID, r.Status, r.ReasonCode, r.Reason)
+}
+
+// thingOf returns the {thing} level of dt/tcu/{thing}/... or cmd/tcu/{thing}/...
+func thingOf(topic string) string {
+	parts := strings.SplitN(topic, "/", 4)
+	if len(parts) < 3 {
+		return topic
+	}
+	return parts[2]
+}

@@ -1,0 +1,112 @@
+package devcloud
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// router dispatches client publishes to in-process handlers.
+type router struct {
+	mu     sync.Mutex
+	next   int
+	routes map[int]route // guarded by mu
+}
+
+type route struct {
+	filter string
+	fn     func(clientID, topic string, payload []byte)
+}
+
+func (r *router) init() { r.routes = make(map[int]route) }
+
+func (r *router) add(filter string, fn func(clientID, topic string, payload []byte)) func() {
+	r.mu.Lock()
+	r.next++
+	id := r.next
+	r.routes[id] = route{filter: filter, fn: fn}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.routes, id)
+		r.mu.Unlock()
+	}
+}
+
+func (r *router) dispatch(clientID, topic string, payload []byte) {
+	r.mu.Lock()
+	var fns []func(string, string, []byte)
+	for _, rt := range r.routes {
+		if Match(rt.filter, topic) {
+			fns = append(fns, rt.fn)
+		}
+	}
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(clientID, topic, payload)
+	}
+}
+
+// Match reports whether topic matches the MQTT filter. As the spec says,
+// a wildcard first level does not match a topic starting with '$'.
+func Match(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fl {
+		if f == "#" {
+			return true
+		}
+		if i >= len(tl) || (f != "+" && f != tl[i]) {
+			return false
+		}
+	}
+	return len(fl) == len(tl)
+}
+
+// Subscribe calls fn for every client publish matching filter; fn must
+// not block for long. The returned func removes the subscription.
+func (c *Cloud) Subscribe(filter string, fn func(topic string, payload []byte)) (cancel func()) {
+	return c.router.add(filter, func(_, topic string, payload []byte) { fn(topic, payload) })
+}
+
+// Handle calls fn for every client publish matching filter, with the
+// publisher's client ID. It implements fleetprov.Broker.
+func (c *Cloud) Handle(filter string, fn func(clientID, topic string, payload []byte)) {
+	c.router.add(filter, fn)
+}
+
+func (c *Cloud) recordConnect(clientID string, refused bool) {
+	c.mu.Lock()
+	c.timeline = append(c.timeline, ConnectEvent{ClientID: clientID, Time: time.Now(), Refused: refused})
+	c.mu.Unlock()
+}
+
+// Connects returns every CONNECT received so far, in order.
+func (c *Cloud) Connects() []ConnectEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ConnectEvent(nil), c.timeline...)
+}
+
+func (c *Cloud) clientStats(clientID string, fn func(*ClientStats)) {
+	c.mu.Lock()
+	s := c.stats[clientID]
+	if s == nil {
+		s = &ClientStats{}
+		c.stats[clientID] = s
+	}
+	fn(s)
+	c.mu.Unlock()
+}
+
+// Stats returns the counters of a client ID.
+func (c *Cloud) Stats(clientID string) ClientStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.stats[clientID]; s != nil {
+		return *s
+	}
+	return ClientStats{}
+}

@@ -1,0 +1,70 @@
+// Command tcu-devcloud is a local stand-in for AWS IoT Core: an MQTT
+// broker with mutual TLS and a test CA, per-certificate topic
+// permissions, AWS-like limits and a console (verb serve), and a command
+// sender (verb send). See package devcloud.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches to a verb and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stdin, stdout, stderr)
+	case "send":
+		err = send(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "tcu-devcloud: unknown verb %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	var ec exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ec):
+		return int(ec)
+	}
+	fmt.Fprintf(stderr, "tcu-devcloud %s: %v\n", args[0], err)
+	return 1
+}
+
+// exitError is a verb's exit code after it printed its own result.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: tcu-devcloud <verb> [flags]
+
+verbs:
+  serve  run the broker and console
+         --addr 127.0.0.1:1883 [--tls-addr 127.0.0.1:8883 --ca-dir DIR] [--quiet]
+         on a terminal, type: lock THING | unlock THING | immobilize THING | mobilize THING
+  send   send one command and wait for its final response
+         --addr 127.0.0.1:1883 --thing THING --name door.lock [--timeout 15s]
+         exit 0 on SUCCEEDED, 1 otherwise
+`)
+}

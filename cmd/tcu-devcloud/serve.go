@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
+)
+
+// consoleVerbs maps console words to command names.
+var consoleVerbs = map[string]string{
+	"lock":       "door.lock",
+	"unlock":     "door.unlock",
+	"immobilize": "ignition.disable",
+	"mobilize":   "ignition.enable",
+}
+
+func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:1883", "plain TCP listen address (empty: none)")
+	tlsAddr := fs.String("tls-addr", "", "mutual-TLS listen address (empty: none)")
+	caDir := fs.String("ca-dir", "", "directory of the test CA (created if absent); needed with --tls-addr")
+	quiet := fs.Bool("quiet", false, "do not print telemetry batches")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if *tlsAddr != "" && *caDir == "" {
+		return errors.New("--tls-addr needs --ca-dir")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cloud, err := devcloud.New(devcloud.Options{Addr: *addr, TLSAddr: *tlsAddr, CADir: *caDir,
+		Console: stdout, QuietTelemetry: *quiet, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer cloud.Close()
+	stopProv, err := startFleetProvisioning(cloud, log)
+	if err != nil {
+		return err
+	}
+	defer stopProv()
+	if err := cloud.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "tcu-devcloud listening: plain %s", cloud.Addr())
+	if *tlsAddr != "" {
+		fmt.Fprintf(stdout, ", mtls %s (CA %s)", cloud.TLSAddr(), *caDir)
+	}
+	fmt.Fprintln(stdout)
+	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+		fmt.Fprintln(stdout, "type: lock|unlock|immobilize|mobilize THING")
+		go readConsole(ctx, cloud, stdin, stdout) // ends at EOF; the process exits with ctx
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// readConsole reads "VERB THING" lines and sends the commands.
+func readConsole(ctx context.Context, cloud *devcloud.Cloud, in io.Reader, out io.Writer) {
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		name, ok := consoleVerbs[f[0]]
+		if !ok || len(f) != 2 {
+			fmt.Fprintln(out, "usage: lock|unlock|immobilize|mobilize THING")
+			continue
+		}
+		if _, err := cloud.SendCommand(ctx, f[1], name, nil); err != nil {
+			fmt.Fprintf(out, "send %s to %s: %v\n", name, f[1], err)
+		}
+		// responses are printed by the console subscription
+	}
+}
