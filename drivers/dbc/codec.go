@@ -141,6 +141,9 @@ func (sp *sigPlan) phys(raw int64) float64 {
 	case Float64:
 		return math.Float64frombits(uint64(raw))*s.Scale + s.Offset
 	}
+	if !sp.signed {
+		return float64(uint64(raw))*s.Scale + s.Offset
+	}
 	return float64(raw)*s.Scale + s.Offset
 }
 
