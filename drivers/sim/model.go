@@ -1,0 +1,234 @@
+package sim
+
+import (
+	"math"
+	"time"
+)
+
+// Lock states (BODY_STATUS.DoorLockState).
+const (
+	Unlocked = 0
+	Locked   = 1
+	Fault    = 2
+)
+
+// Gears (POWERTRAIN.Gear).
+const (
+	GearP = 0
+	GearR = 1
+	GearN = 2
+	GearD = 3
+)
+
+// Ignition states (POWERTRAIN.IgnitionState).
+const (
+	IgnitionOff   = 0
+	IgnitionAcc   = 1
+	IgnitionOn    = 2
+	IgnitionStart = 3
+)
+
+// State is the simulated vehicle's state, in the DBC's physical units.
+type State struct {
+	// Speed in km/h.
+	Speed float64
+	// Gear is GearP..GearD.
+	Gear int
+	// Ignition is IgnitionOff..IgnitionStart.
+	Ignition int
+	// RPM is the engine speed.
+	RPM float64
+	// Lock is Unlocked, Locked or Fault.
+	Lock int
+	// Doors are open flags: driver, passenger, rear left, rear right.
+	Doors [4]bool
+	// Trunk is open.
+	Trunk bool
+	// Immobilized means ignition is disabled (ImmobilizerActive = 1).
+	Immobilized bool
+	// Odometer in km.
+	Odometer float64
+	// Fuel level in percent.
+	Fuel float64
+	// Battery voltage in V.
+	Battery float64
+	// Cabin and Ambient temperatures in °C.
+	Cabin, Ambient float64
+	// Phase names the drive-cycle phase ("parked", "cruise", ...).
+	Phase string
+	// Commands counts BODY_COMMAND frames received.
+	Commands int
+}
+
+func initialState() State {
+	return State{
+		Gear: GearP, Ignition: IgnitionOff, Lock: Unlocked,
+		Odometer: 12345.6, Fuel: 68, Battery: 12.6, Cabin: 21, Ambient: 15,
+		Phase: "parked",
+	}
+}
+
+// A drive phase of the scenario.
+type phase int
+
+const (
+	phParked phase = iota
+	phCrank
+	phAccel
+	phCruise
+	phBrake
+	phStop
+)
+
+var phaseNames = [...]string{"parked", "crank", "accelerate", "cruise", "brake", "stop"}
+
+// driveCtl is the scenario's position in its drive cycle.
+type driveCtl struct {
+	phase phase
+	since time.Time // when phase began
+	lap   int       // accelerate-cruise-brake laps in this trip
+}
+
+// cycle describes a scenario's drive cycle.
+type cycle struct {
+	parked, cruise, stop time.Duration
+	target               float64 // km/h
+	accel, brake         float64 // m/s²
+	laps                 int
+}
+
+var cycles = map[string]cycle{
+	ScenarioCity:    {parked: 8 * time.Second, cruise: 8 * time.Second, stop: 4 * time.Second, target: 50, accel: 2.0, brake: 3.0, laps: 3},
+	ScenarioHighway: {parked: 8 * time.Second, cruise: 40 * time.Second, stop: 5 * time.Second, target: 120, accel: 1.5, brake: 2.5, laps: 1},
+}
+
+// moveLocked advances motion, engine and slow analogue values by dt.
+func (v *Vehicle) moveLocked(now time.Time, dt time.Duration) {
+	s := &v.st
+	switch v.knobs.Hold {
+	case HoldParked:
+		s.Speed, s.Gear, s.Phase = 0, GearP, "held parked"
+	case HoldMoving:
+		s.Ignition, s.Gear, s.Speed, s.Phase = IgnitionOn, GearD, math.Max(0, math.Min(v.knobs.Speed, 300)), "held moving"
+	default:
+		v.driveLocked(now, dt)
+	}
+	km := s.Speed * dt.Hours()
+	s.Odometer += km
+	s.Fuel = math.Max(0, s.Fuel-km*0.12)
+	s.RPM = rpm(s)
+	s.Battery = battery(s) + (v.rng.Float64()-0.5)*0.02
+}
+
+// driveLocked runs the scenario's drive cycle.
+func (v *Vehicle) driveLocked(now time.Time, dt time.Duration) {
+	s, d := &v.st, &v.drive
+	c, ok := cycles[v.scenario]
+	if d.since.IsZero() {
+		d.since = now
+	}
+	in := now.Sub(d.since)
+	next := func(p phase) { d.phase, d.since = p, now }
+	dv := func(a float64) float64 { return a * 3.6 * dt.Seconds() } // m/s² -> km/h
+	switch {
+	case !ok: // parked scenario
+		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
+		d.phase = phParked
+	case d.phase == phParked:
+		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
+		v.doorsLocked(in)
+		if in >= c.parked {
+			d.lap = 0
+			next(phCrank)
+		}
+	case d.phase == phCrank:
+		switch {
+		case in < time.Second:
+			s.Ignition = IgnitionAcc
+		case s.Immobilized: // the engine will not start
+			s.Ignition = IgnitionAcc
+		case in < 1600*time.Millisecond:
+			s.Ignition = IgnitionStart
+		default:
+			s.Ignition, s.Gear = IgnitionOn, GearD
+			next(phAccel)
+		}
+	case s.Immobilized && (d.phase == phAccel || d.phase == phCruise):
+		next(phBrake) // the engine was cut: coast to a stop
+	case d.phase == phAccel:
+		s.Speed = math.Min(c.target, s.Speed+dv(c.accel))
+		if s.Speed >= c.target {
+			next(phCruise)
+		}
+	case d.phase == phCruise:
+		s.Speed = c.target + 2*math.Sin(in.Seconds()/3) // a real driver wobbles
+		if in >= c.cruise {
+			next(phBrake)
+		}
+	case d.phase == phBrake:
+		a := c.brake
+		if s.Immobilized {
+			a = 1.0
+		}
+		s.Speed = math.Max(0, s.Speed-dv(a))
+		if s.Speed == 0 {
+			d.lap++
+			next(phStop)
+		}
+	case d.phase == phStop:
+		if in < c.stop {
+			break
+		}
+		if d.lap >= c.laps || s.Immobilized {
+			s.Gear, s.Ignition = GearP, IgnitionOff
+			next(phParked)
+		} else {
+			next(phAccel)
+		}
+	}
+	s.Phase = phaseNames[d.phase]
+}
+
+// doorsLocked opens the driver's door for a moment after parking and
+// before leaving, if the car is unlocked (someone gets out, then in).
+func (v *Vehicle) doorsLocked(in time.Duration) {
+	c := cycles[v.scenario]
+	open := v.st.Lock == Unlocked &&
+		(in > 2*time.Second && in < 4*time.Second || in > c.parked-3*time.Second && in < c.parked-time.Second)
+	v.st.Doors[0] = open
+}
+
+// gearBands are the upper speeds (km/h) of the virtual gearbox's gears and
+// the engine speed per km/h in each.
+var gearBands = [...]struct{ upTo, perKmh float64 }{
+	{20, 100}, {35, 60}, {55, 42}, {80, 32}, {110, 26}, {math.Inf(1), 22},
+}
+
+func rpm(s *State) float64 {
+	switch {
+	case s.Ignition == IgnitionStart:
+		return 250
+	case s.Ignition != IgnitionOn || s.Immobilized && s.Speed == 0:
+		return 0
+	case s.Speed < 1:
+		return 800
+	}
+	for _, g := range gearBands {
+		if s.Speed <= g.upTo {
+			return math.Max(800, math.Min(6000, s.Speed*g.perKmh))
+		}
+	}
+	return 800
+}
+
+func battery(s *State) float64 {
+	switch {
+	case s.Ignition == IgnitionStart:
+		return 10.8
+	case s.Ignition == IgnitionOn && s.RPM > 0:
+		return 14.1
+	case s.Ignition == IgnitionOff:
+		return 12.6
+	}
+	return 12.3
+}
