@@ -1,0 +1,138 @@
+// Package ctl is the agent's local control socket: a unix socket (default
+// /run/tcu-agent/ctl.sock, mode 0660) serving the running agent's status as
+// JSON over HTTP/1.1, and the client that `tcu-agent status` uses.
+//
+// The wire types here are the socket's contract; they use only the standard
+// library so that the client does not depend on the agent's internals.
+// Fields are only ever added (clients ignore unknown fields).
+package ctl
+
+import "time"
+
+// DefaultSocket is where the agent listens unless configured otherwise
+// ([health] ctl_socket); the directory is the unit's RuntimeDirectory.
+const DefaultSocket = "/run/tcu-agent/ctl.sock"
+
+// StatusPath is the HTTP path of the status document.
+const StatusPath = "/v1/status"
+
+// Status is the running agent's state, as served by Serve and returned by
+// Query. Durations are in seconds (floating point) for readability in jq.
+type Status struct {
+	// Version is the agent's build version.
+	Version string `json:"version"`
+	// Time is when the status was taken.
+	Time time.Time `json:"time"`
+	// StartedAt is when the agent process started.
+	StartedAt time.Time `json:"started_at"`
+
+	Identity   Identity   `json:"identity"`
+	Connection Connection `json:"connection"`
+	// Queues holds the store-and-forward queue per record class
+	// (telemetry, event, command_result, ...).
+	Queues []Queue `json:"queues"`
+	// OldestUnsentSeconds is the age of the oldest record not yet
+	// acknowledged by the cloud, over all classes (0 when empty).
+	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
+	// Buses holds per-bus (CAN interface, serial port) counters.
+	Buses []Bus `json:"buses"`
+	// LastCommand is the most recent remote command, nil if none yet.
+	LastCommand *Command `json:"last_command,omitempty"`
+	Health      Health   `json:"health"`
+}
+
+// Identity is the device identity in use.
+type Identity struct {
+	// Thing is the provisioned thing name (also the MQTT client ID); empty
+	// while not provisioned.
+	Thing string `json:"thing"`
+	// Source says where the identity came from: "provisioned" (fleet
+	// provisioning by claim), "static" (certificate installed by the
+	// operator), "provisioning" (in progress) or "none".
+	Source string `json:"source"`
+	// CertExpiry is the device certificate's NotAfter; zero when none.
+	CertExpiry time.Time `json:"cert_expiry,omitzero"`
+}
+
+// Connection is the MQTT session's state.
+type Connection struct {
+	// State is "connected", "connecting", "offline" or "disabled".
+	State string `json:"state"`
+	// Endpoint is the broker address.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Since is when State last changed.
+	Since time.Time `json:"since,omitzero"`
+	// Reconnects counts reconnects since start.
+	Reconnects uint64 `json:"reconnects"`
+	// LastError is the most recent connection error, if any.
+	LastError string `json:"last_error,omitempty"`
+	// Published and Acked count telemetry publishes and their PUBACKs.
+	Published uint64 `json:"published"`
+	Acked     uint64 `json:"acked"`
+}
+
+// Queue is one record class in the store-and-forward buffer.
+type Queue struct {
+	Class   string `json:"class"`
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	// OldestUnsentSeconds is the age of the class's oldest unsent record.
+	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
+	// Evicted counts records dropped because the buffer was full.
+	Evicted uint64 `json:"evicted"`
+}
+
+// Bus is one vehicle bus or device read by a driver.
+type Bus struct {
+	// Name is the interface or device ("can0", "/dev/ttyS1").
+	Name string `json:"name"`
+	// Driver is the driver instance name from the config.
+	Driver string `json:"driver,omitempty"`
+	// State is the driver's state ("running", "restarting", "down", ...).
+	State        string  `json:"state"`
+	FramesPerSec float64 `json:"frames_per_sec"`
+	Frames       uint64  `json:"frames"`
+	DecodeErrors uint64  `json:"decode_errors"`
+	// KernelDrops counts frames the kernel dropped (SO_RXQ_OVFL).
+	KernelDrops uint64 `json:"kernel_drops"`
+	// Errors counts bus errors (error frames, bus-off, I/O errors).
+	Errors    uint64 `json:"errors"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Command is a remote command's latest outcome.
+type Command struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Status is the AWS IoT Commands status (IN_PROGRESS, SUCCEEDED,
+	// FAILED, REJECTED, TIMED_OUT).
+	Status string `json:"status"`
+	// Reason is the machine-readable reason code, if any.
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Health is the liveness summary (from agent/health).
+type Health struct {
+	// OK is false when a critical loop is hung (watchdog pings withheld).
+	OK bool `json:"ok"`
+	// Why explains OK in one line: hung loops, degraded components or "ok".
+	Why      string     `json:"why"`
+	Loops    []Loop     `json:"loops,omitempty"`
+	Degraded []Degraded `json:"degraded,omitempty"`
+}
+
+// Loop is one monitored loop.
+type Loop struct {
+	Name     string `json:"name"`
+	Critical bool   `json:"critical"`
+	// AgeSeconds is the time since the loop's last heartbeat.
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// Degraded is one component working in a degraded mode.
+type Degraded struct {
+	Component string    `json:"component"`
+	Reason    string    `json:"reason"`
+	Since     time.Time `json:"since"`
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
+)
+
+func init() {
+	register(subcommand{name: "status", summary: "show the running agent's status", run: runStatus})
+}
+
+// runStatus queries the control socket and prints the status as a table
+// (or JSON with --json). Exit codes: 0 healthy, 1 a critical loop is hung,
+// 3 the agent is not running (as LSB init scripts' status).
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", ctl.DefaultSocket, "control socket of the running agent ([health] ctl_socket)")
+	asJSON := fs.Bool("json", false, "print the raw status document as JSON")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return &exitCodeError{code: 2, err: err}
+	}
+	if fs.NArg() > 0 {
+		return &exitCodeError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	st, err := ctl.Query(ctx, *socket)
+	if errors.Is(err, ctl.ErrNotRunning) {
+		return &exitCodeError{code: 3, err: fmt.Errorf("%w: nothing listens on %s (systemctl status tcu-agent)", ctl.ErrNotRunning, *socket)}
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return fmt.Errorf("write status: %w", err)
+		}
+	} else {
+		printStatus(stdout, st)
+	}
+	if !st.Health.OK {
+		return errSilentFailure
+	}
+	return nil
+}
+
+// printStatus renders st as aligned, human-readable sections.
+func printStatus(w io.Writer, st ctl.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintf(tw, "agent\t%s, up %s\n", st.Version, since(st.Time, st.StartedAt))
+	fmt.Fprintf(tw, "health\t%s\n", healthLine(st.Health))
+	fmt.Fprintf(tw, "identity\t%s\n", identityLine(st.Identity, st.Time))
+	c := st.Connection
+	conn := c.State
+	if c.Endpoint != "" {
+		conn += " " + c.Endpoint
+	}
+	if !c.Since.IsZero() {
+		conn += " for " + since(st.Time, c.Since)
+	}
+	fmt.Fprintf(tw, "connection\t%s (%d reconnects, %d published, %d acked)\n", conn, c.Reconnects, c.Published, c.Acked)
+	if c.LastError != "" {
+		fmt.Fprintf(tw, "last error\t%s\n", c.LastError)
+	}
+	fmt.Fprintf(tw, "oldest unsent\t%s\n", seconds(st.OldestUnsentSeconds))
+	if lc := st.LastCommand; lc != nil {
+		line := fmt.Sprintf("%s %s %s, %s ago", lc.Name, lc.ID, lc.Status, since(st.Time, lc.At))
+		if lc.Reason != "" {
+			line += " (" + lc.Reason + ")"
+		}
+		fmt.Fprintf(tw, "last command\t%s\n", line)
+	} else {
+		fmt.Fprintf(tw, "last command\tnone\n")
+	}
+
+	fmt.Fprintf(tw, "\nQUEUE\tRECORDS\tBYTES\tOLDEST\tEVICTED\n")
+	for _, q := range st.Queues {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", q.Class, q.Records, q.Bytes, seconds(q.OldestUnsentSeconds), q.Evicted)
+	}
+	fmt.Fprintf(tw, "\nBUS\tDRIVER\tSTATE\tFRAMES/S\tFRAMES\tDECODE ERR\tKERNEL DROPS\tERRORS\tLAST ERROR\n")
+	for _, b := range st.Buses {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\n", b.Name, dash(b.Driver), b.State,
+			b.FramesPerSec, b.Frames, b.DecodeErrors, b.KernelDrops, b.Errors, dash(b.LastError))
+	}
+	if len(st.Health.Loops) > 0 {
+		fmt.Fprintf(tw, "\nLOOP\tCRITICAL\tLAST BEAT\n")
+		for _, l := range st.Health.Loops {
+			fmt.Fprintf(tw, "%s\t%t\t%s ago\n", l.Name, l.Critical, seconds(l.AgeSeconds))
+		}
+	}
+}
+
+func healthLine(h ctl.Health) string {
+	if h.OK {
+		return "ok" + suffix(h.Why)
+	}
+	return "UNHEALTHY" + suffix(h.Why)
+}
+
+func suffix(why string) string {
+	if why == "" || why == "ok" {
+		return ""
+	}
+	return " (" + why + ")"
+}
+
+func identityLine(id ctl.Identity, now time.Time) string {
+	if id.Thing == "" {
+		return "not provisioned (" + dash(id.Source) + ")"
+	}
+	s := id.Thing + " (" + dash(id.Source)
+	if !id.CertExpiry.IsZero() {
+		left := id.CertExpiry.Sub(now)
+		if left < 0 {
+			s += ", certificate EXPIRED " + id.CertExpiry.UTC().Format(time.DateOnly)
+		} else {
+			s += ", certificate expires " + id.CertExpiry.UTC().Format(time.DateOnly) + ", in " + strconv.Itoa(int(left.Hours()/24)) + "d"
+		}
+	}
+	return s + ")"
+}
+
+// since formats now-t rounded to the second.
+func since(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return now.Sub(t).Round(time.Second).String()
+}
+
+func seconds(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(100 * time.Millisecond).String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

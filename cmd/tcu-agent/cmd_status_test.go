@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
+)
+
+func statusFixture() ctl.Status {
+	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	return ctl.Status{
+		Version: "1.2.3", Time: t0, StartedAt: t0.Add(-90 * time.Minute),
+		Identity:            ctl.Identity{Thing: "tcu-0042", Source: "provisioned", CertExpiry: t0.AddDate(0, 0, 30)},
+		Connection:          ctl.Connection{State: "connected", Endpoint: "127.0.0.1:8883", Since: t0.Add(-time.Minute), Reconnects: 2, Published: 100, Acked: 99},
+		Queues:              []ctl.Queue{{Class: "telemetry", Records: 1234, Bytes: 56789, OldestUnsentSeconds: 12.5, Evicted: 4}},
+		Buses:               []ctl.Bus{{Name: "can0", Driver: "powertrain", State: "running", FramesPerSec: 812.5, Frames: 1000000, DecodeErrors: 3, KernelDrops: 1}},
+		LastCommand:         &ctl.Command{ID: "c-1", Name: "door.lock", Status: "SUCCEEDED", At: t0.Add(-5 * time.Second)},
+		OldestUnsentSeconds: 12.5,
+		Health: ctl.Health{OK: true, Why: "degraded: gnss: no fix",
+			Loops: []ctl.Loop{{Name: "batcher", Critical: true, AgeSeconds: 0.5}}},
+	}
+}
+
+// serveStatus serves st on a fresh control socket until the test ends.
+func serveStatus(t *testing.T, st ctl.Status) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := ctl.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ctl.ServeListener(ctx, ln, func() ctl.Status { return st }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return path
+}
+
+func TestStatusTable(t *testing.T) {
+	t.Parallel()
+	path := serveStatus(t, statusFixture())
+	var out, errOut bytes.Buffer
+	if err := runStatus(context.Background(), []string{"--socket", path}, &out, &errOut); err != nil {
+		t.Fatalf("status: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{
+		"agent          1.2.3, up 1h30m0s",
+		"health         ok (degraded: gnss: no fix)",
+		"identity       tcu-0042 (provisioned, certificate expires 2026-12-22, in 30d)",
+		"connection     connected 127.0.0.1:8883 for 1m0s (2 reconnects, 100 published, 99 acked)",
+		"oldest unsent  12.5s",
+		"last command   door.lock c-1 SUCCEEDED, 5s ago",
+		"telemetry  1234     56789  12.5s   4",
+		"can0  powertrain  running  812.5     1000000  3           1             0       -",
+		"batcher  true      500ms ago",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	t.Parallel()
+	path := serveStatus(t, statusFixture())
+	var out bytes.Buffer
+	if err := runStatus(context.Background(), []string{"--json", "--socket=" + path}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	var got ctl.Status
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out.String())
+	}
+	if diff := cmp.Diff(statusFixture(), got); diff != "" {
+		t.Errorf("--json mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusExitCodes(t *testing.T) {
+	t.Parallel()
+	unhealthy := statusFixture()
+	unhealthy.Health = ctl.Health{OK: false, Why: "hung: batcher silent for 40s"}
+	unhealthy.Identity = ctl.Identity{Source: "provisioning"}
+	path := serveStatus(t, unhealthy)
+
+	var out bytes.Buffer
+	err := runStatus(context.Background(), []string{"--socket", path}, &out, &out)
+	if !errors.Is(err, errSilentFailure) {
+		t.Errorf("unhealthy agent: err = %v, want errSilentFailure", err)
+	}
+	for _, want := range []string{"UNHEALTHY (hung: batcher silent for 40s)", "not provisioned (provisioning)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	err = runStatus(context.Background(), []string{"--socket", filepath.Join(t.TempDir(), "none.sock")}, &out, &out)
+	if exitCode(err) != 3 || !errors.Is(err, ctl.ErrNotRunning) {
+		t.Errorf("no agent: err = %v (exit %d), want ErrNotRunning, exit 3", err, exitCode(err))
+	}
+	if err := runStatus(context.Background(), []string{"extra"}, &out, &out); exitCode(err) != 2 {
+		t.Errorf("bad usage: exit %d, want 2", exitCode(err))
+	}
+}
