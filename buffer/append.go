@@ -1,0 +1,287 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// appendReq is one pending Append, completed by the committer.
+type appendReq struct {
+	class Class
+	data  []byte
+	seq   uint64
+	err   error
+	done  chan struct{}
+}
+
+// Append stores data in class c and returns its seq once it is durable per
+// the SyncPolicy. Concurrent appends are committed together and share one
+// sync (group commit). The queue keeps data; the caller may reuse it after
+// Append returns.
+//
+// When ctx ends first, Append returns ctx.Err() and the record may or may
+// not be stored. ErrFull means it was not stored (bounds or disk full).
+func (q *Queue) Append(ctx context.Context, c Class, data []byte) (uint64, error) {
+	if !c.valid() {
+		return 0, fmt.Errorf("append: %w: class %d", ErrInvalid, c)
+	}
+	if len(data) > MaxRecordBytes || recordBytes(len(data)) > q.opts.MaxBytes {
+		return 0, fmt.Errorf("append %d bytes: %w", len(data), ErrTooLarge)
+	}
+	r := &appendReq{class: c, data: data, done: make(chan struct{})}
+	q.pendMu.Lock()
+	if q.stopping {
+		q.pendMu.Unlock()
+		return 0, fmt.Errorf("append: %w", ErrClosed)
+	}
+	q.pending = append(q.pending, r)
+	q.pendMu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-r.done:
+		if r.err != nil {
+			return 0, fmt.Errorf("append: %w", r.err)
+		}
+		return r.seq, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("append: %w", ctx.Err())
+	}
+}
+
+// commitLoop is the committer goroutine: it collects pending appends (for
+// SyncGroup during one GroupWindow), writes them in one Badger transaction
+// and syncs once. It stops when q.stop is closed, after committing what
+// is pending.
+func (q *Queue) commitLoop() {
+	defer q.wg.Done()
+	var timer *time.Timer
+	for {
+		stopping := false
+		select {
+		case <-q.kick:
+		case <-q.stop:
+			stopping = true
+		}
+		if !stopping && q.opts.Sync == SyncGroup {
+			if timer == nil {
+				timer = time.NewTimer(q.opts.GroupWindow)
+			} else {
+				timer.Reset(q.opts.GroupWindow)
+			}
+			select {
+			case <-timer.C:
+			case <-q.stop:
+				stopping = true
+			}
+		}
+		q.pendMu.Lock()
+		batch := q.pending
+		q.pending = nil
+		q.pendMu.Unlock()
+		if len(batch) > 0 {
+			q.commit(batch)
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// commit writes batch, syncs per policy and completes every request.
+func (q *Queue) commit(batch []*appendReq) {
+	last, err := q.writeBatch(batch)
+	if err == nil && last > 0 && q.opts.Sync != SyncNone {
+		if err = q.db.Sync(); err != nil {
+			err = fmt.Errorf("sync store: %w", err)
+		} else {
+			q.syncs.Add(1)
+		}
+	}
+	if err == nil && last > 0 {
+		q.mu.Lock()
+		q.durable = last
+		for _, r := range batch {
+			if r.err == nil && r.seq != 0 {
+				q.addLiveLocked(r.class, r.seq)
+			}
+		}
+		q.mu.Unlock()
+		q.signalReady()
+	}
+	for _, r := range batch {
+		if r.err == nil && err != nil {
+			r.err = classify(err)
+		}
+		if r.err == nil {
+			q.appends.Add(1)
+		}
+		close(r.done)
+	}
+}
+
+// classify maps store errors the caller can act on to sentinels.
+func classify(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}
+
+// writeBatch assigns seqs, evicts to make room and writes the batch (not
+// synced). It returns the highest seq written (0 when nothing was).
+// Requests that could not be admitted get r.err set.
+func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.checkDiskLocked() {
+		for _, r := range batch {
+			r.err = ErrFull
+			q.cls[r.class].shed++
+		}
+		return 0, nil
+	}
+	ev := newEvictor(q)
+	defer ev.close()
+	now := q.opts.Now()
+	w := newTxnWriter(q.db)
+	defer w.discard()
+	var last uint64
+	for _, r := range batch {
+		size := recordBytes(len(r.data))
+		if !q.makeRoomLocked(ev, r.class, size) {
+			r.err = ErrFull
+			q.cls[r.class].shed++
+			continue
+		}
+		if err := q.reserveSeqLocked(); err != nil {
+			r.err = err
+			continue
+		}
+		r.seq = q.next
+		q.next++
+		if err := w.set(recKey(r.class, r.seq), encodeValue(now, r.data)); err != nil {
+			q.failLocked(err)
+			return 0, err
+		}
+		q.cls[r.class].records++
+		q.cls[r.class].bytes += size
+		last = r.seq
+	}
+	if last == 0 && !ev.evicted {
+		return 0, nil
+	}
+	if err := q.writeMetaLocked(w, last); err != nil {
+		q.failLocked(err)
+		return 0, err
+	}
+	if err := w.commit(); err != nil {
+		q.failLocked(err)
+		return 0, err
+	}
+	return last, nil
+}
+
+// writeMetaLocked adds m/seq (when records were written) and the changed
+// m/lo keys to w.
+func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
+	if last > 0 {
+		if err := w.set([]byte(keySeq), putU64(last)); err != nil {
+			return err
+		}
+	}
+	for c := range q.cls {
+		cs := &q.cls[c]
+		if cs.lo != cs.loSaved {
+			if err := w.set(loKey(Class(c)), putU64(cs.lo)); err != nil {
+				return err
+			}
+			cs.loSaved = cs.lo
+		}
+	}
+	return nil
+}
+
+// failLocked recovers from a failed write: the in-memory counters may no
+// longer match the store, so they are recounted from it.
+func (q *Queue) failLocked(err error) {
+	q.log.Warn("queue write failed", "err", err)
+	if _, rerr := q.recountLocked(); rerr != nil {
+		q.log.Error("queue recount failed", "err", rerr)
+		q.setDegradedLocked("recount failed: " + rerr.Error())
+	}
+}
+
+// reserveSeqLocked makes sure q.next is below the persisted high-water
+// mark, writing a new one (fsync'd) when needed.
+func (q *Queue) reserveSeqLocked() error {
+	if q.opts.InMemory || q.next < q.hw {
+		return nil
+	}
+	hw := q.next + seqReserve
+	if err := writeSeqFile(seqPath(q.opts.Dir), seqState{Epoch: q.epoch, HW: hw}); err != nil {
+		return classify(err)
+	}
+	q.hw = hw
+	return nil
+}
+
+// addLiveLocked remembers a durable append for the live-first lease rule.
+func (q *Queue) addLiveLocked(c Class, seq uint64) {
+	if q.opts.LiveWindow < 0 {
+		return
+	}
+	cs := &q.cls[c]
+	if len(cs.live) >= maxLive {
+		n := copy(cs.live, cs.live[len(cs.live)/4:])
+		clear(cs.live[n:])
+		cs.live = cs.live[:n]
+	}
+	cs.live = append(cs.live, liveEnt{seq: seq, t: q.opts.Now()})
+}
+
+// txnWriter writes entries in as few Badger transactions as possible,
+// starting a new one when a transaction gets too big.
+type txnWriter struct {
+	db  *badger.DB
+	txn *badger.Txn
+}
+
+func newTxnWriter(db *badger.DB) *txnWriter {
+	return &txnWriter{db: db, txn: db.NewTransaction(true)}
+}
+
+func (w *txnWriter) set(k, v []byte) error { return w.do(func() error { return w.txn.Set(k, v) }) }
+
+func (w *txnWriter) delete(k []byte) error { return w.do(func() error { return w.txn.Delete(k) }) }
+
+func (w *txnWriter) do(f func() error) error {
+	err := f()
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = w.commit(); err != nil {
+			return err
+		}
+		w.txn = w.db.NewTransaction(true)
+		err = f()
+	}
+	if err != nil {
+		return fmt.Errorf("write store: %w", err)
+	}
+	return nil
+}
+
+func (w *txnWriter) commit() error {
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("commit store: %w", err)
+	}
+	return nil
+}
+
+func (w *txnWriter) discard() { w.txn.Discard() }

@@ -1,0 +1,87 @@
+package buffer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// badgerOptions returns Badger options for a ~32 MB resident budget.
+// Badger's defaults (64 MB memtables x5, 256 MB block cache, 1 GB value-log
+// files, 4 compactors) peak at gigabytes; every knob below trades a little
+// throughput for memory.
+func badgerOptions(o Options) badger.Options {
+	dir := o.Dir
+	if o.InMemory {
+		dir = ""
+	}
+	bo := badger.DefaultOptions(dir).
+		WithInMemory(o.InMemory).
+		// Two 4 MB memtables: the skiplist arenas are the largest
+		// anonymous allocation (each .mem WAL is also a 2x mmap). 4 MB
+		// still batches ~20k small records per L0 flush.
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		// Values above 64 bytes go to the value log, so memtables and SSTs
+		// hold only keys and pointers: write amplification stays near 1
+		// (values are written once), compactions move ~30 bytes per record.
+		WithValueThreshold(valueThreshold(o)).
+		// 16 MB value-log files: Badger mmaps 2x the file size, so a 1 GB
+		// default needs a 2 GB mapping that fails on 32-bit armv7
+		// (ssbc/go-ssb#124). Small files also let GC free space sooner.
+		WithValueLogFileSize(16 << 20).
+		// Small tables and levels: the store is small and short-lived.
+		WithBaseTableSize(2 << 20).
+		WithBaseLevelSize(8 << 20).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		// 1 MB block and index caches: reads are sequential (drain order
+		// is key order), so caching buys little; without compression the
+		// tables are read straight from their mmap.
+		WithBlockCacheSize(1 << 20).
+		WithIndexCacheSize(1 << 20).
+		WithCompression(options.None).
+		// Two compactors is Badger's minimum when compaction is on.
+		WithNumCompactors(2).
+		// One goroutine for Stream framework users (we have none).
+		WithNumGoroutines(1).
+		// The queue serialises its own writes; conflict detection would
+		// only cost memory. Metrics are exported through Stats instead.
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		// The queue syncs itself per its SyncPolicy (db.Sync once per
+		// commit group); SyncWrites would sync every internal write.
+		WithSyncWrites(false).
+		WithCompactL0OnClose(false).
+		WithLogger(badgerLogger{o.Logger})
+	return bo
+}
+
+// valueThreshold keeps values above 64 bytes in the value log on disk. In
+// memory there is no value log: every value must stay under the threshold.
+func valueThreshold(o Options) int64 {
+	if o.InMemory {
+		return MaxRecordBytes + valueHeaderLen
+	}
+	return 64
+}
+
+// badgerLogger adapts Badger's printf logger to slog. Badger's messages are
+// not constant; they go in the "badger" attribute under constant messages.
+// Badger's info chatter (compactions, flushes) is logged at debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) log(level slog.Level, f string, args []any) {
+	if !b.l.Enabled(context.Background(), level) {
+		return
+	}
+	b.l.Log(context.Background(), level, "badger log", "badger", fmt.Sprintf(f, args...))
+}
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug-4, f, a) }

@@ -1,0 +1,15 @@
+package buffer_test
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(killEnv) != "" {
+		killWriter() // subprocess mode of TestKillDurability; never returns
+	}
+	goleak.VerifyTestMain(m)
+}

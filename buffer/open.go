@@ -1,0 +1,272 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Open opens (or creates) the queue store. A store that cannot be opened
+// or read is moved aside to <Dir>.corrupt-<unix seconds>, a fresh one is
+// opened in its place and Stats().Degraded says so: a bad disk never turns
+// into a crash loop. A store locked by another process is an error.
+func Open(opts Options) (*Queue, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		opts:   o,
+		log:    o.Logger,
+		ready:  make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1),
+		gcKick: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		leased: make(map[uint64]leaseEnt),
+	}
+	if !o.InMemory {
+		if err := os.MkdirAll(filepath.Dir(filepath.Clean(o.Dir)), 0o700); err != nil {
+			return nil, fmt.Errorf("open queue: %w", err)
+		}
+	}
+	storeSeq, storeEpoch, err := q.openStore()
+	if err != nil && !o.InMemory && !isLocked(err) {
+		reason, qerr := q.quarantine(err)
+		if qerr != nil {
+			return nil, qerr
+		}
+		storeSeq, storeEpoch, err = q.openStore()
+		q.degraded = reason
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
+	}
+	if err := q.initSeq(storeSeq, storeEpoch); err != nil {
+		_ = q.db.Close()
+		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
+	}
+	q.wg.Add(2)
+	go q.commitLoop()
+	go q.gcLoop()
+	return q, nil
+}
+
+// openStore opens Badger and loads the queue state. On error the store is
+// closed again.
+func (q *Queue) openStore() (seq, epoch uint64, err error) {
+	db, err := openBadger(q.opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	q.db = db
+	seq, epoch, err = q.load()
+	if err != nil {
+		_ = db.Close()
+		q.db = nil
+		return 0, 0, err
+	}
+	return seq, epoch, nil
+}
+
+// openBadger opens Badger, turning a panic into an error.
+func openBadger(o Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: badger panicked: %v", ErrCorrupt, r)
+		}
+	}()
+	return badger.Open(badgerOptions(o))
+}
+
+func isLocked(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock")
+}
+
+// quarantine moves the store directory aside.
+func (q *Queue) quarantine(cause error) (string, error) {
+	dst := fmt.Sprintf("%s.corrupt-%d", filepath.Clean(q.opts.Dir), q.opts.Now().Unix())
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = fmt.Sprintf("%s.corrupt-%d.%d", filepath.Clean(q.opts.Dir), q.opts.Now().Unix(), i)
+	}
+	if err := os.Rename(q.opts.Dir, dst); err != nil {
+		return "", fmt.Errorf("open queue: quarantine %s: %w (after %w)", q.opts.Dir, err, cause)
+	}
+	q.log.Error("queue store corrupt, moved aside", "path", dst, "err", cause)
+	return fmt.Sprintf("store corrupt, moved to %s: %v", dst, cause), nil
+}
+
+// load reads the meta keys and counts the records.
+func (q *Queue) load() (seq, epoch uint64, err error) {
+	var schema uint32
+	hasSchema := false
+	err = q.db.View(func(txn *badger.Txn) error {
+		if v, ok, err := getKey(txn, []byte(keySchema)); err != nil {
+			return err
+		} else if ok {
+			if len(v) != 4 {
+				return fmt.Errorf("%w: schema key of %d bytes", ErrCorrupt, len(v))
+			}
+			schema, hasSchema = uint32(v[0])<<24|uint32(v[1])<<16|uint32(v[2])<<8|uint32(v[3]), true
+		}
+		if seq, err = getU64(txn, keySeq); err != nil {
+			return err
+		}
+		if epoch, err = getU64(txn, keyEpoch); err != nil {
+			return err
+		}
+		for c := range q.cls {
+			lo, err := getU64(txn, string(loKey(Class(c))))
+			if err != nil {
+				return err
+			}
+			q.cls[c].lo, q.cls[c].loSaved = lo, lo
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if hasSchema && schema != schemaVersion {
+		return 0, 0, fmt.Errorf("%w: schema %d, this version reads %d", ErrCorrupt, schema, schemaVersion)
+	}
+	maxSeq, err := q.recountLocked()
+	if err != nil {
+		return 0, 0, err
+	}
+	if !hasSchema {
+		err = q.db.Update(func(txn *badger.Txn) error {
+			return txn.Set([]byte(keySchema), []byte{0, 0, 0, byte(schemaVersion)})
+		})
+	}
+	return max(seq, maxSeq), epoch, err
+}
+
+func getKey(txn *badger.Txn, k []byte) ([]byte, bool, error) {
+	it, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := it.ValueCopy(nil)
+	return v, err == nil, err
+}
+
+func getU64(txn *badger.Txn, k string) (uint64, error) {
+	v, ok, err := getKey(txn, []byte(k))
+	if err != nil || !ok {
+		return 0, err
+	}
+	x, err := u64(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w: key %s: %w", ErrCorrupt, k, err)
+	}
+	return x, nil
+}
+
+// recountLocked recomputes the per-class counters from the store and
+// returns the highest record seq found. Called from Open (no concurrency
+// yet) and with q.mu held after a failed write.
+func (q *Queue) recountLocked() (uint64, error) {
+	var maxSeq uint64
+	err := q.db.View(func(txn *badger.Txn) error {
+		for c := range Class(NumClasses) {
+			cs := &q.cls[c]
+			cs.records, cs.bytes = 0, 0
+			cs.dropFrom = cs.lo
+			first := true
+			// The scan starts at 0 only to find the first key still on
+			// disk (for range drops); keys below lo are not counted.
+			err := q.scanClass(txn, c, 0, false, func(seq uint64, it *badger.Item) (bool, error) {
+				if first {
+					cs.dropFrom, first = min(seq, cs.lo), false
+					if seq < cs.lo {
+						return true, nil
+					}
+				}
+				maxSeq = max(maxSeq, seq)
+				if seq < cs.lo {
+					return true, nil
+				}
+				size, err := itemBytes(it)
+				if err != nil {
+					return false, err
+				}
+				cs.records++
+				cs.bytes += size
+				return true, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return maxSeq, err
+}
+
+// initSeq picks the first seq of this run and persists the new epoch (see
+// docs/buffer.md "Seq"): the store's own counter when the seq file next to
+// the store vouches for it, else the maximum of the store counter, the
+// file's reserved high-water mark and the clock (Unix microseconds).
+func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
+	for c := range q.cls {
+		q.cls[c].fwd = q.cls[c].lo
+	}
+	if q.opts.InMemory {
+		q.next = storeSeq + 1
+		q.durable = storeSeq
+		return nil
+	}
+	path := seqPath(q.opts.Dir)
+	fs, ok, err := readSeqFile(path)
+	if err != nil {
+		return err
+	}
+	next := storeSeq + 1
+	if !ok || fs.Epoch != storeEpoch || q.opts.Sync == SyncNone {
+		next = max(next, fs.HW, clockFloor(q.opts.Now()))
+		if ok && fs.Epoch != storeEpoch {
+			q.log.Warn("queue store older than its seq file, seq jumps", "seq", next)
+		}
+	}
+	q.next, q.durable = next, next-1
+	q.epoch = max(fs.Epoch, storeEpoch) + 1
+	err = q.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set([]byte(keyEpoch), putU64(q.epoch)); err != nil {
+			return err
+		}
+		return txn.Set([]byte(keySeq), putU64(next-1))
+	})
+	if err == nil {
+		err = q.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("write epoch: %w", err)
+	}
+	q.hw = q.next // reserveSeqLocked writes the seq file before the first append
+	if err := q.reserveSeqLocked(); err != nil {
+		q.log.Warn("queue seq file not written", "err", err)
+		q.setDegradedLocked("seq file not written: " + err.Error())
+	}
+	return nil
+}
+
+// clockFloor is the lowest seq allowed when no persisted counter can be
+// trusted: the wall clock in microseconds, which a queue appending fewer
+// than a million records per second never overtakes.
+func clockFloor(t time.Time) uint64 {
+	if us := t.UnixMicro(); us > 0 {
+		return uint64(us)
+	}
+	return 1
+}

@@ -1,0 +1,179 @@
+package buffer
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Class is a record's priority class. Lower values are more important: they
+// are leased first and evicted last.
+type Class uint8
+
+// Priority classes.
+const (
+	// ClassCritical holds command results/responses and alarms. It is never
+	// evicted while a record of another class exists.
+	ClassCritical Class = 0
+	// ClassEvent holds events and state changes.
+	ClassEvent Class = 1
+	// ClassTelemetry holds periodic telemetry; it is evicted first.
+	ClassTelemetry Class = 2
+
+	// NumClasses is the number of classes; Stats.Classes is indexed by Class.
+	NumClasses = 3
+)
+
+func (c Class) valid() bool { return c < NumClasses }
+
+// String returns the class name used in logs and metrics.
+func (c Class) String() string {
+	switch c {
+	case ClassCritical:
+		return "critical"
+	case ClassEvent:
+		return "event"
+	case ClassTelemetry:
+		return "telemetry"
+	}
+	return fmt.Sprintf("class(%d)", uint8(c))
+}
+
+// SyncPolicy says when appended records reach stable storage.
+type SyncPolicy string
+
+// Sync policies. See docs/buffer.md for their flash-wear cost.
+const (
+	// SyncAlways syncs before every Append returns; concurrent appends
+	// that are committed together share the sync, but nobody waits for
+	// company. Most flash wear: one sync per commit.
+	SyncAlways SyncPolicy = "always"
+	// SyncGroup collects the appends of one GroupWindow and syncs them
+	// together: at most 1/GroupWindow syncs per second (50/s at 20 ms),
+	// at the price of up to one window of extra Append latency.
+	SyncGroup SyncPolicy = "group"
+	// SyncNone never syncs on Append: records reach the page cache and
+	// survive a process crash but not a power cut. Least wear. On restart
+	// the seq jumps to the reserved high-water mark (seqfile.go) so a seq
+	// lost in a power cut is never reused.
+	SyncNone SyncPolicy = "none"
+)
+
+// Defaults.
+const (
+	DefaultMaxBytes     = 64 << 20
+	DefaultGroupWindow  = 20 * time.Millisecond
+	MaxGroupWindow      = 50 * time.Millisecond
+	DefaultLiveWindow   = 10 * time.Second
+	DefaultGCInterval   = time.Minute
+	DefaultMinFreeBytes = 32 << 20
+	// MaxRecordBytes is the largest record Append accepts (AWS IoT's
+	// message limit is 128 KB; a record is at most one message).
+	MaxRecordBytes = 256 << 10
+)
+
+// Options configures a Queue. The zero value of every field but Dir means
+// "default".
+type Options struct {
+	// Dir is the store directory (ignored when InMemory). A small seq
+	// high-water file is kept next to it as Dir+".seq".
+	Dir string
+	// InMemory keeps everything in memory (tests).
+	InMemory bool
+	// MaxBytes caps the accounted bytes of all records (key + header +
+	// data); 0 means DefaultMaxBytes. Badger's own overhead and value-log
+	// garbage come on top: budget about 2x on disk (docs/buffer.md).
+	MaxBytes int64
+	// MaxRecords optionally caps the number of records (0 = no cap).
+	MaxRecords int64
+	// Sync is the durability policy; "" means SyncGroup.
+	Sync SyncPolicy
+	// GroupWindow is how long SyncGroup collects appends before one sync;
+	// 0 means DefaultGroupWindow, at most MaxGroupWindow.
+	GroupWindow time.Duration
+	// TTL optionally drops records of a class older than the duration.
+	TTL map[Class]time.Duration
+	// LiveWindow: records younger than this are "live" and leased before
+	// the backlog of their class, newest first. 0 means DefaultLiveWindow;
+	// a negative value disables the live rule (pure oldest-first).
+	LiveWindow time.Duration
+	// GCInterval is the period of range drops and value-log GC; 0 means
+	// DefaultGCInterval.
+	GCInterval time.Duration
+	// MinFreeBytes: Append fails with ErrFull (after evicting) when the
+	// file system holding Dir has less free space; 0 means
+	// DefaultMinFreeBytes, negative disables the check.
+	MinFreeBytes int64
+	// Logger receives the queue's and Badger's logs (Badger's info is
+	// logged at debug). nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// freeSpace reports free bytes of the file system holding a path;
+	// tests override it to simulate a full disk.
+	freeSpace func(path string) (uint64, error)
+}
+
+// DefaultOptions returns the defaults for a store in dir.
+func DefaultOptions(dir string) Options {
+	return Options{
+		Dir:          dir,
+		MaxBytes:     DefaultMaxBytes,
+		Sync:         SyncGroup,
+		GroupWindow:  DefaultGroupWindow,
+		LiveWindow:   DefaultLiveWindow,
+		GCInterval:   DefaultGCInterval,
+		MinFreeBytes: DefaultMinFreeBytes,
+	}
+}
+
+// withDefaults validates o and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	if !o.InMemory && o.Dir == "" {
+		return o, fmt.Errorf("open queue: %w: empty Dir", ErrInvalid)
+	}
+	switch o.Sync {
+	case "":
+		o.Sync = SyncGroup
+	case SyncAlways, SyncGroup, SyncNone:
+	default:
+		return o, fmt.Errorf("open queue: %w: sync policy %q (want always, group or none)", ErrInvalid, o.Sync)
+	}
+	if o.GroupWindow == 0 {
+		o.GroupWindow = DefaultGroupWindow
+	}
+	if o.GroupWindow < 0 || o.GroupWindow > MaxGroupWindow {
+		return o, fmt.Errorf("open queue: %w: group window %v (want 0 < w <= %v)", ErrInvalid, o.GroupWindow, MaxGroupWindow)
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxBytes < 0 || o.MaxRecords < 0 {
+		return o, fmt.Errorf("open queue: %w: negative cap", ErrInvalid)
+	}
+	for c, d := range o.TTL {
+		if !c.valid() || d < 0 {
+			return o, fmt.Errorf("open queue: %w: ttl %v for %v", ErrInvalid, d, c)
+		}
+	}
+	if o.LiveWindow == 0 {
+		o.LiveWindow = DefaultLiveWindow
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = DefaultGCInterval
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.freeSpace == nil {
+		o.freeSpace = freeSpace
+	}
+	return o, nil
+}

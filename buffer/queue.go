@@ -1,0 +1,256 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Errors returned by the queue. Test them with errors.Is.
+var (
+	// ErrFull: the record was not stored because the queue is at its
+	// bounds and only more important records could be evicted, or the
+	// disk is (nearly) full. The caller sheds the record or retries later.
+	ErrFull = errors.New("queue full")
+	// ErrClosed: the queue is closed.
+	ErrClosed = errors.New("queue closed")
+	// ErrCorrupt: the store could not be read. Open never returns it (it
+	// quarantines the store instead); Stats.Degraded reports the cause.
+	ErrCorrupt = errors.New("queue store corrupt")
+	// ErrTooLarge: a single record exceeds MaxRecordBytes or MaxBytes.
+	ErrTooLarge = errors.New("record too large")
+	// ErrInvalid: invalid Options or arguments.
+	ErrInvalid = errors.New("invalid queue argument")
+)
+
+// Record is one queued record as returned by Lease.
+type Record struct {
+	// Seq is unique and increasing for the life of the store (and of the
+	// seq file next to it); see docs/buffer.md.
+	Seq uint64
+	// Class is the priority class it was appended with.
+	Class Class
+	// Time is the append time (Options.Now at commit).
+	Time time.Time
+	// Data is the payload, owned by the caller.
+	Data []byte
+}
+
+// ClassStats describes one class.
+type ClassStats struct {
+	Records int64 // records stored (leased ones included)
+	Bytes   int64 // accounted bytes (key + header + data)
+	// OldestAge is the age of the oldest stored record (0 when empty).
+	OldestAge time.Duration
+	Evicted   uint64 // records evicted to honour MaxBytes/MaxRecords or a full disk
+	Shed      uint64 // appends refused with ErrFull
+	Expired   uint64 // records dropped by TTL
+}
+
+// Stats is a snapshot of the queue's state.
+type Stats struct {
+	Classes [NumClasses]ClassStats // indexed by Class
+	Records int64
+	Bytes   int64
+	Leased  int    // records leased and not yet acked or released
+	Appends uint64 // successful appends since Open
+	Syncs   uint64 // db syncs since Open
+	Corrupt uint64 // undecodable records dropped since Open
+	NextSeq uint64 // seq the next append will get
+	// DiskBytes is the size of the store directory at the last GC run.
+	DiskBytes int64
+	// Degraded is empty when healthy, else the reason (store quarantined,
+	// disk nearly full, corrupt records found).
+	Degraded string
+}
+
+// liveEnt is a recently appended record, remembered so that Lease can take
+// live records without scanning. Guarded by Queue.mu.
+type liveEnt struct {
+	seq  uint64
+	t    time.Time
+	gone bool // acked, evicted or expired
+}
+
+// maxLive caps each class's live ring; older live records are found by the
+// backlog scan instead.
+const maxLive = 4096
+
+// classState is the in-memory state of one class. Guarded by Queue.mu.
+type classState struct {
+	records, bytes int64
+	// lo: every record of the class with seq < lo is gone (acked, evicted,
+	// expired); its key may still exist until its segment is dropped.
+	lo      uint64
+	loSaved uint64 // lo as last written to m/lo
+	// fwd is the backlog lease cursor: every record in [lo, fwd) is leased
+	// or gone. Release moves it back.
+	fwd uint64
+	// dropFrom: no key of the class below dropFrom exists on disk.
+	dropFrom uint64
+	live     []liveEnt
+
+	evicted, shed, expired uint64
+}
+
+// leaseEnt is a leased record.
+type leaseEnt struct {
+	class Class
+	size  int64
+}
+
+// Queue is a durable priority queue. All methods are safe for concurrent use.
+type Queue struct {
+	opts  Options
+	db    *badger.DB
+	log   *slog.Logger
+	ready chan struct{}
+
+	pendMu   sync.Mutex
+	pending  []*appendReq // guarded by pendMu
+	stopping bool         // guarded by pendMu: Close has begun
+	kick     chan struct{}
+	gcKick   chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool                   // guarded by mu
+	next     uint64                 // guarded by mu: seq of the next append
+	hw       uint64                 // guarded by mu: reserved high-water (on disk only)
+	epoch    uint64                 // guarded by mu
+	durable  uint64                 // guarded by mu: every seq <= durable is synced per policy
+	cls      [NumClasses]classState // guarded by mu
+	leased   map[uint64]leaseEnt    // guarded by mu
+	degraded string                 // guarded by mu
+	diskLow  bool                   // guarded by mu
+	dirBytes int64                  // guarded by mu
+
+	syncs, appends, corrupt atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Ready returns a channel that receives a value (non-blocking, capacity 1)
+// after each durable append.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+func (q *Queue) signalReady() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the queue's counters.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := Stats{
+		Leased:    len(q.leased),
+		Appends:   q.appends.Load(),
+		Syncs:     q.syncs.Load(),
+		Corrupt:   q.corrupt.Load(),
+		NextSeq:   q.next,
+		DiskBytes: q.dirBytes,
+		Degraded:  q.degraded,
+	}
+	if s.Degraded == "" && q.diskLow {
+		s.Degraded = "disk nearly full"
+	}
+	now := q.opts.Now()
+	for c := range q.cls {
+		cs := &q.cls[c]
+		s.Classes[c] = ClassStats{
+			Records: cs.records, Bytes: cs.bytes,
+			Evicted: cs.evicted, Shed: cs.shed, Expired: cs.expired,
+		}
+		if cs.records > 0 && !q.closed {
+			if t, ok := q.oldestLocked(Class(c)); ok {
+				s.Classes[c].OldestAge = max(now.Sub(t), 0)
+			}
+		}
+		s.Records += cs.records
+		s.Bytes += cs.bytes
+	}
+	return s
+}
+
+// oldestLocked returns the append time of the oldest record of class c.
+func (q *Queue) oldestLocked(c Class) (time.Time, bool) {
+	var t time.Time
+	found := false
+	_ = q.db.View(func(txn *badger.Txn) error {
+		return q.scanClass(txn, c, q.cls[c].lo, false, func(_ uint64, it *badger.Item) (bool, error) {
+			v, err := it.ValueCopy(nil)
+			if err != nil {
+				return false, err
+			}
+			if t, _, err = decodeValue(v); err == nil {
+				found = true
+				return false, nil
+			}
+			return true, nil // corrupt: Lease will drop it
+		})
+	})
+	return t, found
+}
+
+// scanClass iterates the record keys of class c from seq `from` upwards,
+// calling fn until it returns false. Keys that do not decode are skipped.
+func (q *Queue) scanClass(txn *badger.Txn, c Class, from uint64, values bool, fn func(seq uint64, it *badger.Item) (bool, error)) error {
+	io := badger.DefaultIteratorOptions
+	io.PrefetchValues = values
+	io.PrefetchSize = 16
+	io.Prefix = classPrefix(c)
+	it := txn.NewIterator(io)
+	defer it.Close()
+	for it.Seek(recKey(c, from)); it.Valid(); it.Next() {
+		_, seq, err := decodeKey(it.Item().Key())
+		if err != nil {
+			continue
+		}
+		more, err := fn(seq, it.Item())
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close commits pending appends, stops the background goroutines and closes
+// the store. It is idempotent.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.pendMu.Lock()
+		q.stopping = true
+		q.pendMu.Unlock()
+		close(q.stop)
+		q.wg.Wait() // the committer drains pending appends before exiting
+		q.mu.Lock()
+		q.closed = true
+		err := q.saveLoLocked()
+		q.mu.Unlock()
+		if cerr := q.db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			q.closeErr = fmt.Errorf("close queue: %w", err)
+		}
+	})
+	return q.closeErr
+}
+
+// setDegradedLocked records a degradation reason (first one wins until
+// cleared).
+func (q *Queue) setDegradedLocked(reason string) {
+	if q.degraded == "" {
+		q.degraded = reason
+	}
+}

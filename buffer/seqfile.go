@@ -1,0 +1,112 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// The seq file lives next to the store directory (Dir+".seq"), so that
+// restoring an older copy of the directory does not restore it. It holds:
+//
+//	magic "TCUQSEQ1" (8) | epoch (8) | high-water seq (8) | CRC-32C of the first 24 bytes (4)
+//
+// high-water is a reservation: no seq >= high-water is handed out before a
+// larger high-water is written (and fsynced). epoch equals the store's
+// m/epoch key when the directory is the one this file was written with.
+// Introduced in schema 1.
+const (
+	seqMagic   = "TCUQSEQ1"
+	seqFileLen = 28
+	// seqReserve is how far ahead the high-water mark is reserved: one
+	// fsync'd file write per 1M appends.
+	seqReserve = 1 << 20
+)
+
+// seqState is the content of the seq file.
+type seqState struct {
+	Epoch uint64
+	HW    uint64
+}
+
+func seqPath(dir string) string { return filepath.Clean(dir) + ".seq" }
+
+func encodeSeqFile(s seqState) []byte {
+	b := make([]byte, 0, seqFileLen)
+	b = append(b, seqMagic...)
+	b = binary.BigEndian.AppendUint64(b, s.Epoch)
+	b = binary.BigEndian.AppendUint64(b, s.HW)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+var errBadSeqFile = errors.New("bad seq file")
+
+func decodeSeqFile(b []byte) (seqState, error) {
+	if len(b) != seqFileLen || string(b[:8]) != seqMagic {
+		return seqState{}, fmt.Errorf("%w: bad header", errBadSeqFile)
+	}
+	if crc32.Checksum(b[:24], crcTable) != binary.BigEndian.Uint32(b[24:]) {
+		return seqState{}, fmt.Errorf("%w: checksum mismatch", errBadSeqFile)
+	}
+	return seqState{Epoch: binary.BigEndian.Uint64(b[8:16]), HW: binary.BigEndian.Uint64(b[16:24])}, nil
+}
+
+// readSeqFile reads the seq file; ok is false when it does not exist or
+// cannot be decoded (both mean "no trustworthy high-water mark").
+func readSeqFile(path string) (s seqState, ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return seqState{}, false, nil
+	}
+	if err != nil {
+		return seqState{}, false, fmt.Errorf("read seq file: %w", err)
+	}
+	s, err = decodeSeqFile(b)
+	if err != nil {
+		return seqState{}, false, nil //nolint:nilerr // a torn file is "no mark"; the clock floor covers it
+	}
+	return s, true, nil
+}
+
+// writeSeqFile atomically replaces the seq file: temp file, fsync, rename,
+// fsync of the parent directory.
+func writeSeqFile(path string, s seqState) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write seq file: %w", err)
+	}
+	_, err = f.Write(encodeSeqFile(s))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		return fmt.Errorf("write seq file: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
