@@ -113,6 +113,9 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if id, err := Load(p.opts.StateDir); !errors.Is(err, ErrNoIdentity) {
+		if err == nil {
+			p.tidy()
+		}
 		return id, err
 	}
 	if p.cfg.Method == MethodStatic {
@@ -218,6 +221,18 @@ func (p *Provisioner) checkLoopBreaker(st *state) error {
 	}
 	st.Creates = append(st.Creates, now)
 	return st.save(p.dir) // durable before the request goes out
+}
+
+// tidy removes leftovers of an interrupted write next to a committed
+// identity; failing to is harmless.
+func (p *Provisioner) tidy() {
+	st, err := readState(p.dir)
+	if err == nil {
+		err = p.cleanOrphans(st)
+	}
+	if err != nil {
+		p.log.Warn("clean identity directory", "err", err)
+	}
 }
 
 // cleanOrphans removes credential and temp files that neither the
