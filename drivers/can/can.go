@@ -7,10 +7,8 @@ package can
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -105,39 +103,13 @@ func (d *Driver) Init() error {
 		return fmt.Errorf("can driver %s: transport %q: want %q or %q",
 			d.params.Name, d.Transport, TransportSocketCAN, TransportVBus)
 	}
-	db, dec, err := LoadDecoder(d.log, d.params, d.DBC, d.Signals, d.Unmapped)
+	db, dec, err := canmap.Load(d.log, d.params.ConfigDir, d.DBC,
+		canmap.Options{Signals: d.Signals, Unmapped: d.Unmapped, Source: d.params.Name})
 	if err != nil {
 		return fmt.Errorf("can driver %s: %w", d.params.Name, err)
 	}
 	d.db, d.dec = db, dec
 	return nil
-}
-
-// LoadDecoder loads the DBC at path (relative to p.ConfigDir) and builds a
-// decoder for the signal map. It logs one line when the DBC had skipped
-// constructs (each at debug level). Shared by the CAN-carrying drivers.
-func LoadDecoder(log *slog.Logger, p drivers.Params, path string, sigs []canmap.Signal, unmapped string) (*dbc.Database, *canmap.Decoder, error) {
-	if path == "" {
-		return nil, nil, errors.New("dbc is not set")
-	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(p.ConfigDir, path)
-	}
-	db, warns, err := dbc.Load(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(warns) > 0 {
-		for _, w := range warns {
-			log.Debug("dbc construct skipped", "file", w.File, "line", w.Line, "reason", w.Msg)
-		}
-		log.Info("dbc loaded with skipped constructs", "file", path, "skipped", len(warns), "first", warns[0].String())
-	}
-	dec, err := canmap.New(canmap.Options{DB: db, Signals: sigs, Unmapped: unmapped, Source: p.Name})
-	if err != nil {
-		return nil, nil, fmt.Errorf("dbc %s: %w", path, err)
-	}
-	return db, dec, nil
 }
 
 // Stats are the driver's counters since it was created.
