@@ -133,7 +133,12 @@ func (p *Provisioner) create(ctx context.Context, conn Conn, st *state) error {
 	}
 	raw, err := call(ctx, conn, op, topic, payload, time.Duration(p.cfg.StepTimeout))
 	if err != nil {
-		return err
+		// No certificate came back (refused, lost or unanswered; AWS
+		// deletes an unregistered certificate when its token expires),
+		// so this request does not count towards the loop breaker. A
+		// crash before this point leaves it counted.
+		st.Creates = st.Creates[:len(st.Creates)-1]
+		return errors.Join(err, st.save(p.dir))
 	}
 	hook("create_received")
 	resp, _, err := parseCreateResponse(raw, p.cfg.KeyMode == KeyModeCreateKeys)

@@ -141,8 +141,8 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 		}
 		jittered := wait/2 + time.Duration(p.random.Int64N(int64(wait)))
 		p.log.Warn("provisioning attempt failed", "attempt", attempt, "retry_in", jittered, "err", err)
-		if err := sleep(ctx, jittered); err != nil {
-			return nil, fmt.Errorf("provision: %w", errors.Join(err, ctx.Err()))
+		if serr := sleep(ctx, jittered); serr != nil {
+			return nil, fmt.Errorf("provision: %w", errors.Join(serr, err))
 		}
 		wait = min(2*wait, time.Duration(p.cfg.RetryMax))
 	}

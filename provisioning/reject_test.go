@@ -1,0 +1,136 @@
+package provisioning_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/provisioning"
+	"github.com/tcu-agent/tcu-agent/provisioning/provisioningtest"
+)
+
+func TestRejections(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		template   string
+		knobs      provisioningtest.Knobs
+		wantOp     string
+		wantStatus int
+		wantCode   string
+		maxMinted  int
+	}{
+		{
+			name: "invalid template", template: "NoSuchTemplate",
+			wantOp: "register", wantStatus: 404, wantCode: "ResourceNotFound",
+			maxMinted: 1, // the ownership token is reused on every retry
+		},
+		{
+			name:      "bad ownership token",
+			knobs:     provisioningtest.Knobs{RejectRegister: &provisioningtest.Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token cannot be empty."}},
+			wantOp:    "register", wantStatus: 400, wantCode: "InvalidCertificateOwnershipToken",
+			maxMinted: 3, // a refused token forces a new certificate, bounded by MaxRejections
+		},
+		{
+			name:   "revoked claim",
+			knobs:  provisioningtest.Knobs{RevokedClaim: true},
+			wantOp: "connect", wantStatus: 403, wantCode: "NotAuthorized",
+		},
+		{
+			name:      "create refused",
+			knobs:     provisioningtest.Knobs{RejectCreate: &provisioningtest.Rejection{StatusCode: 403, ErrorCode: "AccessDenied", ErrorMessage: "no"}},
+			wantOp:    "create-from-csr", wantStatus: 403, wantCode: "AccessDenied",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if tt.template != "" {
+				e.cfg.Template = tt.template
+			}
+			e.fake.Set(tt.knobs)
+			_, err := e.provisioner(t).Ensure(context.Background())
+			var rej *provisioning.RejectedError
+			if !errors.Is(err, provisioning.ErrRejected) || !errors.As(err, &rej) {
+				t.Fatalf("Ensure = %v, want a RejectedError", err)
+			}
+			if rej.Op != tt.wantOp || rej.StatusCode != tt.wantStatus || rej.ErrorCode != tt.wantCode {
+				t.Errorf("rejection = %+v, want %s %d %s", rej, tt.wantOp, tt.wantStatus, tt.wantCode)
+			}
+			if got := e.fake.Minted(); got > tt.maxMinted {
+				t.Errorf("minted %d, want at most %d", got, tt.maxMinted)
+			}
+			dials := len(e.fake.Dials())
+			if dials != e.cfg.MaxRejections {
+				t.Errorf("%d attempts, want %d (bounded)", dials, e.cfg.MaxRejections)
+			}
+			// A restart (new Provisioner) during the hold does not retry.
+			if _, err := e.provisioner(t).Ensure(context.Background()); !errors.Is(err, provisioning.ErrRejected) {
+				t.Errorf("Ensure during hold = %v, want ErrRejected", err)
+			}
+			if got := len(e.fake.Dials()); got != dials {
+				t.Errorf("Ensure during hold dialled %d more times", got-dials)
+			}
+		})
+	}
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestRejectHoldExpires(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.fake.Set(provisioningtest.Knobs{RevokedClaim: true})
+	clk := &clock{now: time.Now()}
+	newP := func() *provisioning.Provisioner {
+		p, err := provisioning.New(provisioning.Options{Config: e.cfg, StateDir: e.stateDir, Dial: e.fake.Dial, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := newP().Ensure(context.Background()); !errors.Is(err, provisioning.ErrRejected) {
+		t.Fatalf("Ensure = %v, want ErrRejected", err)
+	}
+	e.fake.Set(provisioningtest.Knobs{}) // the fleet operator re-enabled the claim
+	clk.Add(time.Duration(e.cfg.RejectHold) + time.Second)
+	if _, err := newP().Ensure(context.Background()); err != nil {
+		t.Fatalf("Ensure after hold = %v, want success", err)
+	}
+}
+
+func TestTimeoutIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.StepTimeout = provisioning.Duration(50 * time.Millisecond)
+	e.fake.Set(provisioningtest.Knobs{Timeout: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := e.provisioner(t).Ensure(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, provisioning.ErrTimeout) || errors.Is(err, provisioning.ErrRejected) {
+		t.Fatalf("Ensure = %v, want the caller's deadline after step timeouts", err)
+	}
+	if got := e.fake.Minted(); got != 0 {
+		t.Errorf("minted %d", got)
+	}
+	if n := len(e.fake.Dials()); n < 2 {
+		t.Errorf("%d attempts, want retries", n)
+	}
+	if creates := e.fake.Minted(); creates > e.cfg.MaxCertificates {
+		t.Errorf("loop breaker not applied")
+	}
+}
