@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/drivers/sim"
+	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
+)
+
+// simulate runs the vehicle (and load and recorder) until ctx is done.
+func simulate(ctx context.Context, o options, log *slog.Logger) error {
+	db, src, err := loadDBC(o.dbc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	defer func() {
+		cancel() // on an early return, stop what was started
+		_ = g.Wait()
+	}()
+	attach, where, err := openBus(ctx, g, o)
+	if err != nil {
+		return err
+	}
+	vbus, err := attach()
+	if err != nil {
+		return err
+	}
+	defer vbus.Close()
+	v, err := sim.New(sim.Options{
+		Bus: vbus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
+		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail},
+	})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return v.Run(ctx) })
+	if o.load > 0 {
+		if err := startLoad(ctx, g, o, attach, db.Messages, log); err != nil {
+			return err
+		}
+	}
+	if o.record != "" {
+		iface := "vcan0"
+		if o.socketcan != "" {
+			iface = o.socketcan
+		}
+		if err := startRecorder(ctx, g, o.record, iface, attach, log); err != nil {
+			return err
+		}
+	}
+	log.Info("tcu-sim started", "bus", where, "dbc", src, "scenario", o.scenario,
+		"body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
+	err = g.Wait()
+	log.Info("tcu-sim stopped", "commands", v.State().Commands)
+	return err
+}
+
+// openBus starts the bus and returns how to attach endpoints to it.
+func openBus(ctx context.Context, g *errgroup.Group, o options) (func() (canbus.Bus, error), string, error) {
+	if o.socketcan != "" {
+		attach := func() (canbus.Bus, error) { return socketcan.Open(o.socketcan, socketcan.Options{}) }
+		return attach, "socketcan " + o.socketcan, nil
+	}
+	l, err := listenUnix(o.vbus)
+	if err != nil {
+		return nil, "", err
+	}
+	v := canbus.NewVirtual()
+	g.Go(func() error {
+		defer os.Remove(o.vbus)
+		return canbus.Serve(ctx, l, v)
+	})
+	return func() (canbus.Bus, error) { return v.Attach(), nil }, "vbus " + o.vbus, nil
+}
+
+// listenUnix listens on path, replacing a stale socket left by a crashed
+// run but refusing to steal one that is in use.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("serve vbus: %w", err)
+	}
+	l, err := net.Listen("unix", path)
+	if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if err != nil {
+			return nil, fmt.Errorf("serve vbus: %w", err)
+		}
+		return l, nil
+	}
+	if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
+		c.Close()
+		return nil, fmt.Errorf("serve vbus %s: another tcu-sim is serving it", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("serve vbus: remove stale socket: %w", err)
+	}
+	l, err = net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("serve vbus: %w", err)
+	}
+	return l, nil
+}
