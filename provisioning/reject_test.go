@@ -28,9 +28,9 @@ func TestRejections(t *testing.T) {
 			maxMinted: 1, // the ownership token is reused on every retry
 		},
 		{
-			name:      "bad ownership token",
-			knobs:     provisioningtest.Knobs{RejectRegister: &provisioningtest.Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token cannot be empty."}},
-			wantOp:    "register", wantStatus: 400, wantCode: "InvalidCertificateOwnershipToken",
+			name:   "bad ownership token",
+			knobs:  provisioningtest.Knobs{RejectRegister: &provisioningtest.Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token cannot be empty."}},
+			wantOp: "register", wantStatus: 400, wantCode: "InvalidCertificateOwnershipToken",
 			maxMinted: 3, // a refused token forces a new certificate, bounded by MaxRejections
 		},
 		{
@@ -39,9 +39,9 @@ func TestRejections(t *testing.T) {
 			wantOp: "connect", wantStatus: 403, wantCode: "NotAuthorized",
 		},
 		{
-			name:      "create refused",
-			knobs:     provisioningtest.Knobs{RejectCreate: &provisioningtest.Rejection{StatusCode: 403, ErrorCode: "AccessDenied", ErrorMessage: "no"}},
-			wantOp:    "create-from-csr", wantStatus: 403, wantCode: "AccessDenied",
+			name:   "create refused",
+			knobs:  provisioningtest.Knobs{RejectCreate: &provisioningtest.Rejection{StatusCode: 403, ErrorCode: "AccessDenied", ErrorMessage: "no"}},
+			wantOp: "create-from-csr", wantStatus: 403, wantCode: "AccessDenied",
 		},
 	}
 	for _, tt := range tests {

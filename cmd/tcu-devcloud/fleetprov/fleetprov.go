@@ -101,6 +101,10 @@ type Options struct {
 	// ESTUsers are HTTP basic credentials the EST endpoint accepts besides
 	// a TLS client certificate signed by CACert.
 	ESTUsers map[string]string
+	// ESTClientCAs verify TLS client certificates presented to
+	// /simpleenroll (e.g. the claim CA); nil means CACert only.
+	// /simplereenroll always requires a certificate issued by CACert.
+	ESTClientCAs *x509.CertPool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
