@@ -12,6 +12,8 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/health"
+	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/signals"
 	"github.com/tcu-agent/tcu-agent/agent/telemetry"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
@@ -40,13 +42,17 @@ type Agent struct {
 
 	signals *signals.Store
 	sups    []*supervisor
+	health  *health.Tracker
+	started time.Time
+	cmds    commandLog
+	rates   rates
 
 	mu      sync.Mutex
 	queue   *buffer.Queue       // guarded by mu; set while Run opens it
 	session *uplink.Session     // guarded by mu; nil until an identity exists
 	engine  *command.Engine     // guarded by mu
 	pipe    *telemetry.Pipeline // guarded by mu
-	thing   string              // guarded by mu
+	ident   identityInfo        // guarded by mu
 }
 
 // New validates the wiring; it does no I/O.
@@ -60,7 +66,8 @@ func New(opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now, signals: signals.New()}, nil
+	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now,
+		signals: signals.New(), health: health.New(opts.Now), started: opts.Now()}, nil
 }
 
 // Run starts everything and blocks until ctx is done, then shuts down in
@@ -101,7 +108,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopPipe()
 	defer stopCloud()
 
-	var pipeWG, drvWG, cloudWG sync.WaitGroup
+	obsCtx, stopObs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopObs()
+
+	var pipeWG, drvWG, cloudWG, obsWG sync.WaitGroup
+	pipeLoop := a.health.Loop("telemetry", true)
+	pipe.SetHeartbeat(pipeLoop.Beat)
 	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
 	for _, d := range a.cfg.Drivers {
 		s := newSupervisor(d.Name, d.Driver, pipe, a.log)
@@ -110,6 +122,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cloudErr := make(chan error, 1)
 	cloudWG.Go(func() { cloudErr <- a.runCloud(cloudCtx, q) }) // stopped by stopCloud
+	a.startObservability(obsCtx, &obsWG)
+	// The store is open, drivers run and identity resolution has started.
+	if err := sdnotify.Ready(); err != nil {
+		a.log.Warn("sd_notify READY failed", "err", err)
+	}
 	a.log.Info("agent started", "version", a.version, "drivers", len(a.cfg.Drivers), "state_dir", stateDir)
 
 	var runErr error
@@ -121,12 +138,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.log.Info("agent stopping")
+	_ = sdnotify.Stopping()
 	stopDrivers()
 	drvWG.Wait()
 	stopPipe()
 	pipeWG.Wait()
+	pipeLoop.Close()
 	stopCloud()
 	cloudWG.Wait()
+	stopObs()
+	obsWG.Wait()
+	a.mu.Lock()
+	a.queue, a.session = nil, nil
+	a.mu.Unlock()
 	if err := q.Close(); err != nil {
 		a.log.Error("close buffer", "err", err)
 	}

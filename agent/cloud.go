@@ -40,15 +40,12 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		}
 		return err
 	}
-	a.mu.Lock()
-	a.thing = thing
-	a.mu.Unlock()
 	log := a.log.With("thing", thing)
 
 	engine, err := command.New(command.Options{
 		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
 		Signals: a.signals, Transmitter: a.transmitter,
-		Responder: &responder{q: q}, Now: a.now, ClockTrusted: a.clockTrusted,
+		Responder: &responder{q: q, log: &a.cmds}, Now: a.now, ClockTrusted: a.clockTrusted,
 		Logger: log.With("component", "command"),
 	})
 	if err != nil {
@@ -95,6 +92,7 @@ func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) 
 	id, err := provisioning.Load(a.cfg.Agent.StateDir)
 	if err == nil {
 		a.log.Info("identity loaded", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+		a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
 		return id.Thing, &id.Certificate, nil
 	}
 	if !errors.Is(err, provisioning.ErrNoIdentity) {
@@ -102,17 +100,20 @@ func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) 
 	}
 	if a.sec.devIdentity(a.cfg) {
 		a.log.Warn("no identity: using configured thing name on a plaintext broker (development only)", "thing", a.cfg.Agent.ThingName)
+		a.setIdentity(identityInfo{thing: a.cfg.Agent.ThingName, source: "development"})
 		return a.cfg.Agent.ThingName, nil, nil
 	}
 	p, err := a.provisioner()
 	if err != nil {
 		return "", nil, err
 	}
+	a.setIdentity(identityInfo{source: "provisioning"})
 	id, err = p.Ensure(ctx)
 	if err != nil {
 		return "", nil, fmt.Errorf("provision: %w", err)
 	}
 	a.log.Info("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+	a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
 	return id.Thing, &id.Certificate, nil
 }
 
@@ -134,9 +135,13 @@ func (a *Agent) provisioner() (*provisioning.Provisioner, error) {
 // responder enqueues command responses in the buffer's highest class: the
 // response itself as a direct message, and final ones also as a
 // command_result event for the audit stream.
-type responder struct{ q *buffer.Queue }
+type responder struct {
+	q   *buffer.Queue
+	log *commandLog
+}
 
 func (r *responder) Respond(ctx context.Context, resp command.Response) error {
+	r.log.record(resp)
 	payload, err := resp.Payload()
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
@@ -186,4 +191,10 @@ func (a *Agent) feedShadow(ctx context.Context, sh *uplink.Shadow) {
 		case <-tick.C:
 		}
 	}
+}
+
+func (a *Agent) setIdentity(id identityInfo) {
+	a.mu.Lock()
+	a.ident = id
+	a.mu.Unlock()
 }

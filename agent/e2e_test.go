@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent"
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 	_ "github.com/tcu-agent/tcu-agent/drivers/all"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
@@ -29,6 +30,7 @@ const thing = "e2e-car-001"
 // cloud broker on loopback, and the agent loaded from a config file.
 type spine struct {
 	t       *testing.T
+	ctlPath string
 	db      *dbc.Database
 	cloud   *devcloud.Cloud
 	vehicle *sim.Vehicle
@@ -46,7 +48,7 @@ func startSpine(t *testing.T, ctx context.Context) *spine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &spine{t: t, db: db, seen: map[uint64]bool{}}
+	s := &spine{t: t, db: db, seen: map[uint64]bool{}, ctlPath: filepath.Join(dir, "ctl.sock")}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -90,7 +92,7 @@ func startSpine(t *testing.T, ctx context.Context) *spine {
 	r := strings.NewReplacer(
 		"/tmp/tcu-demo/state", filepath.Join(dir, "state"),
 		"/tmp/tcu-demo/vbus.sock", sock,
-		"/tmp/tcu-demo/ctl.sock", filepath.Join(dir, "ctl.sock"),
+		"/tmp/tcu-demo/ctl.sock", s.ctlPath,
 		"127.0.0.1:18830", s.cloud.Addr(),
 		"demo-car-001", thing,
 	)
@@ -288,6 +290,7 @@ func TestSpineEndToEnd(t *testing.T) {
 	if st := s.vehicle.State(); st.Lock != sim.Locked {
 		t.Errorf("vehicle state after lock: %+v", st)
 	}
+	s.checkStatus(ctx)
 
 	// 3. Broker outage: records produced while it is down all arrive
 	// after it is back.
@@ -324,5 +327,28 @@ func TestSpineEndToEnd(t *testing.T) {
 	}
 	if n := s.lockFrames(2); n == 0 {
 		t.Error("door.unlock SUCCEEDED but no LockRequest=UNLOCK frame was seen")
+	}
+}
+
+// checkStatus reads the running agent's status over its control socket.
+func (s *spine) checkStatus(ctx context.Context) {
+	s.t.Helper()
+	var st ctl.Status
+	waitFor(s.t, "a frame rate in the status", 10*time.Second, func() bool {
+		var err error
+		st, err = ctl.Query(ctx, s.ctlPath)
+		return err == nil && len(st.Buses) == 1 && st.Buses[0].FramesPerSec > 0
+	})
+	if st.Identity.Thing != thing || st.Connection.State != "connected" || st.Connection.Acked == 0 {
+		s.t.Errorf("status identity/connection = %+v %+v", st.Identity, st.Connection)
+	}
+	if b := st.Buses[0]; b.Driver != "body" || b.State != "running" || b.Frames == 0 {
+		s.t.Errorf("status bus = %+v", b)
+	}
+	if st.LastCommand == nil || st.LastCommand.Status != "SUCCEEDED" {
+		s.t.Errorf("status last command = %+v", st.LastCommand)
+	}
+	if !st.Health.OK || len(st.Queues) != 3 {
+		s.t.Errorf("status health/queues = %+v %+v", st.Health, st.Queues)
 	}
 }

@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
+	"github.com/tcu-agent/tcu-agent/agent/metrics"
+	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+// probeEvery is how often liveness probes exercise each component.
+const probeEvery = time.Second
+
+// startObservability starts the liveness probes, the systemd watchdog, the
+// control socket and (if configured) the metrics endpoint. Every goroutine
+// it starts ends with ctx; wg tracks them.
+func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
+	// A probe calls into a component under that component's own lock; a
+	// deadlocked component stops its probe's heartbeats and so the watchdog.
+	a.probe(ctx, wg, "buffer", func() { a.queueStats() })
+	a.probe(ctx, wg, "uplink", func() {
+		if s := a.currentSession(); s != nil {
+			s.Stats()
+		}
+	})
+	wg.Go(func() { // stops with ctx
+		if err := sdnotify.Watchdog(ctx, a.health, a.statusLine); err != nil {
+			a.log.Warn("systemd watchdog disabled", "err", err)
+		}
+	})
+	if p := a.cfg.Health.CtlSocket; p != "" {
+		wg.Go(func() { // stops with ctx
+			if err := ctl.Serve(ctx, p, a.status); err != nil {
+				a.log.Warn("control socket unavailable", "path", p, "err", err)
+			}
+		})
+	}
+	if addr := a.cfg.Health.MetricsAddr; addr != "" {
+		reg := a.metrics()
+		wg.Go(func() { // stops with ctx
+			if err := metrics.Serve(ctx, addr, reg); err != nil {
+				a.log.Warn("metrics endpoint unavailable", "addr", addr, "err", err)
+			}
+		})
+	}
+}
+
+func (a *Agent) probe(ctx context.Context, wg *sync.WaitGroup, name string, fn func()) {
+	loop := a.health.Loop(name, true)
+	wg.Go(func() { // stops with ctx
+		defer loop.Close()
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		for {
+			fn()
+			loop.Beat()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+func (a *Agent) currentSession() *uplink.Session {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.session
+}
+
+func (a *Agent) queueStats() buffer.Stats {
+	a.mu.Lock()
+	q := a.queue
+	a.mu.Unlock()
+	if q == nil {
+		return buffer.Stats{}
+	}
+	st := q.Stats()
+	if st.Degraded != "" {
+		a.health.SetDegraded("buffer", st.Degraded)
+	} else {
+		a.health.Clear("buffer")
+	}
+	return st
+}
+
+// statusLine is the one-line systemd STATUS=.
+func (a *Agent) statusLine() string {
+	st := a.status()
+	parts := []string{}
+	if st.Identity.Thing != "" {
+		parts = append(parts, "thing "+st.Identity.Thing)
+	} else {
+		parts = append(parts, "not provisioned")
+	}
+	parts = append(parts, "mqtt "+st.Connection.State)
+	var recs int64
+	for _, q := range st.Queues {
+		recs += q.Records
+	}
+	parts = append(parts, fmt.Sprintf("queue %d rec", recs))
+	for _, b := range st.Buses {
+		parts = append(parts, b.Driver+" "+b.State)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// driverCounters reads a driver's Stats() struct (if it has one) as
+// snake_case counters, so the agent needs no knowledge of driver kinds.
+func driverCounters(drv any) map[string]uint64 {
+	m := reflect.ValueOf(drv).MethodByName("Stats")
+	if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 || m.Type().Out(0).Kind() != reflect.Struct {
+		return nil
+	}
+	v := m.Call(nil)[0]
+	out := map[string]uint64{}
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		switch fv := v.Field(i); fv.Kind() {
+		case reflect.Uint, reflect.Uint32, reflect.Uint64:
+			out[snake(f.Name)] = fv.Uint()
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			if fv.Int() >= 0 {
+				out[snake(f.Name)] = uint64(fv.Int())
+			}
+		}
+	}
+	return out
+}
+
+// snake turns "DecodeErrors" into "decode_errors" and "TxFrames" into "tx_frames".
+func snake(s string) string {
+	var b strings.Builder
+	rs := []rune(s)
+	for i, r := range rs {
+		if unicode.IsUpper(r) {
+			if i > 0 && (unicode.IsLower(rs[i-1]) || (i+1 < len(rs) && unicode.IsLower(rs[i+1]))) {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

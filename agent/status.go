@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/command"
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
+	"github.com/tcu-agent/tcu-agent/agent/metrics"
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+// identityInfo is what the status shows about the identity in use.
+type identityInfo struct {
+	thing    string
+	source   string // fleet, est, static, development, provisioning
+	notAfter time.Time
+}
+
+// commandLog remembers the last command outcome and counts outcomes.
+type commandLog struct {
+	mu       sync.Mutex
+	last     *ctl.Command      // guarded by mu
+	outcomes map[string]uint64 // guarded by mu; by status
+}
+
+func (l *commandLog) record(r command.Response) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.last = &ctl.Command{ID: r.ID, Status: string(r.Status), Reason: r.ReasonCode, At: r.Time()}
+	if r.Final() {
+		if l.outcomes == nil {
+			l.outcomes = map[string]uint64{}
+		}
+		l.outcomes[string(r.Status)]++
+	}
+}
+
+// rates turns cumulative frame counters into frames per second.
+type rates struct {
+	mu   sync.Mutex
+	prev map[string]rateSample // guarded by mu
+}
+
+type rateSample struct {
+	n    uint64
+	at   time.Time
+	rate float64
+}
+
+func (r *rates) update(name string, n uint64, now time.Time) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.prev == nil {
+		r.prev = map[string]rateSample{}
+	}
+	p, ok := r.prev[name]
+	if !ok {
+		r.prev[name] = rateSample{n: n, at: now}
+		return 0
+	}
+	if dt := now.Sub(p.at).Seconds(); dt >= 0.5 && n >= p.n {
+		p = rateSample{n: n, at: now, rate: float64(n-p.n) / dt}
+		r.prev[name] = p
+	}
+	return p.rate
+}
+
+// status builds the control socket's status document.
+func (a *Agent) status() ctl.Status {
+	now := a.now()
+	a.mu.Lock()
+	id, sess := a.ident, a.session
+	a.mu.Unlock()
+	st := ctl.Status{Version: a.version, Time: now, StartedAt: a.started}
+	st.Identity = ctl.Identity{Thing: id.thing, Source: id.source, CertExpiry: id.notAfter}
+	st.Connection = ctl.Connection{State: "connecting", Endpoint: a.sec.MQTT.Broker}
+	if id.thing == "" {
+		st.Connection.State = "offline"
+	}
+	if sess != nil {
+		ss := sess.Stats()
+		if ss.Connected {
+			st.Connection.State = "connected"
+		}
+		st.Connection.Reconnects, st.Connection.Published, st.Connection.Acked = ss.Reconnects, ss.Published, ss.Acked
+	}
+	qs := a.queueStats()
+	for c := buffer.Class(0); c < buffer.NumClasses; c++ {
+		cs := qs.Classes[c]
+		st.Queues = append(st.Queues, ctl.Queue{Class: c.String(), Records: cs.Records, Bytes: cs.Bytes,
+			OldestUnsentSeconds: cs.OldestAge.Seconds(), Evicted: cs.Evicted})
+		st.OldestUnsentSeconds = max(st.OldestUnsentSeconds, cs.OldestAge.Seconds())
+	}
+	for _, s := range a.sups {
+		state, _, lastErr := s.status()
+		c := driverCounters(s.drv)
+		st.Buses = append(st.Buses, ctl.Bus{
+			Name: s.name, Driver: s.name, State: state.String(),
+			Frames: c["frames"], FramesPerSec: a.rates.update(s.name, c["frames"], now),
+			DecodeErrors: c["decode_errors"], KernelDrops: c["drops"], Errors: c["tx_errors"], LastError: lastErr,
+		})
+	}
+	a.cmds.mu.Lock()
+	if a.cmds.last != nil {
+		c := *a.cmds.last
+		st.LastCommand = &c
+	}
+	a.cmds.mu.Unlock()
+	h := a.health.Snapshot()
+	ok, why := a.health.Healthy(10 * probeEvery)
+	st.Health = ctl.Health{OK: ok, Why: why}
+	for _, l := range h.Loops {
+		st.Health.Loops = append(st.Health.Loops, ctl.Loop{Name: l.Name, Critical: l.Critical, AgeSeconds: l.Age.Seconds()})
+	}
+	for _, d := range h.Degraded {
+		st.Health.Degraded = append(st.Health.Degraded, ctl.Degraded{Component: d.Component, Reason: d.Reason, Since: d.Since})
+	}
+	return st
+}
+
+// metrics builds the Prometheus registry; every value is read at scrape time.
+func (a *Agent) metrics() *metrics.Registry {
+	r := metrics.New()
+	r.CollectFunc("tcu_queue_records", "Records in the store-and-forward queue.", metrics.TypeGauge, []string{"class"}, func(emit metrics.EmitFunc) {
+		qs := a.queueStats()
+		for c := buffer.Class(0); c < buffer.NumClasses; c++ {
+			emit(float64(qs.Classes[c].Records), c.String())
+		}
+	})
+	r.CollectFunc("tcu_queue_bytes", "Bytes in the store-and-forward queue.", metrics.TypeGauge, []string{"class"}, func(emit metrics.EmitFunc) {
+		qs := a.queueStats()
+		for c := buffer.Class(0); c < buffer.NumClasses; c++ {
+			emit(float64(qs.Classes[c].Bytes), c.String())
+		}
+	})
+	r.CollectFunc("tcu_queue_evictions_total", "Records evicted because the queue was full.", metrics.TypeCounter, []string{"class"}, func(emit metrics.EmitFunc) {
+		qs := a.queueStats()
+		for c := buffer.Class(0); c < buffer.NumClasses; c++ {
+			emit(float64(qs.Classes[c].Evicted), c.String())
+		}
+	})
+	r.GaugeFunc("tcu_queue_oldest_unsent_seconds", "Age of the oldest unacknowledged record.", func() float64 { return a.status().OldestUnsentSeconds })
+	r.CollectFunc("tcu_driver_counter_total", "Driver counters (frames, decode_errors, drops, ...) per bus.", metrics.TypeCounter, []string{"bus", "counter"}, func(emit metrics.EmitFunc) {
+		for _, s := range a.sups {
+			c := driverCounters(s.drv)
+			keys := make([]string, 0, len(c))
+			for k := range c {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				emit(float64(c[k]), s.name, k)
+			}
+		}
+	})
+	r.CollectFunc("tcu_bus_frames_per_second", "Frames received per second per bus.", metrics.TypeGauge, []string{"bus"}, func(emit metrics.EmitFunc) {
+		for _, b := range a.status().Buses {
+			emit(b.FramesPerSec, b.Name)
+		}
+	})
+	r.CollectFunc("tcu_mqtt_total", "MQTT session counters.", metrics.TypeCounter, []string{"counter"}, func(emit metrics.EmitFunc) {
+		a.mu.Lock()
+		sess := a.session
+		a.mu.Unlock()
+		if sess == nil {
+			return
+		}
+		ss := sess.Stats()
+		emit(float64(ss.Published), "published")
+		emit(float64(ss.Acked), "acked")
+		emit(float64(ss.Reconnects), "reconnects")
+		emit(float64(ss.ConnectFailures), "connect_failures")
+		emit(float64(ss.DroppedRecords), "dropped_records")
+	})
+	r.CollectFunc("tcu_commands_total", "Remote command outcomes by final status.", metrics.TypeCounter, []string{"status"}, func(emit metrics.EmitFunc) {
+		a.cmds.mu.Lock()
+		defer a.cmds.mu.Unlock()
+		for _, s := range []string{"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"} {
+			emit(float64(a.cmds.outcomes[s]), s)
+		}
+	})
+	r.CounterFunc("tcu_samples_dropped_total", "Samples dropped because the telemetry pipeline fell behind.", func() float64 {
+		a.mu.Lock()
+		p := a.pipe
+		a.mu.Unlock()
+		if p == nil {
+			return 0
+		}
+		return float64(p.Stats().Dropped)
+	})
+	return r
+}
