@@ -50,8 +50,8 @@ func (b *fakeBus) Receive(ctx context.Context) (canbus.Frame, error) {
 }
 
 func (b *fakeBus) Send(context.Context, canbus.Frame) error { return b.failWith }
-func (b *fakeBus) Close() error                               { b.once.Do(func() { close(b.closed) }); return nil }
-func (b *fakeBus) Stats() Stats                               { return Stats{RxFrames: b.rx, Drops: 1} }
+func (b *fakeBus) Close() error                             { b.once.Do(func() { close(b.closed) }); return nil }
+func (b *fakeBus) Stats() Stats                             { return Stats{RxFrames: b.rx, Drops: 1} }
 
 // fakeOpener returns scripted results in order, then a blocking bus.
 type fakeOpener struct {

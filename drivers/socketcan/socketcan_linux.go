@@ -34,14 +34,14 @@ type Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	rmu    sync.Mutex // serialises Receive
-	rbuf   [fdMTU]byte
-	oob    [oobSize]byte
-	rdl    time.Time // read deadline currently set; guarded by rmu
-	rdirty bool      // a cancellation may have moved the read deadline; guarded by rmu
+	rmu   sync.Mutex // serialises Receive
+	rbuf  [fdMTU]byte
+	oob   [oobSize]byte
+	rwait deadlineWatch
 
-	wmu  sync.Mutex // serialises Send
-	wbuf [fdMTU]byte
+	wmu   sync.Mutex // serialises Send
+	wbuf  [fdMTU]byte
+	wwait deadlineWatch
 
 	rx, tx, drops, errFrames, busOffs atomic.Uint64
 	state                             atomic.Int32
@@ -86,7 +86,9 @@ func Open(iface string, opts Options) (*Conn, error) {
 		f.Close()
 		return nil, fmt.Errorf("open %s: %w", iface, err)
 	}
-	return &Conn{iface: iface, opts: opts, log: opts.logger(), f: f, rc: rc}, nil
+	c := &Conn{iface: iface, opts: opts, log: opts.logger(), f: f, rc: rc}
+	c.rwait.set, c.wwait.set = f.SetReadDeadline, f.SetWriteDeadline
+	return c, nil
 }
 
 // setup sets the socket options and binds fd to the interface.
@@ -142,16 +144,8 @@ func (c *Conn) Receive(ctx context.Context) (canbus.Frame, error) {
 	if err := ctx.Err(); err != nil {
 		return f, err
 	}
-	if err := c.armReadLocked(ctx); err != nil {
-		return f, err
-	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { _ = c.f.SetReadDeadline(aLongTimeAgo) })
-		defer func() {
-			if !stop() {
-				c.rdirty = true
-			}
-		}()
+	if err := c.rwait.arm(ctx); err != nil {
+		return f, fmt.Errorf("receive %s: %w", c.iface, c.classify(err))
 	}
 	for {
 		n, oobn, err := c.recvLocked()
@@ -186,19 +180,6 @@ func (c *Conn) Receive(ctx context.Context) (canbus.Frame, error) {
 	}
 }
 
-// armReadLocked sets the read deadline to ctx's deadline (or none).
-func (c *Conn) armReadLocked(ctx context.Context) error {
-	dl, _ := ctx.Deadline()
-	if !c.rdirty && dl.Equal(c.rdl) {
-		return nil
-	}
-	if err := c.f.SetReadDeadline(dl); err != nil {
-		return fmt.Errorf("receive %s: %w", c.iface, c.classify(err))
-	}
-	c.rdl, c.rdirty = dl, false
-	return nil
-}
-
 // recvLocked reads one frame and its control messages into rbuf and oob.
 func (c *Conn) recvLocked() (n, oobn int, err error) {
 	rerr := c.rc.Read(func(fd uintptr) bool {
@@ -218,11 +199,14 @@ func (c *Conn) readErrorLocked(ctx context.Context, err error) (retry bool, _ er
 		if cerr := ctx.Err(); cerr != nil {
 			return false, cerr
 		}
-		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+		if c.rwait.expired() {
 			return false, context.DeadlineExceeded
 		}
-		c.rdirty = true
-		return c.armReadLocked(ctx) == nil, nil
+		c.rwait.invalidate()
+		if err := c.rwait.arm(ctx); err != nil {
+			return false, fmt.Errorf("receive %s: %w", c.iface, c.classify(err))
+		}
+		return true, nil
 	}
 	return false, fmt.Errorf("receive %s: %w", c.iface, c.classify(err))
 }
@@ -281,13 +265,8 @@ func (c *Conn) Send(ctx context.Context, f canbus.Frame) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dl, _ := ctx.Deadline()
-	if err := c.f.SetWriteDeadline(dl); err != nil {
+	if err := c.wwait.arm(ctx); err != nil {
 		return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
-	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { _ = c.f.SetWriteDeadline(aLongTimeAgo) })
-		defer stop()
 	}
 	return c.writeLocked(ctx, b)
 }
@@ -312,7 +291,13 @@ func (c *Conn) writeLocked(ctx context.Context, b []byte) error {
 			if cerr := ctx.Err(); cerr != nil {
 				return cerr
 			}
-			return context.DeadlineExceeded
+			if c.wwait.expired() {
+				return context.DeadlineExceeded
+			}
+			c.wwait.invalidate() // spurious: an earlier context's hook
+			if err := c.wwait.arm(ctx); err != nil {
+				return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
+			}
 		case errors.Is(err, unix.ENOBUFS):
 			if err := sleepCtx(ctx, wait); err != nil {
 				return err
@@ -341,6 +326,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.rwait.release()
+		c.wwait.release()
 		if err := c.f.Close(); err != nil {
 			c.closeErr = fmt.Errorf("close %s: %w", c.iface, err)
 		}
