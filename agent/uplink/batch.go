@@ -12,8 +12,9 @@ import (
 type message struct {
 	topic   string
 	payload []byte
-	seqs    []uint64
-	oldest  time.Time // observation time of the oldest record
+	seqs     []uint64
+	oldest   time.Time // observation time of the oldest record
+	retained bool      // only the status message
 }
 
 // openBatch is a stream envelope being filled.
@@ -130,6 +131,9 @@ func (b *batcher) deadline() time.Time {
 	}
 	return d
 }
+
+// push queues a message that carries no records (the status) first.
+func (b *batcher) push(m *message) { b.ready = append([]*message{m}, b.ready...) }
 
 // peek returns the next message to publish, or nil.
 func (b *batcher) peek() *message {

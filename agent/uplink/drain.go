@@ -58,7 +58,7 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 		}
 	}()
 	if err := s.online(cctx, c, present && subsOK); err != nil && cctx.Err() == nil {
-		s.log.Error("mqtt session setup failed", "err", err)
+		s.log.Error("mqtt subscribe failed", "err", err)
 	}
 	s.drain(cctx, c)
 	s.mu.Lock()
@@ -75,25 +75,24 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	return errors.New("connection closed")
 }
 
-// online subscribes (unless the broker kept the session) and publishes
-// the retained online status.
+// online subscribes unless the broker kept the session. (The retained
+// online status is the drain's first message.)
 func (s *Session) online(ctx context.Context, c *conn, kept bool) error {
-	if !kept && len(s.opts.Subscriptions) > 0 {
-		err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.D())
-		s.mu.Lock()
-		s.subsOK = err == nil
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
+	if kept || len(s.opts.Subscriptions) == 0 {
+		return nil
 	}
-	return s.publishRetained(ctx, c, s.topics.status, s.statusPayload("online"))
+	err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.D())
+	s.mu.Lock()
+	s.subsOK = err == nil
+	s.mu.Unlock()
+	return err
 }
 
 // drain moves records from the queue to the broker until ctx is done.
 func (s *Session) drain(ctx context.Context, c *conn) {
 	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.D())
 	defer func() { s.release(b.held()) }()
+	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
 		if m := b.peek(); m != nil {
 			if !s.send(ctx, c, m) {
@@ -153,7 +152,7 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 		<-c.window
 		return false
 	}
-	tok := c.client.Publish(m.topic, 1, false, m.payload)
+	tok := c.client.Publish(m.topic, 1, m.retained, m.payload)
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(m.payload)))
 	s.st.inflight.Add(1)

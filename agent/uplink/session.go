@@ -198,7 +198,7 @@ func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duratio
 		half := s.cfg.AuthBackoff.D() / 2
 		return half + time.Duration(s.boff.rand(int64(half)))
 	}
-	return s.boff.delay(max(attempt-1, 0))
+	return s.boff.delay(attempt)
 }
 
 // dial makes one connection attempt.
