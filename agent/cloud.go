@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"log/slog"
+	"os"
+
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
+	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
@@ -120,16 +124,32 @@ func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) 
 // provisioner builds the provisioning state machine over the uplink's
 // plain MQTT connection.
 func (a *Agent) provisioner() (*provisioning.Provisioner, error) {
-	cfg := a.sec.Provisioning
-	for _, p := range []*string{&cfg.ClaimCert, &cfg.ClaimKey, &cfg.ESTCAFile, &cfg.ESTPasswordFile, &cfg.CertFile, &cfg.KeyFile} {
-		*p = a.cfg.ResolvePath(*p)
-	}
+	return newProvisioner(a.cfg, a.sec, a.log, a.now, nil)
+}
+
+func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func() time.Time, progress func(string)) (*provisioning.Provisioner, error) {
+	mqttCfg := sec.MQTT
 	return provisioning.New(provisioning.Options{
-		Config: cfg, StateDir: a.cfg.Agent.StateDir, Logger: a.log.With("component", "provisioning"), Now: a.now,
+		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
+		Progress: progress,
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
-			return uplink.DialConn(ctx, a.sec.MQTT, cert, clientID, a.log.With("component", "provisioning_mqtt"))
+			return uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
 		},
 	})
+}
+
+// Provision runs provisioning in the foreground (tcu-agent provision):
+// it returns the existing identity, or obtains one, calling progress with
+// each step's name as it starts.
+func Provision(ctx context.Context, c *config.Config, sec *Sections, log *slog.Logger, progress func(step string)) (*provisioning.Identity, error) {
+	if err := os.MkdirAll(c.Agent.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	p, err := newProvisioner(c, sec, log, time.Now, progress)
+	if err != nil {
+		return nil, err
+	}
+	return p.Ensure(ctx)
 }
 
 // responder enqueues command responses in the buffer's highest class: the

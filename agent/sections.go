@@ -42,7 +42,17 @@ func LoadConfig(path string) (*config.Config, *Sections, error) {
 		return nil, nil, &config.Error{File: cfg.File, Line: 1, Key: "provisioning",
 			Msg: "no [provisioning] section: the agent has no way to get an identity (only a tcp:// development broker with [agent] thing_name works without one)"}
 	}
+	sec.resolvePaths(cfg)
 	return cfg, sec, nil
+}
+
+// resolvePaths makes the sections' file paths absolute relative to the
+// config file's directory.
+func (s *Sections) resolvePaths(cfg *config.Config) {
+	p := &s.Provisioning
+	for _, f := range []*string{&p.ClaimCert, &p.ClaimKey, &p.ESTCAFile, &p.ESTPasswordFile, &p.CertFile, &p.KeyFile, &s.MQTT.CAFile} {
+		*f = cfg.ResolvePath(*f)
+	}
 }
 
 // devIdentity reports whether the agent may run without an identity: a
