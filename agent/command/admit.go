@@ -1,0 +1,223 @@
+package command
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/command/ledger"
+)
+
+// job is one command from receipt to final response.
+type job struct {
+	ctx      context.Context // Run's context
+	log      *slog.Logger    // carries cmd_id
+	id       string
+	topic    string // response topic
+	req      Request
+	spec     *Spec // nil when the name is unknown or the request unparsed
+	received time.Time
+	progress bool // IN_PROGRESS already sent
+	dupes    int  // guarded by Engine.mu; redeliveries while in flight
+}
+
+// slot serialises the commands of one actuator.
+type slot struct {
+	running string
+	queue   []*job
+}
+
+// dispatch takes one delivery from receipt to admission or refusal. It runs
+// on the dispatcher goroutine only.
+func (e *Engine) dispatch(ctx context.Context, d delivery) {
+	id, src, ok := e.topics.parse(d.topic)
+	if !ok {
+		e.log.Warn("command topic not understood", "topic", clip(d.topic))
+		return
+	}
+	j := &job{ctx: ctx, log: e.log.With("cmd_id", id), id: id, topic: e.topics.response(id, src), received: d.received}
+	j.log.Info("command received", "topic", d.topic, "bytes", d.size)
+	if e.redelivered(ctx, j) {
+		return
+	}
+	req, ref := e.check(d, id, src)
+	j.req = req
+	if ref == nil {
+		j.spec = e.specs[req.Name]
+		ref = e.admit(j)
+	}
+	if ref != nil {
+		e.answer(j, ref)
+	}
+}
+
+// redelivered handles an id seen before: in progress (ignored: its answer
+// is coming) or answered (the recorded result is sent again). It never
+// actuates.
+func (e *Engine) redelivered(ctx context.Context, j *job) bool {
+	e.mu.Lock()
+	running := e.inflight[j.id]
+	if running != nil {
+		running.dupes++ // answered with the result when it is final
+	}
+	e.mu.Unlock()
+	if running != nil {
+		j.log.Info("command redelivered while in progress")
+		return true
+	}
+	ent, ok := e.ledger.Get(j.id)
+	if !ok {
+		return false
+	}
+	if ent.State == ledger.Executing {
+		// Only reachable if boot reconciliation could not record a result.
+		j.log.Warn("command redelivered with outcome unknown", "state", string(ent.State))
+		return true
+	}
+	j.log.Info("command redelivered, answering with recorded result")
+	e.redeliver(ctx, j.log, ent)
+	return true
+}
+
+// check validates a request that is not yet known: format, identity,
+// signature, clock, validity window, name and params.
+func (e *Engine) check(d delivery, id string, src source) (Request, *refusal) {
+	if d.size > e.cfg.MaxRequestBytes {
+		return Request{}, refuse(StatusRejected, ReasonTooLarge, "request is %d bytes, limit %d", d.size, e.cfg.MaxRequestBytes)
+	}
+	req, err := parse(d.payload, e.cfg.MaxRequestBytes, src == srcAWS)
+	if err != nil {
+		return Request{}, refuse(StatusRejected, ReasonMalformed, "%v", err)
+	}
+	if req.ID == "" {
+		req.ID = id
+	}
+	if req.Device == "" {
+		req.Device = e.thing
+	}
+	if req.ID != id {
+		return req, refuse(StatusRejected, ReasonIDMismatch, "payload id %q does not match topic id %q", req.ID, id)
+	}
+	if err := VerifySignature(req, e.keys); err != nil {
+		return req, refuse(StatusRejected, ReasonBadSignature, "%v", err)
+	}
+	if req.Device != e.thing {
+		return req, refuse(StatusRejected, ReasonWrongDevice, "command is for device %q, this is %q", req.Device, e.thing)
+	}
+	if ref := e.checkTime(req, d.received); ref != nil {
+		return req, ref
+	}
+	if _, ok := e.specs[req.Name]; !ok {
+		return req, refuse(StatusRejected, ReasonUnknownCommand, "unknown command %q", req.Name)
+	}
+	if string(req.Params) != "{}" {
+		return req, refuse(StatusRejected, ReasonBadParams, "command %q takes no params", req.Name)
+	}
+	return req, nil
+}
+
+// checkTime checks the clock and the validity window at now.
+func (e *Engine) checkTime(req Request, now time.Time) *refusal {
+	if e.cfg.RequireTrustedClock && !e.clock() {
+		return refuse(StatusRejected, ReasonClockUntrusted, "device clock not synchronised since boot; validity cannot be checked")
+	}
+	valid := time.Duration(req.ValidMS) * time.Millisecond
+	if valid > e.cfg.MaxValidity.Std() {
+		return refuse(StatusRejected, ReasonValidityTooLong, "valid_ms %d exceeds max_validity %s", req.ValidMS, e.cfg.MaxValidity.Std())
+	}
+	issued := time.UnixMilli(req.IssuedAt)
+	if ahead := issued.Sub(now); ahead > e.cfg.ClockSkew.Std() {
+		return refuse(StatusRejected, ReasonFuture, "issued %s in the future, tolerance %s", ahead.Round(time.Millisecond), e.cfg.ClockSkew.Std())
+	}
+	if late := now.Sub(issued.Add(valid)); late > 0 {
+		return refuse(StatusRejected, ReasonExpired, "validity window ended %s ago", late.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// admit checks the interlocks and the actuator, then starts or queues j.
+func (e *Engine) admit(j *job) *refusal {
+	if ref := e.il.check(j.req.Name, e.now()); ref != nil {
+		if j.spec.Mode != ModeAtStandstill || ref.code != ReasonInterlock {
+			return ref
+		}
+	}
+	act := j.spec.actuator()
+	e.mu.Lock()
+	s := e.busy[act]
+	switch {
+	case s == nil:
+		e.busy[act] = &slot{running: j.id}
+		e.inflight[j.id] = j
+		e.mu.Unlock()
+		e.start(j)
+		return nil
+	case e.cfg.Conflict == ConflictReject:
+		running := s.running
+		e.mu.Unlock()
+		return refuse(StatusRejected, ReasonConflict, "actuator %s is busy with command %s", act, running)
+	case len(s.queue) >= e.cfg.MaxQueue:
+		e.mu.Unlock()
+		return refuse(StatusRejected, ReasonQueueFull, "actuator %s has %d commands queued", act, len(s.queue))
+	}
+	s.queue = append(s.queue, j)
+	e.inflight[j.id] = j
+	running := s.running
+	e.mu.Unlock()
+	j.log.Info("command queued", "actuator", act, "behind", running)
+	return nil
+}
+
+// start runs j on its own goroutine; it ends when j has its final response.
+func (e *Engine) start(j *job) {
+	j.log.Info("command admitted", "name", j.req.Name)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.execute(j)
+		e.release(j)
+	}()
+}
+
+// release frees j's actuator and starts the next queued command.
+func (e *Engine) release(j *job) {
+	act := j.spec.actuator()
+	e.mu.Lock()
+	delete(e.inflight, j.id)
+	dupes := j.dupes
+	var next *job
+	if s := e.busy[act]; s == nil || len(s.queue) == 0 {
+		delete(e.busy, act)
+	} else {
+		next = s.queue[0]
+		s.queue = s.queue[1:]
+		s.running = next.id
+	}
+	e.mu.Unlock()
+	if ent, ok := e.ledger.Get(j.id); ok && dupes > 0 && ent.State != ledger.Executing {
+		for range dupes {
+			e.redeliver(j.ctx, j.log, ent)
+		}
+	}
+	if next != nil {
+		e.start(next)
+	}
+}
+
+// expires returns when j's ledger entry may be pruned: the end of its
+// validity window (bounded by max_validity from receipt) plus clock skew
+// and retention.
+func (e *Engine) expires(j *job) time.Time {
+	end := j.received
+	if j.req.IssuedAt > 0 {
+		v := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+		if limit := j.received.Add(e.cfg.MaxValidity.Std()); v.After(limit) {
+			v = limit
+		}
+		if v.After(end) {
+			end = v
+		}
+	}
+	return end.Add(e.cfg.ClockSkew.Std() + e.cfg.LedgerRetention.Std())
+}
+

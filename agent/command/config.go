@@ -1,0 +1,248 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("250ms", "3s").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("parse duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Conflict policies (Config.Conflict).
+const (
+	ConflictReject = "reject"
+	ConflictQueue  = "queue"
+)
+
+// Actuation modes (Spec.Mode).
+const (
+	// ModeImmediate refuses the command when an interlock does not hold.
+	ModeImmediate = "immediate"
+	// ModeAtStandstill arms the command when its interlocks do not hold yet
+	// and actuates as soon as they do, within Spec.ArmTimeout.
+	ModeAtStandstill = "at_standstill"
+)
+
+// Config is the [commands] section.
+type Config struct {
+	// MaxRequestBytes bounds a request payload; larger ones are rejected
+	// unread.
+	MaxRequestBytes int `toml:"max_request_bytes"`
+	// ClockSkew is how far in the future issued_at may be.
+	ClockSkew Duration `toml:"clock_skew"`
+	// MaxValidity caps valid_ms: a request valid for longer is rejected.
+	MaxValidity Duration `toml:"max_validity"`
+	// RequireTrustedClock refuses every command while the device clock is
+	// not trusted (no GNSS/NTP sync since boot).
+	RequireTrustedClock bool `toml:"require_trusted_clock"`
+	// LedgerRetention is how long a command id is kept after its validity
+	// window ended.
+	LedgerRetention Duration `toml:"ledger_retention"`
+	// Conflict is what happens to a command for an actuator that is busy:
+	// "reject" or "queue".
+	Conflict string `toml:"conflict"`
+	// MaxQueue bounds the commands waiting per actuator when Conflict is
+	// "queue".
+	MaxQueue int `toml:"max_queue"`
+	// ProgressAfter: a command not finished this long after it started
+	// gets an IN_PROGRESS response first. 0 disables IN_PROGRESS.
+	ProgressAfter Duration `toml:"progress_after"`
+	// PublicKeys are Ed25519 public keys (base64 of the 32 raw bytes, or a
+	// path to a file holding that or a PEM "PUBLIC KEY"). When set, only
+	// requests signed by one of them are executed.
+	PublicKeys []string `toml:"public_keys"`
+	// Commands maps command names to frames ([[commands.command]]).
+	Commands []Spec `toml:"command"`
+	// Interlocks are preconditions on live signals ([[commands.interlock]]).
+	Interlocks []Interlock `toml:"interlock"`
+}
+
+// Spec describes how one command name is actuated and confirmed.
+type Spec struct {
+	// Name is the command name in requests ("door.lock").
+	Name string `toml:"name"`
+	// Actuator groups commands that must never run concurrently ("door");
+	// default: Bus + "/" + Message.
+	Actuator string `toml:"actuator"`
+	// Bus names the CAN driver instance that transmits.
+	Bus string `toml:"bus"`
+	// Message is the DBC message name.
+	Message string `toml:"message"`
+	// Signals are the DBC signal values of the frame.
+	Signals map[string]float64 `toml:"signals"`
+	// Repeat is how many times the frame is sent (≥ 1); repetition stops
+	// early once the feedback confirms.
+	Repeat int `toml:"repeat"`
+	// RepeatInterval is the gap between repeated frames.
+	RepeatInterval Duration `toml:"repeat_interval"`
+	// Feedback is the signal that confirms the action.
+	Feedback string `toml:"feedback"`
+	// Expect is the Feedback value that means success.
+	Expect float64 `toml:"expect"`
+	// Timeout bounds the wait for Expect after the first frame.
+	Timeout Duration `toml:"timeout"`
+	// Mode is "immediate" (default) or "at_standstill".
+	Mode string `toml:"mode"`
+	// ArmTimeout bounds the wait for the interlocks in "at_standstill" mode.
+	ArmTimeout Duration `toml:"arm_timeout"`
+	// Report lists extra signals copied into the response state.
+	Report []string `toml:"report"`
+}
+
+// Interlock is a precondition: Signal Op Value must have held for For, on
+// a sample no older than MaxAge, for every command named in AppliesTo.
+type Interlock struct {
+	Name      string   `toml:"name"`
+	Signal    string   `toml:"signal"`
+	Op        string   `toml:"op"`
+	Value     float64  `toml:"value"`
+	For       Duration `toml:"for"`
+	MaxAge    Duration `toml:"max_age"`
+	AppliesTo []string `toml:"applies_to"`
+}
+
+// DefaultConfig returns the defaults. It names no commands: those depend on
+// the vehicle's DBC (see sample.toml).
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:     4096,
+		ClockSkew:           Duration(5 * time.Second),
+		MaxValidity:         Duration(10 * time.Minute),
+		RequireTrustedClock: true,
+		LedgerRetention:     Duration(24 * time.Hour),
+		Conflict:            ConflictReject,
+		MaxQueue:            4,
+		ProgressAfter:       Duration(time.Second),
+	}
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+	opValues = map[string]bool{"==": true, "!=": true, "<": true, "<=": true, ">": true, ">=": true}
+)
+
+// Validate reports every problem in c.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.MaxRequestBytes < 256 || c.MaxRequestBytes > 1<<20 {
+		bad("commands.max_request_bytes: %d not in [256, 1048576]", c.MaxRequestBytes)
+	}
+	if c.ClockSkew < 0 || c.MaxValidity <= 0 || c.LedgerRetention < 0 || c.ProgressAfter < 0 {
+		bad("commands: durations must not be negative (max_validity > 0)")
+	}
+	if c.Conflict != ConflictReject && c.Conflict != ConflictQueue {
+		bad("commands.conflict: %q is not \"reject\" or \"queue\"", c.Conflict)
+	}
+	if c.Conflict == ConflictQueue && c.MaxQueue < 1 {
+		bad("commands.max_queue: must be ≥ 1 with conflict = \"queue\"")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Commands {
+		if err := s.validate(); err != nil {
+			bad("commands.command[%d]: %w", i, err)
+		}
+		if names[s.Name] {
+			bad("commands.command[%d]: duplicate name %q", i, s.Name)
+		}
+		names[s.Name] = true
+	}
+	ilNames := map[string]bool{}
+	for i, il := range c.Interlocks {
+		if err := il.validate(names); err != nil {
+			bad("commands.interlock[%d]: %w", i, err)
+		}
+		if ilNames[il.Name] {
+			bad("commands.interlock[%d]: duplicate name %q", i, il.Name)
+		}
+		ilNames[il.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Spec) validate() error {
+	switch {
+	case !nameRE.MatchString(s.Name) || len(s.Name) > 64:
+		return fmt.Errorf("name %q: want lower-case dotted words", s.Name)
+	case s.Bus == "" || s.Message == "":
+		return fmt.Errorf("%s: bus and message are required", s.Name)
+	case len(s.Signals) == 0:
+		return fmt.Errorf("%s: signals are required", s.Name)
+	case s.Repeat < 0 || s.Repeat > 50:
+		return fmt.Errorf("%s: repeat %d not in [0, 50]", s.Name, s.Repeat)
+	case s.RepeatInterval < 0:
+		return fmt.Errorf("%s: repeat_interval is negative", s.Name)
+	case s.Feedback == "":
+		return fmt.Errorf("%s: feedback signal is required (success is only ever confirmed)", s.Name)
+	case s.Timeout <= 0:
+		return fmt.Errorf("%s: timeout must be > 0", s.Name)
+	}
+	switch s.Mode {
+	case "", ModeImmediate:
+	case ModeAtStandstill:
+		if s.ArmTimeout <= 0 {
+			return fmt.Errorf("%s: arm_timeout must be > 0 in mode %q", s.Name, s.Mode)
+		}
+	default:
+		return fmt.Errorf("%s: mode %q is not %q or %q", s.Name, s.Mode, ModeImmediate, ModeAtStandstill)
+	}
+	return nil
+}
+
+func (il *Interlock) validate(commands map[string]bool) error {
+	switch {
+	case il.Name == "":
+		return errors.New("name is required")
+	case il.Signal == "":
+		return fmt.Errorf("%s: signal is required", il.Name)
+	case !opValues[il.Op]:
+		return fmt.Errorf("%s: op %q is not one of == != < <= > >=", il.Name, il.Op)
+	case il.For < 0:
+		return fmt.Errorf("%s: for is negative", il.Name)
+	case il.MaxAge <= 0:
+		return fmt.Errorf("%s: max_age must be > 0 (stale inputs must block)", il.Name)
+	case len(il.AppliesTo) == 0:
+		return fmt.Errorf("%s: applies_to is empty", il.Name)
+	}
+	for _, n := range il.AppliesTo {
+		if !commands[n] {
+			return fmt.Errorf("%s: applies_to names unknown command %q", il.Name, n)
+		}
+	}
+	return nil
+}
+
+// actuator returns the key that serialises commands.
+func (s *Spec) actuator() string {
+	if s.Actuator != "" {
+		return s.Actuator
+	}
+	return s.Bus + "/" + s.Message
+}
+
+// repeat returns the number of frames to send.
+func (s *Spec) repeat() int {
+	if s.Repeat < 1 {
+		return 1
+	}
+	return s.Repeat
+}

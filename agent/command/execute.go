@@ -1,0 +1,176 @@
+package command
+
+import (
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/drivers"
+)
+
+// armPoll re-evaluates the interlocks of an armed command this often even
+// without new samples (hold times and staleness change with time alone).
+const armPoll = 100 * time.Millisecond
+
+// minRepeatInterval bounds the frame rate of repeated frames.
+const minRepeatInterval = 10 * time.Millisecond
+
+// execute runs one admitted command to its final response.
+func (e *Engine) execute(j *job) {
+	if j.spec.Mode == ModeAtStandstill {
+		if ref := e.arm(j); ref != nil {
+			e.answer(j, ref)
+			return
+		}
+	}
+	if ref := e.preflight(j); ref != nil {
+		e.answer(j, ref)
+		return
+	}
+	tx, ok := e.txFor(j.spec.Bus)
+	if !ok {
+		e.answer(j, refuse(StatusFailed, ReasonNoTransmitter, "bus %s has no transmitter", j.spec.Bus))
+		return
+	}
+	if err := e.ledger.Begin(j.id, j.req.Name, j.topic, e.expires(j), e.now()); err != nil {
+		j.log.Error("command ledger write failed", "err", err)
+		e.answer(j, refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated"))
+		return
+	}
+	j.log.Info("command ledger written")
+	if e.hooks.afterBegin != nil {
+		e.hooks.afterBegin(j.id)
+	}
+	sentAt := e.now()
+	if err := tx.Transmit(j.ctx, j.spec.Message, j.spec.Signals); err != nil {
+		j.log.Warn("command transmit failed", "bus", j.spec.Bus, "message", j.spec.Message, "err", err)
+		e.finish(j, refuse(StatusFailed, ReasonTransmitFailed, "transmit %s on %s: %v", j.spec.Message, j.spec.Bus, err))
+		return
+	}
+	j.log.Info("command frame sent", "bus", j.spec.Bus, "message", j.spec.Message)
+	e.finish(j, e.confirm(j, tx, sentAt))
+}
+
+// preflight re-checks, right before actuation, what may have changed since
+// receipt: the clock, the validity window and the interlocks.
+func (e *Engine) preflight(j *job) *refusal {
+	if err := j.ctx.Err(); err != nil {
+		return refuse(StatusRejected, ReasonShutdown, "agent stopping; not actuated")
+	}
+	now := e.now()
+	if ref := e.checkTime(j.req, now); ref != nil {
+		return ref
+	}
+	return e.il.check(j.req.Name, now)
+}
+
+// arm waits, in at_standstill mode, until the interlocks hold, for at most
+// arm_timeout and never past the validity window.
+func (e *Engine) arm(j *job) *refusal {
+	ref := e.il.check(j.req.Name, e.now())
+	if ref == nil {
+		return nil
+	}
+	j.log.Info("command armed", "reason", ref.reason)
+	e.progress(j, ReasonArmed, "armed, waiting for interlocks: "+ref.reason)
+	wait := j.spec.ArmTimeout.Std()
+	validEnd := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+	expiring := false
+	if left := validEnd.Sub(e.now()); left < wait {
+		wait, expiring = max(left, 0), true
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(armPoll)
+	defer poll.Stop()
+	for {
+		ch := e.sig.Changed()
+		if ref = e.il.check(j.req.Name, e.now()); ref == nil {
+			j.log.Info("command interlocks met")
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-poll.C:
+		case <-deadline.C:
+			if expiring {
+				return refuse(StatusRejected, ReasonExpired, "validity window ended while armed; not actuated: %s", ref.reason)
+			}
+			return refuse(StatusTimedOut, ReasonInterlockNotMet, "interlocks not met within arm_timeout %s; not actuated: %s", j.spec.ArmTimeout.Std(), ref.reason)
+		case <-j.ctx.Done():
+			return refuse(StatusRejected, ReasonShutdown, "agent stopping while armed; not actuated")
+		}
+	}
+}
+
+// confirm repeats the frame as configured and waits for the feedback signal
+// to show the expected value in a sample observed after the first frame.
+func (e *Engine) confirm(j *job, tx drivers.Transmitter, sentAt time.Time) *refusal {
+	spec := j.spec
+	timeout := time.NewTimer(spec.Timeout.Std())
+	defer timeout.Stop()
+	var repeatC <-chan time.Time
+	sent := 1
+	if spec.repeat() > 1 {
+		t := time.NewTicker(max(spec.RepeatInterval.Std(), minRepeatInterval))
+		defer t.Stop()
+		repeatC = t.C
+	}
+	var progressC <-chan time.Time
+	if e.cfg.ProgressAfter > 0 && !j.progress {
+		t := time.NewTimer(e.cfg.ProgressAfter.Std())
+		defer t.Stop()
+		progressC = t.C
+	}
+	for {
+		ch := e.sig.Changed()
+		if s, ok := e.sig.Latest(spec.Feedback); ok && !s.Time.Before(sentAt) && s.Value == spec.Expect {
+			j.log.Info("command confirmed", "signal", spec.Feedback, "frames", sent)
+			return &refusal{status: StatusSucceeded, code: ReasonOK, reason: spec.Feedback + " = " + fmtValue(s.Value)}
+		}
+		select {
+		case <-ch:
+		case <-repeatC:
+			if err := tx.Transmit(j.ctx, spec.Message, spec.Signals); err != nil {
+				j.log.Warn("command repeat transmit failed", "err", err)
+			}
+			if sent++; sent >= spec.repeat() {
+				repeatC = nil
+			}
+		case <-progressC:
+			e.progress(j, ReasonInProgress, "sent "+spec.Message+", waiting for "+spec.Feedback)
+		case <-timeout.C:
+			return refuse(StatusTimedOut, ReasonNoConfirmation, "%s did not reach %s within %s (observed %s)",
+				spec.Feedback, fmtValue(spec.Expect), spec.Timeout.Std(), e.observed(spec.Feedback))
+		case <-j.ctx.Done():
+			return refuse(StatusFailed, ReasonShutdown, "agent stopping before %s confirmed; outcome unknown", spec.Feedback)
+		}
+	}
+}
+
+// observed describes the latest value of a signal for a reason text.
+func (e *Engine) observed(name string) string {
+	s, ok := e.sig.Latest(name)
+	if !ok {
+		return "no value"
+	}
+	return fmtValue(s.Value) + " at " + s.Time.UTC().Format(time.RFC3339Nano)
+}
+
+// snapshot returns the state reported with j's responses: the feedback
+// signal, the interlock inputs and the spec's report list.
+func (e *Engine) snapshot(j *job) map[string]float64 {
+	if j.spec == nil {
+		return nil
+	}
+	names := append([]string{j.spec.Feedback}, e.il.signals(j.spec.Name)...)
+	names = append(names, j.spec.Report...)
+	out := map[string]float64{}
+	for _, n := range names {
+		if s, ok := e.sig.Latest(n); ok {
+			out[n] = s.Value
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,12 @@
+package command
+
+// SetHooks installs test seams: afterBegin runs once the ledger entry is
+// durable and before the first frame; afterFinish once the final result is
+// durable and before it is handed to the responder.
+func SetHooks(e *Engine, afterBegin, afterFinish func(id string)) {
+	e.hooks = hooks{afterBegin: afterBegin, afterFinish: afterFinish}
+}
+
+// ObserveInterlocks folds the latest samples into the interlock hold
+// tracking synchronously.
+func ObserveInterlocks(e *Engine) { e.il.observe() }

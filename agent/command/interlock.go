@@ -1,0 +1,138 @@
+package command
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// interlocks evaluates the configured preconditions on live signals. For
+// rules with a hold time ("for") it tracks since when each condition has
+// held continuously, from the samples it observes: a wake per stored sample
+// (coalesced under load), so a violation shorter than one wake-up can be
+// missed; at boot nothing has held yet.
+type interlocks struct {
+	rules []Interlock
+	sig   Signals
+
+	mu    sync.Mutex
+	since []time.Time // guarded by mu; per rule, sample time the condition started holding; zero = not holding
+}
+
+func newInterlocks(rules []Interlock, sig Signals) *interlocks {
+	return &interlocks{rules: rules, sig: sig, since: make([]time.Time, len(rules))}
+}
+
+// observe folds the latest samples into the hold tracking.
+func (il *interlocks) observe() {
+	il.mu.Lock()
+	defer il.mu.Unlock()
+	for i, r := range il.rules {
+		s, ok := il.sig.Latest(r.Signal)
+		switch {
+		case !ok || !r.holds(s.Value):
+			il.since[i] = time.Time{}
+		case il.since[i].IsZero() || s.Time.Before(il.since[i]):
+			il.since[i] = s.Time
+		}
+	}
+}
+
+// track keeps the hold tracking current until ctx is done.
+func (il *interlocks) track(ctx context.Context) {
+	for {
+		ch := il.sig.Changed()
+		il.observe()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// check returns nil when every rule that applies to command holds at now,
+// else the refusal of the first one that does not.
+func (il *interlocks) check(command string, now time.Time) *refusal {
+	il.observe()
+	il.mu.Lock()
+	defer il.mu.Unlock()
+	for i, r := range il.rules {
+		if !r.appliesTo(command) {
+			continue
+		}
+		s, ok := il.sig.Latest(r.Signal)
+		if !ok {
+			return refuse(StatusRejected, ReasonInterlockMissing,
+				"interlock %s: no value for %s", r.Name, r.Signal)
+		}
+		if age := now.Sub(s.Time); age > r.MaxAge.Std() {
+			return refuse(StatusRejected, ReasonInterlockStale,
+				"interlock %s: %s is stale (%s old, max_age %s)", r.Name, r.Signal, age.Round(time.Millisecond), r.MaxAge.Std())
+		}
+		if !r.holds(s.Value) {
+			return refuse(StatusRejected, ReasonInterlock,
+				"interlock %s: %s = %s, needs %s %s", r.Name, r.Signal, fmtValue(s.Value), r.Op, fmtValue(r.Value))
+		}
+		if held := now.Sub(il.since[i]); r.For > 0 && (il.since[i].IsZero() || held < r.For.Std()) {
+			return refuse(StatusRejected, ReasonInterlock,
+				"interlock %s: %s %s %s held %s, needs %s", r.Name, r.Signal, r.Op, fmtValue(r.Value),
+				max(held, 0).Round(time.Millisecond), r.For.Std())
+		}
+	}
+	return nil
+}
+
+// signals returns the input signals of the rules that apply to command.
+func (il *interlocks) signals(command string) []string {
+	var out []string
+	for _, r := range il.rules {
+		if r.appliesTo(command) {
+			out = append(out, r.Signal)
+		}
+	}
+	return out
+}
+
+func (r *Interlock) appliesTo(command string) bool {
+	for _, n := range r.AppliesTo {
+		if n == command {
+			return true
+		}
+	}
+	return false
+}
+
+// holds reports whether v satisfies the rule's comparison.
+func (r *Interlock) holds(v float64) bool {
+	switch r.Op {
+	case "==":
+		return v == r.Value
+	case "!=":
+		return v != r.Value
+	case "<":
+		return v < r.Value
+	case "<=":
+		return v <= r.Value
+	case ">":
+		return v > r.Value
+	case ">=":
+		return v >= r.Value
+	}
+	return false
+}
+
+func fmtValue(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// refusal is a final response decided by the engine: status, code, reason.
+type refusal struct {
+	status Status
+	code   string
+	reason string
+}
+
+func refuse(st Status, code, format string, args ...any) *refusal {
+	return &refusal{status: st, code: code, reason: fmt.Sprintf(format, args...)}
+}
