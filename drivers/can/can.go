@@ -151,11 +151,11 @@ func (d *Driver) Stats() Stats {
 	}
 }
 
-// LastSeen returns the last decoded value of a mapped signal and when its
-// frame was received (reported or not: the basis for staleness checks).
-func (d *Driver) LastSeen(name string) (value float64, at time.Time, ok bool) {
+// LastSeen returns when a mapped signal was last decoded (reported or
+// not: the basis for staleness checks).
+func (d *Driver) LastSeen(name string) (at time.Time, ok bool) {
 	if d.dec == nil {
-		return 0, time.Time{}, false
+		return time.Time{}, false
 	}
 	return d.dec.LastSeen(name)
 }

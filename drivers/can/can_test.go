@@ -215,7 +215,7 @@ func TestDecodeTransmitAndStats(t *testing.T) {
 	if st.UnknownIDs != 1 || st.DecodeErrors != 1 {
 		t.Errorf("Stats() = %+v, want 1 unknown id and 1 decode error", st)
 	}
-	if _, at, ok := d.LastSeen("Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"); !ok || at.IsZero() {
+	if at, ok := d.LastSeen("Vehicle.Cabin.Door.Row1.DriverSide.IsLocked"); !ok || at.IsZero() {
 		t.Error("LastSeen has no time for a received signal")
 	}
 

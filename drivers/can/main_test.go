@@ -1,9 +1,15 @@
 package can
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(genEnv); spec != "" {
+		os.Exit(runGenerator(spec))
+	}
+	goleak.VerifyTestMain(m)
+}

@@ -96,10 +96,10 @@ func (d *Driver) Stats() canmap.Stats {
 	return d.dec.Stats()
 }
 
-// LastSeen returns the last decoded value of a mapped signal and when.
-func (d *Driver) LastSeen(name string) (float64, time.Time, bool) {
+// LastSeen returns when a mapped signal was last decoded.
+func (d *Driver) LastSeen(name string) (time.Time, bool) {
 	if d.dec == nil {
-		return 0, time.Time{}, false
+		return time.Time{}, false
 	}
 	return d.dec.LastSeen(name)
 }

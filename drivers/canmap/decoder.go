@@ -58,6 +58,9 @@ type plan struct {
 	// any reports whether some signal of the message has a target.
 	any     bool
 	scratch []dbc.Value
+	// seenAt is when a frame of the message last decoded (unix ns, 0 =
+	// never); read concurrently by LastSeen.
+	seenAt atomic.Int64
 }
 
 // target is one named output with its policy state.
@@ -68,14 +71,17 @@ type target struct {
 	minInterval time.Duration
 	heartbeat   time.Duration
 
+	// plan is the target's message; mux marks a multiplexed signal, which
+	// is not in every frame of its message and so keeps its own seenAt.
+	plan *plan
+	mux  bool
+
 	// Touched only by Decode.
 	reported bool
 	last     float64
-	lastAt   time.Time
+	lastAt   int64 // unix ns
 
-	// Read concurrently by LastSeen.
-	seenAt  atomic.Int64  // unix nanoseconds, 0 = never
-	seenVal atomic.Uint64 // math.Float64bits
+	seenAt atomic.Int64 // for mux targets: unix ns, 0 = never
 }
 
 // New validates opts against the DBC and builds a Decoder. It fails with
@@ -127,7 +133,10 @@ func (d *Decoder) mapSignal(db *dbc.Database, s *Signal) error {
 	if err != nil {
 		return fmt.Errorf("%w: signal %q: %w", ErrConfig, s.Name, err)
 	}
+	p := d.plans[key(m.ID, m.Extended)]
 	t := &target{
+		plan:        p,
+		mux:         sig.MuxValue >= 0 || len(sig.MuxRanges) > 0,
 		name:        s.Name,
 		deadband:    s.Deadband,
 		deadbandPct: s.DeadbandPct,
@@ -135,7 +144,6 @@ func (d *Decoder) mapSignal(db *dbc.Database, s *Signal) error {
 		heartbeat:   s.Heartbeat.Std(),
 	}
 	d.byName[s.Name] = t
-	p := d.plans[key(m.ID, m.Extended)]
 	p.attach(sig, t)
 	return nil
 }
@@ -153,7 +161,7 @@ func (d *Decoder) mapUnmapped(db *dbc.Database) {
 			if _, dup := d.byName[name]; dup {
 				continue
 			}
-			t := &target{name: name}
+			t := &target{name: name, plan: p, mux: sig.MuxValue >= 0 || len(sig.MuxRanges) > 0}
 			d.byName[name] = t
 			p.attach(sig, t)
 		}
@@ -199,6 +207,8 @@ func (d *Decoder) Decode(f *canbus.Frame, sink drivers.Sink) {
 	if at.IsZero() {
 		at = d.now()
 	}
+	ns := at.UnixNano()
+	p.seenAt.Store(ns)
 	j := 0 // values usually arrive in signal order: search from the last hit
 	for i := range vals {
 		v := &vals[i]
@@ -208,7 +218,7 @@ func (d *Decoder) Decode(f *canbus.Frame, sink drivers.Sink) {
 			continue
 		}
 		for _, t := range p.targets[j] {
-			if t.observe(v.Phys, at) {
+			if t.observe(v.Phys, ns) {
 				d.samples.Add(1)
 				sink.Emit(drivers.Sample{Name: t.name, Value: v.Phys, Label: v.Label, Time: at, Source: d.source})
 			}
@@ -232,13 +242,17 @@ func (p *plan) index(sig *dbc.Signal, hint int) int {
 	return -1
 }
 
-// observe records a value seen at at and reports whether it is to be
-// emitted.
-func (t *target) observe(v float64, at time.Time) bool {
-	t.seenVal.Store(math.Float64bits(v))
-	t.seenAt.Store(at.UnixNano())
+// observe records a value seen at unix time ns and reports whether it is
+// to be emitted.
+func (t *target) observe(v float64, ns int64) bool {
+	if t.mux {
+		t.seenAt.Store(ns)
+	}
 	if t.reported {
-		since := at.Sub(t.lastAt)
+		since := time.Duration(ns - t.lastAt)
+		if since < 0 { // the clock (or a replay) went backwards: start afresh
+			since = math.MaxInt64
+		}
 		if since < t.minInterval {
 			return false
 		}
@@ -247,7 +261,7 @@ func (t *target) observe(v float64, at time.Time) bool {
 			return false
 		}
 	}
-	t.reported, t.last, t.lastAt = true, v, at
+	t.reported, t.last, t.lastAt = true, v, ns
 	return true
 }
 
@@ -277,19 +291,23 @@ func (d *Decoder) Stats() Stats {
 	}
 }
 
-// LastSeen returns the last value decoded for the named signal and when
-// its frame was received, whether or not the policy reported it. ok is
-// false for a name that is not mapped or has not been seen yet.
-func (d *Decoder) LastSeen(name string) (value float64, at time.Time, ok bool) {
+// LastSeen returns when the named signal was last decoded (the receive
+// time of its last frame), whether or not the policy reported the value:
+// the basis for staleness checks. ok is false for a name that is not
+// mapped or has not been seen yet.
+func (d *Decoder) LastSeen(name string) (at time.Time, ok bool) {
 	t := d.byName[name]
 	if t == nil {
-		return 0, time.Time{}, false
+		return time.Time{}, false
 	}
-	ns := t.seenAt.Load()
+	ns := t.plan.seenAt.Load()
+	if t.mux {
+		ns = t.seenAt.Load()
+	}
 	if ns == 0 {
-		return 0, time.Time{}, false
+		return time.Time{}, false
 	}
-	return math.Float64frombits(t.seenVal.Load()), time.Unix(0, ns), true
+	return time.Unix(0, ns), true
 }
 
 // Names returns the names the decoder can emit, in no particular order.
