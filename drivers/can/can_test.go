@@ -1,9 +1,11 @@
 package can
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,7 +19,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/drivers/drivertest"
 )
 
-const vehicleDBC = "../../configs/vehicle.dbc"
+const vehicleDBC = "testdata/vehicle.dbc"
 
 // bench is a served virtual bus plus an in-process endpoint for the test.
 type bench struct {
@@ -249,5 +251,34 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTestdataDBCMatchesConfigs(t *testing.T) {
+	t.Parallel()
+	want, err := os.ReadFile("../../configs/vehicle.dbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(vehicleDBC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("%s differs from configs/vehicle.dbc; copy it over", vehicleDBC)
+	}
+}
+
+func TestRunSocketCANAbsentIsNotReady(t *testing.T) {
+	t.Parallel()
+	d := New(drivertest.Params(t))
+	d.Interface, d.DBC = "nosuchcan7", vehicleDBC
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	err := d.Run(context.Background(), &drivertest.Sink{})
+	var fatal *drivers.FatalError
+	if !errors.Is(err, drivers.ErrNotReady) && !errors.As(err, &fatal) {
+		t.Errorf("Run() on a missing interface = %v, want ErrNotReady (or FatalError without AF_CAN)", err)
 	}
 }
