@@ -220,4 +220,3 @@ func (e *Engine) expires(j *job) time.Time {
 	}
 	return end.Add(e.cfg.ClockSkew.Std() + e.cfg.LedgerRetention.Std())
 }
-

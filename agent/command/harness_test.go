@@ -72,19 +72,31 @@ type harness struct {
 
 func newHarness(t testing.TB, mut func(*command.Config)) *harness {
 	t.Helper()
+	return newHarnessIn(t, t.TempDir(), mut, nil)
+}
+
+// newHarnessIn runs the engine on state dir; onFrame, when set, runs before
+// the fake ECU sees each frame.
+func newHarnessIn(t testing.TB, dir string, mut func(*command.Config), onFrame func(commandtest.Frame)) *harness {
+	t.Helper()
 	cfg := testConfig()
 	if mut != nil {
 		mut(&cfg)
 	}
 	h := &harness{
-		t: t, dir: t.TempDir(), cfg: cfg,
+		t: t, dir: dir, cfg: cfg,
 		clock: commandtest.NewClock(time.UnixMilli(1_790_000_000_000)),
 		cache: command.NewSampleCache(),
 		tx:    &commandtest.Transmitter{Bus: "body"},
 		resp:  &commandtest.Responder{},
 	}
 	h.trusted.Store(true)
-	h.tx.OnTransmit = h.ecu
+	h.tx.OnTransmit = func(f commandtest.Frame) {
+		if onFrame != nil {
+			onFrame(f)
+		}
+		h.ecu(f)
+	}
 	h.start()
 	t.Cleanup(h.stop)
 	h.emit(sigLocked, 0)

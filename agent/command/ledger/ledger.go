@@ -45,8 +45,8 @@ const (
 
 // Entry is the latest recorded state of one command id.
 type Entry struct {
-	ID    string `json:"id"`
-	Name  string `json:"name,omitempty"`
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
 	// Topic is where the command's responses go.
 	Topic string `json:"topic,omitempty"`
 	State State  `json:"state"`
