@@ -10,8 +10,8 @@ import (
 // message is one MQTT publish built from leased records. seqs are exactly
 // the records its PUBACK acknowledges.
 type message struct {
-	topic   string
-	payload []byte
+	topic    string
+	payload  []byte
 	seqs     []uint64
 	oldest   time.Time // observation time of the oldest record
 	retained bool      // only the status message

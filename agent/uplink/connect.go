@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -81,7 +83,7 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 		<-tok.Done() // bounded by ConnectTimeout; the dial is cancelled
 	}
 	if err := tok.Error(); err != nil {
-		return nil, classifyConnect(err, tok.(*mqtt.ConnectToken).ReturnCode(), d.lastError())
+		return nil, classifyConnect(err, tok.(*mqtt.ConnectToken).ReturnCode(), d.lastError(), p.tls != nil && d.last() != nil)
 	}
 	if ctx.Err() != nil {
 		c.Disconnect(0)
@@ -90,8 +92,11 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	return &connected{client: c, dial: d, present: tok.(*mqtt.ConnectToken).SessionPresent()}, nil
 }
 
-// classifyConnect turns a failed CONNECT into a clear error.
-func classifyConnect(err error, rc byte, ioErr error) error {
+// classifyConnect turns a failed CONNECT into a clear error. afterTLS
+// means the TLS handshake had completed: a broker that then closes the
+// connection before CONNACK is refusing the identity (AWS IoT and
+// mosquitto may close without an alert), per aws-iot-reference.md §6.3.
+func classifyConnect(err error, rc byte, ioErr error, afterTLS bool) error {
 	switch rc {
 	case packets.ErrRefusedNotAuthorised, packets.ErrRefusedBadUsernameOrPassword:
 		return fmt.Errorf("%w: broker refused connect: %v", ErrAuth, err)
@@ -103,6 +108,9 @@ func classifyConnect(err error, rc byte, ioErr error) error {
 	}
 	if isRemoteCertAlert(ioErr) {
 		return fmt.Errorf("%w: broker rejected the client certificate: %w", ErrAuth, ioErr)
+	}
+	if afterTLS && rc == packets.ErrNetworkError && (errors.Is(ioErr, io.EOF) || errors.Is(ioErr, syscall.ECONNRESET)) {
+		return fmt.Errorf("%w: broker closed the connection before CONNACK (client certificate or policy refused): %w", ErrAuth, ioErr)
 	}
 	if ioErr != nil && !strings.Contains(err.Error(), ioErr.Error()) {
 		return fmt.Errorf("connect: %w (%v)", err, ioErr)
