@@ -73,6 +73,9 @@ func printDatabase(w io.Writer, path string, db *dbc.Database, nwarn int, brief 
 			kind = "ext"
 		}
 		fmt.Fprintf(w, "  BO_ %#x %s %s len=%d sender=%s", m.ID, kind, m.Name, m.Length, m.Sender)
+		if m.FD {
+			fmt.Fprint(w, " fd")
+		}
 		if m.CycleTime > 0 {
 			fmt.Fprintf(w, " cycle=%s", m.CycleTime)
 		}

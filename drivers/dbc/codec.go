@@ -1,16 +1,19 @@
 package dbc
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 )
 
-// sigPlan is a signal's precomputed bit layout.
+// sigPlan is a signal's precomputed bit layout. Bits are read with one
+// 8-byte load at lo plus, for a value spanning 9 bytes, one more byte.
 type sigPlan struct {
 	sig    *Signal
 	lo     int  // first payload byte
-	n      int  // bytes spanned, 1..9
-	shift  uint // right shift after assembling the bytes
+	off    uint // little-endian: right shift; big-endian: bits before the MSB in byte lo
+	rsh    uint // 64 - Size
+	nine   bool // spans 9 bytes
 	mask   uint64
 	big    bool
 	signed bool
@@ -19,6 +22,9 @@ type sigPlan struct {
 	parent int // slot of the selecting multiplexer, -1 if always present
 	ranges []MuxRange
 }
+
+// frame is a payload padded so every signal can be read with 8-byte loads.
+type frame [72]byte
 
 // plan is a message's decode plan.
 type plan struct {
@@ -32,19 +38,13 @@ const maxStackMux = 8
 
 func newSigPlan(s *Signal) sigPlan {
 	sp := sigPlan{sig: s, big: s.BigEndian, signed: s.Signed, typ: s.Type, slot: -1, parent: -1,
-		mask: math.MaxUint64 >> (64 - uint(s.Size))}
-	if !s.BigEndian {
-		sp.lo = s.Start / 8
-		off := s.Start % 8
-		sp.n = (off + s.Size + 7) / 8
-		sp.shift = uint(off)
-		return sp
+		rsh: uint(64 - s.Size), mask: math.MaxUint64 >> (64 - uint(s.Size))}
+	first := s.Start
+	if s.BigEndian {
+		first = msbPos(s)
 	}
-	p := msbPos(s)
-	e := p + s.Size - 1
-	sp.lo = p / 8
-	sp.n = e/8 - sp.lo + 1
-	sp.shift = uint(7 - e%8)
+	sp.lo, sp.off = first/8, uint(first%8)
+	sp.nine = int(sp.off)+s.Size > 64
 	return sp
 }
 
@@ -99,34 +99,26 @@ func compile(m *Message) (*plan, error) {
 	return pl, nil
 }
 
-// bits extracts the signal's raw bits from data (long enough).
-func (sp *sigPlan) bits(data []byte) uint64 {
-	d := data[sp.lo:]
-	var v uint64
-	n := min(sp.n, 8)
+// bits extracts the signal's raw bits.
+func (sp *sigPlan) bits(f *frame) uint64 {
 	if !sp.big {
-		for i := n - 1; i >= 0; i-- {
-			v = v<<8 | uint64(d[i])
-		}
-		v >>= sp.shift
-		if sp.n == 9 {
-			v |= uint64(d[8]) << (64 - sp.shift)
+		v := binary.LittleEndian.Uint64(f[sp.lo:]) >> sp.off
+		if sp.nine {
+			v |= uint64(f[sp.lo+8]) << (64 - sp.off)
 		}
 		return v & sp.mask
 	}
-	for i := 0; i < n; i++ {
-		v = v<<8 | uint64(d[i])
+	v := binary.BigEndian.Uint64(f[sp.lo:]) << sp.off
+	if sp.nine {
+		v |= uint64(f[sp.lo+8]) >> (8 - sp.off)
 	}
-	if sp.n == 9 {
-		return (v<<(8-sp.shift) | uint64(d[8])>>sp.shift) & sp.mask
-	}
-	return v >> sp.shift & sp.mask
+	return v >> sp.rsh
 }
 
 // raw returns the raw value: sign-extended for signed integers, the bit
 // pattern for floats.
-func (sp *sigPlan) raw(data []byte) int64 {
-	u := sp.bits(data)
+func (sp *sigPlan) raw(f *frame) int64 {
+	u := sp.bits(f)
 	if sp.signed && sp.typ == Integer && sp.mask != math.MaxUint64 && u&^(sp.mask>>1) != 0 {
 		u |= ^sp.mask
 	}
@@ -158,13 +150,13 @@ func inRanges(v int64, rs []MuxRange) bool {
 
 // muxState evaluates the multiplexers of a payload: active[slot] tells
 // whether a multiplexer is present, raws[slot] its raw value.
-func (pl *plan) muxState(data []byte, active []bool, raws []int64) {
+func (pl *plan) muxState(f *frame, active []bool, raws []int64) {
 	for _, i := range pl.muxes {
 		sp := &pl.sigs[i]
 		act := sp.parent < 0 || active[sp.parent] && inRanges(raws[sp.parent], sp.ranges)
 		active[sp.slot] = act
 		if act {
-			raws[sp.slot] = sp.raw(data)
+			raws[sp.slot] = sp.raw(f)
 		}
 	}
 }
@@ -201,13 +193,15 @@ func (m *Message) DecodeInto(data []byte, dst []Value) ([]Value, error) {
 	if len(pl.muxes) > maxStackMux {
 		active, raws = make([]bool, len(pl.muxes)), make([]int64, len(pl.muxes))
 	}
-	pl.muxState(data, active, raws)
+	var f frame
+	copy(f[:], data)
+	pl.muxState(&f, active, raws)
 	for i := range pl.sigs {
 		sp := &pl.sigs[i]
 		if sp.parent >= 0 && !(active[sp.parent] && inRanges(raws[sp.parent], sp.ranges)) {
 			continue
 		}
-		raw := sp.raw(data)
+		raw := sp.raw(&f)
 		v := Value{Signal: sp.sig, Raw: raw, Phys: sp.phys(raw)}
 		if sp.sig.Values != nil {
 			v.Label = sp.sig.Values[raw]

@@ -70,6 +70,9 @@ type Message struct {
 	Sender string
 	// Signals in file order.
 	Signals []*Signal
+	// FD marks a CAN FD message: Length above 8, or a VFrameFormat
+	// attribute (or its default) naming a CAN FD format.
+	FD bool
 	// CycleTime is the GenMsgCycleTime attribute (or its default); zero
 	// when absent.
 	CycleTime time.Duration

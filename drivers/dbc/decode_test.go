@@ -206,7 +206,7 @@ func TestExtractMatchesReference(t *testing.T) {
 				}
 				for i := range m.plan.sigs {
 					sp := &m.plan.sigs[i]
-					if got, want := sp.bits(data), refBits(data, sp.sig); got != want {
+					if got, want := sp.bits(pad(data)), refBits(data, sp.sig); got != want {
 						t.Fatalf("%s.%s bits = %#x, want %#x", m.Name, sp.sig.Name, got, want)
 					}
 					n++
@@ -223,5 +223,22 @@ func TestFloatNaNDecodes(t *testing.T) {
 	vs, err := mustMessage(t, db, "VALS").Decode([]byte{0, 0, 0, 0, 0x00, 0x00, 0xC0, 0x7F})
 	if err != nil || !math.IsNaN(vs[1].Phys) {
 		t.Errorf("Decode(NaN float32) = %v, %v", vs, err)
+	}
+}
+
+// TestDecodeIntoDoesNotAllocate guards the per-frame path.
+func TestDecodeIntoDoesNotAllocate(t *testing.T) {
+	db, _ := mustParse(t, fixtureDBC)
+	for _, name := range []string{"LE", "BE", "FD64", "MUX", "XMUX", "VALS"} {
+		m := mustMessage(t, db, name)
+		data := make([]byte, m.Length)
+		data[0] = 0x31
+		dst := make([]Value, 0, len(m.Signals))
+		allocs := testing.AllocsPerRun(100, func() {
+			dst, _ = m.DecodeInto(data, dst)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: DecodeInto allocates %.1f times per call", name, allocs)
+		}
 	}
 }

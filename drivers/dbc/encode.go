@@ -42,7 +42,9 @@ func (m *Message) Encode(values map[string]float64) ([]byte, error) {
 	}
 	// The multiplexers are now in buf; check every given signal is selected.
 	active, muxRaw := make([]bool, len(pl.muxes)), make([]int64, len(pl.muxes))
-	pl.muxState(buf, active, muxRaw)
+	var f frame
+	copy(f[:], buf)
+	pl.muxState(&f, active, muxRaw)
 	for i := range pl.sigs {
 		sp := &pl.sigs[i]
 		if given[i] && sp.parent >= 0 && !(active[sp.parent] && inRanges(muxRaw[sp.parent], sp.ranges)) {

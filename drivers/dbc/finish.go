@@ -17,6 +17,11 @@ func (p *parser) finish() {
 		} else if p.cycleDefault > 0 {
 			m.CycleTime = millis(p.cycleDefault)
 		}
+		fd, ok := p.fd[m]
+		if !ok {
+			fd = p.fdDefault
+		}
+		m.FD = fd || m.Length > 8
 		p.checkSignals(m)
 		pl, err := compile(m)
 		if err != nil {

@@ -112,3 +112,9 @@ func refBits(data []byte, s *Signal) uint64 {
 	}
 	return v
 }
+
+func pad(data []byte) *frame {
+	var f frame
+	copy(f[:], data)
+	return &f
+}

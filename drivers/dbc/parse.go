@@ -51,6 +51,8 @@ type parser struct {
 
 	cycleDefault float64
 	cycle        map[*Message]float64
+	fdDefault    bool
+	fd           map[*Message]bool
 }
 
 // Parse parses DBC text. filename is used in warnings only. It returns an
@@ -79,6 +81,7 @@ func parseSources(srcs []source, warns []Warning) (*Database, []Warning, error) 
 		byRaw:    map[uint32]*Message{},
 		byMasked: map[uint32]*Message{},
 		cycle:    map[*Message]float64{},
+		fd:       map[*Message]bool{},
 	}
 	for _, s := range srcs {
 		p.file, p.toks, p.pos = s.file, lex(string(s.data)), 0

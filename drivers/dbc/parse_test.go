@@ -137,6 +137,21 @@ func TestParseTolerance(t *testing.T) {
 			},
 		},
 		{
+			name: "CAN FD from VFrameFormat, its default and length",
+			src: "BA_DEF_DEF_ \"VFrameFormat\" \"StandardCAN\";\n" + good + "BO_ 2 FDIDX: 8 X\nBO_ 3 FDNAME: 8 X\nBO_ 4 LONG: 12 X\n" +
+				"BA_ \"VFrameFormat\" BO_ 2 14;\nBA_ \"VFrameFormat\" BO_ 3 \"ExtendedCAN_FD\";\n",
+			check: func(t *testing.T, db *Database) {
+				got := map[string]bool{}
+				for _, m := range db.Messages {
+					got[m.Name] = m.FD
+				}
+				want := map[string]bool{"OK": false, "FDIDX": true, "FDNAME": true, "LONG": true}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("FD (-want +got):\n%s", diff)
+				}
+			},
+		},
+		{
 			name: "Vector independent signals are ignored silently",
 			src:  "BO_ 3221225472 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n SG_ X : 0|8@1+ (1,0) [0|0] \"\" X\n" + good,
 		},

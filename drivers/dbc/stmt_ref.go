@@ -83,15 +83,19 @@ func (p *parser) attrDefault() error {
 	if err != nil {
 		return err
 	}
-	if name == "GenMsgCycleTime" {
+	switch name {
+	case "GenMsgCycleTime":
 		if f, err := parseFloat(v); err == nil && f > 0 {
 			p.cycleDefault = f
 		}
+	case "VFrameFormat":
+		p.fdDefault = isFDFormat(v)
 	}
 	return p.end(line, "BA_DEF_DEF_")
 }
 
-// attr parses BA_. Only GenMsgCycleTime on messages is used; other
+// attr parses BA_. Only GenMsgCycleTime and VFrameFormat on messages are
+// used; other
 // attributes are checked for syntax and dropped.
 func (p *parser) attr(line int) error {
 	name, err := p.str()
@@ -138,7 +142,24 @@ func (p *parser) attr(line int) error {
 			}
 		})
 	}
+	if isMsg && name == "VFrameFormat" {
+		fd := isFDFormat(v)
+		p.later(func() {
+			if m := p.msgRef(line, raw, "BA_ VFrameFormat"); m != nil {
+				p.fd[m] = fd
+			}
+		})
+	}
 	return p.end(line, "BA_")
+}
+
+// isFDFormat interprets a VFrameFormat value: an index into Vector's
+// standard enum (14 StandardCAN_FD, 15 ExtendedCAN_FD) or the enum name.
+func isFDFormat(v string) bool {
+	if n, err := parseInt(v); err == nil {
+		return n == 14 || n == 15
+	}
+	return strings.HasSuffix(v, "CAN_FD")
 }
 
 // pairs reads "value "description"" pairs up to the end of a statement.
