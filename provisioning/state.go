@@ -56,12 +56,43 @@ func readState(dir string) (*state, error) {
 	}
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil || st.Version != stateVersion {
-		// A state file we cannot trust restarts the flow from scratch;
-		// the loop breaker cannot be bypassed this way because only
-		// this package writes the file and always writes it whole.
+		// Only this package writes the file, always whole, so an
+		// unreadable one means outside interference: start over.
 		return &state{Version: stateVersion}, nil
 	}
+	if !st.sane(dir) {
+		st.resetCredential(false) // restart the flow; keep the loop-breaker history
+	}
 	return &st, nil
+}
+
+// sane reports whether st's step has the files it needs, as plain names
+// inside dir.
+func (st *state) sane(dir string) bool {
+	need := map[string][]string{
+		stepStart:        nil,
+		stepKeyGenerated: {st.KeyFile},
+		stepCertCreated:  {st.KeyFile, st.CertFile, st.OwnershipToken},
+		stepRegistered:   {st.KeyFile, st.CertFile, st.Thing},
+	}
+	fields, ok := need[st.Step]
+	if !ok {
+		return false
+	}
+	for i, v := range fields {
+		if v == "" {
+			return false
+		}
+		if i < 2 { // file names
+			if filepath.Base(v) != v || v == "." || v == ".." {
+				return false
+			}
+			if _, err := os.Stat(filepath.Join(dir, v)); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (st *state) save(dir string) error {
