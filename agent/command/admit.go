@@ -47,7 +47,7 @@ func (e *Engine) dispatch(ctx context.Context, d delivery) {
 		ref = e.admit(j)
 	}
 	if ref != nil {
-		e.answer(j, ref)
+		e.deliver(ctx, j.log, e.record(j, ref, false))
 	}
 }
 
@@ -174,8 +174,11 @@ func (e *Engine) start(j *job) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.execute(j)
-		e.release(j)
+		outcome, begun := e.execute(j)
+		resp := e.record(j, outcome, begun)
+		e.release(j) // the actuator is free before the answer goes out
+		e.deliver(j.ctx, j.log, resp)
+		e.done(j)
 	}()
 }
 
@@ -183,8 +186,6 @@ func (e *Engine) start(j *job) {
 func (e *Engine) release(j *job) {
 	act := j.spec.actuator()
 	e.mu.Lock()
-	delete(e.inflight, j.id)
-	dupes := j.dupes
 	var next *job
 	if s := e.busy[act]; s == nil || len(s.queue) == 0 {
 		delete(e.busy, act)
@@ -194,13 +195,21 @@ func (e *Engine) release(j *job) {
 		s.running = next.id
 	}
 	e.mu.Unlock()
+	if next != nil {
+		e.start(next)
+	}
+}
+
+// done forgets j as in flight and answers its redeliveries.
+func (e *Engine) done(j *job) {
+	e.mu.Lock()
+	delete(e.inflight, j.id)
+	dupes := j.dupes
+	e.mu.Unlock()
 	if ent, ok := e.ledger.Get(j.id); ok && dupes > 0 && ent.State != ledger.Executing {
 		for range dupes {
 			e.redeliver(j.ctx, j.log, ent)
 		}
-	}
-	if next != nil {
-		e.start(next)
 	}
 }
 

@@ -13,27 +13,24 @@ const armPoll = 100 * time.Millisecond
 // minRepeatInterval bounds the frame rate of repeated frames.
 const minRepeatInterval = 10 * time.Millisecond
 
-// execute runs one admitted command to its final response.
-func (e *Engine) execute(j *job) {
+// execute runs one admitted command up to its outcome; begun reports
+// whether its ledger entry was written (it may have been actuated).
+func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
 	if j.spec.Mode == ModeAtStandstill {
 		if ref := e.arm(j); ref != nil {
-			e.answer(j, ref)
-			return
+			return ref, false
 		}
 	}
 	if ref := e.preflight(j); ref != nil {
-		e.answer(j, ref)
-		return
+		return ref, false
 	}
 	tx, ok := e.txFor(j.spec.Bus)
 	if !ok {
-		e.answer(j, refuse(StatusFailed, ReasonNoTransmitter, "bus %s has no transmitter", j.spec.Bus))
-		return
+		return refuse(StatusFailed, ReasonNoTransmitter, "bus %s has no transmitter", j.spec.Bus), false
 	}
 	if err := e.ledger.Begin(j.id, j.req.Name, j.topic, e.expires(j), e.now()); err != nil {
 		j.log.Error("command ledger write failed", "err", err)
-		e.answer(j, refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated"))
-		return
+		return refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated"), false
 	}
 	j.log.Info("command ledger written")
 	if e.hooks.afterBegin != nil {
@@ -42,11 +39,10 @@ func (e *Engine) execute(j *job) {
 	sentAt := e.now()
 	if err := tx.Transmit(j.ctx, j.spec.Message, j.spec.Signals); err != nil {
 		j.log.Warn("command transmit failed", "bus", j.spec.Bus, "message", j.spec.Message, "err", err)
-		e.finish(j, refuse(StatusFailed, ReasonTransmitFailed, "transmit %s on %s: %v", j.spec.Message, j.spec.Bus, err))
-		return
+		return refuse(StatusFailed, ReasonTransmitFailed, "transmit %s on %s: %v", j.spec.Message, j.spec.Bus, err), true
 	}
 	j.log.Info("command frame sent", "bus", j.spec.Bus, "message", j.spec.Message)
-	e.finish(j, e.confirm(j, tx, sentAt))
+	return e.confirm(j, tx, sentAt), true
 }
 
 // preflight re-checks, right before actuation, what may have changed since

@@ -20,36 +20,28 @@ func (e *Engine) response(j *job, st Status, code, reason string) Response {
 	}
 }
 
-// answer gives a command that was never actuated its final response: the
-// result is recorded (fsynced) under its id first, so a redelivery gets the
-// same answer and is never executed.
-func (e *Engine) answer(j *job, ref *refusal) {
+// record makes j's final response durable under its id before anything
+// else sees it: a command never actuated is inserted (Record), an actuated
+// one finished (Finish). A redelivery then gets this same answer and is
+// never executed.
+func (e *Engine) record(j *job, ref *refusal, begun bool) Response {
 	resp := e.response(j, ref.status, ref.code, ref.reason)
-	j.log.Info("command refused", "status", string(resp.Status), "reason_code", resp.ReasonCode, "reason", resp.Reason)
 	b, err := json.Marshal(resp)
-	if err == nil {
+	switch {
+	case err != nil:
+	case begun:
+		err = e.ledger.Finish(j.id, e.now(), b)
+	default:
+		j.log.Info("command refused", "status", string(resp.Status), "reason_code", resp.ReasonCode, "reason", resp.Reason)
 		err = e.ledger.Record(j.id, j.req.Name, j.topic, e.expires(j), e.now(), b)
 	}
 	if err != nil {
 		j.log.Error("command ledger write failed", "err", err)
 	}
-	e.deliver(j.ctx, j.log, resp)
-}
-
-// finish records and sends the final response of an actuated command.
-func (e *Engine) finish(j *job, ref *refusal) {
-	resp := e.response(j, ref.status, ref.code, ref.reason)
-	b, err := json.Marshal(resp)
-	if err == nil {
-		err = e.ledger.Finish(j.id, e.now(), b)
-	}
-	if err != nil {
-		j.log.Error("command ledger write failed", "err", err)
-	}
-	if e.hooks.afterFinish != nil {
+	if begun && e.hooks.afterFinish != nil {
 		e.hooks.afterFinish(j.id)
 	}
-	e.deliver(j.ctx, j.log, resp)
+	return resp
 }
 
 // progress sends j's one IN_PROGRESS response (not recorded).
@@ -95,8 +87,9 @@ func (e *Engine) reconcile(ctx context.Context) {
 			j := &job{ctx: ctx, log: log, id: ent.ID, topic: ent.Topic, spec: e.specs[ent.Name]}
 			j.req.Name = ent.Name
 			log.Warn("command interrupted by restart", "name", ent.Name)
-			e.finish(j, refuse(StatusFailed, ReasonInterrupted,
-				"agent restarted while executing %s; actuation may have happened, outcome unknown; not retried", ent.Name))
+			ref := refuse(StatusFailed, ReasonInterrupted,
+				"agent restarted while executing %s; actuation may have happened, outcome unknown; not retried", ent.Name)
+			e.deliver(ctx, log, e.record(j, ref, true))
 			continue
 		}
 		e.redeliver(ctx, log, ent)
