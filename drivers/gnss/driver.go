@@ -1,0 +1,237 @@
+// Package gnss reads a GNSS receiver's NMEA 0183 output from a serial
+// port and emits position, speed, course, altitude, time and fix quality
+// as samples.
+//
+// The parsing is pure and separate from I/O: ScanSentences splits a byte
+// stream into candidate sentences (skipping binary noise and partial
+// lines), ParseSentence verifies checksums, ParseGGA/RMC/GSA/VTG/GLL/GSV/
+// ZDA decode fields for every talker (GP, GN, GL, GA, BD, GB, GQ...), and
+// a Decoder merges the sentences of one epoch into a Fix the way gpsd
+// does. The driver kind "gnss" gates fixes on mode and HDOP before
+// emitting position samples, and exposes whether GNSS time is valid
+// (ClockSynced) for consumers that need a trusted clock.
+package gnss
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.bug.st/serial"
+
+	"github.com/tcu-agent/tcu-agent/drivers"
+)
+
+// Sample names emitted by the driver. Speed is in km/h like VSS's
+// Vehicle.Speed; Timestamp is the GNSS UTC time in Unix seconds.
+const (
+	SignalLatitude  = "Vehicle.CurrentLocation.Latitude"
+	SignalLongitude = "Vehicle.CurrentLocation.Longitude"
+	SignalAltitude  = "Vehicle.CurrentLocation.Altitude"
+	SignalHeading   = "Vehicle.CurrentLocation.Heading"
+	SignalTimestamp = "Vehicle.CurrentLocation.Timestamp"
+	SignalSpeed     = "Vehicle.Speed.GNSS"
+	SignalFixType   = "Vehicle.CurrentLocation.GNSSReceiver.FixType"
+	SignalSats      = "Vehicle.CurrentLocation.GNSSReceiver.Satellites"
+	SignalHDOP      = "Vehicle.CurrentLocation.GNSSReceiver.HDOP"
+)
+
+// clockValidFor is how long a valid GNSS time keeps ClockSynced true
+// without a newer one.
+const clockValidFor = 10 * time.Second
+
+func init() {
+	drivers.Register("gnss", func(p drivers.Params) drivers.Driver { return New(p) })
+}
+
+// Driver is the "gnss" driver. Its exported fields are its configuration.
+type Driver struct {
+	// Device is the serial device, e.g. /dev/ttyUSB0 or /dev/serial0.
+	Device string `toml:"device"`
+	// Baud is the line speed (default 9600, the NMEA 0183 standard).
+	Baud int `toml:"baud"`
+	// MinFix is the weakest fix that yields position samples: "2d"
+	// (default) or "3d".
+	MinFix string `toml:"min_fix"`
+	// MaxHDOP, when > 0, suppresses position samples from fixes whose
+	// HDOP is larger or unknown.
+	MaxHDOP float64 `toml:"max_hdop"`
+
+	name    string
+	log     *slog.Logger
+	minMode Mode
+	open    func(device string, baud int) (io.ReadCloser, error)
+	now     func() time.Time
+	clock   atomic.Pointer[clockReading]
+}
+
+type clockReading struct {
+	gnss  time.Time // GNSS UTC time of the fix
+	local time.Time // local (monotonic) time it was received
+}
+
+var _ drivers.Driver = (*Driver)(nil)
+
+// New returns a driver with its defaults.
+func New(p drivers.Params) *Driver {
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{Baud: 9600, MinFix: "2d", name: p.Name, log: log, open: openSerial, now: time.Now}
+}
+
+// Init validates the configuration without touching the device.
+func (d *Driver) Init() error {
+	var errs []error
+	if d.Device == "" {
+		errs = append(errs, errors.New("device: required; the receiver's serial device, e.g. /dev/ttyUSB0"))
+	}
+	if d.Baud <= 0 {
+		errs = append(errs, fmt.Errorf("baud: %d must be positive, e.g. 9600 or 115200", d.Baud))
+	}
+	switch strings.ToLower(d.MinFix) {
+	case "2d":
+		d.minMode = Mode2D
+	case "3d":
+		d.minMode = Mode3D
+	default:
+		errs = append(errs, fmt.Errorf("min_fix: %q not one of \"2d\", \"3d\"", d.MinFix))
+	}
+	if d.MaxHDOP < 0 {
+		errs = append(errs, fmt.Errorf("max_hdop: %v must be ≥ 0 (0 disables the check)", d.MaxHDOP))
+	}
+	return errors.Join(errs...)
+}
+
+// openSerial opens a serial device; an absent device is ErrNotReady.
+func openSerial(device string, baud int) (io.ReadCloser, error) {
+	p, err := serial.Open(device, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
+	if err != nil {
+		var pe *serial.PortError
+		if errors.Is(err, fs.ErrNotExist) || (errors.As(err, &pe) && pe.Code() == serial.PortNotFound) {
+			return nil, fmt.Errorf("open %s: %w: %w", device, drivers.ErrNotReady, err)
+		}
+		return nil, fmt.Errorf("open %s: %w", device, err)
+	}
+	return p, nil
+}
+
+// Run reads the receiver until ctx ends (then it returns nil). It returns
+// an error wrapping drivers.ErrNotReady when the device is absent or goes
+// away, so the agent reopens it with backoff.
+func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
+	port, err := d.open(d.Device, d.Baud)
+	if err != nil {
+		return err
+	}
+	// Closing the port unblocks the read below when ctx ends.
+	stop := context.AfterFunc(ctx, func() { port.Close() })
+	defer func() {
+		if stop() {
+			port.Close()
+		}
+	}()
+	d.log.Info("gnss receiver open", "device", d.Device, "baud", d.Baud)
+	rd := NewReader(port)
+	var dec Decoder
+	for {
+		s, err := rd.Next()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("read %s: %w: %w", d.Device, drivers.ErrNotReady, err)
+		}
+		if f, ok, _ := dec.Feed(s); ok {
+			d.emit(f, sink)
+		}
+	}
+}
+
+// emit turns one fix into samples, gating position on mode and HDOP.
+func (d *Driver) emit(f Fix, sink drivers.Sink) {
+	now := d.now()
+	put := func(name string, v float64, label string) {
+		sink.Emit(drivers.Sample{Name: name, Value: v, Label: label, Time: now, Source: d.name})
+	}
+	put(SignalFixType, float64(f.Mode), fixLabel(f.Mode))
+	if f.HasSats {
+		put(SignalSats, float64(f.Sats), "")
+	}
+	if f.HasHDOP {
+		put(SignalHDOP, f.HDOP, "")
+	}
+	if f.TimeValid {
+		d.clock.Store(&clockReading{gnss: f.Time, local: now})
+		put(SignalTimestamp, float64(f.Time.UnixNano())/1e9, "")
+	}
+	if !d.usable(f) {
+		return
+	}
+	put(SignalLatitude, f.Lat, "")
+	put(SignalLongitude, f.Lon, "")
+	if f.HasAlt {
+		put(SignalAltitude, f.Alt, "")
+	}
+	if f.HasSpeed {
+		put(SignalSpeed, f.Speed*3.6, "")
+	}
+	if f.HasCourse {
+		put(SignalHeading, f.Course, "")
+	}
+}
+
+// usable applies the min_fix and max_hdop gates.
+func (d *Driver) usable(f Fix) bool {
+	min := d.minMode
+	if min == ModeUnknown {
+		min = Mode2D
+	}
+	if !f.HasPos || f.Mode < min {
+		return false
+	}
+	return d.MaxHDOP <= 0 || (f.HasHDOP && f.HDOP <= d.MaxHDOP)
+}
+
+// fixLabel names a mode as VSS's GNSSReceiver.FixType enumeration does.
+func fixLabel(m Mode) string {
+	switch m {
+	case Mode2D:
+		return "TWO_D"
+	case Mode3D:
+		return "THREE_D"
+	}
+	return "NONE"
+}
+
+// ClockSynced reports whether a valid GNSS time (RMC with status A and a
+// date, or ZDA) arrived within the last 10 seconds.
+func (d *Driver) ClockSynced() bool {
+	_, ok := d.GNSSTime()
+	return ok
+}
+
+// GNSSTime returns the current UTC time according to the receiver (the
+// last valid GNSS time plus the local time elapsed since), and whether it
+// is valid (see ClockSynced).
+func (d *Driver) GNSSTime() (time.Time, bool) {
+	c := d.clock.Load()
+	if c == nil {
+		return time.Time{}, false
+	}
+	el := d.now().Sub(c.local)
+	if el < 0 || el > clockValidFor {
+		return time.Time{}, false
+	}
+	return c.gnss.Add(el), true
+}
