@@ -17,8 +17,9 @@ type job struct {
 	req      Request
 	spec     *Spec // nil when the name is unknown or the request unparsed
 	received time.Time
-	progress bool // IN_PROGRESS already sent
-	dupes    int  // guarded by Engine.mu; redeliveries while in flight
+	signals  map[string]float64 // the frame's signal values, fixed at the first frame
+	progress bool               // IN_PROGRESS already sent
+	dupes    int                // guarded by Engine.mu; redeliveries while in flight
 }
 
 // slot serialises the commands of one actuator.

@@ -98,6 +98,15 @@ type Spec struct {
 	Feedback string `toml:"feedback"`
 	// Expect is the Feedback value that means success.
 	Expect float64 `toml:"expect"`
+	// FailValues are Feedback values by which the ECU reports that the
+	// action failed (e.g. a FAULT lock state): FAILED at once.
+	FailValues []float64 `toml:"fail_values"`
+	// Counter names a DBC signal of Message set to a rolling counter, one
+	// new value per command (repeats carry the same value), so the ECU can
+	// tell a new request from a repetition. Empty: none.
+	Counter string `toml:"counter"`
+	// CounterModulo is the counter's range (default 256).
+	CounterModulo int `toml:"counter_modulo"`
 	// Timeout bounds the wait for Expect after the first frame.
 	Timeout Duration `toml:"timeout"`
 	// Mode is "immediate" (default) or "at_standstill".
@@ -195,6 +204,16 @@ func (s *Spec) validate() error {
 		return fmt.Errorf("%s: feedback signal is required (success is only ever confirmed)", s.Name)
 	case s.Timeout <= 0:
 		return fmt.Errorf("%s: timeout must be > 0", s.Name)
+	case s.CounterModulo < 0 || s.CounterModulo == 1:
+		return fmt.Errorf("%s: counter_modulo %d must be 0 (default 256) or ≥ 2", s.Name, s.CounterModulo)
+	}
+	if _, ok := s.Signals[s.Counter]; ok && s.Counter != "" {
+		return fmt.Errorf("%s: counter %q is also a fixed signal", s.Name, s.Counter)
+	}
+	for _, v := range s.FailValues {
+		if v == s.Expect {
+			return fmt.Errorf("%s: fail_values contains expect %v", s.Name, v)
+		}
 	}
 	switch s.Mode {
 	case "", ModeImmediate:
@@ -237,6 +256,14 @@ func (s *Spec) actuator() string {
 		return s.Actuator
 	}
 	return s.Bus + "/" + s.Message
+}
+
+// counterModulo returns the rolling counter's range.
+func (s *Spec) counterModulo() uint64 {
+	if s.CounterModulo == 0 {
+		return 256
+	}
+	return uint64(s.CounterModulo)
 }
 
 // repeat returns the number of frames to send.

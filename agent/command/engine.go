@@ -68,8 +68,10 @@ type Engine struct {
 	wg sync.WaitGroup // running jobs
 
 	mu       sync.Mutex
-	inflight map[string]*job  // guarded by mu; admitted and not yet answered, by id
-	busy     map[string]*slot // guarded by mu; actuator → running job and queue
+	inflight map[string]*job   // guarded by mu; admitted and not yet answered, by id
+	busy     map[string]*slot  // guarded by mu; actuator → running job and queue
+	counters map[string]uint64 // guarded by mu; bus/message/counter → last value
+	seed     uint64            // first counter value base, from the start time
 }
 
 // hooks are test seams; nil in production.
@@ -121,7 +123,7 @@ func New(opts Options) (*Engine, error) {
 		resp: opts.Responder, now: opts.Now, clock: opts.ClockTrusted, log: opts.Logger,
 		il:       newInterlocks(opts.Config.Interlocks, opts.Signals),
 		intake:   make(chan delivery, intakeSize),
-		inflight: map[string]*job{}, busy: map[string]*slot{},
+		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
 	}
 	for i := range e.cfg.Commands {
 		e.specs[e.cfg.Commands[i].Name] = &e.cfg.Commands[i]
@@ -129,6 +131,10 @@ func New(opts Options) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	// Counters start where the last run is unlikely to have stopped, so an
+	// ECU that drops a repeated counter value does not drop our first
+	// command after a restart.
+	e.seed = uint64(e.now().UnixMilli())
 	if e.clock == nil {
 		e.clock = func() bool { return true }
 	}

@@ -205,3 +205,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestActuatorFault: a fail value on the feedback signal is FAILED at once.
+func TestActuatorFault(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *command.Config) { c.Commands[0].FailValues = []float64{2} })
+	h.silent.Store(true)
+	sent := h.tx.Sent()
+	h.send(h.req("fault-1", "door.lock"))
+	<-sent
+	h.emit(sigLocked, 2)
+	r := h.final("fault-1", 1)
+	checkFinal(t, r, command.StatusFailed, command.ReasonActuatorFault)
+	if r.State[sigLocked] != 2 {
+		t.Errorf("state %v, want the fault value", r.State)
+	}
+}
+
+// TestRollingCounter: each command gets the next counter value; its
+// repeats carry the same one.
+func TestRollingCounter(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *command.Config) {
+		c.Commands[0].Counter = "CommandCounter"
+		c.Commands[0].Repeat = 2
+		c.Commands[0].RepeatInterval = dur(20 * time.Millisecond)
+		c.Commands[0].Timeout = dur(200 * time.Millisecond)
+		c.Commands[0].CounterModulo = 16
+	})
+	h.silent.Store(true)
+	h.send(h.req("ctr-1", "door.lock"))
+	h.final("ctr-1", 1)
+	h.send(h.req("ctr-2", "door.lock"))
+	h.final("ctr-2", 1)
+	f := h.tx.Frames()
+	if len(f) != 4 {
+		t.Fatalf("%d frames, want 4", len(f))
+	}
+	c := func(i int) float64 { return f[i].Signals["CommandCounter"] }
+	if c(0) != c(1) || c(2) != c(3) || c(2) != float64((int(c(0))+1)%16) || c(0) >= 16 {
+		t.Errorf("counters %v %v %v %v, want a, a, a+1, a+1 (mod 16)", c(0), c(1), c(2), c(3))
+	}
+	if f[0].Signals["LockRequest"] != 1 {
+		t.Errorf("fixed signal lost: %v", f[0].Signals)
+	}
+}

@@ -1,6 +1,8 @@
 package command
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
@@ -36,8 +38,9 @@ func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
 	if e.hooks.afterBegin != nil {
 		e.hooks.afterBegin(j.id)
 	}
+	j.signals = e.frameSignals(j.spec)
 	sentAt := e.now()
-	if err := tx.Transmit(j.ctx, j.spec.Message, j.spec.Signals); err != nil {
+	if err := tx.Transmit(j.ctx, j.spec.Message, j.signals); err != nil {
 		j.log.Warn("command transmit failed", "bus", j.spec.Bus, "message", j.spec.Message, "err", err)
 		return refuse(StatusFailed, ReasonTransmitFailed, "transmit %s on %s: %v", j.spec.Message, j.spec.Bus, err), true
 	}
@@ -118,14 +121,21 @@ func (e *Engine) confirm(j *job, tx drivers.Transmitter, sentAt time.Time) *refu
 	}
 	for {
 		ch := e.sig.Changed()
-		if s, ok := e.sig.Latest(spec.Feedback); ok && !s.Time.Before(sentAt) && s.Value == spec.Expect {
-			j.log.Info("command confirmed", "signal", spec.Feedback, "frames", sent)
-			return &refusal{status: StatusSucceeded, code: ReasonOK, reason: spec.Feedback + " = " + fmtValue(s.Value)}
+		if s, ok := e.sig.Latest(spec.Feedback); ok && !s.Time.Before(sentAt) {
+			if s.Value == spec.Expect {
+				j.log.Info("command confirmed", "signal", spec.Feedback, "frames", sent)
+				return &refusal{status: StatusSucceeded, code: ReasonOK, reason: spec.Feedback + " = " + fmtValue(s.Value)}
+			}
+			if slices.Contains(spec.FailValues, s.Value) {
+				j.log.Warn("command failed by actuator", "signal", spec.Feedback, "value", s.Value)
+				return refuse(StatusFailed, ReasonActuatorFault, "%s = %s: the actuator reported a failure",
+					spec.Feedback, fmtValue(s.Value))
+			}
 		}
 		select {
 		case <-ch:
 		case <-repeatC:
-			if err := tx.Transmit(j.ctx, spec.Message, spec.Signals); err != nil {
+			if err := tx.Transmit(j.ctx, spec.Message, j.signals); err != nil {
 				j.log.Warn("command repeat transmit failed", "err", err)
 			}
 			if sent++; sent >= spec.repeat() {
@@ -140,6 +150,27 @@ func (e *Engine) confirm(j *job, tx drivers.Transmitter, sentAt time.Time) *refu
 			return refuse(StatusFailed, ReasonShutdown, "agent stopping before %s confirmed; outcome unknown", spec.Feedback)
 		}
 	}
+}
+
+// frameSignals returns the signal values of spec's frame for a new
+// command: the fixed values plus the next rolling counter value.
+func (e *Engine) frameSignals(spec *Spec) map[string]float64 {
+	if spec.Counter == "" {
+		return spec.Signals
+	}
+	key := spec.Bus + "/" + spec.Message + "/" + spec.Counter
+	e.mu.Lock()
+	n, ok := e.counters[key]
+	if !ok {
+		n = e.seed
+	}
+	n = (n + 1) % spec.counterModulo()
+	e.counters[key] = n
+	e.mu.Unlock()
+	out := make(map[string]float64, len(spec.Signals)+1)
+	maps.Copy(out, spec.Signals)
+	out[spec.Counter] = float64(n)
+	return out
 }
 
 // observed describes the latest value of a signal for a reason text.

@@ -45,6 +45,7 @@ const (
 	ReasonNoTransmitter     = "bus_unavailable"
 	ReasonTransmitFailed    = "transmit_failed"
 	ReasonNoConfirmation    = "no_confirmation"
+	ReasonActuatorFault     = "actuator_fault"
 	ReasonInterrupted       = "interrupted"
 	ReasonShutdown          = "agent_shutdown"
 	ReasonInternal          = "internal_error"
