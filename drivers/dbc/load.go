@@ -1,18 +1,50 @@
 package dbc
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 )
 
 // maxImportDepth bounds nested IMPORT statements.
 const maxImportDepth = 8
 
-// importRe matches opendbc's include convention: CM_ "IMPORT other.dbc";
-var importRe = regexp.MustCompile(`(?m)^[ \t]*CM_[ \t]+"IMPORT[ \t]+([^"\s]+)[ \t]*"[ \t]*;`)
+// include is one CM_ "IMPORT name"; line.
+type include struct {
+	name string
+	line int
+}
+
+// findImports returns opendbc's include statements, lines of the exact
+// form CM_ "IMPORT other.dbc"; (surrounding blanks allowed).
+func findImports(data []byte) []include {
+	if !bytes.Contains(data, []byte("IMPORT")) {
+		return nil
+	}
+	var out []include
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("CM_"))
+		if !ok {
+			continue
+		}
+		rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t"), []byte(`"IMPORT `))
+		if !ok {
+			continue
+		}
+		rest, ok = bytes.CutSuffix(bytes.TrimRight(rest, " \t"), []byte(";"))
+		if !ok {
+			continue
+		}
+		rest, ok = bytes.CutSuffix(bytes.TrimRight(rest, " \t"), []byte(`"`))
+		name := string(bytes.TrimSpace(rest))
+		if ok && name != "" && !strings.ContainsAny(name, "\" \t") {
+			out = append(out, include{name: name, line: i + 1})
+		}
+	}
+	return out
+}
 
 // Load reads and parses the DBC file at path. Files it includes with
 // opendbc's CM_ "IMPORT name.dbc"; convention (relative to the including
@@ -34,9 +66,8 @@ func Load(path string) (*Database, []Warning, error) {
 // collectImports appends the sources path imports (depth first, each file
 // once) to srcs.
 func collectImports(path string, data []byte, seen map[string]bool, srcs *[]source, warns *[]Warning, depth int) {
-	for _, loc := range importRe.FindAllSubmatchIndex(data, -1) {
-		name := string(data[loc[2]:loc[3]])
-		line := 1 + strings.Count(string(data[:loc[0]]), "\n")
+	for _, inc := range findImports(data) {
+		name, line := inc.name, inc.line
 		ipath := filepath.Join(filepath.Dir(path), filepath.FromSlash(name))
 		if seen[filepath.Clean(ipath)] {
 			continue
