@@ -112,6 +112,14 @@ func (d *Driver) Init() error {
 	return nil
 }
 
+// SetLogger replaces the logger given in Params (the agent builds drivers
+// while loading config, before its logger is final). Call it before Run.
+func (d *Driver) SetLogger(l *slog.Logger) {
+	if l != nil {
+		d.log = l
+	}
+}
+
 // Stats are the driver's counters since it was created.
 type Stats struct {
 	// Frames counts frames received.

@@ -88,6 +88,13 @@ func (d *Driver) Init() error {
 	return nil
 }
 
+// SetLogger replaces the logger given in Params. Call it before Run.
+func (d *Driver) SetLogger(l *slog.Logger) {
+	if l != nil {
+		d.log = l
+	}
+}
+
 // Stats returns the decoder's counters.
 func (d *Driver) Stats() canmap.Stats {
 	if d.dec == nil {
