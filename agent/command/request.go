@@ -24,7 +24,7 @@ type Request struct {
 	// Name is the command name ("door.lock").
 	Name string `json:"name"`
 	// Params is a JSON object (compacted), "{}" when absent.
-	Params json.RawMessage `json:"params"`
+	Params json.RawMessage `json:"params,omitempty"`
 	// IssuedAt is when the backend issued the command, Unix ms.
 	IssuedAt int64 `json:"issued_at"`
 	// ValidMS is how long after IssuedAt the command may start, in ms.
