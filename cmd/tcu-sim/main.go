@@ -39,6 +39,8 @@ func main() {
 // options are the parsed command line.
 type options struct {
 	vbus, socketcan, dbc, scenario, record string
+	hold                                   sim.Hold
+	speed                                  float64
 	bodyDelay                              time.Duration
 	ignore, fail                           bool
 	load                                   float64
@@ -62,9 +64,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.bitrate, "bitrate", 500000, "bus bitrate for --load, bit/s")
 	fs.StringVar(&o.record, "record", "", "write all bus traffic to this candump -l file")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for signal noise and the filler ID mix")
+	hold := fs.String("hold", "none", "pin the motion regardless of the scenario: none, parked or moving (at --speed)")
+	fs.Float64Var(&o.speed, "speed", 50, "speed in km/h for --hold moving")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	switch *hold {
+	case "none":
+		o.hold = sim.HoldNone
+	case "parked":
+		o.hold = sim.HoldParked
+	case "moving":
+		o.hold = sim.HoldMoving
+	default:
+		return o, fmt.Errorf("--hold %q: want none, parked or moving", *hold)
+	}
+	if o.speed < 0 || o.speed > 300 {
+		return o, fmt.Errorf("--speed %v: want 0..300 km/h", o.speed)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))

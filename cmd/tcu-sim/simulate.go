@@ -41,7 +41,7 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	defer vbus.Close()
 	v, err := sim.New(sim.Options{
 		Bus: vbus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
-		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail},
+		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed},
 	})
 	if err != nil {
 		return err
@@ -61,7 +61,7 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 	}
-	log.Info("tcu-sim started", "bus", where, "dbc", src, "scenario", o.scenario,
+	log.Info("tcu-sim started", "bus", where, "dbc", src, "scenario", o.scenario, "hold", holdName(o.hold),
 		"body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
 	err = g.Wait()
 	log.Info("tcu-sim stopped", "commands", v.State().Commands)
@@ -111,4 +111,14 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("serve vbus: %w", err)
 	}
 	return l, nil
+}
+
+func holdName(h sim.Hold) string {
+	switch h {
+	case sim.HoldParked:
+		return "parked"
+	case sim.HoldMoving:
+		return "moving"
+	}
+	return "none"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 	"github.com/tcu-agent/tcu-agent/drivers/canmap"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
+	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
 )
 
 // Kind is the driver kind this package registers.
@@ -63,6 +64,9 @@ type Driver struct {
 	drops    atomic.Uint64 // of buses from earlier Runs
 	txFrames atomic.Uint64
 	txErrors atomic.Uint64
+	// Error counters of SocketCAN connections from earlier Runs.
+	errFrames atomic.Uint64
+	busOffs   atomic.Uint64
 }
 
 type busRef struct{ canbus.Bus }
@@ -135,6 +139,9 @@ type Stats struct {
 	Drops uint64
 	// TxFrames and TxErrors count Transmit results.
 	TxFrames, TxErrors uint64
+	// ErrorFrames and BusOffs count controller error frames and bus-off
+	// events of the open SocketCAN interface (zero for other transports).
+	ErrorFrames, BusOffs uint64
 }
 
 // Stats returns the driver's counters. It is safe to call at any time
@@ -145,10 +152,16 @@ func (d *Driver) Stats() Stats {
 		ds = d.dec.Stats()
 	}
 	drops := d.drops.Load()
+	var sc socketcan.Stats
 	if r := d.bus.Load(); r != nil {
 		drops += dropped(r.Bus)
+		if c, ok := r.Bus.(interface{ Stats() socketcan.Stats }); ok {
+			sc = c.Stats()
+		}
 	}
 	return Stats{
+		ErrorFrames:  d.errFrames.Load() + sc.ErrorFrames,
+		BusOffs:      d.busOffs.Load() + sc.BusOffs,
 		Frames:       ds.Frames,
 		DecodeErrors: ds.DecodeErrors,
 		UnknownIDs:   ds.UnknownIDs,

@@ -282,3 +282,36 @@ func TestRunSocketCANAbsentIsNotReady(t *testing.T) {
 		t.Errorf("Run() on a missing interface = %v, want ErrNotReady (or FatalError without AF_CAN)", err)
 	}
 }
+
+func TestRunNotReadyWhenServerGoes(t *testing.T) {
+	t.Parallel()
+	v := canbus.NewVirtual()
+	path := filepath.Join(t.TempDir(), "vbus.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopServer := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- canbus.Serve(sctx, l, v) }()
+	d := New(drivertest.Params(t))
+	d.Transport, d.Address, d.DBC = TransportVBus, path, vehicleDBC
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(context.Background(), &drivertest.Sink{}) }()
+	waitFor(t, func() bool { return v.Endpoints() == 1 })
+	stopServer()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, drivers.ErrNotReady) {
+			t.Errorf("Run() after the server stopped = %v, want ErrNotReady", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run() did not return after the server stopped")
+	}
+}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"syscall"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
+	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
 )
 
 // Run opens the transport and decodes frames until ctx is done. It returns
@@ -24,6 +26,11 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 		d.bus.Store(nil)
 		bus.Close()
 		d.drops.Add(dropped(bus))
+		if c, ok := bus.(interface{ Stats() socketcan.Stats }); ok {
+			st := c.Stats()
+			d.errFrames.Add(st.ErrorFrames)
+			d.busOffs.Add(st.BusOffs)
+		}
 	}()
 	// Closing the bus unblocks Receive on cancel.
 	stop := context.AfterFunc(ctx, func() { bus.Close() })
@@ -34,10 +41,20 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if gone(err) {
+				err = fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
+			}
 			return fmt.Errorf("receive %s: %w", d.where(), err)
 		}
 		d.dec.Decode(&f, sink)
 	}
+}
+
+// gone reports whether err means the bus went away (tcu-sim stopped): the
+// agent then retries as for an absent device.
+func gone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func (d *Driver) where() string {
