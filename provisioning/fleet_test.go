@@ -148,3 +148,28 @@ func TestEnsureSurvivesDelayAndDrop(t *testing.T) {
 		t.Errorf("minted %d, want 1: the ownership token must be reused after a dropped session", got)
 	}
 }
+
+func TestEnsureReprovisionsUnusableIdentity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first, err := e.provisioner(t).Ensure(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(first.KeyFile, []byte("bit rot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisioning.Load(e.stateDir); err == nil || errors.Is(err, provisioning.ErrNoIdentity) {
+		t.Fatalf("Load of a corrupt identity = %v", err)
+	}
+	second, err := e.provisioner(t).Ensure(context.Background())
+	if err != nil {
+		t.Fatalf("Ensure after corruption: %v", err)
+	}
+	if second.KeyFile == first.KeyFile || e.fake.Minted() != 2 {
+		t.Errorf("not re-provisioned: key %s, minted %d", second.KeyFile, e.fake.Minted())
+	}
+	if _, err := os.Stat(filepath.Join(e.stateDir, "identity", "identity.json.broken")); err != nil {
+		t.Errorf("broken record not kept for inspection: %v", err)
+	}
+}

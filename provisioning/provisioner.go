@@ -112,11 +112,15 @@ func (e *permanentError) Unwrap() error { return e.err }
 func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if id, err := Load(p.opts.StateDir); !errors.Is(err, ErrNoIdentity) {
-		if err == nil {
-			p.tidy()
+	id, err := Load(p.opts.StateDir)
+	switch {
+	case err == nil:
+		p.tidy()
+		return id, nil
+	case !errors.Is(err, ErrNoIdentity):
+		if err := p.retire(err); err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
 		}
-		return id, err
 	}
 	if p.cfg.Method == MethodStatic {
 		return p.static()
@@ -221,6 +225,17 @@ func (p *Provisioner) checkLoopBreaker(st *state) error {
 	}
 	st.Creates = append(st.Creates, now)
 	return st.save(p.dir) // durable before the request goes out
+}
+
+// retire moves an unusable identity record aside (identity.json.broken)
+// so the device provisions again instead of failing forever.
+func (p *Provisioner) retire(cause error) error {
+	p.log.Error("identity unusable, provisioning again", "err", cause)
+	name := filepath.Join(p.dir, identityFile)
+	if err := os.Rename(name, name+".broken"); err != nil {
+		return fmt.Errorf("retire identity: %w", errors.Join(cause, err))
+	}
+	return syncDir(p.dir)
 }
 
 // tidy removes leftovers of an interrupted write next to a committed

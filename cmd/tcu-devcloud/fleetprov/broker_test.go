@@ -59,6 +59,23 @@ func (b *memBroker) Publish(topic string, payload []byte) error {
 	return nil
 }
 
+// PublishTo delivers only to clientID's sessions, as AWS answers
+// provisioning requests.
+func (b *memBroker) PublishTo(clientID, topic string, payload []byte) error {
+	b.mu.Lock()
+	var fns []func(string, []byte)
+	for c := range b.conns {
+		if fn := c.sub(topic); fn != nil && c.clientID == clientID {
+			fns = append(fns, fn)
+		}
+	}
+	b.mu.Unlock()
+	for _, fn := range fns {
+		fn(topic, payload)
+	}
+	return nil
+}
+
 func (b *memBroker) Disconnect(clientID string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -33,6 +33,15 @@ type Disconnecter interface {
 	Disconnect(clientID string) error
 }
 
+// ClientPublisher is optionally implemented by a Broker. AWS IoT answers
+// provisioning requests only on the connection that sent them; when the
+// broker can do the same, fleetprov uses PublishTo, so two devices
+// provisioning at once never see each other's certificates. Without it,
+// answers go to every subscriber of the response topic.
+type ClientPublisher interface {
+	PublishTo(clientID, topic string, payload []byte) error
+}
+
 // Registry records which certificate belongs to which thing. The broker
 // uses it to grant a certificate its thing's topics once RegisterThing
 // succeeds.

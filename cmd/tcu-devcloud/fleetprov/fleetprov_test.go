@@ -3,7 +3,10 @@ package fleetprov_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,5 +171,45 @@ func TestFleetprovRenewal(t *testing.T) {
 	}
 	if id.Certificate.Leaf.SerialNumber.Cmp(old.Certificate.Leaf.SerialNumber) == 0 || id.Thing != old.Thing {
 		t.Errorf("renewed %+v from %+v", id, old)
+	}
+}
+
+// TestConcurrentDevicesGetTheirOwnAnswers provisions several devices at
+// once through one broker: each must end up with its own thing and key.
+func TestConcurrentDevicesGetTheirOwnAnswers(t *testing.T) {
+	t.Parallel()
+	c := newCloud(t, 0)
+	c.srv.SetFaults(fleetprov.Faults{Delay: 100 * time.Millisecond}) // all devices wait at once
+	const n = 4
+	ids := make([]*provisioning.Identity, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := c.cfg
+		cfg.KeyMode = provisioning.KeyModeCreateKeys
+		cfg.SerialNumber = fmt.Sprintf("SN%d", i)
+		p, err := provisioning.New(provisioning.Options{Config: cfg, StateDir: filepath.Join(t.TempDir(), "state"), Dial: c.broker.Dial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { ids[i], errs[i] = p.Ensure(context.Background()) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("device %d: %v", i, errs[i])
+		}
+		if want := fmt.Sprintf("tcu-SN%d", i); ids[i].Thing != want {
+			t.Errorf("device %d got thing %q, want %q", i, ids[i].Thing, want)
+		}
+		conn, err := c.broker.Dial(context.Background(), ids[i].Certificate, ids[i].Thing)
+		if err != nil {
+			t.Errorf("device %d: its certificate is not the one activated for %s: %v", i, ids[i].Thing, err)
+			continue
+		}
+		conn.Close()
+	}
+	if got := c.srv.Issued(); got != n {
+		t.Errorf("issued %d certificates for %d devices", got, n)
 	}
 }

@@ -43,7 +43,7 @@ var errBadFormat = Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", Error
 
 func (s *Server) handleCreateKeys(clientID, topic string, _ []byte) {
 	if format(topic) != "json" {
-		s.reject(topic, errBadFormat)
+		s.reject(clientID, topic, errBadFormat)
 		return
 	}
 	if s.preflight(StepCreate, clientID, topic, func(f Faults) *Rejection { return f.RejectCreate }) {
@@ -51,25 +51,25 @@ func (s *Server) handleCreateKeys(clientID, topic string, _ []byte) {
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		s.reject(topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Key generation failed."})
+		s.reject(clientID, topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Key generation failed."})
 		return
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		s.reject(topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Key encoding failed."})
+		s.reject(clientID, topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Key encoding failed."})
 		return
 	}
-	acc, ok := s.mint(topic, key.Public(), pkix.Name{CommonName: "tcu-devcloud-generated"})
+	acc, ok := s.mint(clientID, topic, key.Public(), pkix.Name{CommonName: "tcu-devcloud-generated"})
 	if !ok {
 		return
 	}
 	acc.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	s.reply(topic, "/accepted", acc)
+	s.reply(clientID, topic, "/accepted", acc)
 }
 
 func (s *Server) handleCreateCSR(clientID, topic string, payload []byte) {
 	if format(topic) != "json" {
-		s.reject(topic, errBadFormat)
+		s.reject(clientID, topic, errBadFormat)
 		return
 	}
 	if s.preflight(StepCreate, clientID, topic, func(f Faults) *Rejection { return f.RejectCreate }) {
@@ -77,17 +77,17 @@ func (s *Server) handleCreateCSR(clientID, topic string, payload []byte) {
 	}
 	var req csrRequest
 	if err := json.Unmarshal(payload, &req); err != nil || req.CertificateSigningRequest == "" {
-		s.reject(topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "Missing certificateSigningRequest."})
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "Missing certificateSigningRequest."})
 		return
 	}
 	csr, err := parseCSRPEM(req.CertificateSigningRequest)
 	if err != nil {
-		s.reject(topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "CSR is malformed"})
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "CSR is malformed"})
 		return
 	}
-	acc, ok := s.mint(topic, csr.PublicKey, csr.Subject)
+	acc, ok := s.mint(clientID, topic, csr.PublicKey, csr.Subject)
 	if ok {
-		s.reply(topic, "/accepted", acc)
+		s.reply(clientID, topic, "/accepted", acc)
 	}
 }
 
@@ -100,18 +100,18 @@ func (s *Server) preflight(step, clientID, topic string, pick func(Faults) *Reje
 	r := pick(s.faults)
 	s.mu.Unlock()
 	if r != nil {
-		s.reject(topic, *r)
+		s.reject(clientID, topic, *r)
 		return true
 	}
 	return false
 }
 
 // mint issues a certificate for pub and records its ownership token.
-func (s *Server) mint(topic string, pub crypto.PublicKey, subject pkix.Name) (createAccepted, bool) {
+func (s *Server) mint(clientID, topic string, pub crypto.PublicKey, subject pkix.Name) (createAccepted, bool) {
 	der, err := s.issue(pub, subject)
 	if err != nil {
 		s.log.Error("issue certificate", "err", err)
-		s.reject(topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Certificate issuance failed."})
+		s.reject(clientID, topic, Rejection{StatusCode: 500, ErrorCode: "InternalFailure", ErrorMessage: "Certificate issuance failed."})
 		return createAccepted{}, false
 	}
 	sum := sha256.Sum256(der)
@@ -183,7 +183,7 @@ func templateName(topic string) string {
 
 func (s *Server) handleRegister(clientID, topic string, payload []byte) {
 	if format(topic) != "json" {
-		s.reject(topic, errBadFormat)
+		s.reject(clientID, topic, errBadFormat)
 		return
 	}
 	if s.preflight(StepRegister, clientID, topic, func(f Faults) *Rejection { return f.RejectRegister }) {
@@ -191,28 +191,28 @@ func (s *Server) handleRegister(clientID, topic string, payload []byte) {
 	}
 	var req registerRequest
 	if err := json.Unmarshal(payload, &req); err != nil {
-		s.reject(topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "Payload is not valid JSON."})
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "Payload is not valid JSON."})
 		return
 	}
 	tmpl, ok := s.opts.Templates[templateName(topic)]
 	if !ok {
-		s.reject(topic, Rejection{StatusCode: 404, ErrorCode: "ResourceNotFound", ErrorMessage: "The provisioning template does not exist."})
+		s.reject(clientID, topic, Rejection{StatusCode: 404, ErrorCode: "ResourceNotFound", ErrorMessage: "The provisioning template does not exist."})
 		return
 	}
 	if req.CertificateOwnershipToken == "" {
-		s.reject(topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token cannot be empty."})
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token cannot be empty."})
 		return
 	}
 	s.mu.Lock()
 	p, ok := s.tokens[req.CertificateOwnershipToken]
 	s.mu.Unlock()
 	if !ok || s.opts.Now().After(p.expires) {
-		s.reject(topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token is invalid or expired."})
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token is invalid or expired."})
 		return
 	}
 	thing, rej := thingName(tmpl, req.Parameters)
 	if rej != nil {
-		s.reject(topic, *rej)
+		s.reject(clientID, topic, *rej)
 		return
 	}
 	s.mu.Lock()
@@ -222,7 +222,7 @@ func (s *Server) handleRegister(clientID, topic string, payload []byte) {
 		s.opts.Registry.ActivateThing(p.certDER, thing)
 	}
 	s.log.Info("thing registered", "thing", thing, "certificate_id", p.certID[:12])
-	s.reply(topic, "/accepted", registerAccepted{DeviceConfiguration: tmpl.DeviceConfiguration, ThingName: thing})
+	s.reply(clientID, topic, "/accepted", registerAccepted{DeviceConfiguration: tmpl.DeviceConfiguration, ThingName: thing})
 }
 
 // thingName applies tmpl to the request parameters.

@@ -145,15 +145,22 @@ func (s *Server) intercept(step, clientID string) bool {
 	return true
 }
 
-// reply publishes v on topic+suffix, after the configured delay.
-func (s *Server) reply(topic, suffix string, v any) {
+// reply publishes v on topic+suffix to clientID (see ClientPublisher),
+// after the configured delay.
+func (s *Server) reply(clientID, topic, suffix string, v any) {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		s.log.Error("encode provisioning answer", "topic", topic, "err", err)
 		return
 	}
 	send := func() {
-		if err := s.opts.Broker.Publish(topic+suffix, payload); err != nil {
+		var err error
+		if cp, ok := s.opts.Broker.(ClientPublisher); ok {
+			err = cp.PublishTo(clientID, topic+suffix, payload)
+		} else {
+			err = s.opts.Broker.Publish(topic+suffix, payload)
+		}
+		if err != nil {
 			s.log.Warn("publish provisioning answer", "topic", topic+suffix, "err", err)
 		}
 	}
@@ -169,9 +176,9 @@ func (s *Server) reply(topic, suffix string, v any) {
 	s.timers = append(s.timers, time.AfterFunc(s.faults.Delay, send))
 }
 
-func (s *Server) reject(topic string, r Rejection) {
-	s.log.Info("provisioning request rejected", "topic", topic, "status_code", r.StatusCode, "error_code", r.ErrorCode)
-	s.reply(topic, "/rejected", r)
+func (s *Server) reject(clientID, topic string, r Rejection) {
+	s.log.Info("provisioning request rejected", "topic", topic, "client_id", clientID, "status_code", r.StatusCode, "error_code", r.ErrorCode)
+	s.reply(clientID, topic, "/rejected", r)
 }
 
 // newToken returns a fresh opaque ownership token.
