@@ -81,3 +81,37 @@ func TestRunDBCNoArgsIsUsageError(t *testing.T) {
 		t.Errorf("runDBC() = %v, stderr %q; want exit code 2 and usage", err, stderr.String())
 	}
 }
+
+// TestRunDBCOpendbcCorpus is the acceptance check of issue 3: at least 98 %
+// of the shared opendbc files load with `tcu-agent dbc`. It logs each file
+// with what was skipped.
+func TestRunDBCOpendbcCorpus(t *testing.T) {
+	t.Parallel()
+	const corpus = "../../../shared/testdata/dbc/opendbc"
+	if _, err := os.Stat(corpus); err != nil {
+		t.Skipf("shared corpus %s absent: %v", corpus, err)
+	}
+	var files []string
+	err := filepath.WalkDir(corpus, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".dbc") {
+			files = append(files, path)
+		}
+		return err
+	})
+	if err != nil || len(files) == 0 {
+		t.Fatalf("walk %s: %d files, %v", corpus, len(files), err)
+	}
+	usable := 0
+	for _, f := range files {
+		var stdout, stderr bytes.Buffer
+		err := runDBC(context.Background(), []string{"-brief", f}, &stdout, &stderr)
+		if err == nil {
+			usable++
+		}
+		t.Logf("%s", strings.TrimSpace(stdout.String()))
+	}
+	if usable*100 < len(files)*98 {
+		t.Errorf("%d of %d files usable, want ≥ 98 %%", usable, len(files))
+	}
+	t.Logf("%d of %d files usable", usable, len(files))
+}

@@ -53,8 +53,9 @@ type Database struct {
 	// Comment is the network comment (CM_ "...";), if any.
 	Comment string
 
-	byName map[string]*Message
-	byID   map[uint64]*Message
+	byName  map[string]*Message
+	byID    map[uint64]*Message
+	skipped map[string]Warning // "MSG" / "MSG.Sig" dropped while loading
 }
 
 // Message is one CAN message (BO_).
@@ -165,13 +166,22 @@ func (db *Database) Signal(ref string) (*Message, *Signal, error) {
 	}
 	m, ok := db.byName[mname]
 	if !ok {
-		return nil, nil, fmt.Errorf("signal reference %q: message %q: %w", ref, mname, ErrNotFound)
+		return nil, nil, fmt.Errorf("signal reference %q: message %q%s: %w", ref, mname, db.why(mname), ErrNotFound)
 	}
 	s, ok := m.Signal(sname)
 	if !ok {
-		return nil, nil, fmt.Errorf("signal reference %q: signal %q in message %q: %w", ref, sname, mname, ErrNotFound)
+		return nil, nil, fmt.Errorf("signal reference %q: signal %q in message %q%s: %w",
+			ref, sname, mname, db.why(mname+"."+sname), ErrNotFound)
 	}
 	return m, s, nil
+}
+
+// why explains a missing message or signal that was skipped while loading.
+func (db *Database) why(key string) string {
+	if w, ok := db.skipped[key]; ok {
+		return " (skipped while loading: " + w.String() + ")"
+	}
+	return ""
 }
 
 // Signal returns the message's signal with the given name.

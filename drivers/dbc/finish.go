@@ -27,6 +27,7 @@ func (p *parser) finish() {
 		if err != nil {
 			p.file = m.file
 			p.warn(m.line, "skipped BO_ %s: %v", m.Name, err)
+			p.recordSkip(m.Name)
 			continue
 		}
 		m.plan = pl
@@ -47,18 +48,23 @@ func millis(ms float64) time.Duration {
 // multiplexer structure is consistent.
 func (p *parser) checkSignals(m *Message) {
 	p.file = m.file
-	for changed := true; changed; {
-		changed = false
-		var tops []*Signal
+	if tops := topMuxes(m); len(tops) > 1 {
 		for _, s := range m.Signals {
-			if s.IsMultiplexer && s.MuxValue < 0 && s.MuxParent == "" {
-				tops = append(tops, s)
+			if s.MuxValue >= 0 && s.MuxParent == "" {
+				p.warn(m.line, "message %s has %d multiplexers and no SG_MUL_VAL_: m<N> signals follow %s",
+					m.Name, len(tops), tops[0].Name)
+				break
 			}
 		}
+	}
+	for changed := true; changed; {
+		changed = false
+		tops := topMuxes(m)
 		kept := m.Signals[:0]
 		for _, s := range m.Signals {
 			if err := resolveSignal(m, s, tops); err != nil {
 				p.warn(m.line, "skipped signal %s.%s: %v", m.Name, s.Name, err)
+				p.recordSkip(m.Name + "." + s.Name)
 				delete(m.bySig, s.Name)
 				changed = true
 				continue
@@ -117,3 +123,15 @@ func lastByte(s *Signal) int {
 // msbPos converts a big-endian signal's DBC start bit (sawtooth numbering)
 // to a linear position counted from the most significant bit of byte 0.
 func msbPos(s *Signal) int { return s.Start/8*8 + 7 - s.Start%8 }
+
+// topMuxes returns the multiplexer switches that are not themselves
+// multiplexed.
+func topMuxes(m *Message) []*Signal {
+	var tops []*Signal
+	for _, s := range m.Signals {
+		if s.IsMultiplexer && s.MuxValue < 0 && s.MuxParent == "" {
+			tops = append(tops, s)
+		}
+	}
+	return tops
+}

@@ -45,6 +45,8 @@ type parser struct {
 
 	cur      *Message // message receiving SG_ lines
 	dropSG   string   // why SG_ lines are dropped while cur is nil ("" = silently)
+	dropMsg  string   // name of the skipped message whose SG_ lines are dropped
+	skipKey  string   // "MSG" or "MSG.Sig" the failing statement defined, if known
 	byRaw    map[uint32]*Message
 	byMasked map[uint32]*Message
 	deferred []deferred
@@ -85,7 +87,7 @@ func parseSources(srcs []source, warns []Warning) (*Database, []Warning, error) 
 	}
 	for _, s := range srcs {
 		p.file, p.toks, p.pos = s.file, lex(string(s.data)), 0
-		p.cur, p.dropSG = nil, ""
+		p.cur, p.dropSG, p.dropMsg = nil, "not inside a message (no BO_ before it)", ""
 		p.run()
 	}
 	p.toks = nil
@@ -102,6 +104,20 @@ func parseSources(srcs []source, warns []Warning) (*Database, []Warning, error) 
 
 func (p *parser) warn(line int, format string, args ...any) {
 	p.warns = append(p.warns, Warning{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// recordSkip remembers that the last warning dropped the message or signal
+// key ("MSG" or "MSG.Sig"), so Database.Signal can say why it is missing.
+func (p *parser) recordSkip(key string) {
+	if key == "" || len(p.warns) == 0 {
+		return
+	}
+	if p.db.skipped == nil {
+		p.db.skipped = map[string]Warning{}
+	}
+	if _, dup := p.db.skipped[key]; !dup {
+		p.db.skipped[key] = p.warns[len(p.warns)-1]
+	}
 }
 
 func (p *parser) peek() token {
@@ -155,8 +171,10 @@ func (p *parser) run() {
 			p.skipLine()
 			continue
 		}
+		p.skipKey = ""
 		if err := p.statement(t); err != nil {
 			p.warn(t.line, "skipped %s: %v", t.text, err)
+			p.recordSkip(p.skipKey)
 			switch t.text {
 			case "BO_", "SG_", "BU_", "VERSION":
 				p.skipLine()

@@ -152,6 +152,17 @@ func TestParseTolerance(t *testing.T) {
 			},
 		},
 		{
+			name:  "signal before any message",
+			src:   " SG_ LOST : 0|8@1+ (1,0) [0|255] \"\" X\n" + good,
+			warns: []string{"1: skipped SG_: not inside a message (no BO_ before it)"},
+		},
+		{
+			name: "two plain multiplexers without SG_MUL_VAL_",
+			src: good + " SG_ M1 M : 8|4@1+ (1,0) [0|15] \"\" X\n SG_ M2 M : 12|4@1+ (1,0) [0|15] \"\" X\n" +
+				" SG_ V m1 : 16|8@1+ (1,0) [0|255] \"\" X\n",
+			warns: []string{"1: message OK has 2 multiplexers and no SG_MUL_VAL_: m<N> signals follow M1"},
+		},
+		{
 			name: "Vector independent signals are ignored silently",
 			src:  "BO_ 3221225472 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX\n SG_ X : 0|8@1+ (1,0) [0|0] \"\" X\n" + good,
 		},
@@ -240,6 +251,28 @@ func TestLoadRealFiles(t *testing.T) {
 			if w.Line <= 0 || w.File == "" {
 				t.Errorf("warning without position: %+v", w)
 			}
+		}
+	}
+}
+
+// TestSignalExplainsSkips checks that a reference to something dropped
+// while loading says where and why.
+func TestSignalExplainsSkips(t *testing.T) {
+	t.Parallel()
+	const src = "BO_ 1 OK: 8 X\n SG_ S : 0|8@1+ (1,0) [0|255] \"\" X\n SG_ BIG : 60|8@1+ (1,0) [0|255] \"\" X\n" +
+		" SG_ BAD : 1|x@1+ (1,0) [0|1] \"\" X\n" +
+		"BO_ 2 HUGE: 65 X\n SG_ H : 0|8@1+ (1,0) [0|255] \"\" X\n"
+	db, _ := mustParse(t, src)
+	tests := []struct{ ref, want string }{
+		{"OK.BIG", `signal "BIG" in message "OK" (skipped while loading: test.dbc:1: skipped signal OK.BIG: bits 60|8 need 9 bytes`},
+		{"OK.BAD", `(skipped while loading: test.dbc:4: skipped SG_: syntax error`},
+		{"HUGE.H", `message "HUGE" (skipped while loading: test.dbc:5: skipped BO_: message HUGE: length 65 outside 0..64)`},
+		{"OK.Nope", `signal "Nope" in message "OK": not found`},
+	}
+	for _, tt := range tests {
+		_, _, err := db.Signal(tt.ref)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Signal(%q) error = %v, want it to contain %q", tt.ref, err, tt.want)
 		}
 	}
 }

@@ -22,7 +22,7 @@ func (p *parser) nodes() error {
 
 // message parses "BO_ id name: length sender".
 func (p *parser) message(line int) error {
-	p.cur, p.dropSG = nil, "its message was skipped"
+	p.cur, p.dropSG, p.dropMsg = nil, "its message was skipped", ""
 	raw, err := p.uint32()
 	if err != nil {
 		return err
@@ -31,6 +31,7 @@ func (p *parser) message(line int) error {
 	if err != nil {
 		return err
 	}
+	p.skipKey, p.dropMsg = name, name
 	if err := p.punct(":"); err != nil {
 		return err
 	}
@@ -130,6 +131,9 @@ func (p *parser) signal(line int) error {
 	if p.cur == nil {
 		if p.dropSG != "" {
 			p.warn(line, "skipped SG_: %s", p.dropSG)
+			if t := p.peek(); p.dropMsg != "" && t.kind == tWord && !t.first {
+				p.recordSkip(p.dropMsg + "." + t.text)
+			}
 		}
 		p.skipLine()
 		return nil
@@ -154,6 +158,7 @@ func (p *parser) signalBody() (*Signal, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.skipKey = p.cur.Name + "." + name
 	s := &Signal{Name: name, MuxValue: -1}
 	if t := p.peek(); t.kind == tWord && !t.first {
 		if err := parseMux(s, p.next().text); err != nil {
