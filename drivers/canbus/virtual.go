@@ -134,8 +134,7 @@ func (e *Endpoint) Send(_ context.Context, f Frame) error {
 
 // Receive returns the next frame delivered to this endpoint.
 func (e *Endpoint) Receive(ctx context.Context) (Frame, error) {
-	// Prefer queued frames over a concurrent close so nothing already
-	// delivered is lost to a race; after Close the queue is not drained.
+	// After Close, frames still queued are discarded, not returned.
 	select {
 	case <-e.done:
 		return Frame{}, fmt.Errorf("receive on virtual can endpoint: %w", net.ErrClosed)
