@@ -124,69 +124,72 @@ func (v *Vehicle) moveLocked(now time.Time, dt time.Duration) {
 func (v *Vehicle) driveLocked(now time.Time, dt time.Duration) {
 	s, d := &v.st, &v.drive
 	c, ok := cycles[v.scenario]
+	if !ok { // parked scenario
+		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
+		d.phase, s.Phase = phParked, phaseNames[phParked]
+		return
+	}
 	if d.since.IsZero() {
 		d.since = now
 	}
-	in := now.Sub(d.since)
-	next := func(p phase) { d.phase, d.since = p, now }
+	if p, ok := v.phaseStepLocked(c, now.Sub(d.since), dt); ok {
+		d.phase, d.since = p, now
+	}
+	s.Phase = phaseNames[d.phase]
+}
+
+// phaseStepLocked advances the current phase, which has lasted in, by dt
+// and returns the next phase when it is over.
+func (v *Vehicle) phaseStepLocked(c cycle, in, dt time.Duration) (phase, bool) {
+	s, d := &v.st, &v.drive
 	dv := func(a float64) float64 { return a * 3.6 * dt.Seconds() } // m/s² -> km/h
 	switch {
-	case !ok: // parked scenario
-		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
-		d.phase = phParked
 	case d.phase == phParked:
 		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
 		v.doorsLocked(in)
 		if in >= c.parked {
 			d.lap = 0
-			next(phCrank)
+			return phCrank, true
 		}
 	case d.phase == phCrank:
 		switch {
-		case in < time.Second:
-			s.Ignition = IgnitionAcc
-		case s.Immobilized: // the engine will not start
+		case in < time.Second, s.Immobilized: // the immobilised engine will not start
 			s.Ignition = IgnitionAcc
 		case in < 1600*time.Millisecond:
 			s.Ignition = IgnitionStart
 		default:
 			s.Ignition, s.Gear = IgnitionOn, GearD
-			next(phAccel)
+			return phAccel, true
 		}
 	case s.Immobilized && (d.phase == phAccel || d.phase == phCruise):
-		next(phBrake) // the engine was cut: coast to a stop
+		return phBrake, true // the engine was cut: coast to a stop
 	case d.phase == phAccel:
 		s.Speed = math.Min(c.target, s.Speed+dv(c.accel))
 		if s.Speed >= c.target {
-			next(phCruise)
+			return phCruise, true
 		}
 	case d.phase == phCruise:
 		s.Speed = c.target + 2*math.Sin(in.Seconds()/3) // a real driver wobbles
 		if in >= c.cruise {
-			next(phBrake)
+			return phBrake, true
 		}
 	case d.phase == phBrake:
 		a := c.brake
 		if s.Immobilized {
 			a = 1.0
 		}
-		s.Speed = math.Max(0, s.Speed-dv(a))
-		if s.Speed == 0 {
+		if s.Speed = math.Max(0, s.Speed-dv(a)); s.Speed == 0 {
 			d.lap++
-			next(phStop)
+			return phStop, true
 		}
-	case d.phase == phStop:
-		if in < c.stop {
-			break
-		}
+	case d.phase == phStop && in >= c.stop:
 		if d.lap >= c.laps || s.Immobilized {
 			s.Gear, s.Ignition = GearP, IgnitionOff
-			next(phParked)
-		} else {
-			next(phAccel)
+			return phParked, true
 		}
+		return phAccel, true
 	}
-	s.Phase = phaseNames[d.phase]
+	return d.phase, false
 }
 
 // doorsLocked opens the driver's door for a moment after parking and
