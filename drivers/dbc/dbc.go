@@ -133,6 +133,8 @@ type Signal struct {
 	// MuxRanges lists the switch values selecting the signal; a plain mN
 	// signal has the single range {N, N}.
 	MuxRanges []MuxRange
+
+	line int // of the SG_ statement, for warnings
 }
 
 // Value is one decoded signal.

@@ -63,7 +63,7 @@ func (p *parser) checkSignals(m *Message) {
 		kept := m.Signals[:0]
 		for _, s := range m.Signals {
 			if err := resolveSignal(m, s, tops); err != nil {
-				p.warn(m.line, "skipped signal %s.%s: %v", m.Name, s.Name, err)
+				p.warn(s.line, "skipped signal %s.%s: %v", m.Name, s.Name, err)
 				p.recordSkip(m.Name + "." + s.Name)
 				delete(m.bySig, s.Name)
 				changed = true

@@ -94,7 +94,7 @@ func TestParseTolerance(t *testing.T) {
 		{
 			name:  "signal outside message length",
 			src:   good + " SG_ BIG : 60|8@1+ (1,0) [0|255] \"\" X\n",
-			warns: []string{"1: skipped signal OK.BIG: bits 60|8 need 9 bytes, message has 8"},
+			warns: []string{"3: skipped signal OK.BIG: bits 60|8 need 9 bytes, message has 8"},
 		},
 		{
 			name:  "message longer than 64 bytes drops its signals",
@@ -109,7 +109,7 @@ func TestParseTolerance(t *testing.T) {
 		{
 			name:  "multiplexed signal without multiplexer",
 			src:   good + " SG_ M3 m3 : 8|8@1+ (1,0) [0|255] \"\" X\n",
-			warns: []string{"1: skipped signal OK.M3: multiplexed (m3) but the message has no multiplexer"},
+			warns: []string{"3: skipped signal OK.M3: multiplexed (m3) but the message has no multiplexer"},
 		},
 		{
 			name:  "unterminated string",
@@ -264,7 +264,7 @@ func TestSignalExplainsSkips(t *testing.T) {
 		"BO_ 2 HUGE: 65 X\n SG_ H : 0|8@1+ (1,0) [0|255] \"\" X\n"
 	db, _ := mustParse(t, src)
 	tests := []struct{ ref, want string }{
-		{"OK.BIG", `signal "BIG" in message "OK" (skipped while loading: test.dbc:1: skipped signal OK.BIG: bits 60|8 need 9 bytes`},
+		{"OK.BIG", `signal "BIG" in message "OK" (skipped while loading: test.dbc:3: skipped signal OK.BIG: bits 60|8 need 9 bytes`},
 		{"OK.BAD", `(skipped while loading: test.dbc:4: skipped SG_: syntax error`},
 		{"HUGE.H", `message "HUGE" (skipped while loading: test.dbc:5: skipped BO_: message HUGE: length 65 outside 0..64)`},
 		{"OK.Nope", `signal "Nope" in message "OK": not found`},

@@ -142,6 +142,7 @@ func (p *parser) signal(line int) error {
 	if err != nil {
 		return err
 	}
+	s.line = line
 	if _, dup := p.cur.Signal(s.Name); dup {
 		return fmt.Errorf("signal %s.%s: duplicate name", p.cur.Name, s.Name)
 	}
