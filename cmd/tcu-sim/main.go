@@ -39,6 +39,8 @@ func main() {
 // options are the parsed command line.
 type options struct {
 	vbus, socketcan, dbc, scenario, record string
+	nmeaLink                               string
+	nmea                                   bool
 	hold                                   sim.Hold
 	speed                                  float64
 	bodyDelay                              time.Duration
@@ -64,6 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.bitrate, "bitrate", 500000, "bus bitrate for --load, bit/s")
 	fs.StringVar(&o.record, "record", "", "write all bus traffic to this candump -l file")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for signal noise and the filler ID mix")
+	fs.BoolVar(&o.nmea, "nmea-pty", false, "also act as a GNSS receiver: write NMEA to a pseudo-terminal (path is logged)")
+	fs.StringVar(&o.nmeaLink, "nmea-link", "", "with --nmea-pty: create this symlink to the pseudo-terminal (e.g. /tmp/tcu-sim/gnss)")
 	hold := fs.String("hold", "none", "pin the motion regardless of the scenario: none, parked or moving (at --speed)")
 	fs.Float64Var(&o.speed, "speed", 50, "speed in km/h for --hold moving")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")

@@ -61,6 +61,11 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	if o.nmea {
+		if err := startNMEA(ctx, g, o.nmeaLink, v, log); err != nil {
+			return err
+		}
+	}
 	log.Info("tcu-sim started", "bus", where, "dbc", src, "scenario", o.scenario, "hold", holdName(o.hold),
 		"body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
 	err = g.Wait()
