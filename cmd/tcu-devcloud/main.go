@@ -1,7 +1,8 @@
 // Command tcu-devcloud is a local stand-in for AWS IoT Core: an MQTT
 // broker with mutual TLS and a test CA, per-certificate topic
 // permissions, AWS-like limits and a console (verb serve), and a command
-// sender (verb send). See package devcloud.
+// sender (verb send) and a certificate minting helper (verb mint). See
+// package devcloud.
 package main
 
 import (
@@ -32,6 +33,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = serve(ctx, args[1:], stdin, stdout, stderr)
 	case "send":
 		err = send(ctx, args[1:], stdout, stderr)
+	case "mint":
+		err = mint(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -61,10 +64,12 @@ func usage(w io.Writer) {
 
 verbs:
   serve  run the broker and console
-         --addr 127.0.0.1:1883 [--tls-addr 127.0.0.1:8883 --ca-dir DIR] [--quiet]
+         --addr 127.0.0.1:1883 [--tls-addr 127.0.0.1:8883 --ca-dir DIR] [--est-addr ADDR] [--quiet]
          on a terminal, type: lock THING | unlock THING | immobilize THING | mobilize THING
   send   send one command and wait for its final response
          --addr 127.0.0.1:1883 --thing THING --name door.lock [--timeout 15s]
          exit 0 on SUCCEEDED, 1 otherwise
+  mint   issue a certificate from the test CA
+         --ca-dir DIR (--thing NAME | --claim NAME) [--out DIR] [--valid 8760h]
 `)
 }

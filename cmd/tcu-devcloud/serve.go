@@ -31,6 +31,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	tlsAddr := fs.String("tls-addr", "", "mutual-TLS listen address (empty: none)")
 	caDir := fs.String("ca-dir", "", "directory of the test CA (created if absent); needed with --tls-addr")
 	quiet := fs.Bool("quiet", false, "do not print telemetry batches")
+	estAddr := fs.String("est-addr", "", "EST (RFC 7030) HTTPS listen address (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
@@ -44,7 +45,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return err
 	}
 	defer cloud.Close()
-	stopProv, err := startFleetProvisioning(cloud, log)
+	stopProv, err := startFleetProvisioning(cloud, *estAddr, log)
 	if err != nil {
 		return err
 	}
@@ -55,6 +56,9 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	fmt.Fprintf(stdout, "tcu-devcloud listening: plain %s", cloud.Addr())
 	if *tlsAddr != "" {
 		fmt.Fprintf(stdout, ", mtls %s (CA %s)", cloud.TLSAddr(), *caDir)
+	}
+	if *estAddr != "" {
+		fmt.Fprintf(stdout, ", est https://%s/.well-known/est", *estAddr)
 	}
 	fmt.Fprintln(stdout)
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {

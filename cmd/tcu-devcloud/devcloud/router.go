@@ -1,9 +1,13 @@
 package devcloud
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // router dispatches client publishes to in-process handlers.
@@ -109,4 +113,34 @@ func (c *Cloud) Stats(clientID string) ClientStats {
 		return *s
 	}
 	return ClientStats{}
+}
+
+// PublishTo delivers payload on topic only to the connection of
+// clientID, if it is subscribed to a matching filter, as AWS IoT answers
+// provisioning requests only on the requesting connection. It implements
+// fleetprov.ClientPublisher. Delivery is QoS 0 (the broker may downgrade).
+func (c *Cloud) PublishTo(clientID, topic string, payload []byte) error {
+	c.hook.mu.Lock()
+	var target *mqtt.Client
+	for cl := range c.hook.clients {
+		if cl.ID == clientID && !cl.Closed() {
+			target = cl
+		}
+	}
+	c.hook.mu.Unlock()
+	if target == nil {
+		return fmt.Errorf("publish to %s: not connected", clientID)
+	}
+	subscribed := false
+	for f := range target.State.Subscriptions.GetAll() {
+		subscribed = subscribed || Match(f, topic)
+	}
+	if !subscribed {
+		return fmt.Errorf("publish to %s: not subscribed to %s", clientID, topic)
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
+	if err := target.WritePacket(pk); err != nil {
+		return fmt.Errorf("publish to %s: %w", clientID, err)
+	}
+	return nil
 }

@@ -1,0 +1,50 @@
+package devcloud
+
+import "testing"
+
+func TestAllowed(t *testing.T) {
+	tests := []struct {
+		name, kind, thing, topic string
+		want                     bool
+	}{
+		{"own telemetry", KindThing, "T1", "dt/tcu/T1/telemetry", true},
+		{"own command filter", KindThing, "T1", "cmd/tcu/T1/request/+", true},
+		{"own shadow", KindThing, "T1", "$aws/things/T1/shadow/update", true},
+		{"own aws commands", KindThing, "T1", "$aws/commands/things/T1/executions/+/request/json", true},
+		{"other thing", KindThing, "T1", "dt/tcu/T2/telemetry", false},
+		{"prefix of other thing", KindThing, "T1", "dt/tcu/T10/telemetry", false},
+		{"wildcard over things", KindThing, "T1", "dt/tcu/+/telemetry", false},
+		{"other shadow", KindThing, "T1", "$aws/things/T2/shadow/update", false},
+		{"thing provisioning", KindThing, "T1", "$aws/certificates/create/json", false},
+		{"claim create", KindClaim, "", "$aws/certificates/create/json", true},
+		{"claim csr accepted", KindClaim, "", "$aws/certificates/create-from-csr/json/accepted", true},
+		{"claim register", KindClaim, "", "$aws/provisioning-templates/Tpl/provision/json", true},
+		{"claim telemetry", KindClaim, "", "dt/tcu/T1/telemetry", false},
+		{"plain anything", kindPlain, "", "cmd/tcu/T9/request/x", true},
+		{"unknown kind", "observer", "", "dt/tcu/T1/telemetry", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := allowed(tt.kind, tt.thing, tt.topic); got != tt.want {
+				t.Errorf("allowed(%q, %q, %q) = %v, want %v", tt.kind, tt.thing, tt.topic, got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseResponse: command responses come from devices; the parser
+// never panics and accepts only responses with an id and a status.
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"a","device":"T1","status":"SUCCEEDED","reason_code":"ok","reason":"","ts":1,"state":{"locked":true}}`,
+		`{"id":"a","status":"IN_PROGRESS"}`, `{}`, `[]`, `{"id":1}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseResponse(b)
+		if err == nil && (r.ID == "" || r.Status == "") {
+			t.Errorf("accepted %q without id or status", b)
+		}
+	})
+}
