@@ -63,6 +63,7 @@ type harness struct {
 	cache   *command.SampleCache
 	tx      *commandtest.Transmitter
 	resp    *commandtest.Responder
+	respond command.Responder // takes the responses; default resp
 	trusted atomic.Bool
 	silent  atomic.Bool
 	eng     *command.Engine
@@ -90,6 +91,7 @@ func newHarnessIn(t testing.TB, dir string, mut func(*command.Config), onFrame f
 		tx:    &commandtest.Transmitter{Bus: "body"},
 		resp:  &commandtest.Responder{},
 	}
+	h.respond = h.resp
 	h.trusted.Store(true)
 	h.tx.OnTransmit = func(f commandtest.Frame) {
 		if onFrame != nil {
@@ -148,7 +150,7 @@ func (h *harness) start() {
 			}
 			return h.tx, true
 		},
-		Responder: h.resp, Now: h.clock.Now, ClockTrusted: h.trusted.Load,
+		Responder: h.respond, Now: h.clock.Now, ClockTrusted: h.trusted.Load,
 	})
 	if err != nil {
 		h.t.Fatalf("New: %v", err)
@@ -181,6 +183,15 @@ func (h *harness) stop() {
 func (h *harness) restart() {
 	h.stop()
 	h.start()
+}
+
+// restartWith restarts the engine with r taking the responses, and makes
+// the interlocks hold again.
+func (h *harness) restartWith(r command.Responder) {
+	h.stop()
+	h.respond = r
+	h.start()
+	h.parked()
 }
 
 // req returns a valid request issued now.

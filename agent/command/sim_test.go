@@ -22,14 +22,21 @@ import (
 type simRig struct {
 	veh   *sim.Vehicle
 	eng   *command.Engine
-	resp  *commandtest.Responder
+	resp  *commandtest.Responder // records responses unless the rig was given another responder
 	cache *command.SampleCache
 
 	mu     sync.Mutex
 	frames []canbus.Frame // guarded by mu; BODY_COMMAND frames seen on the bus
 }
 
-func newSimRig(t *testing.T, knobs sim.Knobs, mut func(*command.Config)) *simRig {
+func newSimRig(t testing.TB, knobs sim.Knobs, mut func(*command.Config)) *simRig {
+	t.Helper()
+	return newSimRigWith(t, knobs, mut, nil)
+}
+
+// newSimRigWith is newSimRig with responder, when not nil, taking the
+// responses.
+func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), responder command.Responder) *simRig {
 	t.Helper()
 	db, _, err := dbc.Load("../../configs/vehicle.dbc")
 	if err != nil {
@@ -38,7 +45,9 @@ func newSimRig(t *testing.T, knobs sim.Knobs, mut func(*command.Config)) *simRig
 	cmdMsg, _ := db.Message("BODY_COMMAND")
 	vbus := canbus.NewVirtual()
 	simEp, agentEp, spy := vbus.Attach(), vbus.Attach(), vbus.Attach()
-	knobs.Delay = 50 * time.Millisecond
+	if knobs.Delay == 0 {
+		knobs.Delay = 50 * time.Millisecond
+	}
 	veh, err := sim.New(sim.Options{Bus: simEp, DB: db, Knobs: knobs})
 	if err != nil {
 		t.Fatal(err)
@@ -67,10 +76,13 @@ func newSimRig(t *testing.T, knobs sim.Knobs, mut func(*command.Config)) *simRig
 		mut(&cfg)
 	}
 	r := &simRig{veh: veh, resp: &commandtest.Responder{}, cache: command.NewSampleCache()}
+	if responder == nil {
+		responder = r.resp
+	}
 	r.eng, err = command.New(command.Options{
 		Config: cfg, Thing: thing, StateDir: t.TempDir(), Signals: r.cache,
 		Transmitter: func(bus string) (drivers.Transmitter, bool) { return drv, bus == "body" },
-		Responder:   r.resp, ClockTrusted: func() bool { return true },
+		Responder:   responder, ClockTrusted: func() bool { return true },
 	})
 	if err != nil {
 		t.Fatal(err)
