@@ -2,17 +2,21 @@ package dbc
 
 import (
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.einride.tech/can"
 )
 
 // sharedCorpus is the shared opendbc corpus, relative to this package.
 const sharedCorpus = "../../../shared/testdata/dbc/opendbc"
 
 // TestLoadOpendbcCorpus loads every real file of the shared opendbc corpus,
-// lists per file what was skipped, and requires ≥ 98 % to be usable.
+// lists per file what was skipped, requires ≥ 98 % to be usable and
+// cross-checks the bit layout of every classic-frame signal.
 func TestLoadOpendbcCorpus(t *testing.T) {
 	if _, err := os.Stat(sharedCorpus); err != nil {
 		t.Skipf("shared corpus %s absent: %v", sharedCorpus, err)
@@ -28,6 +32,7 @@ func TestLoadOpendbcCorpus(t *testing.T) {
 		t.Fatalf("walk %s: %v", sharedCorpus, err)
 	}
 	usable := 0
+	rng := rand.New(rand.NewPCG(7, 8))
 	for _, f := range files {
 		db, warns, err := Load(f)
 		rel, _ := filepath.Rel(sharedCorpus, f)
@@ -40,6 +45,7 @@ func TestLoadOpendbcCorpus(t *testing.T) {
 				nsig += len(m.Signals)
 			}
 			t.Logf("ok %s: %d messages, %d signals, %d skipped constructs", rel, len(db.Messages), nsig, len(warns))
+			crossCheckDB(t, db, rng)
 		}
 		for _, w := range warns {
 			t.Logf("    %s", w)
@@ -52,5 +58,23 @@ func TestLoadOpendbcCorpus(t *testing.T) {
 	t.Logf("%d/%d files usable (%.1f %%)", usable, len(files), pct)
 	if pct < 98 {
 		t.Errorf("%d/%d files usable (%.1f %%), want ≥ 98 %%", usable, len(files), pct)
+	}
+}
+
+// crossCheckDB compares every signal of the database's 8-byte messages with
+// go.einride.tech/can's bit operations on one random payload.
+func crossCheckDB(t *testing.T, db *Database, rng *rand.Rand) {
+	t.Helper()
+	for _, m := range db.Messages {
+		if m.Length != 8 {
+			continue
+		}
+		var d can.Data
+		for i := range d {
+			d[i] = byte(rng.Uint32())
+		}
+		for i := range m.plan.sigs {
+			crossCheck(t, m, &m.plan.sigs[i], d, rng)
+		}
 	}
 }
