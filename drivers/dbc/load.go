@@ -3,6 +3,7 @@ package dbc
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,27 @@ import (
 
 // maxImportDepth bounds nested IMPORT statements.
 const maxImportDepth = 8
+
+// MaxFileSize is the largest DBC file Load reads (the biggest real files
+// are a few MB).
+const MaxFileSize = 64 << 20
+
+// readFile reads a file of at most limit bytes.
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
 
 // include is one CM_ "IMPORT name"; line.
 type include struct {
@@ -51,7 +73,7 @@ func findImports(data []byte) []include {
 // file) are parsed first, each once; an include that cannot be read is a
 // Warning. See Parse for the tolerance rules.
 func Load(path string) (*Database, []Warning, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, MaxFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load dbc: %w", err)
 	}
@@ -77,7 +99,7 @@ func collectImports(path string, data []byte, seen map[string]bool, srcs *[]sour
 			*warns = append(*warns, Warning{File: path, Line: line, Msg: "skipped IMPORT " + name + ": nested too deeply"})
 			continue
 		}
-		idata, err := os.ReadFile(ipath)
+		idata, err := readFile(ipath, MaxFileSize)
 		if err != nil {
 			*warns = append(*warns, Warning{File: path, Line: line, Msg: fmt.Sprintf("skipped IMPORT %s: %v", name, err)})
 			continue

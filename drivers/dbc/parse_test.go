@@ -276,3 +276,17 @@ func TestSignalExplainsSkips(t *testing.T) {
 		}
 	}
 }
+
+func TestReadFileLimit(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "big.dbc")
+	if err := os.WriteFile(path, []byte("BO_ 1 M: 8 X\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFile(path, 13); err != nil {
+		t.Errorf("readFile(limit = size) error = %v", err)
+	}
+	if _, err := readFile(path, 12); err == nil || !strings.Contains(err.Error(), "larger than 12 bytes") {
+		t.Errorf("readFile(limit < size) error = %v", err)
+	}
+}
