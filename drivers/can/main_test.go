@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(genEnv); spec != "" {
-		os.Exit(runGenerator(spec))
+	if code, ok := asGenerator(); ok {
+		os.Exit(code)
 	}
 	goleak.VerifyTestMain(m)
 }

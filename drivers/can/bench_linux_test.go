@@ -1,3 +1,5 @@
+//go:build linux
+
 package can
 
 import (
@@ -148,6 +150,15 @@ func BenchmarkDecoderDecode20(b *testing.B) {
 // time with getrusage.
 
 const genEnv = "TCU_CAN_INGEST_GENERATOR" // "rate;sock1,sock2"
+
+// asGenerator runs the generator when this test binary was started as one.
+func asGenerator() (code int, ok bool) {
+	spec := os.Getenv(genEnv)
+	if spec == "" {
+		return 0, false
+	}
+	return runGenerator(spec), true
+}
 
 // runGenerator serves one virtual bus per socket and sends BENCH frames at
 // rate frames/s on each, until killed (or after a minute).
