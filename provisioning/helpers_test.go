@@ -40,7 +40,9 @@ type env struct {
 
 // newEnv returns a fake and a fleet config with a claim certificate and
 // test-friendly timings.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	fake, err := provisioningtest.New(provisioningtest.Options{ThingPrefix: "tcu-"})
 	if err != nil {

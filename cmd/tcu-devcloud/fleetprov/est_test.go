@@ -36,7 +36,7 @@ type estEnv struct {
 	caKey  crypto.Signer
 }
 
-func newESTEnv(t *testing.T) *estEnv {
+func newESTEnv(t testing.TB) *estEnv {
 	t.Helper()
 	ca, caKey, err := provisioningtest.NewCA("devcloud EST CA")
 	if err != nil {
@@ -64,7 +64,7 @@ func newESTEnv(t *testing.T) *estEnv {
 	return &estEnv{srv: srv, broker: b, https: hs, cfg: cfg, state: filepath.Join(dir, "state"), dir: dir, ca: ca, caKey: caKey}
 }
 
-func (e *estEnv) provisioner(t *testing.T) *provisioning.Provisioner {
+func (e *estEnv) provisioner(t testing.TB) *provisioning.Provisioner {
 	t.Helper()
 	p, err := provisioning.New(provisioning.Options{Config: e.cfg, StateDir: e.state, Dial: e.broker.Dial})
 	if err != nil {
@@ -74,7 +74,7 @@ func (e *estEnv) provisioner(t *testing.T) *provisioning.Provisioner {
 }
 
 // useBasicAuth configures the installer credential.
-func (e *estEnv) useBasicAuth(t *testing.T) {
+func (e *estEnv) useBasicAuth(t testing.TB) {
 	t.Helper()
 	pw := filepath.Join(e.dir, "est-password")
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {

@@ -22,7 +22,7 @@ type cloud struct {
 	state  string
 }
 
-func newCloud(t *testing.T, validity time.Duration) *cloud {
+func newCloud(t testing.TB, validity time.Duration) *cloud {
 	t.Helper()
 	ca, caKey, err := provisioningtest.NewCA("devcloud test CA")
 	if err != nil {
