@@ -184,7 +184,7 @@ func TestCyclicFramesFollowDBC(t *testing.T) {
 	for _, c := range []struct {
 		id     uint32
 		lo, hi int
-	}{{0x0C0, 40, 110}, {0x120, 8, 25}, {0x3E0, 1, 4}, {0x3E1, 1, 4}, {0x18FF1021, 1, 4}} {
+	}{{0x0C0, 20, 110}, {0x120, 5, 25}, {0x3E0, 1, 4}, {0x3E1, 1, 4}, {0x18FF1021, 1, 4}} {
 		if n := counts[c.id]; n < c.lo || n > c.hi {
 			t.Errorf("id %#x sent %d times in 2s, want %d..%d", c.id, n, c.lo, c.hi)
 		}
