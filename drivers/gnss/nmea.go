@@ -17,8 +17,8 @@ var ErrChecksum = errors.New("nmea checksum mismatch")
 var ErrSyntax = errors.New("nmea syntax error")
 
 // maxSentence bounds a sentence: NMEA says 82 bytes, real receivers
-// (u-blox PUBX, long GSV) send a little more.
-const maxSentence = 160
+// (u-blox PUBX, MediaTek PMTKCHN) send more.
+const maxSentence = 255
 
 // A Sentence is one checksum-verified NMEA 0183 sentence.
 type Sentence struct {
