@@ -43,6 +43,9 @@ func (e *Engine) dispatch(ctx context.Context, d delivery) {
 	}
 	req, ref := e.check(d, id, src)
 	j.req = req
+	if ref == nil && ctx.Err() != nil {
+		ref = refuse(StatusRejected, ReasonShutdown, "agent stopping; not actuated")
+	}
 	if ref == nil {
 		j.spec = e.specs[req.Name]
 		ref = e.admit(j)

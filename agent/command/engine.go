@@ -201,6 +201,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			e.drain(ctx)
 			e.wg.Wait()
 			bg.Wait()
 			return nil
@@ -208,6 +209,21 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.dispatch(ctx, d)
 		case <-tick.C:
 			e.maintain(ctx)
+		}
+	}
+}
+
+// drain answers the messages still waiting in the intake queue: with ctx
+// done, every one that would run is REJECTED "agent_shutdown" (recorded),
+// so no received request goes unanswered. Messages handed to Handle after
+// Run returned are never answered: stop the MQTT session first.
+func (e *Engine) drain(ctx context.Context) {
+	for {
+		select {
+		case d := <-e.intake:
+			e.dispatch(ctx, d)
+		default:
+			return
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package command_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/command/commandtest"
+	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
 // TestCommandsSucceed: each command of the vocabulary sends its frame and
@@ -248,5 +250,42 @@ func TestRollingCounter(t *testing.T) {
 	}
 	if f[0].Signals["LockRequest"] != 1 {
 		t.Errorf("fixed signal lost: %v", f[0].Signals)
+	}
+}
+
+// TestShutdownAnswersQueued: requests still waiting when the engine stops
+// are answered (REJECTED agent_shutdown), never dropped or actuated.
+func TestShutdownAnswersQueued(t *testing.T) {
+	t.Parallel()
+	tx := &commandtest.Transmitter{Bus: "body"}
+	resp := &commandtest.Responder{}
+	clock := commandtest.NewClock(time.UnixMilli(1_790_000_000_000))
+	eng, err := command.New(command.Options{
+		Config: testConfig(), Thing: thing, StateDir: t.TempDir(), Signals: command.NewSampleCache(),
+		Transmitter: func(string) (drivers.Transmitter, bool) { return tx, true },
+		Responder:   resp, Now: clock.Now, ClockTrusted: func() bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"down-1", "down-2", "down-3"}
+	for _, id := range ids {
+		r := command.Request{ID: id, Device: thing, Name: "door.lock", IssuedAt: clock.Now().UnixMilli(), ValidMS: 30_000}
+		eng.Handle(context.Background(), requestTopic(id), mustJSON(t, r))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := eng.Run(ctx); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	for _, id := range ids {
+		got := resp.For(id)
+		if len(got) != 1 {
+			t.Fatalf("%s: responses %+v, want one", id, got)
+		}
+		checkFinal(t, got[0], command.StatusRejected, command.ReasonShutdown)
+	}
+	if n := tx.Count(); n != 0 {
+		t.Errorf("%d frames, want 0", n)
 	}
 }

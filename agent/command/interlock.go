@@ -34,7 +34,7 @@ func (il *interlocks) observe() {
 		switch {
 		case !ok || !r.holds(s.Value):
 			il.since[i] = time.Time{}
-		case il.since[i].IsZero() || s.Time.Before(il.since[i]):
+		case il.since[i].IsZero():
 			il.since[i] = s.Time
 		}
 	}
