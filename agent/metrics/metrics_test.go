@@ -269,3 +269,39 @@ func TestServeHTTP(t *testing.T) {
 		t.Errorf("ServeListener() = %v, want nil after cancel", err)
 	}
 }
+
+// FuzzText checks that any label value (which may come from outside: a bus
+// or device name) and help text yields output the Prometheus parser accepts,
+// with both round-tripping (invalid UTF-8 replaced).
+func FuzzText(f *testing.F) {
+	for _, seed := range []struct{ label, help string }{
+		{"can0", "CAN frames."},
+		{`quote" back\ nl` + "\n", "multi\nline \\ help"},
+		{"\xff\xfe", "\x00"},
+		{"", ""},
+		{"日本語 ✓", "{}=,#"},
+	} {
+		f.Add(seed.label, seed.help)
+	}
+	f.Fuzz(func(t *testing.T, label, help string) {
+		r := New()
+		r.Counter("fuzz_total", help, "l").Inc(label)
+		var buf bytes.Buffer
+		if err := r.WriteText(&buf); err != nil {
+			t.Fatal(err)
+		}
+		fams := parse(t, buf.Bytes())
+		m := fams["fuzz_total"].GetMetric()
+		if len(m) != 1 || len(m[0].GetLabel()) != 1 {
+			t.Fatalf("parsed %v", fams)
+		}
+		if got, want := m[0].GetLabel()[0].GetValue(), strings.ToValidUTF8(label, "\uFFFD"); got != want {
+			t.Errorf("label round trip = %q, want %q", got, want)
+		}
+		// The parser trims leading blanks of HELP; help is ours, not outside
+		// input, so only its acceptance matters beyond that.
+		if got, want := fams["fuzz_total"].GetHelp(), strings.TrimLeft(strings.ToValidUTF8(help, "\uFFFD"), " \t"); got != want {
+			t.Errorf("help round trip = %q, want %q", got, want)
+		}
+	})
+}

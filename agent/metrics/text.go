@@ -77,8 +77,11 @@ var (
 	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 )
 
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
+// escapeHelp and escapeLabel escape for the text format; invalid UTF-8
+// (e.g. a label taken from a bus or a file name) becomes U+FFFD, since
+// Prometheus rejects it.
+func escapeHelp(s string) string  { return helpEscaper.Replace(strings.ToValidUTF8(s, "\uFFFD")) }
+func escapeLabel(s string) string { return labelEscaper.Replace(strings.ToValidUTF8(s, "\uFFFD")) }
 
 func formatValue(v float64) string {
 	switch {
