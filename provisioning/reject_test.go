@@ -63,18 +63,24 @@ func TestRejections(t *testing.T) {
 			if got := e.fake.Minted(); got > tt.maxMinted {
 				t.Errorf("minted %d, want at most %d", got, tt.maxMinted)
 			}
-			dials := len(e.fake.Dials())
-			if dials != e.cfg.MaxRejections {
-				t.Errorf("%d attempts, want %d (bounded)", dials, e.cfg.MaxRejections)
-			}
-			// A restart (new Provisioner) during the hold does not retry.
-			if _, err := e.provisioner(t).Ensure(context.Background()); !errors.Is(err, provisioning.ErrRejected) {
-				t.Errorf("Ensure during hold = %v, want ErrRejected", err)
-			}
-			if got := len(e.fake.Dials()); got != dials {
-				t.Errorf("Ensure during hold dialled %d more times", got-dials)
-			}
+			checkBoundedAndHeld(t, e)
 		})
+	}
+}
+
+// checkBoundedAndHeld asserts the attempts stopped at MaxRejections and a
+// restart (new Provisioner) during the hold does not dial again.
+func checkBoundedAndHeld(t *testing.T, e *env) {
+	t.Helper()
+	dials := len(e.fake.Dials())
+	if dials != e.cfg.MaxRejections {
+		t.Errorf("%d attempts, want %d (bounded)", dials, e.cfg.MaxRejections)
+	}
+	if _, err := e.provisioner(t).Ensure(context.Background()); !errors.Is(err, provisioning.ErrRejected) {
+		t.Errorf("Ensure during hold = %v, want ErrRejected", err)
+	}
+	if got := len(e.fake.Dials()); got != dials {
+		t.Errorf("Ensure during hold dialled %d more times", got-dials)
 	}
 }
 
