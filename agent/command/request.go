@@ -102,18 +102,26 @@ func parse(b []byte, maxBytes int, aws bool) (Request, error) {
 			return Request{}, fmt.Errorf("%w: field %q: must be > 0", ErrMalformed, f.key)
 		}
 	}
-	r.Params = json.RawMessage("{}")
-	if raw, ok := fields["params"]; ok {
-		if raw[0] != '{' {
-			return Request{}, fmt.Errorf("%w: field \"params\": want an object", ErrMalformed)
-		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, raw); err != nil {
-			return Request{}, fmt.Errorf("%w: field \"params\": %v", ErrMalformed, err)
-		}
-		r.Params = buf.Bytes()
+	r.Params, err = parseParams(fields["params"])
+	if err != nil {
+		return Request{}, err
 	}
 	return r, nil
+}
+
+// parseParams returns the params object compacted, "{}" when absent.
+func parseParams(raw json.RawMessage) (json.RawMessage, error) {
+	if raw == nil {
+		return json.RawMessage("{}"), nil
+	}
+	if raw[0] != '{' {
+		return nil, fmt.Errorf("%w: field \"params\": want an object", ErrMalformed)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fmt.Errorf("%w: field \"params\": %v", ErrMalformed, err)
+	}
+	return buf.Bytes(), nil
 }
 
 var knownFields = map[string]bool{

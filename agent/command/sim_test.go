@@ -52,19 +52,7 @@ func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), res
 	if err != nil {
 		t.Fatal(err)
 	}
-	drv := can.New(drivers.Params{Name: "body", ConfigDir: "../../configs"})
-	drv.Transport, drv.DBC = can.TransportVBus, "vehicle.dbc"
-	drv.Open = func(context.Context) (canbus.Bus, error) { return agentEp, nil }
-	hb := canmap.Duration(200 * time.Millisecond)
-	drv.Signals = []canmap.Signal{
-		{Name: sigSpeed, Source: "POWERTRAIN.VehicleSpeed", Heartbeat: hb},
-		{Name: sigGear, Source: "POWERTRAIN.Gear", Heartbeat: hb},
-		{Name: sigLocked, Source: "BODY_STATUS.DoorLockState", Heartbeat: hb},
-		{Name: sigImmo, Source: "BODY_STATUS.ImmobilizerActive", Heartbeat: hb},
-	}
-	if err := drv.Init(); err != nil {
-		t.Fatal(err)
-	}
+	drv := newBodyDriver(t, agentEp)
 	cfg := testConfig()
 	for i := range cfg.Commands {
 		cfg.Commands[i].Counter = "CommandCounter"
@@ -116,6 +104,26 @@ func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), res
 		return ok1 && ok2
 	})
 	return r
+}
+
+// newBodyDriver returns the "body" CAN driver on ep with the sim signals
+// mapped as in configs/tcu-agent.toml (faster heartbeats).
+func newBodyDriver(t testing.TB, ep canbus.Bus) *can.Driver {
+	t.Helper()
+	drv := can.New(drivers.Params{Name: "body", ConfigDir: "../../configs"})
+	drv.Transport, drv.DBC = can.TransportVBus, "vehicle.dbc"
+	drv.Open = func(context.Context) (canbus.Bus, error) { return ep, nil }
+	hb := canmap.Duration(200 * time.Millisecond)
+	drv.Signals = []canmap.Signal{
+		{Name: sigSpeed, Source: "POWERTRAIN.VehicleSpeed", Heartbeat: hb},
+		{Name: sigGear, Source: "POWERTRAIN.Gear", Heartbeat: hb},
+		{Name: sigLocked, Source: "BODY_STATUS.DoorLockState", Heartbeat: hb},
+		{Name: sigImmo, Source: "BODY_STATUS.ImmobilizerActive", Heartbeat: hb},
+	}
+	if err := drv.Init(); err != nil {
+		t.Fatal(err)
+	}
+	return drv
 }
 
 func (r *simRig) commandFrames() int {
