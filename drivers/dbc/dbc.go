@@ -148,6 +148,15 @@ type Value struct {
 	Label string
 }
 
+// InRange reports whether the physical value lies within the signal's
+// [Min, Max]; a signal without a usable range (Min >= Max, as in "[0|0]")
+// is always in range. Decode never clamps; callers decide what an
+// out-of-range value means (often "signal not available").
+func (v Value) InRange() bool {
+	s := v.Signal
+	return s.Min >= s.Max || v.Phys >= s.Min && v.Phys <= s.Max
+}
+
 // Message returns the message with the given name.
 func (db *Database) Message(name string) (*Message, bool) {
 	m, ok := db.byName[name]

@@ -242,3 +242,25 @@ func TestDecodeIntoDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestValueInRange(t *testing.T) {
+	t.Parallel()
+	db, _ := mustParse(t, fixtureDBC)
+	_, b, _ := db.Signal("LE.B") // [-10|2037.5]
+	_, i, _ := db.Signal("FD64.I") // [0|0]: no range
+	tests := []struct {
+		v    Value
+		want bool
+	}{
+		{Value{Signal: b, Phys: -10}, true},
+		{Value{Signal: b, Phys: 2037.5}, true},
+		{Value{Signal: b, Phys: 2038}, false},
+		{Value{Signal: b, Phys: math.NaN()}, false},
+		{Value{Signal: i, Phys: -5}, true},
+	}
+	for _, tt := range tests {
+		if got := tt.v.InRange(); got != tt.want {
+			t.Errorf("InRange(%s = %g) = %v, want %v", tt.v.Signal.Name, tt.v.Phys, got, tt.want)
+		}
+	}
+}
