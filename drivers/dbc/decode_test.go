@@ -246,7 +246,7 @@ func TestDecodeIntoDoesNotAllocate(t *testing.T) {
 func TestValueInRange(t *testing.T) {
 	t.Parallel()
 	db, _ := mustParse(t, fixtureDBC)
-	_, b, _ := db.Signal("LE.B") // [-10|2037.5]
+	_, b, _ := db.Signal("LE.B")   // [-10|2037.5]
 	_, i, _ := db.Signal("FD64.I") // [0|0]: no range
 	tests := []struct {
 		v    Value
