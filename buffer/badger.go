@@ -25,14 +25,19 @@ func badgerOptions(o Options) badger.Options {
 		// still batches ~20k small records per L0 flush.
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
-		// Values above 64 bytes go to the value log, so memtables and SSTs
-		// hold only keys and pointers: write amplification stays near 1
-		// (values are written once), compactions move ~30 bytes per record.
+		// Values stay in the LSM tree (threshold above MaxRecordBytes), not
+		// in the value log: DropPrefix deletes whole tables of acknowledged
+		// records without updating value-log discard statistics, so values
+		// in the value log would never be given back (measured: 64 MB
+		// stayed on disk after a full drain). In the tree, a dropped range
+		// frees its disk at once. The cost is write amplification from
+		// compactions of records that live long (docs/perf/buffer.md).
 		WithValueThreshold(valueThreshold(o)).
-		// 16 MB value-log files: Badger mmaps 2x the file size, so a 1 GB
-		// default needs a 2 GB mapping that fails on 32-bit armv7
-		// (ssbc/go-ssb#124). Small files also let GC free space sooner.
-		WithValueLogFileSize(16 << 20).
+		// The value log holds nothing (values are inline) but Badger still
+		// mmaps 2x its file size: 1 MB files keep that at 2 MB, and well
+		// below what 32-bit armv7 can map (a 1 GB default needs a 2 GB
+		// mapping and fails there, ssbc/go-ssb#124).
+		WithValueLogFileSize(1 << 20).
 		// Small tables and levels: the store is small and short-lived.
 		WithBaseTableSize(2 << 20).
 		WithBaseLevelSize(8 << 20).
@@ -60,14 +65,8 @@ func badgerOptions(o Options) badger.Options {
 	return bo
 }
 
-// valueThreshold keeps values above 64 bytes in the value log on disk. In
-// memory there is no value log: every value must stay under the threshold.
-func valueThreshold(o Options) int64 {
-	if o.InMemory {
-		return MaxRecordBytes + valueHeaderLen
-	}
-	return 64
-}
+// valueThreshold keeps every record value inline in the LSM tree.
+func valueThreshold(Options) int64 { return MaxRecordBytes + valueHeaderLen + 1 }
 
 // badgerLogger adapts Badger's printf logger to slog. Badger's messages are
 // not constant; they go in the "badger" attribute under constant messages.

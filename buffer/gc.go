@@ -89,6 +89,13 @@ func (q *Queue) dropSegmentsLocked() error {
 			cs := &q.cls[c]
 			loSeg := segmentOf(cs.lo)
 			upto[c] = cs.dropFrom
+			if cs.records == 0 && cs.dropFrom < cs.lo {
+				// Nothing of the class is left: drop all its keys,
+				// including the partial segment below lo.
+				prefixes = append(prefixes, classPrefix(c))
+				upto[c] = cs.lo
+				continue
+			}
 			if segmentOf(cs.dropFrom) >= loSeg {
 				continue
 			}
@@ -142,13 +149,15 @@ func (q *Queue) saveLoLocked() error {
 	return w.commit()
 }
 
-// dirSize returns the bytes of the regular files under dir.
+// dirSize returns the disk bytes allocated to the regular files under dir
+// (Badger's .mem and .vlog files are sparse mmaps: their length is not
+// their size on disk).
 func dirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				n += allocated(fi)
 			}
 		}
 		return nil

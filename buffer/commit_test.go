@@ -1,0 +1,148 @@
+package buffer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+// TestGroupCommit: concurrent appends share syncs under SyncGroup; SyncAlways
+// syncs every sequential append; SyncNone never syncs.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	tests := []struct {
+		name       string
+		sync       buffer.SyncPolicy
+		concurrent bool
+		check      func(syncs uint64) bool
+		want       string
+	}{
+		{"group concurrent", buffer.SyncGroup, true, func(s uint64) bool { return s > 0 && s < n/4 }, "0 < syncs < n/4"},
+		{"always sequential", buffer.SyncAlways, false, func(s uint64) bool { return s == n }, "syncs == n"},
+		{"always concurrent", buffer.SyncAlways, true, func(s uint64) bool { return s > 0 && s <= n }, "0 < syncs <= n"},
+		{"none", buffer.SyncNone, true, func(s uint64) bool { return s == 0 }, "no syncs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOptions(t)
+			o.Sync = tt.sync
+			o.GroupWindow = buffer.MaxGroupWindow
+			q := mustOpen(t, o)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range n {
+				do := func() {
+					if _, err := q.Append(context.Background(), buffer.ClassTelemetry, []byte{byte(i)}); err != nil {
+						t.Errorf("Append: %v", err)
+					}
+				}
+				if !tt.concurrent {
+					do()
+					continue
+				}
+				wg.Go(func() { <-start; do() })
+			}
+			close(start)
+			wg.Wait()
+			s := q.Stats()
+			if s.Appends != n || !tt.check(s.Syncs) {
+				t.Fatalf("%d appends, %d syncs; want %d appends, %s", s.Appends, s.Syncs, n, tt.want)
+			}
+		})
+	}
+}
+
+// TestDiskFull: below MinFreeBytes, Append fails with ErrFull, the oldest
+// records of the lowest class are shed, and appends work again once space
+// is back.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	o := testOptions(t)
+	o.MinFreeBytes = 1 << 20
+	var mu sync.Mutex
+	free := uint64(1 << 30)
+	buffer.SetFreeSpace(&o, func(string) (uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return free, nil
+	})
+	setFree := func(n uint64) { mu.Lock(); free = n; mu.Unlock() }
+	q := mustOpen(t, o)
+	for range 16 {
+		mustAppend(t, q, buffer.ClassTelemetry, "t")
+	}
+	mustAppend(t, q, buffer.ClassCritical, "r")
+
+	setFree(1000)
+	_, err := q.Append(context.Background(), buffer.ClassCritical, []byte("r2"))
+	if !errors.Is(err, buffer.ErrFull) {
+		t.Fatalf("Append on a full disk = %v, want ErrFull", err)
+	}
+	s := q.Stats()
+	if s.Classes[buffer.ClassTelemetry].Evicted != 2 || s.Classes[buffer.ClassCritical].Evicted != 0 {
+		t.Fatalf("evicted telemetry %d critical %d, want 2 (an eighth) and 0",
+			s.Classes[buffer.ClassTelemetry].Evicted, s.Classes[buffer.ClassCritical].Evicted)
+	}
+	if s.Degraded == "" {
+		t.Fatal("not degraded while the disk is full")
+	}
+	setFree(1 << 30)
+	mustAppend(t, q, buffer.ClassCritical, "r3")
+	if d := q.Stats().Degraded; d != "" {
+		t.Fatalf("still degraded after space came back: %q", d)
+	}
+}
+
+func TestAppendInvalid(t *testing.T) {
+	t.Parallel()
+	q := mustOpen(t, testOptions(t))
+	tests := []struct {
+		name string
+		c    buffer.Class
+		size int
+		want error
+	}{
+		{"bad class", 7, 1, buffer.ErrInvalid},
+		{"too large", buffer.ClassEvent, buffer.MaxRecordBytes + 1, buffer.ErrTooLarge},
+	}
+	for _, tt := range tests {
+		if _, err := q.Append(context.Background(), tt.c, make([]byte, tt.size)); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Append = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := q.Append(ctx, buffer.ClassEvent, nil); err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with cancelled ctx = %v, want nil or context.Canceled", err)
+	}
+}
+
+func TestOptionsInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		mod  func(*buffer.Options)
+	}{
+		{"empty dir", func(o *buffer.Options) { o.Dir = "" }},
+		{"bad sync", func(o *buffer.Options) { o.Sync = "sometimes" }},
+		{"window too long", func(o *buffer.Options) { o.GroupWindow = buffer.MaxGroupWindow + 1 }},
+		{"negative cap", func(o *buffer.Options) { o.MaxBytes = -1 }},
+		{"bad ttl class", func(o *buffer.Options) { o.TTL = map[buffer.Class]time.Duration{9: time.Second} }},
+	}
+	for _, tt := range tests {
+		o := testOptions(t)
+		tt.mod(&o)
+		if q, err := buffer.Open(o); !errors.Is(err, buffer.ErrInvalid) {
+			if q != nil {
+				_ = q.Close()
+			}
+			t.Errorf("%s: Open = %v, want ErrInvalid", tt.name, err)
+		}
+	}
+}

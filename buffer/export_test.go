@@ -1,0 +1,4 @@
+package buffer
+
+// SetFreeSpace replaces the free-space probe (tests simulate a full disk).
+func SetFreeSpace(o *Options, f func(path string) (uint64, error)) { o.freeSpace = f }

@@ -1,0 +1,54 @@
+package buffer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// testOptions returns on-disk options in a fresh temp dir.
+func testOptions(t testing.TB) buffer.Options {
+	o := buffer.DefaultOptions(t.TempDir() + "/queue")
+	o.LiveWindow = -1
+	o.MinFreeBytes = -1
+	return o
+}
+
+func mustOpen(t testing.TB, o buffer.Options) *buffer.Queue {
+	t.Helper()
+	q, err := buffer.Open(o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+func mustAppend(t testing.TB, q *buffer.Queue, c buffer.Class, data string) uint64 {
+	t.Helper()
+	s, err := q.Append(context.Background(), c, []byte(data))
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	return s
+}
+
+// leaseAll leases everything and returns it.
+func leaseAll(t testing.TB, q *buffer.Queue) []buffer.Record {
+	t.Helper()
+	var all []buffer.Record
+	for {
+		recs, err := q.Lease(1000, 0)
+		if err != nil {
+			t.Fatalf("Lease: %v", err)
+		}
+		if len(recs) == 0 {
+			return all
+		}
+		all = append(all, recs...)
+	}
+}
