@@ -29,6 +29,7 @@ const (
 	killEnvPoint = "TCU_PROV_KILL_POINT" // hook point to die at; empty = run to completion
 	killEnvNth   = "TCU_PROV_KILL_NTH"   // die at the n-th occurrence (default 1)
 	killEnvMode  = "TCU_PROV_KILL_MODE"  // key mode
+	killEnvRenew = "TCU_PROV_KILL_RENEW" // "1": provision, then renew with the kill hook armed
 )
 
 // Child exit codes.
@@ -49,15 +50,21 @@ func runKillChild() int {
 		nth = n
 	}
 	seen := 0
-	provisioning.SetTestHook(func(p string) {
-		if p == point {
-			if seen++; seen == nth {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {} // never returns
+	arm := func() {
+		provisioning.SetTestHook(func(p string) {
+			if p == point {
+				if seen++; seen == nth {
+					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {} // never returns
+				}
 			}
-		}
-	})
-	err := killChildEnsure(dir, os.Getenv(killEnvMode))
+		})
+	}
+	renew := os.Getenv(killEnvRenew) == "1"
+	if !renew {
+		arm()
+	}
+	err := killChildEnsure(dir, os.Getenv(killEnvMode), renew, arm)
 	switch {
 	case err == nil && point != "":
 		return exitNotReached
@@ -73,7 +80,7 @@ func runKillChild() int {
 	}
 }
 
-func killChildEnsure(dir, mode string) error {
+func killChildEnsure(dir, mode string, renew bool, arm func()) error {
 	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		return err
@@ -93,7 +100,7 @@ func killChildEnsure(dir, mode string) error {
 		return err
 	}
 	fake, err := provisioningtest.New(provisioningtest.Options{
-		CA: ca, CAKey: key, TokenKey: []byte("kill-test-token-key"), ThingPrefix: "tcu-",
+		CA: ca, CAKey: key, TokenKey: []byte("kill-test-token-key"), ThingPrefix: "tcu-", Validity: 24 * time.Hour,
 		OnMint: func([]byte) { appendLine(filepath.Join(dir, "mints.log"), "minted") },
 	})
 	if err != nil {
@@ -111,7 +118,17 @@ func killChildEnsure(dir, mode string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), killChildBudget)
 	defer cancel()
-	_, err = p.Ensure(ctx)
+	id, err := p.Ensure(ctx)
+	if err != nil || !renew {
+		return err
+	}
+	conn, err := fake.Dial(ctx, id.Certificate, id.Thing)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	arm()
+	_, err = p.Renew(ctx, conn)
 	return err
 }
 
@@ -158,10 +175,11 @@ func writeFile(t *testing.T, name string, b []byte) {
 
 // runChild runs one child and returns its exit code, or -9 when it was
 // SIGKILLed.
-func runChild(t *testing.T, dir, mode, point string, nth int) int {
+func runChild(t *testing.T, dir, mode, point string, nth int, extraEnv ...string) int {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), killEnvDir+"="+dir, killEnvPoint+"="+point,
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Env = append(cmd.Env, killEnvDir+"="+dir, killEnvPoint+"="+point,
 		killEnvNth+"="+strconv.Itoa(nth), killEnvMode+"="+mode, "GORACE=atexit_sleep_ms=0")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
@@ -273,5 +291,50 @@ func TestKillLoopIsBounded(t *testing.T) {
 	}
 	if _, err := provisioning.Load(filepath.Join(dir, "state")); !errors.Is(err, provisioning.ErrNoIdentity) {
 		t.Errorf("Load = %v, want no identity", err)
+	}
+}
+
+// TestKillDuringRenewal kills the process at each step of a renewal: the
+// next boot has exactly one valid identity (old or new) and no leftovers.
+func TestKillDuringRenewal(t *testing.T) {
+	t.Parallel()
+	kills := []struct {
+		point   string
+		nth     int
+		renewed bool // whether the new certificate must be the one in use
+	}{
+		{"file_synced", 1, false}, // loop-breaker record, before the request
+		{"file_synced", 2, false}, // new key written, not renamed
+		{"file_synced", 3, false}, // new certificate
+		{"file_synced", 4, false}, // identity.json temp, before the rename
+		{"renew_committed", 1, true},
+	}
+	for _, k := range kills {
+		t.Run(fmt.Sprintf("%s#%d", k.point, k.nth), func(t *testing.T) {
+			t.Parallel()
+			dir := killDir(t)
+			if code := runChild(t, dir, provisioning.KeyModeCSR, k.point, k.nth, killEnvRenew+"=1"); code != -9 {
+				t.Fatalf("child exit %d, want SIGKILL", code)
+			}
+			before, err := provisioning.Load(filepath.Join(dir, "state"))
+			if err != nil {
+				t.Fatalf("Load after kill: %v", err)
+			}
+			if code := runChild(t, dir, provisioning.KeyModeCSR, "", 0); code != exitOK {
+				t.Fatalf("restart exit %d", code)
+			}
+			checkOneIdentity(t, dir)
+			wantMints := 1
+			if k.renewed || k.nth >= 2 {
+				wantMints = 2 // the renewal's certificate was minted before the kill
+			}
+			if got := mints(t, dir); got != wantMints {
+				t.Errorf("minted %d, want %d", got, wantMints)
+			}
+			after, err := provisioning.Load(filepath.Join(dir, "state"))
+			if err != nil || after.CertFile != before.CertFile {
+				t.Errorf("identity changed across a plain restart: %v", err)
+			}
+		})
 	}
 }
