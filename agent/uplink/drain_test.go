@@ -38,3 +38,47 @@ func TestDrainPlaintext(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 }
+
+// TestBacklogRateBounded: records older than the connection drain at
+// BacklogRate records/s, leaving room for live traffic and commands.
+func TestBacklogRateBounded(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	q := uplinktest.NewQueue()
+	appendTelemetry(t, q, 3000, time.Now().Add(-time.Hour))
+	cfg := fastConfig(cloud.Addr())
+	cfg.BacklogRate = 2000
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-BL", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runSession(t, s)
+	eventually(t, 30*time.Second, "backlog drained", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
+	// 3000 records at 2000/s: the first batch goes at once, the rest waits.
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("3000 backlog records drained in %v, want ≥ ~1s at 2000/s", d)
+	}
+}
+
+// TestAckTimeoutReconnects: a broker that stops acknowledging is treated
+// as a broken connection: the session reconnects and re-sends, and the
+// records are acked once the broker acknowledges again.
+func TestAckTimeoutReconnects(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	cloud.Faults().WithholdPubacks(true)
+	q := uplinktest.NewQueue()
+	appendTelemetry(t, q, 50, time.Now())
+	cfg := fastConfig(cloud.Addr())
+	cfg.AckTimeout = uplink.Duration(time.Second)
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-AT", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "a reconnect after the ack timeout", func() bool { return s.Stats().Reconnects >= 1 })
+	if _, _, acked, _ := q.Counts(); acked != 0 {
+		t.Fatalf("%d records acked without PUBACK", acked)
+	}
+	cloud.Faults().WithholdPubacks(false)
+	eventually(t, 20*time.Second, "all acked", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
+}

@@ -32,6 +32,9 @@ func peakPerSecond(ts []time.Time) int {
 // docs/perf/uplink.md); the assertion fails at 30 %, which only a broken
 // jitter reaches (without jitter all 200 reconnect within a second).
 func TestReconnectStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (≈20 s): run without -short (scripts/ci.d/20-mosquitto.sh does)")
+	}
 	const agents = 200
 	cloud := startCloud(t, devcloud.Limits{})
 	cfg := uplink.DefaultConfig() // the shipped backoff is what is tested
