@@ -38,7 +38,7 @@ func TestMultiplexedAndFD(t *testing.T) {
 	}
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	frames := []canbus.Frame{
-		{ID: 768, Len: 8, Data: [64]byte{0, 60, 0, 0, 0, 0, 0, 7}, Time: at(0)},    // page 0: Temp 20
+		{ID: 768, Len: 8, Data: [64]byte{0, 60, 0, 0, 0, 0, 0, 7}, Time: at(0)},       // page 0: Temp 20
 		{ID: 768, Len: 8, Data: [64]byte{1, 0xB0, 0x04, 0, 0, 0, 0, 7}, Time: at(10)}, // page 1: Volt 12.00
 		{ID: 1024, FD: true, Len: 64, Time: at(20)},
 	}
