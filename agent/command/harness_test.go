@@ -66,6 +66,7 @@ type harness struct {
 	respond command.Responder // takes the responses; default resp
 	trusted atomic.Bool
 	silent  atomic.Bool
+	syncs   int // barrier requests sent
 	eng     *command.Engine
 	cancel  context.CancelFunc
 	done    chan error
@@ -212,6 +213,19 @@ func (h *harness) send(r command.Request) {
 
 func (h *harness) sendRaw(topic string, payload []byte) {
 	h.eng.Handle(context.Background(), topic, payload)
+}
+
+// sync returns once the dispatcher has handled everything sent before: it
+// sends a request refused at once and waits for its answer (one dispatcher,
+// FIFO intake).
+func (h *harness) sync() {
+	h.t.Helper()
+	h.syncs++
+	id := idN("sync", h.syncs)
+	h.send(h.req(id, "sync.barrier"))
+	if r := h.final(id, 1); r.ReasonCode != command.ReasonUnknownCommand {
+		h.t.Fatalf("sync barrier answered %+v", r)
+	}
 }
 
 // final waits for the n-th final response of id.

@@ -1,0 +1,96 @@
+package command_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/tcu-agent/tcu-agent/agent/command"
+)
+
+// TestRedeliveryWhileRunning: a duplicate that arrives while its command
+// runs is answered with the same final result once it is known, and
+// nothing is sent twice.
+func TestRedeliveryWhileRunning(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.silent.Store(true)
+	sent := h.tx.Sent()
+	r := h.req("dup-1", "door.lock")
+	h.send(r)
+	<-sent
+	h.send(r)
+	h.sync()
+	h.emit(sigLocked, 1)
+	first, second := h.final(r.ID, 1), h.final(r.ID, 2)
+	checkFinal(t, first, command.StatusSucceeded, command.ReasonOK)
+	if diff := cmp.Diff(first, second); diff != "" {
+		t.Errorf("duplicate answered differently (-first +second):\n%s", diff)
+	}
+	if n := h.tx.Count(); n != 1 {
+		t.Errorf("%d frames, want 1", n)
+	}
+}
+
+// TestResponderFailure: a result the responder refused stays recorded and
+// is handed over at the next start, without a second actuation.
+func TestResponderFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.resp.SetFail(errors.New("buffer full"))
+	h.send(h.req("rf-1", "door.lock"))
+	waitFor(t, func() bool { return h.tx.Count() == 1 })
+	h.restart() // stop waits for the job; its response failed
+	if got := h.resp.For("rf-1"); len(got) != 0 {
+		t.Fatalf("responses recorded while failing: %+v", got)
+	}
+	h.resp.SetFail(nil)
+	h.restart()
+	checkFinal(t, h.final("rf-1", 1), command.StatusSucceeded, command.ReasonOK)
+	if n := h.tx.Count(); n != 1 {
+		t.Errorf("%d frames, want 1", n)
+	}
+}
+
+// TestQueuedCommandExpires: a queued command whose validity ends while it
+// waits is refused right before its frame.
+func TestQueuedCommandExpires(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *command.Config) {
+		c.Conflict = command.ConflictQueue
+		c.Commands[0].Timeout = dur(300 * time.Millisecond)
+	})
+	h.silent.Store(true)
+	sent := h.tx.Sent()
+	h.send(h.req("qe-1", "door.lock"))
+	<-sent
+	late := h.req("qe-2", "door.lock")
+	late.ValidMS = 1000
+	h.send(late)
+	h.sync()
+	h.clock.Advance(2 * time.Second) // qe-2's window ends while qe-1 runs
+	checkFinal(t, h.final("qe-1", 1), command.StatusTimedOut, command.ReasonNoConfirmation)
+	checkFinal(t, h.final("qe-2", 1), command.StatusRejected, command.ReasonExpired)
+	if n := h.tx.Count(); n != 1 {
+		t.Errorf("%d frames, want 1", n)
+	}
+}
+
+// TestArmedCommandExpires: arming never outlives the validity window.
+func TestArmedCommandExpires(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.emit(sigSpeed, 80)
+	r := h.req("ae-1", "ignition.disable")
+	r.ValidMS = 300
+	h.send(r)
+	resp := h.final(r.ID, 1)
+	checkFinal(t, resp, command.StatusRejected, command.ReasonExpired)
+	if n := h.tx.Count(); n != 0 {
+		t.Errorf("%d frames, want 0", n)
+	}
+	if all := h.resp.For(r.ID); len(all) != 2 || all[0].ReasonCode != command.ReasonArmed {
+		t.Errorf("responses %+v, want armed then expired", all)
+	}
+}
