@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ func main() {
 type options struct {
 	vbus, socketcan, dbc, scenario, record string
 	nmeaLink                               string
+	mute                                   []string
 	nmea                                   bool
 	hold                                   sim.Hold
 	speed                                  float64
@@ -68,11 +70,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for signal noise and the filler ID mix")
 	fs.BoolVar(&o.nmea, "nmea-pty", false, "also act as a GNSS receiver: write NMEA to a pseudo-terminal (path is logged)")
 	fs.StringVar(&o.nmeaLink, "nmea-link", "", "with --nmea-pty: create this symlink to the pseudo-terminal (e.g. /tmp/tcu-sim/gnss)")
+	mute := fs.String("mute", "", "comma-separated messages never to send (an ECU gone silent), e.g. POWERTRAIN")
 	hold := fs.String("hold", "none", "pin the motion regardless of the scenario: none, parked or moving (at --speed)")
 	fs.Float64Var(&o.speed, "speed", 50, "speed in km/h for --hold moving")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *mute != "" {
+		o.mute = strings.Split(*mute, ",")
 	}
 	switch *hold {
 	case "none":

@@ -24,6 +24,11 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	for _, m := range o.mute {
+		if _, ok := db.Message(m); !ok {
+			return fmt.Errorf("--mute %s: no such message in %s", m, src)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	g, ctx := errgroup.WithContext(ctx)
 	defer func() {
@@ -41,7 +46,7 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	defer vbus.Close()
 	v, err := sim.New(sim.Options{
 		Bus: vbus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
-		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed},
+		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute},
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
@@ -50,7 +51,7 @@ func (v *Vehicle) sendNow(name string) {
 func (v *Vehicle) dueFramesLocked(now time.Time) []canbus.Frame {
 	var out []canbus.Frame
 	for _, c := range v.cyclic {
-		if now.Before(c.next) {
+		if now.Before(c.next) || slices.Contains(v.knobs.Mute, c.msg.Name) {
 			continue
 		}
 		if c.next.IsZero() || now.Sub(c.next) > c.msg.CycleTime {

@@ -82,6 +82,9 @@ type Knobs struct {
 	// Hold pins the motion; Speed (km/h) is the speed of HoldMoving.
 	Hold  Hold
 	Speed float64
+	// Mute names messages the vehicle stops sending ("POWERTRAIN"), as
+	// when an ECU goes silent: their signals go stale at the TCU.
+	Mute []string
 }
 
 // Vehicle is a simulated vehicle. Create it with New and start it with Run.

@@ -239,3 +239,25 @@ func TestLoadSendsAtPlannedRate(t *testing.T) {
 		t.Errorf("sent %d frames in 1s, planned %.0f/s", n, want)
 	}
 }
+
+func TestMuteSilencesAMessage(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, Options{Knobs: Knobs{Mute: []string{"POWERTRAIN"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	counts := map[uint32]int{}
+	for {
+		f, err := r.tcu.Receive(ctx)
+		if err != nil {
+			break
+		}
+		counts[f.ID]++
+	}
+	if counts[0x0C0] != 0 || counts[0x120] == 0 {
+		t.Errorf("muted POWERTRAIN: frames per id %v, want no 0xC0 and some 0x120", counts)
+	}
+	r.v.SetKnobs(Knobs{})
+	if _, ok := r.await(t, "POWERTRAIN", "Gear", GearP, 10*time.Second); !ok {
+		t.Error("POWERTRAIN did not resume after unmuting")
+	}
+}
