@@ -17,6 +17,9 @@ import (
 // Run opens the transport and decodes frames until ctx is done. It returns
 // an error wrapping drivers.ErrNotReady when the bus is absent.
 func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
+	if d.dec == nil {
+		return &drivers.FatalError{Err: fmt.Errorf("can driver %s: run before init", d.params.Name)}
+	}
 	bus, err := d.open(ctx)
 	if err != nil {
 		return err

@@ -121,6 +121,9 @@ func (d *Driver) path() string {
 // Run replays the log until ctx is done and returns nil then. A missing
 // log is drivers.ErrNotReady.
 func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
+	if d.dec == nil {
+		return &drivers.FatalError{Err: fmt.Errorf("candump driver %s: run before init", d.params.Name)}
+	}
 	for {
 		n, err := d.replayOnce(ctx, sink)
 		if err != nil || ctx.Err() != nil {
