@@ -36,7 +36,7 @@ type Conn interface {
 }
 
 // Dialer opens an MQTT session authenticated by cert with the given client
-// ID. Implementations should wrap ErrUnauthorized when the broker refuses
+// ID. ctx bounds the dial only; the session lives until Close. Implementations should wrap ErrUnauthorized when the broker refuses
 // the credentials (CONNACK "not authorized" or a TLS handshake rejection),
 // so a revoked claim certificate is told apart from a network failure.
 type Dialer func(ctx context.Context, cert tls.Certificate, clientID string) (Conn, error)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tcu-agent/tcu-agent/provisioning/est"
 )
@@ -159,8 +160,8 @@ func (p *Provisioner) estClient(cert *tls.Certificate) (*est.Client, error) {
 		}
 		password = strings.TrimSpace(string(b))
 	}
-	hc := &http.Client{Transport: tr}
-	if p.opts.HTTPClient != nil {
+	hc := &http.Client{Transport: tr, Timeout: time.Duration(p.cfg.StepTimeout)} // per request
+	if p.opts.HTTPClient != nil && p.opts.HTTPClient.Timeout > 0 {
 		hc.Timeout = p.opts.HTTPClient.Timeout
 	}
 	return est.New(est.Options{URL: p.cfg.ESTURL, HTTPClient: hc, Username: p.cfg.ESTUsername,

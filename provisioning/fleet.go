@@ -245,7 +245,7 @@ func (p *Provisioner) register(ctx context.Context, conn Conn, st *state) error 
 	if err != nil {
 		return err
 	}
-	st.Step, st.Thing = stepRegistered, resp.ThingName
+	st.Step, st.Thing, st.DeviceConfig = stepRegistered, resp.ThingName, resp.DeviceConfiguration
 	st.OwnershipToken = ""
 	if err := st.save(p.dir); err != nil {
 		return err
@@ -262,7 +262,8 @@ func (p *Provisioner) commit(st *state) (*Identity, error) {
 		st.resetCredential(false)
 		return nil, errors.Join(fmt.Errorf("registered credential unusable: %w", err), st.save(p.dir))
 	}
-	rec := identityRecord{Thing: st.Thing, CertFile: st.CertFile, KeyFile: st.KeyFile, Source: st.Method, NotAfter: leaf.NotAfter}
+	rec := identityRecord{Thing: st.Thing, CertFile: st.CertFile, KeyFile: st.KeyFile, Source: st.Method,
+		NotAfter: leaf.NotAfter, DeviceConfiguration: st.DeviceConfig}
 	if err := commitIdentity(p.dir, rec); err != nil {
 		return nil, err
 	}

@@ -47,6 +47,9 @@ func TestEnsureProvisionsFromClaim(t *testing.T) {
 			if loaded.Thing != id.Thing || loaded.CertFile != id.CertFile || !loaded.NotAfter.Equal(id.NotAfter) {
 				t.Errorf("Load = %+v, want %+v", loaded, id)
 			}
+			if diff := cmp.Diff(map[string]string{"Vin": "WVWZZZ1JZXW000001"}, loaded.DeviceConfiguration); diff != "" {
+				t.Errorf("deviceConfiguration (-want +got):\n%s", diff)
+			}
 		})
 	}
 }

@@ -20,6 +20,9 @@ type Identity struct {
 	NotAfter    time.Time       // certificate expiry
 	Source      string          // fleet, est or static
 	Certificate tls.Certificate // ready for tls.Config.Certificates
+	// DeviceConfiguration is RegisterThing's deviceConfiguration (the
+	// template's DeviceConfiguration section); nil for EST and static.
+	DeviceConfiguration map[string]string
 }
 
 // identityRecord is identity.json (version 1). Paths are relative to the
@@ -31,6 +34,8 @@ type identityRecord struct {
 	KeyFile  string    `json:"key_file"`
 	Source   string    `json:"source"`
 	NotAfter time.Time `json:"not_after"`
+	// DeviceConfiguration is from RegisterThing (introduced in v1).
+	DeviceConfiguration map[string]string `json:"device_configuration,omitempty"`
 }
 
 const identityVersion = 1
@@ -70,6 +75,8 @@ func loadIdentity(dir string, rec *identityRecord) (*Identity, error) {
 		CertFile: abs(dir, rec.CertFile),
 		KeyFile:  abs(dir, rec.KeyFile),
 		Source:   rec.Source,
+
+		DeviceConfiguration: rec.DeviceConfiguration,
 	}
 	cert, leaf, err := loadKeyPair(id.CertFile, id.KeyFile)
 	if err != nil {

@@ -78,7 +78,7 @@ func (p *Provisioner) renew(ctx context.Context, current Conn, old *Identity) (*
 	}
 	suffix := newSuffix()
 	rec := identityRecord{Thing: old.Thing, CertFile: "cert-" + suffix + ".pem", KeyFile: "key-" + suffix + ".pem",
-		Source: old.Source, NotAfter: pair.Leaf.NotAfter}
+		Source: old.Source, NotAfter: pair.Leaf.NotAfter, DeviceConfiguration: old.DeviceConfiguration}
 	newFiles := []string{filepath.Join(p.dir, rec.KeyFile), filepath.Join(p.dir, rec.CertFile)}
 	if err := p.writePair(newFiles, keyPEM, certPEMBytes); err != nil {
 		return nil, errors.Join(err, removeFiles(newFiles))

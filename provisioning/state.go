@@ -37,6 +37,8 @@ type state struct {
 	OwnershipToken string    `json:"ownership_token,omitempty"`
 	TokenExpires   time.Time `json:"token_expires,omitzero"`
 	Thing          string    `json:"thing,omitempty"`
+	// DeviceConfig is RegisterThing's deviceConfiguration.
+	DeviceConfig map[string]string `json:"device_configuration,omitempty"`
 	// Creates holds when each create request was sent (loop breaker).
 	Creates []time.Time `json:"creates,omitempty"`
 	// Rejections counts consecutive non-transient rejections;
@@ -111,7 +113,7 @@ func (st *state) save(dir string) error {
 // key in csr mode so a retry does not need a new one.
 func (st *state) resetCredential(keepKey bool) {
 	st.CertFile, st.CertificateID, st.OwnershipToken = "", "", ""
-	st.TokenExpires, st.Thing = time.Time{}, ""
+	st.TokenExpires, st.Thing, st.DeviceConfig = time.Time{}, "", nil
 	st.Step = stepStart
 	if keepKey && st.KeyFile != "" {
 		st.Step = stepKeyGenerated
