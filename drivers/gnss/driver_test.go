@@ -237,4 +237,3 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Fatal("Run did not return within 10s of cancel")
 	}
 }
-

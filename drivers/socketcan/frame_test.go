@@ -67,7 +67,7 @@ func TestEncodeFrameLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := binary.NativeEndian.Uint32(b[0:4]); got != 0x1234567|flagEFF {
-		t.Errorf("can_id = %#x, want %#x", got, 0x1234567|flagEFF)
+		t.Errorf("can_id = %#x, want %#x", got, uint32(0x1234567|flagEFF))
 	}
 	if b[4] != 2 || b[8] != 0xAA || b[9] != 0xBB || b[10] != 0 {
 		t.Errorf("frame bytes = % x", b)
