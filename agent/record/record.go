@@ -57,6 +57,9 @@ func (r Record) Marshal() ([]byte, error) {
 	if err := checkObject(r.Body); err != nil {
 		return nil, fmt.Errorf("marshal record: %w", err)
 	}
+	if !validKind(r.Kind) {
+		return nil, fmt.Errorf("marshal record: bad kind %q", r.Kind)
+	}
 	return json.Marshal(stored{V: storedVersion, Kind: r.Kind, TS: r.Time.UnixMilli(), Topic: r.Topic, Body: r.Body})
 }
 
@@ -77,8 +80,8 @@ func Unmarshal(b []byte) (Record, error) {
 	if s.V != storedVersion {
 		return Record{}, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, s.V)
 	}
-	if s.Kind == "" {
-		return Record{}, fmt.Errorf("%w: empty kind", ErrCorrupt)
+	if !validKind(s.Kind) {
+		return Record{}, fmt.Errorf("%w: bad kind %q", ErrCorrupt, s.Kind)
 	}
 	if err := checkObject(s.Body); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -95,7 +98,7 @@ func AppendEnvelope(dst []byte, seq uint64, r Record) []byte {
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, r.Time.UnixMilli(), 10)
 	dst = append(dst, `,"kind":`...)
-	dst = strconv.AppendQuote(dst, r.Kind)
+	dst = appendJSONString(dst, r.Kind)
 	body := bytes.TrimSpace(r.Body)
 	inner := bytes.TrimSpace(body[1 : len(body)-1])
 	if len(inner) > 0 {
@@ -111,4 +114,26 @@ func checkObject(b json.RawMessage) error {
 		return errors.New("body is not a JSON object")
 	}
 	return nil
+}
+
+// validKind accepts the snake_case kinds this format uses.
+func validKind(k string) bool {
+	if k == "" || len(k) > 64 {
+		return false
+	}
+	for _, c := range k {
+		if (c < 'a' || c > 'z') && c != '_' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONString appends s as a JSON string literal.
+func appendJSONString(dst []byte, s string) []byte {
+	b, err := json.Marshal(s)
+	if err != nil { // cannot happen for a string
+		return append(dst, `""`...)
+	}
+	return append(dst, b...)
 }
