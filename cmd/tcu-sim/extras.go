@@ -63,7 +63,7 @@ func findRepoDBC() string {
 
 // startLoad adds filler traffic on its own bus endpoint.
 func startLoad(ctx context.Context, g *errgroup.Group, o options, attach func() (canbus.Bus, error),
-	msgs []*dbc.Message, log *slog.Logger) error {
+	msgs []*dbc.Message, existing float64, log *slog.Logger) error {
 	bus, err := attach()
 	if err != nil {
 		return err
@@ -74,7 +74,7 @@ func startLoad(ctx context.Context, g *errgroup.Group, o options, attach func() 
 			exclude = append(exclude, m.ID)
 		}
 	}
-	l, err := sim.NewLoad(sim.LoadOptions{Bus: bus, Percent: o.load, Bitrate: o.bitrate, Exclude: exclude, Seed: o.seed})
+	l, err := sim.NewLoad(sim.LoadOptions{Bus: bus, Percent: o.load, Bitrate: o.bitrate, Exclude: exclude, Existing: existing, Seed: o.seed})
 	if err != nil {
 		bus.Close()
 		return err

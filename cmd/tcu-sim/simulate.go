@@ -53,7 +53,7 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	g.Go(func() error { return v.Run(ctx) })
 	if o.load > 0 {
-		if err := startLoad(ctx, g, o, attach, db.Messages, log); err != nil {
+		if err := startLoad(ctx, g, o, attach, db.Messages, v.FrameRate(), log); err != nil {
 			return err
 		}
 	}

@@ -27,6 +27,9 @@ type LoadOptions struct {
 	// Exclude lists 11-bit identifiers the filler must not use (the
 	// vehicle's own messages).
 	Exclude []uint32
+	// Existing is the traffic already on the bus in frames/s (the
+	// vehicle's own messages); the filler makes up the rest.
+	Existing float64
 	// Seed makes the ID mix reproducible.
 	Seed uint64
 }
@@ -67,7 +70,7 @@ func NewLoad(opts LoadOptions) (*Load, error) {
 		return nil, fmt.Errorf("new bus load: %v%% of %d bit/s: want 0 < percent <= 100 and a positive bitrate",
 			opts.Percent, opts.Bitrate)
 	}
-	target := opts.Percent / 100 * float64(opts.Bitrate) / BitsPerFrame
+	target := opts.Percent/100*float64(opts.Bitrate)/BitsPerFrame - opts.Existing
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x10ad))
 	used := map[uint32]bool{}
 	for _, id := range opts.Exclude {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -112,6 +113,13 @@ func TestLoadPlansRealisticMix(t *testing.T) {
 				t.Errorf("filler uses id %#x", m.id)
 			}
 		}
+	}
+	l, err := NewLoad(LoadOptions{Bus: bus, Percent: 50, Bitrate: 1_000_000, Existing: 63})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 0.5*1_000_000/BitsPerFrame - 63; math.Abs(l.Rate()-want) > 0.5 {
+		t.Errorf("with 63 frames/s existing: rate %.1f, want %.1f", l.Rate(), want)
 	}
 	if _, err := NewLoad(LoadOptions{Bus: bus, Percent: 120, Bitrate: 500_000}); err == nil {
 		t.Error("NewLoad accepted 120%")

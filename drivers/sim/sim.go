@@ -144,6 +144,15 @@ func New(opts Options) (*Vehicle, error) {
 	return v, nil
 }
 
+// FrameRate returns the frames per second the vehicle sends periodically.
+func (v *Vehicle) FrameRate() float64 {
+	r := 0.0
+	for _, c := range v.cyclic {
+		r += float64(time.Second) / float64(c.msg.CycleTime)
+	}
+	return r
+}
+
 // SetKnobs replaces the knobs. A zero Delay keeps the current delay.
 func (v *Vehicle) SetKnobs(k Knobs) {
 	v.mu.Lock()

@@ -261,3 +261,17 @@ func TestMuteSilencesAMessage(t *testing.T) {
 		t.Error("POWERTRAIN did not resume after unmuting")
 	}
 }
+
+func TestFrameRate(t *testing.T) {
+	t.Parallel()
+	bus := canbus.NewVirtual().Attach()
+	defer bus.Close()
+	v, err := New(Options{Bus: bus, DB: loadDB(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// POWERTRAIN 50/s, BODY_STATUS 10/s, ODOMETER, BATTERY, CLIMATE 1/s each.
+	if got := v.FrameRate(); got != 63 {
+		t.Errorf("FrameRate() = %v, want 63", got)
+	}
+}
