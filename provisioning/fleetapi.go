@@ -115,18 +115,20 @@ func call(ctx context.Context, conn Conn, op, topic string, payload []byte, time
 		}
 	}
 	subs := []string{topic + "/accepted", topic + "/rejected"}
+	var subscribed []string
+	defer func() {
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer ucancel()
+		for _, t := range subscribed {
+			_ = conn.Unsubscribe(uctx, t) // best effort: the session ends soon anyway
+		}
+	}()
 	for i, t := range subs {
 		if err := conn.Subscribe(ctx, t, deliver(i == 0)); err != nil {
 			return nil, stepErr(ctx, fmt.Errorf("subscribe %s: %w", t, err))
 		}
+		subscribed = append(subscribed, t)
 	}
-	defer func() {
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer ucancel()
-		for _, t := range subs {
-			_ = conn.Unsubscribe(uctx, t) // best effort: the session ends soon anyway
-		}
-	}()
 	if err := conn.Publish(ctx, topic, payload); err != nil {
 		return nil, stepErr(ctx, fmt.Errorf("publish %s: %w", topic, err))
 	}
