@@ -70,8 +70,15 @@ if [ -e "$dir/ready" ]; then
 	exit 0
 fi
 
-log "building base image for $arch (kernel $kver)"
 mkdir -p "$cache/$arch"
+# Serialise builders (go test runs several vmexec at once).
+exec 9>"$cache/$arch/.lock"
+flock 9
+if [ -e "$dir/ready" ]; then
+	echo "$dir"
+	exit 0
+fi
+log "building base image for $arch (kernel $kver)"
 tmp=$(mktemp -d "$cache/$arch/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 chmod 777 "$tmp" # apt-get download drops privileges to _apt
