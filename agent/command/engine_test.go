@@ -65,9 +65,9 @@ var cmpFrame = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() =
 func TestECUNeverConfirms(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *command.Config) {
-		c.Commands[0].Timeout = dur(600 * time.Millisecond)
+		c.Commands[0].Timeout = dur(2 * time.Second)
 		c.Commands[0].Repeat = 3
-		c.Commands[0].RepeatInterval = dur(50 * time.Millisecond)
+		c.Commands[0].RepeatInterval = dur(20 * time.Millisecond)
 		c.ProgressAfter = dur(100 * time.Millisecond)
 	})
 	h.silent.Store(true)
@@ -232,7 +232,7 @@ func TestRollingCounter(t *testing.T) {
 		c.Commands[0].Counter = "CommandCounter"
 		c.Commands[0].Repeat = 2
 		c.Commands[0].RepeatInterval = dur(20 * time.Millisecond)
-		c.Commands[0].Timeout = dur(200 * time.Millisecond)
+		c.Commands[0].Timeout = dur(time.Second)
 		c.Commands[0].CounterModulo = 16
 	})
 	h.silent.Store(true)
