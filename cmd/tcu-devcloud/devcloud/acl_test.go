@@ -1,6 +1,9 @@
 package devcloud
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestAllowed(t *testing.T) {
 	tests := []struct {
@@ -45,6 +48,25 @@ func FuzzParseResponse(f *testing.F) {
 		r, err := ParseResponse(b)
 		if err == nil && (r.ID == "" || r.Status == "") {
 			t.Errorf("accepted %q without id or status", b)
+		}
+	})
+}
+
+// FuzzConsoleBatch: the console prints whatever devices publish as
+// telemetry without panicking, one line per message.
+func FuzzConsoleBatch(f *testing.F) {
+	for _, s := range []string{
+		`{"v":1,"device":"T1","records":[{"seq":1,"ts":2,"kind":"telemetry","speed":3}]}`,
+		`{"v":1,"device":"T1","records":[]}`, `{"records":[{}]}`, `null`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out strings.Builder
+		con := &console{w: &out}
+		con.batch("telemetry", "dt/tcu/T1/telemetry", b)
+		if n := strings.Count(out.String(), "\n"); n != 1 {
+			t.Fatalf("%d lines for one message", n)
 		}
 	})
 }

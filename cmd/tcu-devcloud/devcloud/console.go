@@ -27,9 +27,15 @@ func (c *Cloud) startConsole(w io.Writer, quiet bool) {
 }
 
 func (con *console) printf(format string, args ...any) {
+	line := strings.Map(func(r rune) rune { // device text must not drive the terminal
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, fmt.Sprintf(format, args...))
 	con.mu.Lock()
 	defer con.mu.Unlock()
-	fmt.Fprintf(con.w, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+	fmt.Fprintln(con.w, time.Now().Format("15:04:05.000")+" "+line)
 }
 
 // envelope is the telemetry payload of PRODUCT.md.

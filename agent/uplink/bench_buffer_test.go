@@ -1,0 +1,78 @@
+package uplink_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
+)
+
+// bufferQueue adapts the durable buffer to uplink.Queue (as agent/queue.go
+// does in the agent).
+type bufferQueue struct{ q *buffer.Queue }
+
+func (b bufferQueue) Lease(max, maxBytes int) ([]uplink.Record, error) {
+	recs, err := b.q.Lease(max, maxBytes)
+	out := make([]uplink.Record, len(recs))
+	for i, r := range recs {
+		out[i] = uplink.Record{Seq: r.Seq, Class: uplink.ClassTelemetry, Time: r.Time, Data: r.Data}
+	}
+	return out, err
+}
+func (b bufferQueue) Ack(seqs ...uint64) error { return b.q.Ack(seqs...) }
+func (b bufferQueue) Release(seqs ...uint64)   { b.q.Release(seqs...) }
+func (b bufferQueue) Ready() <-chan struct{}   { return b.q.Ready() }
+
+// BenchmarkDrainBacklogBadger drains a 1,000,000-record backlog from the
+// real Badger queue (filled beforehand with sync=none; filling is not
+// timed) to an in-process broker with the shipped limits.
+func BenchmarkDrainBacklogBadger(b *testing.B) {
+	const n = 1_000_000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		opts := buffer.DefaultOptions(b.TempDir())
+		opts.Sync = buffer.SyncNone
+		opts.Logger = slog.New(slog.DiscardHandler)
+		q, err := buffer.Open(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		at := time.Now().Add(-time.Hour)
+		ctx := context.Background()
+		for j := 0; j < n; j++ {
+			body := fmt.Sprintf(`{"signals":{"Vehicle.Speed":%d.%d,"Vehicle.Powertrain.Battery.Voltage":12.%d,"Vehicle.Cabin.Door.Row1.DriverSide.IsLocked":true}}`, j%130, j%10, j%9)
+			data, _ := record.Record{Kind: record.KindTelemetry, Time: at, Body: json.RawMessage(body)}.Marshal()
+			if _, err := q.Append(ctx, buffer.ClassTelemetry, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cloud := startCloud(b, devcloud.Limits{})
+		cfg := fastConfig(cloud.Addr())
+		cfg.BacklogRate = 0
+		cfg.BatchLatency = uplink.DefaultConfig().BatchLatency
+		s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-BENCH", Queue: bufferQueue{q}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start, cpu0 := time.Now(), cpuTime()
+		stop := runSession(b, s)
+		eventually(b, 15*time.Minute, "backlog drained", func() bool { return s.Stats().AckedRecords >= n })
+		elapsed, cpu := time.Since(start), cpuTime()-cpu0
+		b.StopTimer()
+		stop()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "records/s")
+		b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/record")
+		cloud.Close()
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
