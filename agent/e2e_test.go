@@ -330,6 +330,68 @@ func TestSpineEndToEnd(t *testing.T) {
 	}
 }
 
+// TestSpineCommandsAndInterlocks drives the immobiliser and the standstill
+// interlock through the whole stack: broker → agent → CAN → simulated ECU.
+func TestSpineCommandsAndInterlocks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startSpine(t, ctx)
+	defer cancel()
+	cmdCtx, cmdCancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cmdCancel()
+
+	// Parked for longer than the interlock's 3 s: the immobiliser engages.
+	waitFor(t, "telemetry", 30*time.Second, func() bool { return s.maxSeq() > 0 })
+	time.Sleep(3500 * time.Millisecond)
+	if r := s.command(cmdCtx, "ignition.disable"); r.Status != "SUCCEEDED" {
+		t.Fatalf("ignition.disable at standstill: %s (%s: %s)", r.Status, r.ReasonCode, r.Reason)
+	}
+	if !s.vehicle.State().Immobilized || s.immobilizerFrames(2) == 0 {
+		t.Errorf("after ignition.disable: immobilized=%v, DISABLE frames=%d", s.vehicle.State().Immobilized, s.immobilizerFrames(2))
+	}
+	if r := s.command(cmdCtx, "ignition.enable"); r.Status != "SUCCEEDED" {
+		t.Fatalf("ignition.enable: %s (%s: %s)", r.Status, r.ReasonCode, r.Reason)
+	}
+	if s.vehicle.State().Immobilized || s.immobilizerFrames(1) == 0 {
+		t.Errorf("after ignition.enable: immobilized=%v, ENABLE frames=%d", s.vehicle.State().Immobilized, s.immobilizerFrames(1))
+	}
+
+	// Moving: door.unlock is refused by the standstill interlock, and no
+	// unlock frame reaches the bus.
+	k := s.vehicle.Knobs()
+	k.Hold, k.Speed = sim.HoldMoving, 50
+	s.vehicle.SetKnobs(k)
+	waitFor(t, "the agent to see the vehicle moving", 10*time.Second, func() bool { return s.vehicle.State().Speed > 10 })
+	time.Sleep(1500 * time.Millisecond) // ≥ one heartbeat of Vehicle.Speed
+	before := s.lockFrames(2)
+	r := s.command(cmdCtx, "door.unlock")
+	if r.Status != "REJECTED" || !strings.Contains(r.Reason+r.ReasonCode, "standstill") && !strings.Contains(r.ReasonCode, "interlock") {
+		t.Errorf("door.unlock while moving: %s (%s: %s), want REJECTED by the standstill interlock", r.Status, r.ReasonCode, r.Reason)
+	}
+	if got := s.lockFrames(2); got != before {
+		t.Errorf("door.unlock while moving put %d UNLOCK frames on the bus", got-before)
+	}
+
+	// The ECU never answers: the lock times out and says what it saw.
+	k.Hold, k.Ignore = sim.HoldParked, true
+	s.vehicle.SetKnobs(k)
+	if r := s.command(cmdCtx, "door.lock"); r.Status != "TIMED_OUT" && r.Status != "FAILED" {
+		t.Errorf("door.lock with a silent ECU: %s (%s: %s), want TIMED_OUT", r.Status, r.ReasonCode, r.Reason)
+	}
+}
+
+func (s *spine) immobilizerFrames(value float64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.frames {
+		if f["ImmobilizerRequest"] == value {
+			n++
+		}
+	}
+	return n
+}
+
 // checkStatus reads the running agent's status over its control socket.
 func (s *spine) checkStatus(ctx context.Context) {
 	s.t.Helper()
