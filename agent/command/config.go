@@ -57,6 +57,10 @@ type Config struct {
 	// LedgerRetention is how long a command id is kept after its validity
 	// window ended.
 	LedgerRetention Duration `toml:"ledger_retention"`
+	// MaxLedgerEntries bounds the ledger (memory and flash). When it is
+	// full after pruning, new commands are REJECTED "ledger_full" and
+	// refusals are answered without being recorded.
+	MaxLedgerEntries int `toml:"max_ledger_entries"`
 	// Conflict is what happens to a command for an actuator that is busy:
 	// "reject" or "queue".
 	Conflict string `toml:"conflict"`
@@ -138,6 +142,7 @@ func DefaultConfig() Config {
 		MaxValidity:         Duration(10 * time.Minute),
 		RequireTrustedClock: true,
 		LedgerRetention:     Duration(24 * time.Hour),
+		MaxLedgerEntries:    10000,
 		Conflict:            ConflictReject,
 		MaxQueue:            4,
 		ProgressAfter:       Duration(time.Second),
@@ -155,6 +160,9 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.MaxRequestBytes < 256 || c.MaxRequestBytes > 1<<20 {
 		bad("commands.max_request_bytes: %d not in [256, 1048576]", c.MaxRequestBytes)
+	}
+	if c.MaxLedgerEntries < 100 {
+		bad("commands.max_ledger_entries: %d, want ≥ 100", c.MaxLedgerEntries)
 	}
 	if c.ClockSkew < 0 || c.MaxValidity <= 0 || c.LedgerRetention < 0 || c.ProgressAfter < 0 {
 		bad("commands: durations must not be negative (max_validity > 0)")

@@ -69,7 +69,8 @@ func TestSampleConfig(t *testing.T) {
 	if got := doc.Commands; got.MaxRequestBytes != want.MaxRequestBytes || got.ClockSkew != want.ClockSkew ||
 		got.MaxValidity != want.MaxValidity || got.RequireTrustedClock != want.RequireTrustedClock ||
 		got.LedgerRetention != want.LedgerRetention || got.Conflict != want.Conflict ||
-		got.MaxQueue != want.MaxQueue || got.ProgressAfter != want.ProgressAfter {
+		got.MaxQueue != want.MaxQueue || got.ProgressAfter != want.ProgressAfter ||
+		got.MaxLedgerEntries != want.MaxLedgerEntries {
 		t.Errorf("commented defaults %+v differ from DefaultConfig %+v", got, want)
 	}
 }

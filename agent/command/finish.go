@@ -33,6 +33,10 @@ func (e *Engine) record(j *job, ref *refusal, begun bool) Response {
 		err = e.ledger.Finish(j.id, e.now(), b)
 	default:
 		j.log.Info("command refused", "status", string(resp.Status), "reason_code", resp.ReasonCode, "reason", resp.Reason)
+		if !e.ledgerRoom() {
+			j.log.Warn("command ledger full, refusal not recorded", "entries", e.cfg.MaxLedgerEntries)
+			break
+		}
 		err = e.ledger.Record(j.id, j.req.Name, j.topic, e.expires(j), e.now(), b)
 	}
 	if err != nil {
@@ -105,6 +109,18 @@ func (e *Engine) redeliver(ctx context.Context, log *slog.Logger, ent ledger.Ent
 	}
 	log.Info("command result redelivered", "status", string(resp.Status))
 	e.deliver(ctx, log, resp)
+}
+
+// ledgerRoom reports whether the ledger may take another entry, pruning
+// first when it is full.
+func (e *Engine) ledgerRoom() bool {
+	if e.ledger.Len() < e.cfg.MaxLedgerEntries {
+		return true
+	}
+	if _, err := e.ledger.Prune(e.now()); err != nil {
+		e.log.Error("command ledger prune failed", "err", err)
+	}
+	return e.ledger.Len() < e.cfg.MaxLedgerEntries
 }
 
 // maintain prunes the ledger and retries results the responder refused.

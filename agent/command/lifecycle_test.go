@@ -95,3 +95,19 @@ func TestArmedCommandExpires(t *testing.T) {
 		t.Errorf("responses %+v, want armed then expired", all)
 	}
 }
+
+// TestLedgerFull: with the ledger full of live entries a new command is
+// refused unrecorded and not actuated.
+func TestLedgerFull(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *command.Config) { c.MaxLedgerEntries = 100 })
+	for i := range 100 {
+		h.send(h.req(idN("fill", i), "nope.nope"))
+	}
+	h.sync() // the barrier itself is refused unrecorded: the ledger is full
+	h.send(h.req("full-1", "door.lock"))
+	checkFinal(t, h.final("full-1", 1), command.StatusRejected, command.ReasonLedgerFull)
+	if n := h.tx.Count(); n != 0 {
+		t.Errorf("%d frames, want 0", n)
+	}
+}

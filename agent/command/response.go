@@ -50,6 +50,7 @@ const (
 	ReasonShutdown          = "agent_shutdown"
 	ReasonInternal          = "internal_error"
 	ReasonLedgerUnavailable = "ledger_unavailable"
+	ReasonLedgerFull        = "ledger_full"
 )
 
 // Response is one status report for a command. Its JSON form (v1) is the
