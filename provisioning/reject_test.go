@@ -140,3 +140,37 @@ func TestTimeoutIsTransient(t *testing.T) {
 		t.Errorf("loop breaker not applied")
 	}
 }
+
+// TestExpiredTokenIsNotReused: a token persisted more than 55 minutes ago
+// (AWS expires it after an hour) is dropped and a new certificate is
+// requested, keeping the device key.
+func TestExpiredTokenIsNotReused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.StepTimeout = provisioning.Duration(100 * time.Millisecond)
+	clk := &clock{now: time.Now()}
+	newP := func() *provisioning.Provisioner {
+		p, err := provisioning.New(provisioning.Options{Config: e.cfg, StateDir: e.stateDir, Dial: e.fake.Dial, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e.fake.Set(provisioningtest.Knobs{Drop: provisioningtest.StepRegister})
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if _, err := newP().Ensure(ctx); err == nil {
+		t.Fatal("Ensure succeeded while RegisterThing was dropped")
+	}
+	if got := e.fake.Minted(); got != 1 {
+		t.Fatalf("minted %d before the token expired, want 1", got)
+	}
+	e.fake.Set(provisioningtest.Knobs{})
+	clk.Add(56 * time.Minute)
+	if _, err := newP().Ensure(context.Background()); err != nil {
+		t.Fatalf("Ensure after expiry: %v", err)
+	}
+	if got := e.fake.Minted(); got != 2 {
+		t.Errorf("minted %d, want 2 (a fresh certificate for the expired token)", got)
+	}
+}
