@@ -1,0 +1,146 @@
+package uplink_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/agent/uplink/uplinktest"
+	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
+)
+
+// inbox records inbound messages.
+type inbox struct {
+	mu     sync.Mutex
+	topics []string
+}
+
+func (i *inbox) handle(topic string, _ []byte) {
+	i.mu.Lock()
+	i.topics = append(i.topics, topic)
+	i.mu.Unlock()
+}
+
+func (i *inbox) count() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return len(i.topics)
+}
+
+// TestCommandsQueuedWhileOffline: with a persistent session a command
+// sent while the device is offline is delivered after it reconnects, and
+// the session did not need to re-subscribe.
+func TestCommandsQueuedWhileOffline(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	var in inbox
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-C", Queue: uplinktest.NewQueue(),
+		Subscriptions: []string{"cmd/tcu/TCU-C/request/+"}, Handler: in.handle, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "connected", s.Connected)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := cloud.SendCommand(ctx, "TCU-C", "door.lock", nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "first command", func() bool { return in.count() == 1 })
+
+	cloud.Faults().RefuseConnects(true)
+	cloud.Faults().DropConnections()
+	eventually(t, 10*time.Second, "offline", func() bool { return !s.Connected() })
+	if _, err := cloud.SendCommand(ctx, "TCU-C", "door.unlock", nil); err != nil {
+		t.Fatal(err)
+	}
+	cloud.Faults().RefuseConnects(false)
+	eventually(t, 20*time.Second, "command sent while offline", func() bool { return in.count() == 2 })
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, topic := range in.topics {
+		if !strings.HasPrefix(topic, "cmd/tcu/TCU-C/request/") {
+			t.Errorf("inbound topic %q", topic)
+		}
+	}
+}
+
+// TestPublishAPI: Publish waits for the PUBACK online and fails with
+// ErrNotConnected offline; retained publishes and bad topics are refused.
+func TestPublishAPI(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	got := make(chan string, 4)
+	cloud.Subscribe("$aws/things/TCU-P/shadow/update", func(_ string, b []byte) { got <- string(b) })
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-P", Queue: uplinktest.NewQueue(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Publish(ctx, "$aws/things/TCU-P/shadow/update", []byte(`{}`)); err == nil || !strings.Contains(err.Error(), uplink.ErrNotConnected.Error()) {
+		t.Errorf("Publish offline = %v, want ErrNotConnected", err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "connected", s.Connected)
+	if err := s.Publish(ctx, "$aws/things/TCU-P/shadow/update", []byte(`{"state":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; b != `{"state":{}}` {
+		t.Errorf("broker got %s", b)
+	}
+	if err := s.Publish(ctx, "dt/tcu/+/x", []byte(`{}`)); err == nil {
+		t.Error("publish to a wildcard topic accepted")
+	}
+}
+
+// TestStatusAndWill: the retained status is online while connected, the
+// broker publishes the offline will when the connection drops, and a
+// clean shutdown publishes offline itself.
+func TestStatusAndWill(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	obs, err := uplink.DialConn(ctx, fastConfig(cloud.Addr()), tls.Certificate{}, "observer", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	var mu sync.Mutex
+	var states []string
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(states) == 0 {
+			return ""
+		}
+		return states[len(states)-1]
+	}
+	if err := obs.Subscribe(ctx, "dt/tcu/TCU-ST/status", func(_ string, b []byte) {
+		var st struct{ Status string }
+		_ = json.Unmarshal(b, &st)
+		mu.Lock()
+		states = append(states, st.Status)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-ST", Queue: uplinktest.NewQueue(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSession(t, s)
+	eventually(t, 10*time.Second, "online", func() bool { return last() == "online" })
+	cloud.Faults().RefuseConnects(true)
+	if err := cloud.Disconnect("TCU-ST"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "offline will", func() bool { return last() == "offline" })
+	cloud.Faults().RefuseConnects(false)
+	eventually(t, 10*time.Second, "online again", func() bool { return last() == "online" })
+	stop()
+	eventually(t, 10*time.Second, "offline on shutdown", func() bool { return last() == "offline" })
+}
