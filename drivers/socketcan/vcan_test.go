@@ -194,3 +194,24 @@ func TestVcanKernelDropCounted(t *testing.T) {
 		t.Errorf("Dropped() = %d, want %d", rx.Dropped(), s.Drops)
 	}
 }
+
+func TestVcanTwoInterfacesIsolated(t *testing.T) {
+	tx0 := mustOpen(t, "vcan0", Options{})
+	tx1 := mustOpen(t, "vcan1", Options{})
+	rx0 := mustOpen(t, "vcan0", Options{})
+	rx1 := mustOpen(t, "vcan1", Options{})
+	sendOne(t, tx0, frameOf(0x100, false, false, 0))
+	sendOne(t, tx1, frameOf(0x101, false, false, 1))
+	for _, c := range []struct {
+		rx   *Conn
+		want uint32
+	}{{rx0, 0x100}, {rx1, 0x101}} {
+		got, err := recvTimeout(t, c.rx, 10*time.Second)
+		if err != nil || got.ID != c.want {
+			t.Errorf("%s: Receive() = %#x, %v; want %#x", c.rx.Iface(), got.ID, err, c.want)
+		}
+		if extra, err := recvTimeout(t, c.rx, 200*time.Millisecond); err == nil {
+			t.Errorf("%s: unexpected second frame %#x (leak across interfaces)", c.rx.Iface(), extra.ID)
+		}
+	}
+}
