@@ -132,7 +132,7 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	for attempt := 1; ; attempt++ {
 		id, err := p.attempt(ctx)
 		if err == nil {
-			p.log.Info("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
+			p.log.Debug("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter) // the caller logs the lifecycle event
 			p.progress(ProgressDone)
 			return id, nil
 		}
