@@ -293,13 +293,16 @@ func (s *Session) drop(seqs []uint64) {
 	}
 }
 
-// logRare logs at most once a minute.
+// logRare logs each message at most once a minute.
 func (s *Session) logRare(msg string, err error) {
 	s.mu.Lock()
 	now := s.now()
-	ok := now.Sub(s.dropLog) >= time.Minute
+	ok := now.Sub(s.rare[msg]) >= time.Minute
 	if ok {
-		s.dropLog = now
+		if s.rare == nil {
+			s.rare = make(map[string]time.Time)
+		}
+		s.rare[msg] = now
 	}
 	s.mu.Unlock()
 	if ok {

@@ -78,10 +78,10 @@ type Session struct {
 	backlog *limiter // backlog records/s
 	boff    backoff
 
-	mu      sync.Mutex
-	conn    *conn // guarded by mu; nil while offline
-	subsOK  bool  // guarded by mu; subscriptions confirmed by SUBACK
-	dropLog time.Time
+	mu     sync.Mutex
+	conn   *conn                // guarded by mu; nil while offline
+	subsOK bool                 // guarded by mu; subscriptions confirmed by SUBACK
+	rare   map[string]time.Time // guarded by mu; last time logRare logged a message
 
 	st counters
 }
