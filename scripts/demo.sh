@@ -20,10 +20,10 @@ pids=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  # Newest first: the agent stops (and says "offline") before the broker goes.
   for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
+    local pid=${pids[$i]}
+    kill -TERM "$pid" 2>/dev/null || continue
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
