@@ -47,6 +47,8 @@ func (e *Engine) dispatch(ctx context.Context, d delivery) {
 		ref = refuse(StatusRejected, ReasonShutdown, "agent stopping; not actuated")
 	}
 	if ref == nil {
+		// Only a request that passed every check sees vehicle state in its
+		// answer (j.spec selects the state snapshot).
 		j.spec = e.specs[req.Name]
 		ref = e.admit(j)
 	}
