@@ -47,7 +47,11 @@ func (p *Provisioner) Renew(ctx context.Context, current Conn) (*Identity, error
 		return nil, fmt.Errorf("renew %s: %w", old.Thing, err)
 	}
 	if err := p.checkLoopBreaker(st); err != nil {
-		return nil, fmt.Errorf("renew %s: %w", old.Thing, errors.Unwrap(err))
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			err = perm.err
+		}
+		return nil, fmt.Errorf("renew %s: %w", old.Thing, err)
 	}
 	id, err := p.renew(ctx, current, old)
 	if err != nil {

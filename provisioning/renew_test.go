@@ -199,3 +199,27 @@ func secrets(t *testing.T, keyFiles []string) []string {
 	}
 	return out
 }
+
+// TestRenewLoopIsBounded: a renewal whose certificate never connects is
+// rolled back each time and stops minting at max_certificates.
+func TestRenewLoopIsBounded(t *testing.T) {
+	t.Parallel()
+	e, p, old := provisionNearExpiry(t)
+	conn, err := e.fake.Dial(context.Background(), old.Certificate, old.Thing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	oldSerial := old.Certificate.Leaf.SerialNumber
+	e.fake.Set(provisioningtest.Knobs{RefuseCert: func(c *x509.Certificate) bool { return c.SerialNumber.Cmp(oldSerial) != 0 }})
+	var last error
+	for range e.cfg.MaxCertificates + 2 {
+		_, last = p.Renew(context.Background(), conn)
+	}
+	if !errors.Is(last, provisioning.ErrTooManyCertificates) {
+		t.Errorf("last Renew = %v, want ErrTooManyCertificates", last)
+	}
+	if got := e.fake.Minted(); got != e.cfg.MaxCertificates {
+		t.Errorf("minted %d, want %d (first boot + renewals within the window)", got, e.cfg.MaxCertificates)
+	}
+}
