@@ -146,3 +146,34 @@ func TestOptionsInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendBatch(t *testing.T) {
+	t.Parallel()
+	o := testOptions(t)
+	o.Sync = buffer.SyncGroup
+	q := mustOpen(t, o)
+	data := make([][]byte, 3000)
+	for i := range data {
+		data[i] = []byte{byte(i)}
+	}
+	seqs, err := q.AppendBatch(context.Background(), buffer.ClassEvent, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("seqs not increasing at %d: %d after %d", i, seqs[i], seqs[i-1])
+		}
+	}
+	s := q.Stats()
+	if s.Appends != 3000 || s.Syncs > 3 {
+		t.Fatalf("%d appends in %d syncs, want 3000 in <= 3", s.Appends, s.Syncs)
+	}
+	recs := leaseAll(t, q)
+	if len(recs) != 3000 || recs[0].Seq != seqs[0] || recs[2999].Data[0] != byte(2999%256) {
+		t.Fatalf("leased %d records, want the batch in order", len(recs))
+	}
+	if _, err := q.AppendBatch(context.Background(), buffer.ClassEvent, [][]byte{make([]byte, buffer.MaxRecordBytes+1)}); !errors.Is(err, buffer.ErrTooLarge) {
+		t.Fatalf("AppendBatch too large = %v, want ErrTooLarge", err)
+	}
+}

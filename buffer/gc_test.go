@@ -2,6 +2,7 @@ package buffer_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/tcu-agent/tcu-agent/buffer"
@@ -17,17 +18,23 @@ func TestDrainReclaimsDisk(t *testing.T) {
 	o.Sync = buffer.SyncNone
 	o.MaxBytes = 1 << 30
 	q := mustOpen(t, o)
-	n := 200_000
+	n := 100_000
 	if testing.Short() {
-		n = 80_000
+		n = 6_000
 	}
-	data := make([]byte, 200)
-	ctx := context.Background()
-	for i := range n {
-		if _, err := q.Append(ctx, buffer.Class(i%3), data); err != nil {
-			t.Fatal(err)
-		}
+	data := make([]byte, 4000)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := g; i < n; i += 8 {
+				if _, err := q.Append(context.Background(), buffer.Class(i%3), data); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
 	}
+	wg.Wait()
 	q.CollectGarbage()
 	full := q.Stats().DiskBytes
 	drain(t, q)

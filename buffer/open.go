@@ -25,6 +25,7 @@ func Open(opts Options) (*Queue, error) {
 		log:    o.Logger,
 		ready:  make(chan struct{}, 1),
 		kick:   make(chan struct{}, 1),
+		full:   make(chan struct{}, 1),
 		gcKick: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		leased: make(map[uint64]leaseEnt),

@@ -115,6 +115,7 @@ type Queue struct {
 	pending  []*appendReq // guarded by pendMu
 	stopping bool         // guarded by pendMu: Close has begun
 	kick     chan struct{}
+	full     chan struct{} // a group-commit window has groupMax records
 	gcKick   chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup

@@ -1,0 +1,240 @@
+package buffer_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+// BenchmarkAppend measures enqueue throughput per sync policy, record size
+// and batch, where batch is the number of concurrent appenders (they share
+// commits and syncs). "raw" is an append-only file written and fsync'd
+// once per batch in the same run, the baseline of the issue.
+func BenchmarkAppend(b *testing.B) {
+	for _, size := range []int{200, 2000} {
+		for _, batch := range []int{1, 64, 1024} {
+			b.Run(fmt.Sprintf("raw/size=%d/batch=%d", size, batch), func(b *testing.B) { benchRaw(b, size, batch) })
+			for _, pol := range []buffer.SyncPolicy{buffer.SyncAlways, buffer.SyncGroup, buffer.SyncNone} {
+				b.Run(fmt.Sprintf("%s/size=%d/batch=%d", pol, size, batch), func(b *testing.B) {
+					benchAppend(b, pol, size, batch)
+				})
+			}
+		}
+	}
+}
+
+func benchAppend(b *testing.B, pol buffer.SyncPolicy, size, batch int) {
+	o := testOptions(b)
+	o.Sync = pol
+	o.MaxBytes = 1 << 40
+	q := mustOpen(b, o)
+	data := make([]byte, size)
+	var n atomic.Int64
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range batch {
+		wg.Go(func() {
+			for n.Add(1) <= int64(b.N) {
+				if _, err := q.Append(context.Background(), buffer.ClassTelemetry, data); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	s := q.Stats()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+	b.ReportMetric(float64(s.Syncs)/float64(b.N), "syncs/rec")
+}
+
+func benchRaw(b *testing.B, size, batch int) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	data := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		for j := 0; j < batch && i < b.N; j, i = j+1, i+1 {
+			_ = binary.Write(w, binary.BigEndian, uint32(size))
+			_, _ = w.Write(data)
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+}
+
+// BenchmarkFillDrain fills 1,000,000 records of 200 B (SyncGroup, 256
+// concurrent appenders), then drains them with Lease(1024)+Ack, then runs
+// GC. It reports fill and drain rates, peak RssAnon of the process during
+// the run, bytes written to disk per payload byte, and the store's disk
+// size full and after the drain.
+func BenchmarkFillDrain(b *testing.B) {
+	const n, size = 1_000_000, 200
+	for range b.N {
+		o := testOptions(b)
+		o.Sync = buffer.SyncGroup
+		o.MaxBytes = 1 << 40
+		q := mustOpen(b, o)
+		stop := sampleRSS()
+		io0 := writeBytes()
+		t := time.Now()
+		fill(b, q, n, size, 256)
+		fillDur := time.Since(t)
+		q.CollectGarbage()
+		full := q.Stats().DiskBytes
+		t = time.Now()
+		drain(b, q)
+		drainDur := time.Since(t)
+		q.CollectGarbage()
+		peak := stop()
+		b.ReportMetric(n/fillDur.Seconds(), "fill-rec/s")
+		b.ReportMetric(n/drainDur.Seconds(), "drain-rec/s")
+		b.ReportMetric(float64(peak)/(1<<20), "peak-RssAnon-MB")
+		b.ReportMetric(float64(writeBytes()-io0)/float64(n*size), "disk-bytes/payload-byte")
+		b.ReportMetric(float64(full)/(1<<20), "disk-full-MB")
+		b.ReportMetric(float64(q.Stats().DiskBytes)/(1<<20), "disk-drained-MB")
+	}
+}
+
+// BenchmarkLeaseAfterDrain compares Lease+Release of 100 records on a
+// fresh store with the same after 1,000,000 records were appended and
+// acked (half of them out of order, leaving tombstones).
+func BenchmarkLeaseAfterDrain(b *testing.B) {
+	for _, drained := range []int{0, 1_000_000} {
+		b.Run(fmt.Sprintf("acked=%d", drained), func(b *testing.B) {
+			o := testOptions(b)
+			o.Sync = buffer.SyncNone
+			o.MaxBytes = 1 << 40
+			o.GCInterval = time.Hour
+			q := mustOpen(b, o)
+			if drained > 0 {
+				fill(b, q, drained, 200, 256)
+				drainOutOfOrder(b, q)
+			}
+			fill(b, q, 1000, 200, 8)
+			b.ResetTimer()
+			for range b.N {
+				recs, err := q.Lease(100, 0)
+				if err != nil || len(recs) != 100 {
+					b.Fatalf("Lease: %d records, %v", len(recs), err)
+				}
+				for _, r := range recs {
+					q.Release(r.Seq)
+				}
+			}
+		})
+	}
+}
+
+func fill(b testing.TB, q *buffer.Queue, n, size, workers int) {
+	data := make([]byte, size)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				if _, err := q.Append(context.Background(), buffer.ClassTelemetry, data); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// drainOutOfOrder leases two batches and acks the second first.
+func drainOutOfOrder(b testing.TB, q *buffer.Queue) {
+	for {
+		r1, err1 := q.Lease(512, 0)
+		r2, err2 := q.Lease(512, 0)
+		if err1 != nil || err2 != nil {
+			b.Fatal(err1, err2)
+		}
+		if len(r1) == 0 {
+			return
+		}
+		for _, rs := range [][]buffer.Record{r2, r1} {
+			seqs := make([]uint64, len(rs))
+			for i, r := range rs {
+				seqs[i] = r.Seq
+			}
+			if err := q.Ack(seqs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// sampleRSS samples RssAnon every 20 ms until the returned func is called,
+// which returns the peak in bytes.
+func sampleRSS() func() int64 {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := procStatus("RssAnon:"); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() int64 { close(done); wg.Wait(); return peak.Load() }
+}
+
+// procStatus returns a kB field of /proc/self/status in bytes.
+func procStatus(field string) int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte(field)); ok {
+			f := bytes.Fields(rest)
+			if len(f) > 0 {
+				v, _ := strconv.ParseInt(string(f[0]), 10, 64)
+				return v << 10
+			}
+		}
+	}
+	return 0
+}
+
+// writeBytes returns write_bytes of /proc/self/io (bytes sent to storage).
+func writeBytes() int64 {
+	b, _ := os.ReadFile("/proc/self/io")
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("write_bytes:")); ok {
+			v, _ := strconv.ParseInt(string(bytes.TrimSpace(rest)), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
