@@ -138,7 +138,7 @@ func TestRegisterSendsDeviceParameters(t *testing.T) {
 func TestEnsureSurvivesDelayAndDrop(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.cfg.StepTimeout = provisioning.Duration(300 * time.Millisecond)
+	e.cfg.StepTimeout = provisioning.Duration(time.Second) // generous: a late create answer would mint twice
 	e.fake.Set(provisioningtest.Knobs{Drop: provisioningtest.StepRegister, DropCount: 2, Delay: 20 * time.Millisecond})
 	id, err := e.provisioner(t).Ensure(context.Background())
 	if err != nil {

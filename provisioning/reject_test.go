@@ -124,7 +124,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.StepTimeout = provisioning.Duration(50 * time.Millisecond)
 	e.fake.Set(provisioningtest.Knobs{Timeout: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := e.provisioner(t).Ensure(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, provisioning.ErrTimeout) || errors.Is(err, provisioning.ErrRejected) {
@@ -147,7 +147,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 func TestExpiredTokenIsNotReused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.cfg.StepTimeout = provisioning.Duration(100 * time.Millisecond)
+	e.cfg.StepTimeout = provisioning.Duration(time.Second)
 	clk := &clock{now: time.Now()}
 	newP := func() *provisioning.Provisioner {
 		p, err := provisioning.New(provisioning.Options{Config: e.cfg, StateDir: e.stateDir, Dial: e.fake.Dial, Now: clk.Now})
@@ -157,7 +157,7 @@ func TestExpiredTokenIsNotReused(t *testing.T) {
 		return p
 	}
 	e.fake.Set(provisioningtest.Knobs{Drop: provisioningtest.StepRegister})
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	if _, err := newP().Ensure(ctx); err == nil {
 		t.Fatal("Ensure succeeded while RegisterThing was dropped")

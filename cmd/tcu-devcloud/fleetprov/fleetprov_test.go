@@ -134,7 +134,7 @@ func TestFleetprovRejections(t *testing.T) {
 func TestFleetprovDropAndDelay(t *testing.T) {
 	t.Parallel()
 	c := newCloud(t, 0)
-	c.cfg.StepTimeout = provisioning.Duration(300 * time.Millisecond)
+	c.cfg.StepTimeout = provisioning.Duration(time.Second) // generous: a late create answer would mint twice
 	c.srv.SetFaults(fleetprov.Faults{DropAt: fleetprov.StepRegister, DropCount: 1, Delay: 10 * time.Millisecond})
 	id, err := c.provisioner(t).Ensure(context.Background())
 	if err != nil {
