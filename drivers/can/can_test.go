@@ -315,3 +315,43 @@ func TestRunNotReadyWhenServerGoes(t *testing.T) {
 		t.Fatal("Run() did not return after the server stopped")
 	}
 }
+
+// dropBus is a bus whose transport reports drops.
+type dropBus struct {
+	*canbus.Endpoint
+	drops uint64
+}
+
+func (b *dropBus) Dropped() uint64 { return b.drops }
+
+func TestStatsCountTransportDrops(t *testing.T) {
+	t.Parallel()
+	v := canbus.NewVirtual()
+	d := New(drivertest.Params(t))
+	d.Transport, d.DBC = TransportVBus, vehicleDBC
+	runs := 0
+	d.Open = func(context.Context) (canbus.Bus, error) {
+		runs++
+		return &dropBus{Endpoint: v.Attach(), drops: 5}, nil
+	}
+	if err := d.Init(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- d.Run(ctx, &drivertest.Sink{}) }()
+		waitFor(t, func() bool { return v.Endpoints() == 1 })
+		if got := d.Stats().Drops; got != uint64(5*runs) {
+			t.Errorf("Stats().Drops while running = %d, want %d", got, 5*runs)
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return v.Endpoints() == 0 })
+	}
+	if got := d.Stats().Drops; got != 10 {
+		t.Errorf("Stats().Drops after two runs = %d, want 10 (kept across restarts)", got)
+	}
+}
