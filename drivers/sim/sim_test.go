@@ -275,3 +275,30 @@ func TestFrameRate(t *testing.T) {
 		t.Errorf("FrameRate() = %v, want 63", got)
 	}
 }
+
+// TestPowertrainLayout checks the POWERTRAIN bytes against the layout the
+// DBC promises, computed by hand: at 50 km/h in D with ignition ON the
+// engine turns 50 * 42 = 2100 rpm.
+func TestPowertrainLayout(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, Options{Knobs: Knobs{Hold: HoldMoving, Speed: 50}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// VehicleSpeed 5000 little-endian; Gear 3 | IgnitionState 2<<4;
+	// EngineRPM 8400 = 0x20D0 big-endian in bytes 3-4.
+	want := [8]byte{0x88, 0x13, 0x23, 0x20, 0xD0, 0, 0, 0}
+	var last [8]byte
+	for {
+		f, err := r.tcu.Receive(ctx)
+		if err != nil {
+			t.Fatalf("no POWERTRAIN frame %X within 10s; last %X", want, last)
+		}
+		if f.ID != 0x0C0 {
+			continue
+		}
+		copy(last[:], f.Payload())
+		if f.Len == 8 && last == want {
+			return
+		}
+	}
+}
