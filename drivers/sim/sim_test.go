@@ -302,3 +302,30 @@ func TestPowertrainLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyStatusLayout checks BODY_STATUS bytes by hand: LOCKED (1) in
+// bits 0-1, driver door bit 2, trunk bit 6, immobiliser bit 8, rolling
+// counter in bits 56-59.
+func TestBodyStatusLayout(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, Options{})
+	r.v.Update(func(s *State) {
+		s.Lock, s.Doors[0], s.Trunk, s.Immobilized = Locked, true, true, true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	counters := map[byte]bool{}
+	for len(counters) < 3 {
+		f, err := r.tcu.Receive(ctx)
+		if err != nil {
+			t.Fatalf("saw counters %v only", counters)
+		}
+		if f.ID != 0x120 || f.Data[0] != 0x45 {
+			continue
+		}
+		if f.Data[1] != 0x01 || f.Data[7]&0xF0 != 0 {
+			t.Fatalf("BODY_STATUS % X: want byte 1 = 01 and only the counter nibble in byte 7", f.Payload())
+		}
+		counters[f.Data[7]] = true
+	}
+}
