@@ -235,24 +235,24 @@ func (s *Spec) validate() error {
 	return nil
 }
 
-func (il *Interlock) validate(commands map[string]bool) error {
+func (r *Interlock) validate(commands map[string]bool) error {
 	switch {
-	case il.Name == "":
+	case r.Name == "":
 		return errors.New("name is required")
-	case il.Signal == "":
-		return fmt.Errorf("%s: signal is required", il.Name)
-	case !opValues[il.Op]:
-		return fmt.Errorf("%s: op %q is not one of == != < <= > >=", il.Name, il.Op)
-	case il.For < 0:
-		return fmt.Errorf("%s: for is negative", il.Name)
-	case il.MaxAge <= 0:
-		return fmt.Errorf("%s: max_age must be > 0 (stale inputs must block)", il.Name)
-	case len(il.AppliesTo) == 0:
-		return fmt.Errorf("%s: applies_to is empty", il.Name)
+	case r.Signal == "":
+		return fmt.Errorf("%s: signal is required", r.Name)
+	case !opValues[r.Op]:
+		return fmt.Errorf("%s: op %q is not one of == != < <= > >=", r.Name, r.Op)
+	case r.For < 0:
+		return fmt.Errorf("%s: for is negative", r.Name)
+	case r.MaxAge <= 0:
+		return fmt.Errorf("%s: max_age must be > 0 (stale inputs must block)", r.Name)
+	case len(r.AppliesTo) == 0:
+		return fmt.Errorf("%s: applies_to is empty", r.Name)
 	}
-	for _, n := range il.AppliesTo {
+	for _, n := range r.AppliesTo {
 		if !commands[n] {
-			return fmt.Errorf("%s: applies_to names unknown command %q", il.Name, n)
+			return fmt.Errorf("%s: applies_to names unknown command %q", r.Name, n)
 		}
 	}
 	return nil
