@@ -19,7 +19,11 @@ type job struct {
 	received time.Time
 	signals  map[string]float64 // the frame's signal values, fixed at the first frame
 	progress bool               // IN_PROGRESS already sent
-	dupes    int                // guarded by Engine.mu; redeliveries while in flight
+	// armUntil is when arming gives up (wall time; zero until armed);
+	// armExpiring: the validity window, not arm_timeout, sets it.
+	armUntil    time.Time
+	armExpiring bool
+	dupes       int // guarded by Engine.mu; redeliveries while in flight
 }
 
 // slot serialises the commands of one actuator.

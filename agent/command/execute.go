@@ -18,13 +18,21 @@ const minRepeatInterval = 10 * time.Millisecond
 // execute runs one admitted command up to its outcome; begun reports
 // whether its ledger entry was written (it may have been actuated).
 func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
-	if j.spec.Mode == ModeAtStandstill {
-		if ref := e.arm(j); ref != nil {
+	for {
+		if j.spec.Mode == ModeAtStandstill {
+			if ref := e.arm(j); ref != nil {
+				return ref, false
+			}
+		}
+		ref := e.preflight(j)
+		if ref == nil {
+			break
+		}
+		if j.spec.Mode != ModeAtStandstill || ref.code != ReasonInterlock {
 			return ref, false
 		}
-	}
-	if ref := e.preflight(j); ref != nil {
-		return ref, false
+		// An interlock let go between arming and the frame: arm again,
+		// within the same deadline.
 	}
 	tx, ok := e.txFor(j.spec.Bus)
 	if !ok {
@@ -71,15 +79,18 @@ func (e *Engine) arm(j *job) *refusal {
 	if ref == nil {
 		return nil
 	}
-	j.log.Info("command armed", "reason", ref.reason)
-	e.progress(j, ReasonArmed, "armed, waiting for interlocks: "+ref.reason)
-	wait := j.spec.ArmTimeout.Std()
-	validEnd := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
-	expiring := false
-	if left := validEnd.Sub(e.now()); left < wait {
-		wait, expiring = max(left, 0), true
+	if j.armUntil.IsZero() {
+		j.log.Info("command armed", "reason", ref.reason)
+		e.progress(j, ReasonArmed, "armed, waiting for interlocks: "+ref.reason)
+		wait := j.spec.ArmTimeout.Std()
+		validEnd := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+		if left := validEnd.Sub(e.now()); left < wait {
+			wait, j.armExpiring = max(left, 0), true
+		}
+		j.armUntil = time.Now().Add(wait)
 	}
-	deadline := time.NewTimer(wait)
+	expiring := j.armExpiring
+	deadline := time.NewTimer(time.Until(j.armUntil))
 	defer deadline.Stop()
 	poll := time.NewTicker(armPoll)
 	defer poll.Stop()

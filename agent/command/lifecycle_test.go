@@ -1,7 +1,10 @@
 package command_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +112,46 @@ func TestLedgerFull(t *testing.T) {
 	checkFinal(t, h.final("full-1", 1), command.StatusRejected, command.ReasonLedgerFull)
 	if n := h.tx.Count(); n != 0 {
 		t.Errorf("%d frames, want 0", n)
+	}
+}
+
+// TestAWSIntakeSigned: on the AWS topic the signature covers the execution
+// id and thing from the topic; a refusal carries the upper-case AWS reason.
+func TestAWSIntakeSigned(t *testing.T) {
+	t.Parallel()
+	pub, key := newKey(t)
+	h := newHarness(t, func(c *command.Config) { c.PublicKeys = []string{base64.StdEncoding.EncodeToString(pub)} })
+	topic := func(exec string) string {
+		return "$aws/commands/things/" + thing + "/executions/" + exec + "/request/json"
+	}
+	payload := func(exec, name string, signed bool) []byte {
+		r := command.Request{ID: exec, Device: thing, Name: name, Params: json.RawMessage("{}"),
+			IssuedAt: h.clock.Now().UnixMilli(), ValidMS: 30_000}
+		if signed {
+			command.Sign(&r, key)
+		}
+		return mustJSON(t, struct {
+			Name     string `json:"name"`
+			IssuedAt int64  `json:"issued_at"`
+			ValidMS  int64  `json:"valid_ms"`
+			Sig      string `json:"sig"`
+		}{name, r.IssuedAt, r.ValidMS, r.Sig})
+	}
+	h.sendRaw(topic("exec-ok"), payload("exec-ok", "door.lock", true))
+	checkFinal(t, h.final("exec-ok", 1), command.StatusSucceeded, command.ReasonOK)
+
+	// Signed for another execution id: replaying it under a new id fails.
+	h.sendRaw(topic("exec-replay"), payload("exec-ok", "door.lock", true))
+	r := h.final("exec-replay", 1)
+	checkFinal(t, r, command.StatusRejected, command.ReasonBadSignature)
+	p, err := r.Payload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(p), `"reasonCode":"INVALID_SIGNATURE"`) || strings.Contains(string(p), `"result"`) {
+		t.Errorf("AWS refusal payload %s", p)
+	}
+	if n := h.tx.Count(); n != 1 {
+		t.Errorf("%d frames, want 1", n)
 	}
 }
