@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -140,4 +141,36 @@ func record(ctx context.Context, bus canbus.Bus, w *candump.Writer, f *os.File) 
 			}
 		}
 	}
+}
+
+// startReplay puts a candump -l log on the bus instead of the vehicle
+// model, looping if asked.
+func startReplay(ctx context.Context, g *errgroup.Group, o options, attach func() (canbus.Bus, error),
+	log *slog.Logger) error {
+	f, err := os.Open(o.replay)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	bus, err := attach()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	g.Go(func() error {
+		defer f.Close()
+		defer bus.Close()
+		for {
+			n, err := candump.Play(ctx, f, bus, candump.PlayOptions{Speed: o.replaySpeed})
+			if err != nil || ctx.Err() != nil || !o.replayLoop || n == 0 {
+				if err == nil && ctx.Err() == nil {
+					log.Info("replay finished", "file", o.replay, "frames", n)
+				}
+				return err
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+		}
+	})
+	return nil
 }

@@ -40,7 +40,9 @@ func main() {
 // options are the parsed command line.
 type options struct {
 	vbus, socketcan, dbc, scenario, record string
-	nmeaLink                               string
+	nmeaLink, replay                       string
+	replaySpeed                            float64
+	replayLoop                             bool
 	mute                                   []string
 	nmea                                   bool
 	hold                                   sim.Hold
@@ -70,6 +72,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for signal noise and the filler ID mix")
 	fs.BoolVar(&o.nmea, "nmea-pty", false, "also act as a GNSS receiver: write NMEA to a pseudo-terminal (path is logged)")
 	fs.StringVar(&o.nmeaLink, "nmea-link", "", "with --nmea-pty: create this symlink to the pseudo-terminal (e.g. /tmp/tcu-sim/gnss)")
+	fs.StringVar(&o.replay, "replay", "", "put this candump -l log on the bus instead of running the vehicle model")
+	fs.Float64Var(&o.replaySpeed, "replay-speed", 1, "replay speed factor (0 = as fast as possible)")
+	fs.BoolVar(&o.replayLoop, "replay-loop", false, "restart the replay at the end of the log")
 	mute := fs.String("mute", "", "comma-separated messages never to send (an ECU gone silent), e.g. POWERTRAIN")
 	hold := fs.String("hold", "none", "pin the motion regardless of the scenario: none, parked or moving (at --speed)")
 	fs.Float64Var(&o.speed, "speed", 50, "speed in km/h for --hold moving")
@@ -101,6 +106,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.load > 0 && o.bitrate <= 0 {
 		return o, fmt.Errorf("--bitrate %d: want a positive bitrate", o.bitrate)
+	}
+	if o.replaySpeed < 0 {
+		return o, fmt.Errorf("--replay-speed %v: want >= 0", o.replaySpeed)
+	}
+	if o.replay != "" && o.nmea {
+		return o, errors.New("--nmea-pty needs the vehicle model; it cannot be combined with --replay")
 	}
 	if o.bodyDelay < 0 {
 		return o, fmt.Errorf("--body-delay %v: want >= 0", o.bodyDelay)

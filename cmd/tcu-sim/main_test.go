@@ -160,7 +160,8 @@ func TestRefusesBusySocketAndBadFlags(t *testing.T) {
 	if c := <-code; c != 0 {
 		t.Errorf("first tcu-sim exit = %d", c)
 	}
-	for _, args := range [][]string{{"--load", "101"}, {"--scenario", "rally", "--vbus", sock}, {"extra"}, {"--body-delay", "-1s"}, {"--hold", "flying"}, {"--mute", "NOPE", "--vbus", sock}, {"--speed", "400"}} {
+	for _, args := range [][]string{{"--load", "101"}, {"--scenario", "rally", "--vbus", sock}, {"extra"}, {"--body-delay", "-1s"}, {"--hold", "flying"}, {"--mute", "NOPE", "--vbus", sock}, {"--replay", "x", "--nmea-pty"}, {"--replay-speed", "-1"},
+		{"--replay", filepath.Join(t.TempDir(), "missing.log"), "--vbus", sock}, {"--speed", "400"}} {
 		var out syncBuffer
 		if c := run(context.Background(), args, &out); c == 0 {
 			t.Errorf("run(%q) = 0, want failure", args)

@@ -14,11 +14,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/drivers/dbc"
 	"github.com/tcu-agent/tcu-agent/drivers/sim"
 	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
 )
 
-// simulate runs the vehicle (and load and recorder) until ctx is done.
+// simulate runs the vehicle (or a replay) and the load and recorder until
+// ctx is done.
 func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	db, src, err := loadDBC(o.dbc)
 	if err != nil {
@@ -39,21 +41,20 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	vbus, err := attach()
-	if err != nil {
-		return err
+	var v *sim.Vehicle
+	existing := 0.0
+	if o.replay != "" {
+		if err := startReplay(ctx, g, o, attach, log); err != nil {
+			return err
+		}
+	} else {
+		if v, err = startVehicle(ctx, g, o, db, attach, log); err != nil {
+			return err
+		}
+		existing = v.FrameRate()
 	}
-	defer vbus.Close()
-	v, err := sim.New(sim.Options{
-		Bus: vbus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
-		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute},
-	})
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return v.Run(ctx) })
 	if o.load > 0 {
-		if err := startLoad(ctx, g, o, attach, db.Messages, v.FrameRate(), log); err != nil {
+		if err := startLoad(ctx, g, o, attach, db.Messages, existing, log); err != nil {
 			return err
 		}
 	}
@@ -66,16 +67,43 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	log.Info("tcu-sim started", "bus", where, "dbc", src, "replay", o.replay, "scenario", o.scenario,
+		"hold", holdName(o.hold), "body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
+	err = g.Wait()
+	if v != nil {
+		log.Info("tcu-sim stopped", "commands", v.State().Commands)
+	} else {
+		log.Info("tcu-sim stopped")
+	}
+	return err
+}
+
+// startVehicle runs the vehicle model (and its GNSS receiver) on its own
+// endpoint.
+func startVehicle(ctx context.Context, g *errgroup.Group, o options, db *dbc.Database,
+	attach func() (canbus.Bus, error), log *slog.Logger) (*sim.Vehicle, error) {
+	bus, err := attach()
+	if err != nil {
+		return nil, err
+	}
+	v, err := sim.New(sim.Options{
+		Bus: bus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
+		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute},
+	})
+	if err != nil {
+		bus.Close()
+		return nil, err
+	}
+	g.Go(func() error {
+		defer bus.Close()
+		return v.Run(ctx)
+	})
 	if o.nmea {
 		if err := startNMEA(ctx, g, o.nmeaLink, v, log); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	log.Info("tcu-sim started", "bus", where, "dbc", src, "scenario", o.scenario, "hold", holdName(o.hold),
-		"body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
-	err = g.Wait()
-	log.Info("tcu-sim stopped", "commands", v.State().Commands)
-	return err
+	return v, nil
 }
 
 // openBus starts the bus and returns how to attach endpoints to it.
