@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
@@ -37,7 +38,7 @@ var shadowSignals = []string{
 // runCloud resolves the identity (provisioning if needed), then runs the
 // command engine and the MQTT session until ctx is done.
 func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
-	thing, cert, err := a.identity(ctx)
+	thing, id, err := a.identity(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -57,8 +58,10 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	}
 	defer engine.Close()
 	var certFn func() (*tls.Certificate, error)
-	if cert != nil {
-		certFn = func() (*tls.Certificate, error) { return cert, nil }
+	var cert atomic.Pointer[tls.Certificate]
+	if id != nil {
+		cert.Store(&id.Certificate)
+		certFn = func() (*tls.Certificate, error) { return cert.Load(), nil }
 	}
 	sess, err := uplink.New(uplink.Options{
 		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
@@ -92,12 +95,12 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 // configured thing name; otherwise the device provisions itself (this
 // blocks, retrying, until it succeeds or ctx ends; telemetry keeps being
 // buffered meanwhile).
-func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) {
+func (a *Agent) identity(ctx context.Context) (string, *provisioning.Identity, error) {
 	id, err := provisioning.Load(a.cfg.Agent.StateDir)
 	if err == nil {
 		a.log.Info("identity loaded", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
 		a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
-		return id.Thing, &id.Certificate, nil
+		return id.Thing, id, nil
 	}
 	if !errors.Is(err, provisioning.ErrNoIdentity) {
 		a.log.Error("identity unreadable, provisioning again", "err", err)
@@ -114,11 +117,11 @@ func (a *Agent) identity(ctx context.Context) (string, *tls.Certificate, error) 
 	a.setIdentity(identityInfo{source: "provisioning"})
 	id, err = p.Ensure(ctx)
 	if err != nil {
-		return "", nil, fmt.Errorf("provision: %w", err)
+		return "", nil, err
 	}
 	a.log.Info("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
 	a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
-	return id.Thing, &id.Certificate, nil
+	return id.Thing, id, nil
 }
 
 // provisioner builds the provisioning state machine over the uplink's
@@ -133,7 +136,16 @@ func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func(
 		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
 		Progress: progress,
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
-			return uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
+			c, err := uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
+			if errors.Is(err, uplink.ErrAuth) {
+				// A refused certificate (e.g. a revoked claim) is a
+				// rejection, not a network failure to retry fast.
+				return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
 		},
 	})
 }

@@ -55,21 +55,11 @@ func startSpine(t *testing.T, ctx context.Context) *spine {
 	}
 
 	// The CAN bus, shared with the agent over a unix socket.
-	bus := canbus.NewVirtual()
 	sock := filepath.Join(dir, "vbus.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var obs canbus.Bus
+	s.vehicle, obs = startVehicle(t, ctx, db, sock, log)
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
-	wg.Go(func() { _ = canbus.Serve(ctx, ln, bus) })
-	s.vehicle, err = sim.New(sim.Options{Bus: bus.Attach(), DB: db, Scenario: sim.ScenarioParked, Logger: log.With("program", "sim")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() { _ = s.vehicle.Run(ctx) })
-	obs := bus.Attach()
 	wg.Go(func() { s.watchBus(ctx, obs) })
 
 	// The broker.
@@ -124,6 +114,26 @@ func startSpine(t *testing.T, ctx context.Context) *spine {
 		}
 	})
 	return s
+}
+
+// startVehicle serves a virtual CAN bus on sock with the simulated vehicle
+// on it, and returns the vehicle and one more endpoint to watch the bus.
+func startVehicle(t *testing.T, ctx context.Context, db *dbc.Database, sock string, log *slog.Logger) (*sim.Vehicle, canbus.Bus) {
+	t.Helper()
+	bus := canbus.NewVirtual()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() { _ = canbus.Serve(ctx, ln, bus) })
+	v, err := sim.New(sim.Options{Bus: bus.Attach(), DB: db, Scenario: sim.ScenarioParked, Logger: log.With("program", "sim")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { _ = v.Run(ctx) })
+	return v, bus.Attach()
 }
 
 func mustWrite(t *testing.T, path, text string) {

@@ -146,6 +146,9 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("new command engine: %w", err)
 	}
 	e.ledger = l
+	if n := l.Corrupt(); n > 0 {
+		e.log.Error("command ledger damaged lines skipped", "lines", n)
+	}
 	return e, nil
 }
 

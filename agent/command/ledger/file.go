@@ -60,34 +60,36 @@ func decodeLine(line []byte) (Entry, error) {
 	return e, nil
 }
 
-// load reads lines until EOF or the first bad line. It returns the entries,
-// the offset just past the last good line and the number of good lines.
-func load(f *os.File) (map[string]Entry, int64, int, error) {
+// load reads every line. Bad lines are skipped and counted: a torn write
+// can only be the last line (each line is fsynced before the next is
+// written), anything else is media damage, and the good lines after it
+// must not be lost. It returns the entries, the offset just past the last
+// good line (a bad tail is truncated there), the number of good lines and
+// the number of bad ones before that offset.
+func load(f *os.File) (map[string]Entry, int64, int, int, error) {
 	entries := map[string]Entry{}
 	r := bufio.NewReaderSize(f, 64<<10)
-	var good int64
-	lines := 0
+	var off, good int64
+	lines, bad, pending := 0, 0, 0
 	for {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return entries, good, lines, nil // absurdly long line: corrupt tail
+		line, err := r.ReadBytes('\n')
+		if len(line) == 0 && errors.Is(err, io.EOF) {
+			return entries, good, lines, bad, nil
 		}
-		if errors.Is(err, io.EOF) {
-			return entries, good, lines, nil // a partial last line is dropped
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, 0, 0, err
 		}
-		if err != nil {
-			return nil, 0, 0, err
-		}
-		if len(line) > maxLine {
-			return entries, good, lines, nil
+		off += int64(len(line))
+		if errors.Is(err, io.EOF) { // no newline: a torn last line
+			return entries, good, lines, bad, nil
 		}
 		e, derr := decodeLine(bytes.TrimSuffix(line, []byte{'\n'}))
-		if derr != nil {
-			return entries, good, lines, nil
+		if derr != nil || len(line) > maxLine {
+			pending++
+			continue
 		}
 		entries[e.ID] = e
-		good += int64(len(line))
-		lines++
+		good, lines, bad, pending = off, lines+1, bad+pending, 0
 	}
 }
 

@@ -9,9 +9,10 @@
 // (losing it only makes boot reconciliation hand the same recorded response
 // on once more).
 //
-// Crash semantics: a torn or corrupt line can only be the last one written;
-// Open stops reading at the first bad line, truncates the file there and
-// keeps everything before it. Compact rewrites the live entries into a new
+// Crash semantics: a torn line can only be the last one written (every line
+// is fsynced before the next); Open drops a bad tail by truncating the file
+// after the last good line. A damaged line elsewhere (media error) is
+// skipped and counted (Corrupt) and the good lines after it are kept. Compact rewrites the live entries into a new
 // file, fsyncs it and renames it over the old one (then fsyncs the
 // directory), so a crash during compaction leaves either the old or the new
 // file, never a mix.
@@ -73,7 +74,8 @@ const fileName = "ledger.log"
 
 // Ledger is the durable id store. It is safe for concurrent use.
 type Ledger struct {
-	dir string
+	dir     string
+	corrupt int // damaged lines skipped at Open
 
 	mu      sync.Mutex
 	f       *os.File         // guarded by mu; nil after Close
@@ -92,7 +94,7 @@ func Open(dir string) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
-	entries, good, lines, err := load(f)
+	entries, good, lines, bad, err := load(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("read ledger %s: %w", path, err)
@@ -105,8 +107,17 @@ func Open(dir string) (*Ledger, error) {
 		f.Close()
 		return nil, fmt.Errorf("seek ledger %s: %w", path, err)
 	}
-	return &Ledger{dir: dir, f: f, entries: entries, lines: lines}, nil
+	// The directory entry of a new file must be durable too.
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	return &Ledger{dir: dir, f: f, entries: entries, lines: lines + bad, corrupt: bad}, nil
 }
+
+// Corrupt returns the number of damaged lines skipped by Open (not
+// counting a torn last line, which is expected after a crash).
+func (l *Ledger) Corrupt() int { return l.corrupt }
 
 // Get returns the entry for id.
 func (l *Ledger) Get(id string) (Entry, bool) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,4 +162,35 @@ func sortStrings(s []string) []string {
 	out := append([]string(nil), s...)
 	slices.Sort(out)
 	return out
+}
+
+// TestDamagedMiddleLine: a damaged line that is not the last is skipped and
+// counted; the good lines after it survive.
+func TestDamagedMiddleLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := open(t, dir)
+	for _, id := range []string{"a", "b", "c"} {
+		must(t, l.Begin(id, "door.lock", "", t0, t0))
+	}
+	must(t, l.Close())
+	path := filepath.Join(dir, "ledger.log")
+	b, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(b), "\n")
+	lines[1] = strings.Replace(lines[1], `"b"`, `"x"`, 1) // checksum no longer matches
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l2 := open(t, dir)
+	if l2.Corrupt() != 1 || l2.Len() != 2 {
+		t.Fatalf("Corrupt() = %d, Len() = %d; want 1, 2", l2.Corrupt(), l2.Len())
+	}
+	if _, ok := l2.Get("c"); !ok {
+		t.Error("entry after the damaged line lost")
+	}
+	must(t, l2.Finish("c", t0, []byte(`{}`)))
+	must(t, l2.Close())
+	if e, _ := open(t, dir).Get("c"); e.State != ledger.Done {
+		t.Errorf("c = %+v after reopen, want done", e)
+	}
 }

@@ -1,0 +1,146 @@
+package agenttest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// reapTimeout bounds the wait for a signalled agent to be reaped.
+const reapTimeout = 30 * time.Second
+
+// Agent is one run of the tcu-agent binary.
+type Agent struct {
+	// Run numbers the runs of a System from 1.
+	Run int
+	// Started is when the process was started.
+	Started time.Time
+
+	cmd       *exec.Cmd
+	logPath   string
+	signalled atomic.Bool   // a test signal was sent: exit is expected
+	done      chan struct{} // closed once the process is reaped
+	state     *os.ProcessState
+	ended     time.Time
+}
+
+// StartAgent runs the binary on the System's config and state dir. The
+// process is killed (if still running) and reaped when the test ends.
+func (s *System) StartAgent() *Agent {
+	s.t.Helper()
+	s.mu.Lock()
+	n := len(s.agents) + 1
+	s.mu.Unlock()
+	logPath := filepath.Join(s.dir, fmt.Sprintf("agent-%d.log", n))
+	logf, err := os.Create(logPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(s.opts.Binary, "run", "--config", s.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = agentEnv()
+	cmd.SysProcAttr = sysProcAttr()
+	a := &Agent{Run: n, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	a.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start agent run %d: %v", n, err)
+	}
+	go func() { // ends when the process exits; every test ends it
+		_ = cmd.Wait()
+		a.state, a.ended = cmd.ProcessState, time.Now()
+		close(a.done)
+	}()
+	s.mu.Lock()
+	s.agents = append(s.agents, a)
+	s.mu.Unlock()
+	s.t.Cleanup(func() {
+		if err := a.Kill(); err != nil {
+			s.t.Errorf("agent run %d: %v", n, err)
+		}
+	})
+	return a
+}
+
+// agentEnv is the test's environment without the variables that would
+// make the agent talk to the test's own service manager or journal.
+func agentEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS", "LISTEN_PID":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// PID is the process id.
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (a *Agent) Exited() bool {
+	select {
+	case <-a.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill cuts the agent's power: SIGKILL to its PID, then reap it. Killing
+// an agent that already ended is a no-op.
+func (a *Agent) Kill() error {
+	if a.Exited() {
+		return nil
+	}
+	a.signalled.Store(true)
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill pid %d: %w", a.PID(), err)
+	}
+	return a.wait(reapTimeout)
+}
+
+// Terminate sends SIGTERM and waits up to timeout for the agent to exit
+// by itself; it returns the exit code and how long the exit took. On
+// timeout the agent is killed and an error returned.
+func (a *Agent) Terminate(timeout time.Duration) (code int, took time.Duration, err error) {
+	a.signalled.Store(true)
+	start := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return -1, 0, fmt.Errorf("terminate pid %d: %w", a.PID(), err)
+	}
+	if err := a.wait(timeout); err != nil {
+		_ = a.Kill()
+		return -1, time.Since(start), err
+	}
+	return a.state.ExitCode(), a.ended.Sub(start), nil
+}
+
+func (a *Agent) wait(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-a.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("agent pid %d did not exit within %v", a.PID(), timeout)
+	}
+}
+
+// unexpectedExit returns an error if the agent ended without a test
+// signal.
+func (a *Agent) unexpectedExit() error {
+	if !a.Exited() || a.signalled.Load() {
+		return nil
+	}
+	return fmt.Errorf("agent run %d (pid %d) exited on its own: %v", a.Run, a.PID(), a.state)
+}

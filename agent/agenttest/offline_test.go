@@ -1,0 +1,92 @@
+package agenttest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/drivers/sim"
+)
+
+// TestSystemOfflineRestartCatchUp: the broker is down from the start; the
+// agent buffers for 5 s, stops cleanly on SIGTERM, restarts, and once the
+// broker is up every record of both runs arrives with contiguous seqs.
+func TestSystemOfflineRestartCatchUp(t *testing.T) {
+	s := Start(t, Options{
+		Binary: binary(t), Scenario: sim.ScenarioCity, BrokerDown: true,
+		TelemetryInterval: "100ms", ExtraEvents: []string{"Vehicle.Speed"}, BackoffMax: "2s",
+	})
+	ctx := context.Background()
+
+	// Run 1: offline for 5 s, records accumulate in the buffer.
+	a1 := s.StartAgent()
+	var queued1 int64
+	s.WaitFor("run 1 to buffer records", 30*time.Second, func() bool {
+		n, err := s.Queued(ctx)
+		queued1 = n
+		return err == nil && n > 0
+	})
+	time.Sleep(time.Until(a1.Started.Add(5 * time.Second)))
+	st, err := s.Status(ctx)
+	if err != nil {
+		t.Fatalf("status before SIGTERM: %v", err)
+	}
+	if st.Connection.State == "connected" {
+		t.Fatalf("agent connected to a stopped broker: %+v", st.Connection)
+	}
+	queued1 = QueuedIn(st)
+	code, took, err := a1.Terminate(5 * time.Second)
+	if err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	if code != 0 {
+		t.Errorf("SIGTERM: exit code %d, want 0", code)
+	}
+	t.Logf("run 1: %d records buffered offline; SIGTERM exit %d after %v", queued1, code, took.Round(time.Millisecond))
+	stopped := time.Now()
+
+	// Run 2: restart offline, then the broker comes up.
+	s.StartAgent()
+	s.WaitFor("run 2 to buffer more records", 30*time.Second, func() bool {
+		n, err := s.Queued(ctx)
+		return err == nil && n > queued1
+	})
+	s.MuteVehicle(true) // a fixed backlog, so the queue can reach empty
+	time.Sleep(300 * time.Millisecond)
+	backlog, err := s.Queued(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.StartBroker()
+	drain := s.WaitQueueEmpty(60 * time.Second)
+	t.Logf("run 2: backlog %d records; broker start to queue empty %v", backlog, drain.Round(time.Millisecond))
+
+	// Everything produced in both runs arrived, seq contiguous from 1.
+	last := s.Stream.Max()
+	if missing := s.Stream.Missing(1, last); len(missing) > 0 {
+		t.Errorf("seqs 1..%d: %d missing: %v", last, len(missing), head(missing))
+	}
+	if int64(last) < backlog {
+		t.Errorf("highest seq %d below the backlog of %d records", last, backlog)
+	}
+	var run1, run2 int
+	for _, a := range s.Stream.Arrivals() {
+		if a.TS.Before(stopped) {
+			run1++
+		} else {
+			run2++
+		}
+	}
+	if int64(run1) < queued1 || run2 == 0 {
+		t.Errorf("arrivals: %d from run 1 (buffered %d), %d from run 2", run1, queued1, run2)
+	}
+	t.Logf("delivered %d distinct seqs 1..%d, %d duplicates", s.Stream.Distinct(), last, s.Stream.Duplicates())
+}
+
+// head shortens a list of seqs for a failure message.
+func head(seqs []uint64) []uint64 {
+	if len(seqs) > 20 {
+		return seqs[:20]
+	}
+	return seqs
+}
