@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Serve shares v with other processes over a stream listener (a unix
@@ -57,6 +58,13 @@ func checkLocal(a net.Addr) error {
 // serveConn bridges one connection to a new endpoint of v until either side
 // ends.
 func serveConn(ctx context.Context, c net.Conn, v *Virtual) {
+	stopHello := context.AfterFunc(ctx, func() { c.Close() })
+	err := handshake(c, helloTimeout)
+	stopHello()
+	if err != nil {
+		c.Close()
+		return
+	}
 	ep := v.Attach()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
@@ -164,6 +172,14 @@ func Dial(ctx context.Context, address string) (*Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
+		return nil, fmt.Errorf("dial virtual can bus %s: %w", path, err)
+	}
+	timeout := helloTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if err := handshake(c, timeout); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("dial virtual can bus %s: %w", path, err)
 	}
 	return newConn(c), nil

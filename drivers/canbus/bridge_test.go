@@ -135,19 +135,58 @@ func TestBridgeDropsMalformedPeer(t *testing.T) {
 	t.Parallel()
 	v := NewVirtual()
 	path := serveTemp(t, v)
-	c, err := net.Dial("unix", path)
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"bad hello", []byte("notCANv1")},
+		{"bad record after hello", append([]byte(wireHello), 3, 0xFF, 0xFF, 0xFF)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(tt.send); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Errorf("read until the server hangs up: %v", err)
+			}
+			if string(got) != wireHello {
+				t.Errorf("server sent %q, want its hello then EOF", got)
+			}
+			waitEndpoints(t, v, 0)
+		})
+	}
+}
+
+func TestDialRefusesNonBridge(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "other.sock")
+	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if _, err := c.Write([]byte{3, 0xFF, 0xFF, 0xFF}); err != nil {
-		t.Fatal(err)
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, path); !errors.Is(err, ErrBadWire) {
+		t.Errorf("Dial() to a non-bridge = %v, want ErrBadWire", err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Errorf("read after malformed record = %v, want EOF (server hangs up)", err)
-	}
-	waitEndpoints(t, v, 0)
 }
 
 func TestServeRefusesNonLoopback(t *testing.T) {

@@ -4,11 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 )
 
-// Wire format of the stream bridge (Serve/Dial), version 1. Each frame is
-// one record:
+// Wire format of the stream bridge (Serve/Dial), version 1. On connect,
+// both sides first send the 8-byte hello "tcuCANv1" and check the peer's;
+// then each frame is one record:
 //
 //	u8   size   number of bytes that follow: wireHeader + len
 //	u8   flags  bit 0 extended id, bit 1 CAN FD; other bits must be zero
@@ -27,6 +30,29 @@ const (
 	MaxWireLen  = 1 + wireHeader + MaxFDLen // MaxWireLen is the longest wire record.
 	minWireSize = wireHeader
 )
+
+// wireHello opens every bridge connection in both directions.
+const wireHello = "tcuCANv1"
+
+// helloTimeout bounds the handshake.
+const helloTimeout = 5 * time.Second
+
+// handshake exchanges hellos on c within timeout.
+func handshake(c net.Conn, timeout time.Duration) error {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(noDeadline)
+	if _, err := io.WriteString(c, wireHello); err != nil {
+		return fmt.Errorf("can bridge hello: %w", err)
+	}
+	var got [len(wireHello)]byte
+	if _, err := io.ReadFull(c, got[:]); err != nil {
+		return fmt.Errorf("can bridge hello: %w", err)
+	}
+	if string(got[:]) != wireHello {
+		return fmt.Errorf("%w: peer is not a tcu-agent virtual can bus (hello %q)", ErrBadWire, got[:])
+	}
+	return nil
+}
 
 // ErrShortWire means the buffer ends before the record does; read more.
 var ErrShortWire = errors.New("short can wire record")
