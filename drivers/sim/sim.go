@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
@@ -102,7 +103,8 @@ type Vehicle struct {
 	st      State     // guarded by mu
 	drive   driveCtl  // guarded by mu
 	pending []pending // guarded by mu
-	rng     *rand.Rand
+	rng     *rand.Rand    // guarded by mu
+	running atomic.Bool
 }
 
 // New validates opts and returns a vehicle at rest: parked, ignition off,
@@ -186,8 +188,12 @@ func (v *Vehicle) Update(fn func(*State)) {
 }
 
 // Run drives the vehicle until ctx is done and returns nil then, or an
-// error when the bus fails.
+// error when the bus fails. A vehicle runs once at a time.
 func (v *Vehicle) Run(ctx context.Context) error {
+	if !v.running.CompareAndSwap(false, true) {
+		return errors.New("vehicle is already running")
+	}
+	defer v.running.Store(false)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
