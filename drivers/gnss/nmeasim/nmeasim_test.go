@@ -64,17 +64,36 @@ func TestNoFix(t *testing.T) {
 	}
 }
 
+// epochCounter cancels its context once it has seen n RMC sentences.
+type epochCounter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *epochCounter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "RMC,") {
+		if w.n--; w.n == 0 {
+			w.cancel()
+		}
+	}
+	return len(p), nil
+}
+
 func TestRunWritesEpochs(t *testing.T) {
 	t.Parallel()
 	g := nmeasim.Generator{V: nmeasim.Vehicle{Time: time.Unix(1700000000, 0), Lat: 1, Lon: 1, Sats: 5, HDOP: 1}}
-	var buf strings.Builder
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := g.Run(ctx, &buf, 10*time.Millisecond); err != nil {
+	w := &epochCounter{n: 3, cancel: cancel}
+	if err := g.Run(ctx, w, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(buf.String(), "RMC,"); n < 2 {
-		t.Errorf("wrote %d epochs in 50ms at 10ms interval", n)
+	if w.n > 0 {
+		t.Fatalf("Run returned after %d epochs, want 3", 3-w.n)
+	}
+	// The vehicle's clock advanced one interval per epoch.
+	if got := g.V.Time.Sub(time.Unix(1700000000, 0)); got != 30*time.Millisecond {
+		t.Errorf("vehicle time advanced %v, want 30ms", got)
 	}
 }
 
