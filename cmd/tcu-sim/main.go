@@ -95,28 +95,29 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	default:
 		return o, fmt.Errorf("--hold %q: want none, parked or moving", *hold)
 	}
-	if o.speed < 0 || o.speed > 300 {
-		return o, fmt.Errorf("--speed %v: want 0..300 km/h", o.speed)
-	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.load < 0 || o.load > 100 {
-		return o, fmt.Errorf("--load %v: want 0..100", o.load)
+	return o, o.validate()
+}
+
+// validate checks the ranges and combinations of the options.
+func (o *options) validate() error {
+	switch {
+	case o.speed < 0 || o.speed > 300:
+		return fmt.Errorf("--speed %v: want 0..300 km/h", o.speed)
+	case o.load < 0 || o.load > 100:
+		return fmt.Errorf("--load %v: want 0..100", o.load)
+	case o.load > 0 && o.bitrate <= 0:
+		return fmt.Errorf("--bitrate %d: want a positive bitrate", o.bitrate)
+	case o.replaySpeed < 0:
+		return fmt.Errorf("--replay-speed %v: want >= 0", o.replaySpeed)
+	case o.replay != "" && o.nmea:
+		return errors.New("--nmea-pty needs the vehicle model; it cannot be combined with --replay")
+	case o.bodyDelay < 0:
+		return fmt.Errorf("--body-delay %v: want >= 0", o.bodyDelay)
 	}
-	if o.load > 0 && o.bitrate <= 0 {
-		return o, fmt.Errorf("--bitrate %d: want a positive bitrate", o.bitrate)
-	}
-	if o.replaySpeed < 0 {
-		return o, fmt.Errorf("--replay-speed %v: want >= 0", o.replaySpeed)
-	}
-	if o.replay != "" && o.nmea {
-		return o, errors.New("--nmea-pty needs the vehicle model; it cannot be combined with --replay")
-	}
-	if o.bodyDelay < 0 {
-		return o, fmt.Errorf("--body-delay %v: want >= 0", o.bodyDelay)
-	}
-	return o, nil
+	return nil
 }
 
 // run is the whole program; it returns the exit code.
