@@ -41,7 +41,6 @@ func (c *conn) fail(err error) {
 // connection closed and every unacknowledged record released.
 func (s *Session) serve(ctx context.Context, c *conn) error {
 	s.mu.Lock()
-	s.conn = c
 	present, subsOK := c.present, s.subsOK
 	s.mu.Unlock()
 	if s.st.connects.Add(1) > 1 {
@@ -60,6 +59,9 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	if err := s.online(cctx, c, present && subsOK); err != nil && cctx.Err() == nil {
 		s.log.Error("mqtt subscribe failed", "err", err)
 	}
+	s.mu.Lock()
+	s.conn = c // Connected and Publish from here on: subscriptions are in place
+	s.mu.Unlock()
 	s.drain(cctx, c)
 	s.mu.Lock()
 	s.conn = nil

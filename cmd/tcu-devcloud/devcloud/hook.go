@@ -52,8 +52,15 @@ type hook struct {
 	c *Cloud
 
 	mu      sync.Mutex
-	clients map[*mqtt.Client]*clientState // guarded by mu
+	clients map[*mqtt.Client]*clientState // guarded by mu; connected clients
+	// sessions keeps the identity of every client ID that connected, so
+	// that messages for an offline persistent session pass the ACL and
+	// are queued for it.
+	sessions map[string]identity // guarded by mu
 }
+
+// identity is what a certificate allows.
+type identity struct{ kind, thing string }
 
 func (h *hook) ID() string { return "devcloud" }
 
@@ -65,6 +72,7 @@ func (h *hook) Provides(b byte) bool {
 func (h *hook) reset() {
 	h.mu.Lock()
 	clear(h.clients)
+	clear(h.sessions) // a restarted broker has no sessions
 	h.mu.Unlock()
 }
 
@@ -111,18 +119,32 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	h.mu.Lock()
 	h.clients[cl] = st
+	if h.sessions == nil {
+		h.sessions = make(map[string]identity)
+	}
+	h.sessions[cl.ID] = identity{kind: st.kind, thing: st.thing}
 	h.mu.Unlock()
 	h.c.clientStats(cl.ID, func(s *ClientStats) { s.Connects++ })
 	return true
 }
 
-// OnACLCheck applies the per-certificate topic permissions.
+// OnACLCheck applies the per-certificate topic permissions. A client
+// that is offline is checked with the identity its session connected with.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	st := h.state(cl)
-	if st == nil {
+	h.mu.Lock()
+	id, known := h.sessions[cl.ID]
+	if st := h.clients[cl]; st != nil {
+		id, known = identity{kind: st.kind, thing: st.thing}, true
+	}
+	h.mu.Unlock()
+	if !known {
 		return false
 	}
-	return allowed(st.kind, st.thing, topic)
+	ok := allowed(id.kind, id.thing, topic)
+	if !ok && write {
+		h.c.clientStats(cl.ID, func(s *ClientStats) { s.LastViolation = "not authorized: " + topic })
+	}
+	return ok
 }
 
 // allowed reports whether a connection of kind (and thing) may use topic
