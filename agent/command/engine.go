@@ -45,6 +45,10 @@ type Options struct {
 	ClockTrusted func() bool
 	// Logger receives the audit trail (default: discard).
 	Logger *slog.Logger
+	// Heartbeat, when set, is called by the dispatcher loop every few
+	// seconds, also while idle (wire it to the health tracker's Beat: a
+	// hung dispatcher then withholds the watchdog).
+	Heartbeat func()
 }
 
 // Engine receives, checks, executes and answers remote commands.
@@ -64,6 +68,8 @@ type Engine struct {
 	ledger *ledger.Ledger
 	intake chan delivery
 	hooks  hooks
+	beat   func()
+	stats  counters
 
 	wg sync.WaitGroup // running jobs
 
@@ -141,6 +147,10 @@ func New(opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	e.beat = opts.Heartbeat
+	if e.beat == nil {
+		e.beat = func() {}
+	}
 	l, err := ledger.Open(filepath.Join(opts.StateDir, "commands"))
 	if err != nil {
 		return nil, fmt.Errorf("new command engine: %w", err)
@@ -162,6 +172,7 @@ const handleWait = time.Second
 // and returns at once unless the intake queue is full (then it waits up to
 // a second and drops the message with an error log).
 func (e *Engine) Handle(ctx context.Context, topic string, payload []byte) {
+	e.stats.received.Add(1)
 	d := delivery{topic: topic, size: len(payload), received: e.now()}
 	if len(payload) <= e.cfg.MaxRequestBytes {
 		d.payload = append([]byte(nil), payload...)
@@ -176,15 +187,20 @@ func (e *Engine) Handle(ctx context.Context, topic string, payload []byte) {
 	select {
 	case e.intake <- d:
 	case <-ctx.Done():
+		e.stats.dropped.Add(1)
 		e.log.Error("command dropped", "topic", topic, "err", ctx.Err())
 	case <-t.C:
+		e.stats.dropped.Add(1)
 		e.log.Error("command dropped", "topic", topic, "err", "intake queue full")
 	}
 }
 
 // pruneEvery is how often the ledger is pruned and unanswered results are
-// handed to the responder again.
-const pruneEvery = 30 * time.Second
+// handed to the responder again; beatEvery how often the dispatcher beats.
+const (
+	pruneEvery = 30 * time.Second
+	beatEvery  = 5 * time.Second
+)
 
 // Run answers commands interrupted by a previous crash, then dispatches
 // received commands until ctx is done. Jobs still running then finish with
@@ -201,7 +217,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(pruneEvery)
 	defer tick.Stop()
+	beat := time.NewTicker(beatEvery)
+	defer beat.Stop()
 	for {
+		e.beat()
 		select {
 		case <-ctx.Done():
 			e.drain(ctx)
@@ -212,6 +231,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.dispatch(ctx, d)
 		case <-tick.C:
 			e.maintain(ctx)
+		case <-beat.C:
 		}
 	}
 }

@@ -74,6 +74,7 @@ func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) {
 		log.Error("command response failed", "err", err)
 		return
 	}
+	e.stats.finished(resp.Status)
 	if err := e.ledger.Responded(resp.ID, e.now()); err != nil {
 		log.Warn("command ledger update failed", "err", err)
 	}

@@ -66,7 +66,8 @@ type harness struct {
 	respond command.Responder // takes the responses; default resp
 	trusted atomic.Bool
 	silent  atomic.Bool
-	syncs   int // barrier requests sent
+	syncs   int          // barrier requests sent
+	beats   atomic.Int64 // dispatcher heartbeats
 	eng     *command.Engine
 	cancel  context.CancelFunc
 	done    chan error
@@ -152,6 +153,7 @@ func (h *harness) start() {
 			return h.tx, true
 		},
 		Responder: h.respond, Now: h.clock.Now, ClockTrusted: h.trusted.Load,
+		Heartbeat: func() { h.beats.Add(1) },
 	})
 	if err != nil {
 		h.t.Fatalf("New: %v", err)

@@ -155,3 +155,28 @@ func TestAWSIntakeSigned(t *testing.T) {
 		t.Errorf("%d frames, want 1", n)
 	}
 }
+
+// TestStatsAndHeartbeat: counters follow the answers; the dispatcher beats.
+func TestStatsAndHeartbeat(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.send(h.req("st-1", "door.lock"))
+	h.final("st-1", 1)
+	h.send(h.req("st-2", "trunk.open"))
+	h.final("st-2", 1)
+	// Counters move just after the responder took the answer.
+	waitFor(t, func() bool {
+		s := h.eng.Stats()
+		return s.InFlight == 0 && s.Finished[command.StatusSucceeded]+s.Finished[command.StatusRejected] == 2
+	})
+	got := h.eng.Stats()
+	want := command.Stats{Received: 2, Finished: map[command.Status]uint64{
+		command.StatusSucceeded: 1, command.StatusRejected: 1, command.StatusFailed: 0, command.StatusTimedOut: 0,
+	}, LedgerEntries: 2}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Stats() (-want +got):\n%s", diff)
+	}
+	if h.beats.Load() == 0 {
+		t.Error("no heartbeat from the dispatcher")
+	}
+}

@@ -1,0 +1,55 @@
+package command
+
+import "sync/atomic"
+
+// Stats are the engine's counters since New.
+type Stats struct {
+	// Received counts messages handed to Handle; Dropped those it had to
+	// drop (intake queue full).
+	Received, Dropped uint64
+	// Finished counts final responses handed to the responder, by status
+	// (redelivered recorded answers included).
+	Finished map[Status]uint64
+	// InFlight is the number of admitted commands not yet answered.
+	InFlight int
+	// LedgerEntries is the number of ids in the ledger.
+	LedgerEntries int
+}
+
+// counters are updated without locks.
+type counters struct {
+	received, dropped                     atomic.Uint64
+	succeeded, failed, rejected, timedOut atomic.Uint64
+}
+
+func (c *counters) finished(st Status) {
+	switch st {
+	case StatusSucceeded:
+		c.succeeded.Add(1)
+	case StatusFailed:
+		c.failed.Add(1)
+	case StatusRejected:
+		c.rejected.Add(1)
+	case StatusTimedOut:
+		c.timedOut.Add(1)
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	inflight := len(e.inflight)
+	e.mu.Unlock()
+	return Stats{
+		Received: e.stats.received.Load(),
+		Dropped:  e.stats.dropped.Load(),
+		Finished: map[Status]uint64{
+			StatusSucceeded: e.stats.succeeded.Load(),
+			StatusFailed:    e.stats.failed.Load(),
+			StatusRejected:  e.stats.rejected.Load(),
+			StatusTimedOut:  e.stats.timedOut.Load(),
+		},
+		InFlight:      inflight,
+		LedgerEntries: e.ledger.Len(),
+	}
+}
