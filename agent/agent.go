@@ -66,6 +66,12 @@ func New(opts Options) (*Agent, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// Drivers were built by the config loader before a logger existed.
+	for _, d := range opts.Config.Drivers {
+		if l, ok := d.Driver.(interface{ SetLogger(*slog.Logger) }); ok {
+			l.SetLogger(opts.Logger.With("driver", d.Name))
+		}
+	}
 	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now,
 		signals: signals.New(), health: health.New(opts.Now), started: opts.Now()}, nil
 }
