@@ -100,15 +100,46 @@ func (s *Stream) Duplicates() int {
 	return len(s.arrivals) - len(s.count)
 }
 
-// Missing returns the seqs in [from, to] never seen, ascending.
-func (s *Stream) Missing(from, to uint64) []uint64 {
+// Gap is a run of seqs never seen, From..To inclusive.
+type Gap struct{ From, To uint64 }
+
+// Span returns the lowest and highest seq seen (0, 0 if none). Seqs start
+// wherever the buffer's first Open put them (the clock floor, about 1.7e15
+// for a new store), so only their differences mean anything.
+func (s *Stream) Span() (lo, hi uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []uint64
-	for q := from; q <= to; q++ {
-		if s.count[q] == 0 {
-			out = append(out, q)
+	for q := range s.count {
+		if lo == 0 || q < lo {
+			lo = q
+		}
+		hi = max(hi, q)
+	}
+	return lo, hi
+}
+
+// Gaps returns the runs of seqs never seen between the lowest and the
+// highest seq seen, ascending.
+func (s *Stream) Gaps() []Gap {
+	s.mu.Lock()
+	seqs := make([]uint64, 0, len(s.count))
+	for q := range s.count {
+		seqs = append(seqs, q)
+	}
+	s.mu.Unlock()
+	slices.Sort(seqs)
+	var out []Gap
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] > seqs[i-1]+1 {
+			out = append(out, Gap{From: seqs[i-1] + 1, To: seqs[i] - 1})
 		}
 	}
 	return out
+}
+
+// Count returns how often seq arrived.
+func (s *Stream) Count(seq uint64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count[seq]
 }
