@@ -123,14 +123,18 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 	}
 }
 
-// idle waits for an append, the next batch deadline or ctx.
+// idlePoll bounds an idle wait even if a Ready signal is missed.
+const idlePoll = time.Second
+
+// idle waits for an append, the next batch deadline, idlePoll or ctx.
 func (s *Session) idle(ctx context.Context, deadline time.Time) {
-	var timeout <-chan time.Time
+	wait := idlePoll
 	if !deadline.IsZero() {
-		t := time.NewTimer(max(deadline.Sub(s.now()), time.Millisecond))
-		defer t.Stop()
-		timeout = t.C
+		wait = min(wait, max(deadline.Sub(s.now()), time.Millisecond))
 	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	timeout := t.C
 	select {
 	case <-s.opts.Queue.Ready():
 	case <-timeout:
