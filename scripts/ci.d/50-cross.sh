@@ -11,6 +11,20 @@
 #                       kernel is the host's): covered by make vmtest
 #   */agenttest         system tests with long timing
 # CROSS_TEST_PKGS overrides the list (space-separated import paths/patterns).
+#
+# Crash/kill tests re-execute their own test binary (exec of os.Args[0]).
+# In a container the host kernel has no binfmt_misc entry for arm64 (and
+# registering one needs a privileged host), so a plain
+# `-exec qemu-aarch64-static` child exec fails with "exec format error".
+# The -exec wrapper below therefore renames the arm64 binary to <bin>.elf,
+# puts a tiny shell script at <bin> that runs <bin>.elf under qemu, and
+# starts the test with argv[0] = <bin> (qemu -0): children exec the script.
+# Even so, the crash/kill tests (TestKill*, TestCrash*: dozens of children,
+# each paying qemu start-up) took minutes and once stalled past the timeout
+# on a loaded machine, and what they prove (journal and file-sync ordering)
+# does not depend on the CPU architecture: they are skipped here by default
+# (CROSS_SKIP, a go test -skip regexp; set it empty to run them) and run
+# natively in make test.
 # Tests run with -short, without -race (the race detector needs cgo), one
 # package at a time (-p 1) so that emulation load does not starve timers.
 set -euo pipefail
@@ -46,8 +60,27 @@ if [[ -n ${CROSS_TEST_PKGS:-} ]]; then
 else
 	mapfile -t pkgs < <("$GO" list ./... | grep -v -E '/cmd/|/packaging$|/drivers/socketcan$|/agenttest$')
 fi
+wrapdir=$(mktemp -d)
+trap 'rm -rf "$wrapdir"' EXIT
+cat >"$wrapdir/qemu-exec" <<'WRAP'
+#!/bin/sh
+# go test -exec wrapper: run an arm64 test binary under qemu-user so that it
+# can re-execute itself through os.Args[0].
+set -e
+bin=$1
+shift
+mv "$bin" "$bin.elf"
+printf '#!/bin/sh\nexec qemu-aarch64-static -0 "$0" "%s.elf" "$@"\n' "$bin" >"$bin"
+chmod +x "$bin"
+exec qemu-aarch64-static -0 "$bin" "$bin.elf" "$@"
+WRAP
+chmod +x "$wrapdir/qemu-exec"
+
+CROSS_SKIP=${CROSS_SKIP-'^(TestKill|TestCrash)'}
+skip=()
+[[ -n $CROSS_SKIP ]] && skip=(-skip "$CROSS_SKIP")
 echo "== arm64 unit tests under qemu-aarch64-static (${#pkgs[@]} packages)"
 start=$SECONDS
 CGO_ENABLED=0 GOOS=linux GOARCH=arm64 "$GO" test -short -count=1 -p 1 -timeout 5m \
-	-exec qemu-aarch64-static "${pkgs[@]}"
+	"${skip[@]}" -exec "$wrapdir/qemu-exec" "${pkgs[@]}"
 echo "== arm64 tests under qemu took $((SECONDS - start)) s"
