@@ -47,11 +47,14 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	}
 	log := a.log.With("thing", thing)
 
+	cmdLoop := a.health.Loop("command", true)
+	defer cmdLoop.Close()
 	engine, err := command.New(command.Options{
 		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
 		Signals: a.signals, Transmitter: a.transmitter,
 		Responder: &responder{q: q, log: &a.cmds}, Now: a.now, ClockTrusted: a.clockTrusted,
-		Logger: log.With("component", "command"),
+		Logger:    log.With("component", "command"),
+		Heartbeat: cmdLoop.Beat,
 	})
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
