@@ -94,5 +94,9 @@ mkdir -p "$dir"
 mv "$tmp/kernel" "$tmp/base.cpio.gz" "$dir/"
 echo "$kver" >"$dir/version"
 touch "$dir/ready"
+# Older kernels and image versions are not needed any more.
+for old in "$cache/$arch"/*/; do
+	[ "${old%/}" = "$dir" ] || rm -rf "${old%/}"
+done
 log "cached in $dir"
 echo "$dir"
