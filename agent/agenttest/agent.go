@@ -136,8 +136,20 @@ func (a *Agent) wait(timeout time.Duration) error {
 	}
 }
 
-// unexpectedExit returns an error if the agent ended without a test
-// signal.
+// Err returns an error if the agent ended without a test signal (a
+// crash or a fatal error), nil while it runs or after a test stopped it.
+func (a *Agent) Err() error { return a.unexpectedExit() }
+
+// KilledBySIGKILL reports whether the reaped process died of SIGKILL
+// (rather than exiting by itself first).
+func (a *Agent) KilledBySIGKILL() bool {
+	if !a.Exited() {
+		return false
+	}
+	ws, ok := a.state.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
 func (a *Agent) unexpectedExit() error {
 	if !a.Exited() || a.signalled.Load() {
 		return nil

@@ -44,7 +44,7 @@ func Build(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("build tcu-agent: %w", err)
 	}
 	out := filepath.Join(dir, "tcu-agent")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, agentPackage)
+	cmd := exec.CommandContext(ctx, goTool, "build", "-ldflags=-s -w", "-o", out, agentPackage)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var stderr bytes.Buffer
