@@ -60,10 +60,16 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := conn.Publish(ctx, devcloud.RequestTopic(*thing, req.ID), payload); err != nil {
 		return err
 	}
+	return awaitFinal(ctx, stdout, *name, req.ID, sent, *timeout, responses)
+}
+
+// awaitFinal prints each response and returns nil on SUCCEEDED, exit
+// code 1 on any other final status or when ctx ends first.
+func awaitFinal(ctx context.Context, stdout io.Writer, name, id string, sent time.Time, timeout time.Duration, responses <-chan devcloud.Response) error {
 	for {
 		select {
 		case r := <-responses:
-			fmt.Fprintf(stdout, "%s %s: %s (%s) in %dms\n", *name, req.ID, r.Status, r.ReasonCode, time.Since(sent).Milliseconds())
+			fmt.Fprintf(stdout, "%s %s: %s (%s) in %dms\n", name, id, r.Status, r.ReasonCode, time.Since(sent).Milliseconds())
 			if !devcloud.Final(r.Status) {
 				continue
 			}
@@ -72,7 +78,7 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return exitError(1)
 		case <-ctx.Done():
-			fmt.Fprintf(stdout, "%s %s: no final response within %v\n", *name, req.ID, *timeout)
+			fmt.Fprintf(stdout, "%s %s: no final response within %v\n", name, id, timeout)
 			return exitError(1)
 		}
 	}
