@@ -89,7 +89,8 @@ func readConsole(ctx context.Context, cloud *devcloud.Cloud, in io.Reader, out i
 		}
 		if _, err := cloud.SendCommand(ctx, f[1], name, nil); err != nil {
 			fmt.Fprintf(out, "send %s to %s: %v\n", name, f[1], err)
+			continue
 		}
-		// responses are printed by the console subscription
+		fmt.Fprintf(out, "sent %s to %s\n", name, f[1]) // responses are printed by the console
 	}
 }

@@ -70,3 +70,27 @@ func FuzzConsoleBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestConsoleLines: one line per batch with count, seq range and a few
+// values; one per command response; device text cannot inject escapes.
+func TestConsoleLines(t *testing.T) {
+	var out strings.Builder
+	con := &console{w: &out}
+	con.batch("telemetry", "dt/tcu/T1/telemetry", []byte(`{"v":1,"device":"T1","records":[{"seq":7,"ts":1,"kind":"telemetry","speed":3},{"seq":9,"ts":2,"kind":"telemetry","speed":4,"locked":true}]}`))
+	con.response("cmd/tcu/T1/response/abc", []byte(`{"id":"abc","device":"T1","status":"SUCCEEDED","reason_code":"ok","reason":"locked\u001b[2J"}`))
+	con.status("dt/tcu/T1/status", []byte(`{"v":1,"device":"T1","status":"online","ts":1}`))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		`telemetry  T1: 2 records seq 7..9 kind="telemetry" locked=true speed=4`,
+		`response   T1: abc SUCCEEDED (ok) locked?[2J`,
+		`status     T1: online`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines:\n%s", len(lines), out.String())
+	}
+	for i, w := range want {
+		if got := lines[i][len("15:04:05.000 "):]; got != w {
+			t.Errorf("line %d = %q, want %q", i, got, w)
+		}
+	}
+}
