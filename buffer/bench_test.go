@@ -86,8 +86,8 @@ func benchRaw(b *testing.B, size, batch int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
 }
 
-// BenchmarkFillDrain fills 1,000,000 records of 200 B (SyncGroup, 256
-// concurrent appenders), then drains them with Lease(1024)+Ack, then runs
+// BenchmarkFillDrain fills 1,000,000 records of 200 B (SyncGroup,
+// AppendBatch of 256 from 4 goroutines), then drains them with Lease(1024)+Ack, then runs
 // GC. It reports fill and drain rates, peak RssAnon of the process during
 // the run, bytes written to disk per payload byte, and the store's disk
 // size full and after the drain.
@@ -96,12 +96,12 @@ func BenchmarkFillDrain(b *testing.B) {
 	for range b.N {
 		o := testOptions(b)
 		o.Sync = buffer.SyncGroup
-		o.MaxBytes = 1 << 40
+		o.MaxBytes = 512 << 20
 		q := mustOpen(b, o)
 		stop := sampleRSS()
 		io0 := writeBytes()
 		t := time.Now()
-		fill(b, q, n, size, 256)
+		fill(b, q, n, size, 4)
 		fillDur := time.Since(t)
 		q.CollectGarbage()
 		full := q.Stats().DiskBytes
@@ -131,10 +131,10 @@ func BenchmarkLeaseAfterDrain(b *testing.B) {
 			o.GCInterval = time.Hour
 			q := mustOpen(b, o)
 			if drained > 0 {
-				fill(b, q, drained, 200, 256)
+				fill(b, q, drained, 200, 4)
 				drainOutOfOrder(b, q)
 			}
-			fill(b, q, 1000, 200, 8)
+			fill(b, q, 1000, 200, 1)
 			b.ResetTimer()
 			for range b.N {
 				recs, err := q.Lease(100, 0)
@@ -149,14 +149,26 @@ func BenchmarkLeaseAfterDrain(b *testing.B) {
 	}
 }
 
+// fill appends n records of size bytes with AppendBatch calls of 256
+// records from the given number of goroutines.
 func fill(b testing.TB, q *buffer.Queue, n, size, workers int) {
 	data := make([]byte, size)
+	batch := make([][]byte, 256)
+	for i := range batch {
+		batch[i] = data
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				if _, err := q.Append(context.Background(), buffer.ClassTelemetry, data); err != nil {
+			for {
+				end := next.Add(int64(len(batch)))
+				start := end - int64(len(batch))
+				if start >= int64(n) {
+					return
+				}
+				recs := batch[:min(end, int64(n))-start]
+				if _, err := q.AppendBatch(context.Background(), buffer.ClassTelemetry, recs); err != nil {
 					b.Error(err)
 					return
 				}

@@ -12,7 +12,7 @@ import (
 type evictor struct {
 	q       *Queue
 	txn     *badger.Txn
-	its     [NumClasses]*badger.Iterator
+	its     [NumClasses]*classIter
 	evicted bool
 }
 
@@ -24,35 +24,31 @@ func (e *evictor) nextLocked(c Class) (uint64, int64, bool) {
 	if e.txn == nil {
 		e.txn = e.q.db.NewTransaction(false)
 	}
-	it := e.its[c]
-	if it == nil {
-		io := badger.DefaultIteratorOptions
-		io.PrefetchValues = false
-		io.Prefix = classPrefix(c)
-		it = e.txn.NewIterator(io)
-		e.its[c] = it
-		it.Seek(recKey(c, e.q.cls[c].lo))
-	} else if it.Valid() {
-		it.Next()
+	ci := e.its[c]
+	if ci == nil {
+		ci = newClassIter(e.txn, c, false)
+		e.its[c] = ci
+		ci.seek(e.q.cls[c].lo)
+	} else if ci.valid() {
+		ci.next()
 	}
-	for ; it.Valid(); it.Next() {
-		_, seq, err := decodeKey(it.Item().Key())
-		if err != nil || seq < e.q.cls[c].lo {
+	for ; ci.valid(); ci.next() {
+		if ci.seq < e.q.cls[c].lo {
 			continue
 		}
-		size, err := itemBytes(it.Item())
+		size, err := itemBytes(ci.item())
 		if err != nil {
 			return 0, 0, false
 		}
-		return seq, size, true
+		return ci.seq, size, true
 	}
 	return 0, 0, false
 }
 
 func (e *evictor) close() {
-	for _, it := range e.its {
-		if it != nil {
-			it.Close()
+	for _, ci := range e.its {
+		if ci != nil {
+			ci.close()
 		}
 	}
 	if e.txn != nil {

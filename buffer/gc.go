@@ -87,36 +87,23 @@ func (q *Queue) dropSegmentsLocked() error {
 	err := q.db.View(func(txn *badger.Txn) error {
 		for c := range Class(NumClasses) {
 			cs := &q.cls[c]
-			loSeg := segmentOf(cs.lo)
-			upto[c] = cs.dropFrom
-			if cs.records == 0 && cs.dropFrom < cs.lo {
-				// Nothing of the class is left: drop all its keys,
-				// including the partial segment below lo.
-				prefixes = append(prefixes, classPrefix(c))
+			// Segments below lo's hold only dead records; when the class
+			// is empty, lo's segment does too.
+			limit := segmentOf(cs.lo)
+			upto[c] = limit << segBits
+			if cs.records == 0 {
+				limit++
 				upto[c] = cs.lo
+			}
+			if cs.dropFrom >= cs.lo || segmentOf(cs.dropFrom) >= limit {
+				upto[c] = cs.dropFrom
 				continue
 			}
-			if segmentOf(cs.dropFrom) >= loSeg {
-				continue
+			ci := newClassIter(txn, c, false)
+			for ci.seek(cs.dropFrom); ci.valid() && segmentOf(ci.seq) < limit; ci.seek((segmentOf(ci.seq) + 1) << segBits) {
+				prefixes = append(prefixes, segmentPrefix(c, ci.seq))
 			}
-			io := badger.DefaultIteratorOptions
-			io.PrefetchValues = false
-			io.Prefix = classPrefix(c)
-			it := txn.NewIterator(io)
-			for from := cs.dropFrom; ; {
-				it.Seek(recKey(c, from))
-				if !it.Valid() {
-					break
-				}
-				_, seq, err := decodeKey(it.Item().Key())
-				if err != nil || segmentOf(seq) >= loSeg {
-					break
-				}
-				prefixes = append(prefixes, segmentPrefix(c, seq))
-				from = (segmentOf(seq) + 1) << segBits
-			}
-			it.Close()
-			upto[c] = loSeg << segBits
+			ci.close()
 		}
 		return nil
 	})

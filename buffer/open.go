@@ -183,25 +183,24 @@ func (q *Queue) recountLocked() (uint64, error) {
 		for c := range Class(NumClasses) {
 			cs := &q.cls[c]
 			cs.records, cs.bytes = 0, 0
+			// The first key still on disk (maybe below lo, waiting for its
+			// range drop) is found with one seek; counting starts at lo,
+			// so acknowledged keys are never iterated.
 			cs.dropFrom = cs.lo
-			first := true
-			// The scan starts at 0 only to find the first key still on
-			// disk (for range drops); keys below lo are not counted.
-			err := q.scanClass(txn, c, 0, false, func(seq uint64, it *badger.Item) (bool, error) {
-				if first {
-					cs.dropFrom, first = min(seq, cs.lo), false
-					if seq < cs.lo {
-						return true, nil
-					}
-				}
+			err := q.scanClass(txn, c, 0, false, func(seq uint64, _ *badger.Item) (bool, error) {
+				cs.dropFrom = min(seq, cs.lo)
 				maxSeq = max(maxSeq, seq)
-				if seq < cs.lo {
-					return true, nil
-				}
+				return false, nil
+			})
+			if err != nil {
+				return err
+			}
+			err = q.scanClass(txn, c, cs.lo, false, func(seq uint64, it *badger.Item) (bool, error) {
 				size, err := itemBytes(it)
 				if err != nil {
 					return false, err
 				}
+				maxSeq = max(maxSeq, seq)
 				cs.records++
 				cs.bytes += size
 				return true, nil

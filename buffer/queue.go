@@ -206,18 +206,10 @@ func (q *Queue) oldestLocked(c Class) (time.Time, bool) {
 // scanClass iterates the record keys of class c from seq `from` upwards,
 // calling fn until it returns false. Keys that do not decode are skipped.
 func (q *Queue) scanClass(txn *badger.Txn, c Class, from uint64, values bool, fn func(seq uint64, it *badger.Item) (bool, error)) error {
-	io := badger.DefaultIteratorOptions
-	io.PrefetchValues = values
-	io.PrefetchSize = 16
-	io.Prefix = classPrefix(c)
-	it := txn.NewIterator(io)
-	defer it.Close()
-	for it.Seek(recKey(c, from)); it.Valid(); it.Next() {
-		_, seq, err := decodeKey(it.Item().Key())
-		if err != nil {
-			continue
-		}
-		more, err := fn(seq, it.Item())
+	ci := newClassIter(txn, c, values)
+	defer ci.close()
+	for ci.seek(from); ci.valid(); ci.next() {
+		more, err := fn(ci.seq, ci.item())
 		if err != nil || !more {
 			return err
 		}
