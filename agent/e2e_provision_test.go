@@ -142,6 +142,7 @@ func writeTLSConfig(t *testing.T, dir, addr, caFile, claimCert, claimKey, serial
 	text := strings.NewReplacer(
 		"/tmp/tcu-demo/state", filepath.Join(dir, "state"),
 		"/tmp/tcu-demo/vbus.sock", filepath.Join(dir, "vbus.sock"),
+		"/tmp/tcu-demo/gnss", filepath.Join(dir, "gnss"),
 		"/tmp/tcu-demo/ctl.sock", filepath.Join(dir, "ctl.sock"),
 		`thing_name = "demo-car-001"`, ``,
 		`broker = "tcp://127.0.0.1:18830"`, `broker = "tls://`+addr+`"`+"\n"+`ca_file = "`+caFile+`"`,

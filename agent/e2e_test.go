@@ -82,6 +82,7 @@ func startSpine(t *testing.T, ctx context.Context) *spine {
 	r := strings.NewReplacer(
 		"/tmp/tcu-demo/state", filepath.Join(dir, "state"),
 		"/tmp/tcu-demo/vbus.sock", sock,
+		"/tmp/tcu-demo/gnss", filepath.Join(dir, "gnss"),
 		"/tmp/tcu-demo/ctl.sock", s.ctlPath,
 		"127.0.0.1:18830", s.cloud.Addr(),
 		"demo-car-001", thing,
@@ -406,16 +407,22 @@ func (s *spine) immobilizerFrames(value float64) int {
 func (s *spine) checkStatus(ctx context.Context) {
 	s.t.Helper()
 	var st ctl.Status
+	var body ctl.Bus
 	waitFor(s.t, "a frame rate in the status", 10*time.Second, func() bool {
 		var err error
 		st, err = ctl.Query(ctx, s.ctlPath)
-		return err == nil && len(st.Buses) == 1 && st.Buses[0].FramesPerSec > 0
+		for _, b := range st.Buses {
+			if b.Driver == "body" {
+				body = b
+			}
+		}
+		return err == nil && body.FramesPerSec > 0
 	})
 	if st.Identity.Thing != thing || st.Connection.State != "connected" || st.Connection.Acked == 0 {
 		s.t.Errorf("status identity/connection = %+v %+v", st.Identity, st.Connection)
 	}
-	if b := st.Buses[0]; b.Driver != "body" || b.State != "running" || b.Frames == 0 {
-		s.t.Errorf("status bus = %+v", b)
+	if body.State != "running" || body.Frames == 0 {
+		s.t.Errorf("status bus = %+v", body)
 	}
 	if st.LastCommand == nil || st.LastCommand.Status != "SUCCEEDED" {
 		s.t.Errorf("status last command = %+v", st.LastCommand)

@@ -26,6 +26,7 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 	// A probe calls into a component under that component's own lock; a
 	// deadlocked component stops its probe's heartbeats and so the watchdog.
 	a.probe(ctx, wg, "buffer", func() { a.queueStats() })
+	a.probe(ctx, wg, "drivers", a.sampleRates)
 	a.probe(ctx, wg, "uplink", func() {
 		if s := a.currentSession(); s != nil {
 			s.Stats()
@@ -69,6 +70,14 @@ func (a *Agent) probe(ctx context.Context, wg *sync.WaitGroup, name string, fn f
 			}
 		}
 	})
+}
+
+// sampleRates turns the drivers' frame counters into frames per second.
+func (a *Agent) sampleRates() {
+	now := a.now()
+	for _, s := range a.sups {
+		a.rates.update(s.name, driverCounters(s.drv)["frames"], now)
+	}
 }
 
 func (a *Agent) currentSession() *uplink.Session {

@@ -49,6 +49,13 @@ type rateSample struct {
 	rate float64
 }
 
+// rate returns the last computed rate of name.
+func (r *rates) rate(name string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.prev[name].rate
+}
+
 func (r *rates) update(name string, n uint64, now time.Time) float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,7 +105,7 @@ func (a *Agent) status() ctl.Status {
 		c := driverCounters(s.drv)
 		st.Buses = append(st.Buses, ctl.Bus{
 			Name: s.name, Driver: s.name, State: state.String(),
-			Frames: c["frames"], FramesPerSec: a.rates.update(s.name, c["frames"], now),
+			Frames: c["frames"], FramesPerSec: a.rates.rate(s.name),
 			DecodeErrors: c["decode_errors"], KernelDrops: c["drops"], Errors: c["tx_errors"], LastError: lastErr,
 		})
 	}

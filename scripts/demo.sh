@@ -41,7 +41,7 @@ start() {
 }
 
 start devcloud "$BIN/tcu-devcloud" serve --addr "$ADDR"
-start sim      "$BIN/tcu-sim" --vbus "$DEMO_DIR/vbus.sock" --scenario parked
+start sim      "$BIN/tcu-sim" --vbus "$DEMO_DIR/vbus.sock" --scenario parked --nmea-pty --nmea-link "$DEMO_DIR/gnss"
 start agent    "$BIN/tcu-agent" run --config configs/demo.toml
 
 echo "== waiting for telemetry (up to 15 s)"
