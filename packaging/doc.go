@@ -8,7 +8,12 @@
 //   - sysusers.d/tmpfiles.d create the user and directories in a scratch root;
 //   - the built .deb/.rpm packages (make package) contain what they should,
 //     and the amd64 .deb installs into and removes from a throwaway root with
-//     its maintainer scripts running.
+//     its maintainer scripts running;
+//   - the real agent binary, run as the unit runs it against a fake notify
+//     socket, sends READY=1, STATUS= and periodic WATCHDOG=1, answers
+//     `tcu-agent status` and serves valid Prometheus text (not in -short);
+//   - scripts/can-setup.sh and scripts/vcan-setup.sh issue the right ip(8)
+//     commands (dry run).
 //
 // Tests needing a tool that is absent (systemd-analyze, dpkg-deb, rpm) or
 // packages that were not built skip with a message; scripts/ci.d/40-packaging.sh
