@@ -11,6 +11,7 @@ import (
 // Demo-config values the generated config replaces. If configs/demo.toml
 // changes them, configFrom fails rather than testing the wrong setup.
 const (
+	demoDir      = "/tmp/tcu-demo/"
 	demoStateDir = "/tmp/tcu-demo/state"
 	demoBusSock  = "/tmp/tcu-demo/vbus.sock"
 	demoCtlSock  = "/tmp/tcu-demo/ctl.sock"
@@ -23,7 +24,7 @@ const (
 
 // paths are the per-test locations written into the generated config.
 type paths struct {
-	stateDir, busSock, ctlSock, broker string
+	dir, stateDir, busSock, ctlSock, broker string
 }
 
 // configFrom derives the agent's config from the demo config text.
@@ -56,7 +57,9 @@ func configFrom(demo string, opts Options, p paths) (string, error) {
 		}
 		text = strings.ReplaceAll(text, p[0], p[1])
 	}
-	return text, nil
+	// Any other demo path (a device added later) moves into the test's
+	// dir too, so that a test never touches a running demo.
+	return strings.ReplaceAll(text, demoDir, p.dir+"/"), nil
 }
 
 // writeConfig writes the agent's config and its DBC into dir and returns

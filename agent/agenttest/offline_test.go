@@ -45,11 +45,18 @@ func TestSystemOfflineRestartCatchUp(t *testing.T) {
 	t.Logf("run 1: %d records buffered offline; SIGTERM exit %d after %v", queued1, code, took.Round(time.Millisecond))
 	stopped := time.Now()
 
-	// Run 2: restart offline, then the broker comes up.
-	s.StartAgent()
-	s.WaitFor("run 2 to buffer more records", 30*time.Second, func() bool {
+	// Run 2: restart offline, produce more, then the broker comes up.
+	a2 := s.StartAgent()
+	var start2 int64 = -1
+	s.WaitFor("run 2 to buffer new records", 30*time.Second, func() bool {
 		n, err := s.Queued(ctx)
-		return err == nil && n > queued1
+		if err != nil {
+			return false
+		}
+		if start2 < 0 {
+			start2 = n // what run 1 left, including its shutdown flush
+		}
+		return n >= start2+5 && time.Since(a2.Started) > time.Second
 	})
 	s.MuteVehicle(true) // a fixed backlog, so the queue can reach empty
 	time.Sleep(300 * time.Millisecond)

@@ -64,6 +64,9 @@ type System struct {
 	frames    []Frame    // guarded by mu
 	responses []Response // guarded by mu
 	agents    []*Agent   // guarded by mu
+
+	bmu      sync.Mutex // not mu: the broker calls observers that take mu
+	brokerUp bool       // guarded by bmu
 }
 
 // Start brings up the vehicle, the bus, the broker and the observers and
@@ -101,7 +104,7 @@ func Start(t testing.TB, opts Options) *System {
 	busSock := s.startVehicle(ctx, &wg)
 	s.startCloud(ctx)
 	s.cfgPath, err = writeConfig(root, dir, opts, paths{
-		stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: s.Cloud.Addr(),
+		dir: dir, stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: s.Cloud.Addr(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -147,24 +150,36 @@ func (s *System) startCloud(ctx context.Context) {
 	s.Cloud.Subscribe("dt/tcu/"+thing+"/telemetry", func(topic string, p []byte) { s.Stream.collect(s.t, topic, p) })
 	s.Cloud.Subscribe("dt/tcu/"+thing+"/events", func(topic string, p []byte) { s.Stream.collect(s.t, topic, p) })
 	s.Cloud.Subscribe(devcloud.ResponseTopic(thing, "+"), s.collectResponse)
+	s.brokerUp = true
 	if s.opts.BrokerDown {
-		s.Cloud.Stop()
+		s.StopBroker()
 	}
 }
 
 // StartBroker starts the broker on its address after StopBroker or
-// Options.BrokerDown.
+// Options.BrokerDown; it does nothing if the broker runs.
 func (s *System) StartBroker() {
 	s.t.Helper()
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	if s.brokerUp {
+		return
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	if err := s.Cloud.Start(ctx); err != nil {
 		s.t.Fatalf("start broker: %v", err)
 	}
+	s.brokerUp = true
 }
 
 // StopBroker closes the broker's listener and every connection.
-func (s *System) StopBroker() { s.Cloud.Stop() }
+func (s *System) StopBroker() {
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
+	s.Cloud.Stop()
+	s.brokerUp = false
+}
 
 // Thing is the agent's thing name.
 func (s *System) Thing() string { return s.opts.Thing }
