@@ -122,95 +122,127 @@ func (d *Decoder) sentenceTime(s Sentence) (TimeOfDay, error) {
 
 // apply merges one sentence into the current epoch.
 func (d *Decoder) apply(s Sentence) error {
-	e := &d.cur
 	if s.Talker == "P" {
 		d.Unknown++
 		return nil
 	}
 	switch s.Type {
 	case "GGA":
-		g, err := ParseGGA(s)
-		if err != nil {
-			return err
-		}
-		e.gga, e.ggaQual = true, g.Quality
-		e.ggaAlt, e.ggaNoSats = g.HasAlt, g.HasSats && g.Sats == 0
-		e.fix.Quality = g.Quality
-		if g.Quality > 0 && g.HasPos {
-			e.fix.Lat, e.fix.Lon, e.fix.HasPos = g.Lat, g.Lon, true
-			e.fix.Alt, e.fix.HasAlt = g.Alt, g.HasAlt
-		}
-		if g.HasSats {
-			e.fix.Sats, e.fix.HasSats = g.Sats, true
-		}
-		if g.HasHDOP {
-			e.fix.HDOP, e.fix.HasHDOP = g.HDOP, true
-		}
+		return d.applyGGA(s)
 	case "RMC":
-		r, err := ParseRMC(s)
-		if err != nil {
-			return err
-		}
-		e.rmc, e.rmcOK = true, r.Valid
-		if r.HasDate {
-			d.date, d.hasDate, d.lastDay = r.Date, true, r.Time.D
-			e.dateSet = true
-		}
-		if r.Valid && r.HasPos {
-			e.fix.Lat, e.fix.Lon, e.fix.HasPos = r.Lat, r.Lon, true
-		}
-		if r.HasSpeed {
-			e.fix.Speed, e.fix.HasSpeed = r.Speed, true
-		}
-		if r.HasCourse {
-			e.fix.Course, e.fix.HasCourse = r.Course, true
-		}
+		return d.applyRMC(s)
 	case "GSA":
-		g, err := ParseGSA(s)
-		if err != nil {
-			return err
-		}
-		if m := Mode(g.FixType); m > e.gsaMode && m <= Mode3D {
-			e.gsaMode = m
-		}
-		if g.HasHDOP && !e.fix.HasHDOP {
-			e.fix.HDOP, e.fix.HasHDOP = g.HDOP, true
-		}
+		return d.applyGSA(s)
 	case "VTG":
-		v, err := ParseVTG(s)
-		if err != nil {
-			return err
-		}
-		if v.Valid && v.HasSpeed {
-			e.fix.Speed, e.fix.HasSpeed = v.Speed, true
-		}
-		if v.Valid && v.HasCourse {
-			e.fix.Course, e.fix.HasCourse = v.Course, true
-		}
+		return d.applyVTG(s)
 	case "GLL":
-		g, err := ParseGLL(s)
-		if err != nil {
-			return err
-		}
-		e.gll, e.gllOK = true, g.Valid
-		if g.HasPos && !e.fix.HasPos {
-			e.fix.Lat, e.fix.Lon, e.fix.HasPos = g.Lat, g.Lon, true
-		}
+		return d.applyGLL(s)
 	case "ZDA":
-		z, err := ParseZDA(s)
-		if err != nil {
-			return err
-		}
-		if z.HasDate {
-			d.date, d.hasDate, d.lastDay = z.Date, true, z.Time.D
-			e.dateSet, e.zda = true, true
-		}
+		return d.applyZDA(s)
 	case "GSV":
-		if _, err := ParseGSV(s); err != nil {
-			return err
-		}
-	default:
-		d.Unknown++
+		_, err := ParseGSV(s)
+		return err
+	}
+	d.Unknown++
+	return nil
+}
+
+func (d *Decoder) applyGGA(s Sentence) error {
+	g, err := ParseGGA(s)
+	if err != nil {
+		return err
+	}
+	e := &d.cur
+	e.gga, e.ggaQual = true, g.Quality
+	e.ggaAlt, e.ggaNoSats = g.HasAlt, g.HasSats && g.Sats == 0
+	e.fix.Quality = g.Quality
+	if g.Quality > 0 && g.HasPos {
+		e.fix.Lat, e.fix.Lon, e.fix.HasPos = g.Lat, g.Lon, true
+		e.fix.Alt, e.fix.HasAlt = g.Alt, g.HasAlt
+	}
+	if g.HasSats {
+		e.fix.Sats, e.fix.HasSats = g.Sats, true
+	}
+	if g.HasHDOP {
+		e.fix.HDOP, e.fix.HasHDOP = g.HDOP, true
+	}
+	return nil
+}
+
+func (d *Decoder) applyRMC(s Sentence) error {
+	r, err := ParseRMC(s)
+	if err != nil {
+		return err
+	}
+	e := &d.cur
+	e.rmc, e.rmcOK = true, r.Valid
+	if r.HasDate {
+		d.date, d.hasDate, d.lastDay = r.Date, true, r.Time.D
+		e.dateSet = true
+	}
+	if r.Valid && r.HasPos {
+		e.fix.Lat, e.fix.Lon, e.fix.HasPos = r.Lat, r.Lon, true
+	}
+	if r.HasSpeed {
+		e.fix.Speed, e.fix.HasSpeed = r.Speed, true
+	}
+	if r.HasCourse {
+		e.fix.Course, e.fix.HasCourse = r.Course, true
+	}
+	return nil
+}
+
+func (d *Decoder) applyGSA(s Sentence) error {
+	g, err := ParseGSA(s)
+	if err != nil {
+		return err
+	}
+	e := &d.cur
+	if m := Mode(g.FixType); m > e.gsaMode && m <= Mode3D {
+		e.gsaMode = m
+	}
+	if g.HasHDOP && !e.fix.HasHDOP {
+		e.fix.HDOP, e.fix.HasHDOP = g.HDOP, true
+	}
+	return nil
+}
+
+func (d *Decoder) applyVTG(s Sentence) error {
+	v, err := ParseVTG(s)
+	if err != nil {
+		return err
+	}
+	e := &d.cur
+	if v.Valid && v.HasSpeed {
+		e.fix.Speed, e.fix.HasSpeed = v.Speed, true
+	}
+	if v.Valid && v.HasCourse {
+		e.fix.Course, e.fix.HasCourse = v.Course, true
+	}
+	return nil
+}
+
+func (d *Decoder) applyGLL(s Sentence) error {
+	g, err := ParseGLL(s)
+	if err != nil {
+		return err
+	}
+	e := &d.cur
+	e.gll, e.gllOK = true, g.Valid
+	if g.HasPos && !e.fix.HasPos {
+		e.fix.Lat, e.fix.Lon, e.fix.HasPos = g.Lat, g.Lon, true
+	}
+	return nil
+}
+
+func (d *Decoder) applyZDA(s Sentence) error {
+	z, err := ParseZDA(s)
+	if err != nil {
+		return err
+	}
+	if z.HasDate {
+		d.date, d.hasDate, d.lastDay = z.Date, true, z.Time.D
+		d.cur.dateSet, d.cur.zda = true, true
 	}
 	return nil
 }

@@ -112,9 +112,17 @@ func compareWithGpsd(t *testing.T, capture string) {
 			t.Errorf("TPV %d (%s): %s", i, want.Time, diff)
 		}
 	}
-	// Conversely, no emitted position may be one gpsd never reported
-	// (except the epoch cut off by the end of the capture, which gpsd
-	// never completed and the decoder flushes).
+	positions := checkNoInventedPositions(t, fixes, tpvs)
+	t.Logf("%s: %d fixes (%d with position); %d timed and %d untimed gpsd TPVs compared",
+		filepath.Base(capture), len(fixes), positions, checked, untimed)
+}
+
+// checkNoInventedPositions fails for every emitted position that is no
+// gpsd TPV's (except the epoch cut off by the end of the capture, which
+// gpsd never completed and the decoder flushes). It returns how many
+// fixes had a position.
+func checkNoInventedPositions(t *testing.T, fixes []Fix, tpvs []tpv) int {
+	t.Helper()
 	positions := 0
 	for j, fx := range fixes {
 		if !fx.HasPos || j == len(fixes)-1 {
@@ -125,8 +133,7 @@ func compareWithGpsd(t *testing.T, capture string) {
 			t.Errorf("fix at %v (%v,%v) matches no gpsd TPV position", fx.TimeOfDay.D, fx.Lat, fx.Lon)
 		}
 	}
-	t.Logf("%s: %d fixes (%d with position); %d timed and %d untimed gpsd TPVs compared",
-		filepath.Base(capture), len(fixes), positions, checked, untimed)
+	return positions
 }
 
 // knownDifference lists gpsd reports the decoder deliberately does not
