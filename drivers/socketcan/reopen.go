@@ -27,6 +27,10 @@ type Backoff struct {
 	Min, Max time.Duration
 }
 
+// minHealthy is how long a socket must live for its failure to count as a
+// fresh start rather than another consecutive failure.
+const minHealthy = time.Second
+
 // DefaultBackoff is used when Reopen is given a zero Backoff.
 var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
@@ -45,11 +49,13 @@ type Reopener struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu    sync.Mutex // serialises (re)opening
-	cur   atomic.Pointer[busBox]
-	base  Stats // counters of closed sockets; guarded by mu
-	fails int   // consecutive open failures; guarded by mu
-	down  bool  // last open failed (for logging once per change); guarded by mu
+	mu       sync.Mutex // serialises (re)opening
+	cur      atomic.Pointer[busBox]
+	base     Stats     // counters of closed sockets; guarded by mu
+	fails    int       // consecutive failures (opens, short-lived sockets); guarded by mu
+	down     bool      // last open failed (for logging once per change); guarded by mu
+	openedAt time.Time // when cur was opened; guarded by mu
+	churn    bool      // the last socket died young: back off before reopening; guarded by mu
 
 	reopens atomic.Uint64
 }
@@ -115,6 +121,13 @@ func (r *Reopener) retryable(b bus, err error) bool {
 
 func (r *Reopener) dropLocked(b bus, err error) {
 	r.cur.Store(nil)
+	// A socket that fails right after opening (a flapping or half-working
+	// interface) must not make Receive an open/close busy loop.
+	if time.Since(r.openedAt) < minHealthy {
+		r.churn = true
+	} else {
+		r.fails = 0
+	}
 	r.base = addStats(r.base, b.Stats())
 	_ = b.Close()
 	r.log.Warn("can interface lost", "iface", r.iface, "err", err)
@@ -143,10 +156,16 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 		if box := r.cur.Load(); box != nil {
 			return box.b, nil
 		}
+		if r.churn {
+			r.churn = false
+			if err := r.waitLocked(ctx); err != nil {
+				return nil, err
+			}
+		}
 		b, err := r.open(r.iface, r.opts)
 		if err == nil {
 			r.cur.Store(&busBox{b})
-			r.fails = 0
+			r.openedAt = time.Now()
 			if r.down || r.reopens.Load() > 0 {
 				r.log.Info("can interface open", "iface", r.iface)
 			}

@@ -164,3 +164,31 @@ func TestReopenerContextCancelDuringBackoff(t *testing.T) {
 		t.Fatalf("Send() = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestReopenerNoBusyLoopOnFlappingSocket: every socket opens fine and then
+// fails at once; reopening must still back off.
+func TestReopenerNoBusyLoopOnFlappingSocket(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	opens := 0
+	open := func(string, Options) (bus, error) {
+		mu.Lock()
+		opens++
+		mu.Unlock()
+		return newFakeBus(fmt.Errorf("receive: %w: network down", drivers.ErrNotReady)), nil
+	}
+	r := newReopener("vcan0", Options{}, Backoff{Min: 20 * time.Millisecond, Max: 40 * time.Millisecond}, open)
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := r.Receive(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive() = %v, want DeadlineExceeded", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Backoff 20, 40, 40, ... ms (±25 %) allows at most ~11 opens in 300 ms;
+	// a busy loop would make thousands.
+	if opens < 2 || opens > 15 {
+		t.Errorf("opened %d times in 300ms, want 2..15", opens)
+	}
+}
