@@ -14,3 +14,12 @@ func TestOpenMissingInterfaceNotReady(t *testing.T) {
 		t.Fatalf("Open(missing) error = %v, want ErrNotReady (or ErrUnsupported off Linux)", err)
 	}
 }
+
+func TestOpenLoopbackIsNotCAN(t *testing.T) {
+	t.Parallel()
+	_, err := Open("lo", Options{})
+	var fe *drivers.FatalError
+	if !errors.As(err, &fe) && !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("Open(lo) error = %v, want *drivers.FatalError", err)
+	}
+}

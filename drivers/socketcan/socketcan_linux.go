@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -50,16 +51,23 @@ type Conn struct {
 
 var _ canbus.Bus = (*Conn)(nil)
 
+// arphrdCAN is ARPHRD_CAN as /sys/class/net/<iface>/type shows it.
+const arphrdCAN = "280"
+
 // aLongTimeAgo is a deadline in the past that unblocks pending I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
 // Open binds a CAN_RAW socket to iface. It returns an error wrapping
-// drivers.ErrNotReady when the interface does not exist or is down, and
-// one wrapping errors.ErrUnsupported when the kernel has no AF_CAN.
+// drivers.ErrNotReady when the interface does not exist or is down, one
+// wrapping errors.ErrUnsupported when the kernel has no AF_CAN, and a
+// *drivers.FatalError when iface is not a CAN interface.
 func Open(iface string, opts Options) (*Conn, error) {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w: %w", iface, drivers.ErrNotReady, err)
+	}
+	if t, err := os.ReadFile("/sys/class/net/" + iface + "/type"); err == nil && strings.TrimSpace(string(t)) != arphrdCAN {
+		return nil, &drivers.FatalError{Err: fmt.Errorf("open %s: not a CAN interface (ARPHRD type %s)", iface, strings.TrimSpace(string(t)))}
 	}
 	if ifi.Flags&net.FlagUp == 0 {
 		return nil, fmt.Errorf("open %s: %w: interface is down", iface, drivers.ErrNotReady)

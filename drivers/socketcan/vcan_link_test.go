@@ -134,3 +134,11 @@ func TestVcanReopenerSurvivesDownUpAndRecreate(t *testing.T) {
 		t.Fatal("receiver goroutine did not stop after Close")
 	}
 }
+
+func TestVcanOpenNonCANInterfaceIsFatal(t *testing.T) {
+	_, err := Open("lo", Options{})
+	var fe *drivers.FatalError
+	if !errors.As(err, &fe) {
+		t.Fatalf("Open(lo) error = %v, want *drivers.FatalError", err)
+	}
+}
