@@ -245,8 +245,8 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 	return last, nil
 }
 
-// writeMetaLocked adds m/seq (when records were written) and the changed
-// m/lo keys to w.
+// writeMetaLocked adds z/seq (when records were written) and the changed
+// z/lo keys to w.
 func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
 	if last > 0 {
 		if err := w.set([]byte(keySeq), putU64(last)); err != nil {

@@ -29,6 +29,11 @@ func BenchmarkAppend(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/size=%d/batch=%d", pol, size, batch), func(b *testing.B) {
 					benchAppend(b, pol, size, batch)
 				})
+				if batch > 1 {
+					b.Run(fmt.Sprintf("%s-AppendBatch/size=%d/batch=%d", pol, size, batch), func(b *testing.B) {
+						benchAppendBatch(b, pol, size, batch)
+					})
+				}
 			}
 		}
 	}
@@ -59,6 +64,29 @@ func benchAppend(b *testing.B, pol buffer.SyncPolicy, size, batch int) {
 	s := q.Stats()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
 	b.ReportMetric(float64(s.Syncs)/float64(b.N), "syncs/rec")
+}
+
+// benchAppendBatch appends with AppendBatch calls of batch records from
+// one goroutine: the single-producer path, comparable to the raw file.
+func benchAppendBatch(b *testing.B, pol buffer.SyncPolicy, size, batch int) {
+	o := testOptions(b)
+	o.Sync = pol
+	o.MaxBytes = 1 << 40
+	q := mustOpen(b, o)
+	data := make([][]byte, batch)
+	for i := range data {
+		data[i] = make([]byte, size)
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; i += batch {
+		if _, err := q.AppendBatch(context.Background(), buffer.ClassTelemetry, data[:min(batch, b.N-i)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rec/s")
+	b.ReportMetric(float64(q.Stats().Syncs)/float64(b.N), "syncs/rec")
 }
 
 func benchRaw(b *testing.B, size, batch int) {

@@ -12,7 +12,7 @@ import (
 func FuzzRecordDecode(f *testing.F) {
 	f.Add(recKey(ClassEvent, 42), encodeValue(time.Unix(1700000000, 5), []byte(`{"a":1}`)))
 	f.Add([]byte{'r', 9, 0, 0, 0, 0, 0, 0, 0, 1}, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	f.Add([]byte("m/seq"), encodeSeqFile(seqState{Epoch: 3, HW: 1 << 40}))
+	f.Add([]byte("z/seq"), encodeSeqFile(seqState{Epoch: 3, HW: 1 << 40}))
 	f.Add([]byte{}, []byte{2})
 	f.Fuzz(func(t *testing.T, key, val []byte) {
 		if c, seq, err := decodeKey(key); err == nil && !bytes.Equal(recKey(c, seq), key) {

@@ -87,7 +87,7 @@ type classState struct {
 	// lo: every record of the class with seq < lo is gone (acked, evicted,
 	// expired); its key may still exist until its segment is dropped.
 	lo      uint64
-	loSaved uint64 // lo as last written to m/lo
+	loSaved uint64 // lo as last written to z/lo
 	// fwd is the backlog lease cursor: every record in [lo, fwd) is leased
 	// or gone. Release moves it back.
 	fwd uint64

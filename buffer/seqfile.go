@@ -17,7 +17,7 @@ import (
 //
 // high-water is a reservation: no seq >= high-water is handed out before a
 // larger high-water is written (and fsynced). epoch equals the store's
-// m/epoch key when the directory is the one this file was written with.
+// z/epoch key when the directory is the one this file was written with.
 // Introduced in schema 1.
 const (
 	seqMagic   = "TCUQSEQ1"
