@@ -61,6 +61,9 @@ func (s *System) StartAgent() *Agent {
 	s.agents = append(s.agents, a)
 	s.mu.Unlock()
 	s.t.Cleanup(func() {
+		if err := a.unexpectedExit(); err != nil {
+			s.t.Error(err)
+		}
 		if err := a.Kill(); err != nil {
 			s.t.Errorf("agent run %d: %v", n, err)
 		}

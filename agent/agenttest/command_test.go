@@ -34,6 +34,7 @@ const (
 // never actuated again, and a redelivery of the same id gets the recorded
 // answer with no new frame.
 func TestSystemKillBetweenLedgerAndResponse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		cut       func(t *testing.T, s *System, id string) // returns right before the kill

@@ -29,6 +29,7 @@ type killRound struct {
 // from the first to the last seen has arrived; duplicates are allowed and
 // counted.
 func TestSystemKillDuringDrain(t *testing.T) {
+	t.Parallel()
 	s := Start(t, Options{
 		Binary: binary(t), Scenario: sim.ScenarioCity, TelemetryInterval: "100ms",
 		ExtraEvents: []string{"Vehicle.Speed", "Vehicle.TraveledDistance"}, BackoffMax: "1s",

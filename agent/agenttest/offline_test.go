@@ -12,6 +12,7 @@ import (
 // agent buffers for 5 s, stops cleanly on SIGTERM, restarts, and once the
 // broker is up every record of both runs arrives with contiguous seqs.
 func TestSystemOfflineRestartCatchUp(t *testing.T) {
+	t.Parallel()
 	s := Start(t, Options{
 		Binary: binary(t), Scenario: sim.ScenarioCity, BrokerDown: true,
 		TelemetryInterval: "100ms", ExtraEvents: []string{"Vehicle.Speed"}, BackoffMax: "2s",
