@@ -131,52 +131,64 @@ func connected(ctx context.Context, s *System) bool {
 	return err == nil && st.Connection.State == "connected"
 }
 
-// roundReport tabulates, per agent run, the records it produced (by
-// record timestamp), the buffer at its kill, and the first deliveries and
-// duplicates that arrived while it ran.
+// roundReport tabulates, per agent run: the seqs it produced (from the
+// previous run's highest seq to the highest seq stamped during this run,
+// so a lost record still counts), how many of those ever arrived, the
+// buffer at its kill, and the first deliveries and duplicates that arrived
+// while it ran.
 func roundReport(s *System, rounds []killRound, last *Agent) string {
 	type window struct {
-		kind       string
-		from, to   time.Time
-		queued     int64
-		inflight   int64
-		delay      time.Duration
-		prod, dups int
-		first      int
+		kind            string
+		from, to        time.Time
+		queued          int64
+		inflight        int64
+		delay           time.Duration
+		hi              uint64 // highest seq stamped in the window
+		first, dups     int
+		produced, found int
 	}
 	var ws []window
 	for _, r := range rounds {
-		ws = append(ws, window{kind: r.kind, from: r.agent.Started, to: r.killed, queued: r.queued, inflight: r.inflight, delay: r.delay})
+		ws = append(ws, window{kind: r.kind, from: r.agent.Started, to: r.killed, queued: r.queued,
+			inflight: r.inflight, delay: r.delay})
 	}
 	ws = append(ws, window{kind: "final", from: last.Started, to: time.Now(), queued: -1, inflight: -1})
 	seen := map[uint64]bool{}
 	for _, a := range s.Stream.Arrivals() {
 		for i := range ws {
 			w := &ws[i]
-			if a.At.Before(w.from) || !a.At.Before(w.to) {
-				continue
+			if !a.TS.Before(w.from) && a.TS.Before(w.to) {
+				w.hi = max(w.hi, a.Seq)
 			}
-			if seen[a.Seq] {
-				w.dups++
-			} else {
-				w.first++
-			}
-		}
-		if !seen[a.Seq] {
-			for i := range ws {
-				if !a.TS.Before(ws[i].from) && a.TS.Before(ws[i].to) {
-					ws[i].prod++
+			if !a.At.Before(w.from) && a.At.Before(w.to) {
+				if seen[a.Seq] {
+					w.dups++
+				} else {
+					w.first++
 				}
 			}
 		}
 		seen[a.Seq] = true
 	}
+	prev, _ := s.Stream.Span()
+	prev-- // the seq before the first
+	for i := range ws {
+		w := &ws[i]
+		for q := prev + 1; w.hi > prev && q <= w.hi; q++ {
+			w.produced++
+			if seen[q] {
+				w.found++
+			}
+		}
+		prev = max(prev, w.hi)
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-4s %-9s %8s %8s %7s %8s %9s %5s %s\n", "run", "ends", "lifetime", "produced",
-		"queued", "inflight", "delivered", "dups", "puback delay")
+	fmt.Fprintf(&b, "%-4s %-9s %8s %8s %7s %7s %8s %9s %5s %s\n", "run", "ends", "lifetime", "produced",
+		"arrived", "queued", "inflight", "delivered", "dups", "puback delay")
 	for i, w := range ws {
-		fmt.Fprintf(&b, "%-4d %-9s %8s %8d %7d %8d %9d %5d %v\n", i+1, w.kind, w.to.Sub(w.from).Round(100*time.Millisecond),
-			w.prod, w.queued, w.inflight, w.first, w.dups, w.delay.Round(time.Millisecond))
+		fmt.Fprintf(&b, "%-4d %-9s %8s %8d %7d %7d %8d %9d %5d %v\n", i+1, w.kind,
+			w.to.Sub(w.from).Round(100*time.Millisecond), w.produced, w.found, w.queued, w.inflight,
+			w.first, w.dups, w.delay.Round(time.Millisecond))
 	}
 	return b.String()
 }

@@ -18,33 +18,7 @@ func TestSystemOfflineRestartCatchUp(t *testing.T) {
 		TelemetryInterval: "100ms", ExtraEvents: []string{"Vehicle.Speed"}, BackoffMax: "2s",
 	})
 	ctx := context.Background()
-
-	// Run 1: offline for 5 s, records accumulate in the buffer.
-	a1 := s.StartAgent()
-	var queued1 int64
-	s.WaitFor("run 1 to buffer records", 30*time.Second, func() bool {
-		n, err := s.Queued(ctx)
-		queued1 = n
-		return err == nil && n > 0
-	})
-	time.Sleep(time.Until(a1.Started.Add(5 * time.Second)))
-	st, err := s.Status(ctx)
-	if err != nil {
-		t.Fatalf("status before SIGTERM: %v", err)
-	}
-	if st.Connection.State == "connected" {
-		t.Fatalf("agent connected to a stopped broker: %+v", st.Connection)
-	}
-	queued1 = QueuedIn(st)
-	code, took, err := a1.Terminate(5 * time.Second)
-	if err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	if code != 0 {
-		t.Errorf("SIGTERM: exit code %d, want 0", code)
-	}
-	t.Logf("run 1: %d records buffered offline; SIGTERM exit %d after %v", queued1, code, took.Round(time.Millisecond))
-	stopped := time.Now()
+	queued1, stopped := offlineRunThenTerm(ctx, t, s)
 
 	// Run 2: restart offline, produce more, then the broker comes up.
 	a2 := s.StartAgent()
@@ -61,7 +35,7 @@ func TestSystemOfflineRestartCatchUp(t *testing.T) {
 	})
 	s.MuteVehicle(true) // a fixed backlog, so the queue can reach empty
 	time.Sleep(300 * time.Millisecond)
-	backlog, err := s.Queued(ctx)
+	backlog, err := s.Queued(ctx) // every record of both runs: none was ever sent
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +63,36 @@ func TestSystemOfflineRestartCatchUp(t *testing.T) {
 		t.Errorf("arrivals: %d from run 1 (buffered %d), %d from run 2", run1, queued1, run2)
 	}
 	t.Logf("delivered %d distinct seqs %d..%d, %d duplicates", s.Stream.Distinct(), lo, hi, s.Stream.Duplicates())
+}
+
+// offlineRunThenTerm runs the agent for 5 s with the broker down, stops it
+// with SIGTERM (exit 0 within 5 s) and returns what it had buffered and
+// when it stopped.
+func offlineRunThenTerm(ctx context.Context, t *testing.T, s *System) (queued int64, stopped time.Time) {
+	t.Helper()
+	a := s.StartAgent()
+	s.WaitFor("run 1 to buffer records", 30*time.Second, func() bool {
+		n, err := s.Queued(ctx)
+		return err == nil && n > 0
+	})
+	time.Sleep(time.Until(a.Started.Add(5 * time.Second)))
+	st, err := s.Status(ctx)
+	if err != nil {
+		t.Fatalf("status before SIGTERM: %v", err)
+	}
+	if st.Connection.State == "connected" {
+		t.Fatalf("agent connected to a stopped broker: %+v", st.Connection)
+	}
+	queued = QueuedIn(st)
+	code, took, err := a.Terminate(5 * time.Second)
+	if err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	if code != 0 {
+		t.Errorf("SIGTERM: exit code %d, want 0", code)
+	}
+	t.Logf("run 1: %d records buffered offline; SIGTERM exit %d after %v", queued, code, took.Round(time.Millisecond))
+	return queued, time.Now()
 }
 
 // headGaps shortens a list of gaps for a failure message.
