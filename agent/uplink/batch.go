@@ -22,7 +22,7 @@ type openBatch struct {
 	topic  string
 	buf    []byte
 	seqs   []uint64
-	opened time.Time // when the first record was added
+	opened time.Time // when the first record was added (monotonic clock)
 	oldest time.Time
 }
 
@@ -53,7 +53,7 @@ func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Dura
 	}
 }
 
-// add takes one leased record. now is the time it was leased.
+// add takes one leased record. now is the (monotonic) time it was leased.
 func (b *batcher) add(r Record, now time.Time) {
 	rec, err := record.Unmarshal(r.Data)
 	if err != nil {
@@ -106,26 +106,24 @@ func (b *batcher) close(topic string) {
 	b.ready = append(b.ready, &message{topic: topic, payload: ob.buf, seqs: ob.seqs, oldest: ob.oldest})
 }
 
-// flushDue closes batches that have waited BatchLatency in the session,
-// and, when the queue has nothing more right now (idle), batches whose
-// oldest record already waited BatchLatency in the queue.
-func (b *batcher) flushDue(now time.Time, idle bool) {
+// flushDue closes batches that have waited BatchLatency in the session
+// (mono is the monotonic now, as passed to add), and, when the queue has
+// nothing more right now (idle), batches whose oldest record was observed
+// BatchLatency or more before wall: a backlog goes out without waiting.
+func (b *batcher) flushDue(mono, wall time.Time, idle bool) {
 	for topic, ob := range b.open {
-		if now.Sub(ob.opened) >= b.latency || (idle && now.Sub(ob.oldest) >= b.latency) {
+		if mono.Sub(ob.opened) >= b.latency || (idle && wall.Sub(ob.oldest) >= b.latency) {
 			b.close(topic)
 		}
 	}
 }
 
-// deadline is when the next open batch becomes due (zero if none).
+// deadline is when (monotonic) the next open batch becomes due, zero if
+// none.
 func (b *batcher) deadline() time.Time {
 	var d time.Time
 	for _, ob := range b.open {
-		t := ob.opened.Add(b.latency)
-		if o := ob.oldest.Add(b.latency); o.Before(t) {
-			t = o
-		}
-		if d.IsZero() || t.Before(d) {
+		if t := ob.opened.Add(b.latency); d.IsZero() || t.Before(d) {
 			d = t
 		}
 	}

@@ -43,7 +43,7 @@ func TestBatcherSplitsBySizeAndTopic(t *testing.T) {
 	seq++
 	big := `{"blob":"` + strings.Repeat("x", 2000) + `"}`
 	b.add(rec(t, seq, ClassTelemetry, record.Record{Kind: "telemetry", Time: now, Body: json.RawMessage(big)}), now)
-	b.flushDue(now.Add(time.Second), true)
+	b.flushDue(now.Add(time.Second), now, true)
 
 	if diff := cmp.Diff([]uint64{43, 44}, b.takeDropped()); diff != "" {
 		t.Errorf("dropped (-want +got):\n%s", diff)
@@ -102,25 +102,25 @@ func TestBatcherLatency(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
 	b := newBatcher("T1", testTopics, 4096, time.Second)
 	b.add(rec(t, 1, ClassTelemetry, record.Record{Kind: "telemetry", Time: now, Body: json.RawMessage(`{}`)}), now)
-	b.flushDue(now.Add(500*time.Millisecond), true)
+	b.flushDue(now.Add(500*time.Millisecond), now.Add(500*time.Millisecond), true)
 	if b.peek() != nil {
 		t.Fatal("flushed before the latency budget")
 	}
 	if d := b.deadline(); !d.Equal(now.Add(time.Second)) {
 		t.Errorf("deadline = %v, want %v", d, now.Add(time.Second))
 	}
-	b.flushDue(now.Add(time.Second), false)
+	b.flushDue(now.Add(time.Second), now.Add(time.Second), false)
 	if b.peek() == nil {
 		t.Fatal("not flushed at the latency budget")
 	}
 	b.pop()
 	old := now.Add(-time.Hour)
 	b.add(rec(t, 2, ClassTelemetry, record.Record{Kind: "telemetry", Time: old, Body: json.RawMessage(`{}`)}), now)
-	b.flushDue(now, false)
+	b.flushDue(now, now, false)
 	if b.peek() != nil {
 		t.Fatal("backlog flushed while the queue may have more")
 	}
-	b.flushDue(now, true)
+	b.flushDue(now, now, true)
 	if b.peek() == nil {
 		t.Fatal("backlog not flushed when the queue is empty")
 	}
@@ -144,7 +144,7 @@ func FuzzBatcher(f *testing.F) {
 		for i := uint64(1); i <= 3; i++ {
 			b.add(Record{Seq: i, Class: Class(class % 3), Data: data}, now)
 		}
-		b.flushDue(now.Add(time.Hour), true)
+		b.flushDue(now.Add(time.Hour), now.Add(time.Hour), true)
 		count := len(b.takeDropped())
 		for m := b.peek(); m != nil; m = b.peek() {
 			b.pop()

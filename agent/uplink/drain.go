@@ -109,14 +109,14 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 			sleepCtx(ctx, time.Second)
 			continue
 		}
-		now := s.now()
+		now := time.Now() // batch latency runs on the monotonic clock
 		for _, r := range recs {
 			b.add(r, now)
 		}
 		if d := b.takeDropped(); len(d) > 0 {
 			s.drop(d)
 		}
-		b.flushDue(now, len(recs) == 0)
+		b.flushDue(now, s.now(), len(recs) == 0)
 		if len(recs) == 0 && b.peek() == nil {
 			s.idle(ctx, b.deadline())
 		}
@@ -130,7 +130,7 @@ const idlePoll = time.Second
 func (s *Session) idle(ctx context.Context, deadline time.Time) {
 	wait := idlePoll
 	if !deadline.IsZero() {
-		wait = min(wait, max(deadline.Sub(s.now()), time.Millisecond))
+		wait = min(wait, max(time.Until(deadline), time.Millisecond))
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -302,7 +302,7 @@ func (s *Session) drop(seqs []uint64) {
 // logRare logs each message at most once a minute.
 func (s *Session) logRare(msg string, err error) {
 	s.mu.Lock()
-	now := s.now()
+	now := time.Now()
 	ok := now.Sub(s.rare[msg]) >= time.Minute
 	if ok {
 		if s.rare == nil {

@@ -82,3 +82,21 @@ func TestAckTimeoutReconnects(t *testing.T) {
 	cloud.Faults().WithholdPubacks(false)
 	eventually(t, 20*time.Second, "all acked", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
 }
+
+// TestFrozenWallClock: a wall clock that is wrong or stands still (no
+// GNSS fix yet, RTC reset) does not stall the drain: rates, timeouts and
+// connect spacing run on the monotonic clock.
+func TestFrozenWallClock(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	col := collect(cloud, "dt/tcu/+/telemetry")
+	q := uplinktest.NewQueue()
+	frozen := time.Date(1970, 1, 1, 0, 0, 5, 0, time.UTC)
+	appendTelemetry(t, q, 500, frozen)
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-FZ", Queue: q, Logger: testLogger(t),
+		Now: func() time.Time { return frozen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 20*time.Second, "500 records", func() bool { n, _ := col.distinct(); return n == 500 })
+}

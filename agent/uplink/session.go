@@ -119,8 +119,10 @@ func New(opts Options) (*Session, error) {
 		}
 		s.tls = tc
 	}
-	s.rate = newLimiter(cfg.MaxPublishRate, opts.Now)
-	s.backlog = newLimiter(cfg.BacklogRate, opts.Now)
+	// Rates and the connect spacing use the monotonic clock: a wall clock
+	// corrected backwards (GNSS, NTP) must not stall publishing.
+	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
+	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
 	s.boff = backoff{initial: cfg.BackoffInitial.D(), max: cfg.BackoffMax.D(), rand: randInt63n}
 	return s, nil
 }
@@ -150,12 +152,12 @@ func (s *Session) Run(ctx context.Context) error {
 	for first := true; ; first = false {
 		wait := s.nextDelay(first, attempt, lastErr)
 		if !last.IsZero() {
-			wait = max(wait, time.Second-s.now().Sub(last)) // ≤ 1 CONNECT/s per client ID
+			wait = max(wait, time.Second-time.Since(last)) // ≤ 1 CONNECT/s per client ID
 		}
 		if !sleepCtx(ctx, wait) {
 			return nil
 		}
-		last = s.now()
+		last = time.Now()
 		c, err := s.dial(ctx)
 		if ctx.Err() != nil {
 			return nil
