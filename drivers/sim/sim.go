@@ -99,11 +99,11 @@ type Vehicle struct {
 	cyclic   []*cyclicMsg
 
 	mu      sync.Mutex
-	knobs   Knobs     // guarded by mu
-	st      State     // guarded by mu
-	drive   driveCtl  // guarded by mu
-	pending []pending // guarded by mu
-	rng     *rand.Rand    // guarded by mu
+	knobs   Knobs      // guarded by mu
+	st      State      // guarded by mu
+	drive   driveCtl   // guarded by mu
+	pending []pending  // guarded by mu
+	rng     *rand.Rand // guarded by mu
 	running atomic.Bool
 }
 
