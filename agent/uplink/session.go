@@ -117,6 +117,7 @@ func New(opts Options) (*Session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("uplink: %w", err)
 		}
+		tc.Time = opts.Now // certificate validity is judged on the agent's clock
 		s.tls = tc
 	}
 	// Rates and the connect spacing use the monotonic clock: a wall clock
@@ -205,9 +206,10 @@ func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duratio
 
 // dial makes one connection attempt.
 func (s *Session) dial(ctx context.Context) (*conn, error) {
+	var cert *tls.Certificate
 	if s.tls != nil && s.opts.Certificate != nil {
-		cert, err := s.opts.Certificate()
-		if err != nil {
+		var err error
+		if cert, err = s.opts.Certificate(); err != nil {
 			return nil, fmt.Errorf("%w: load client certificate: %v", ErrAuth, err)
 		}
 		if err := checkValidity(cert, s.now()); err != nil {
@@ -221,6 +223,12 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 		onMsg:  s.inbound,
 		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
 	})
+	if err != nil && notYetValid(err) && clockBehind(cert, s.now()) {
+		// Not an identity problem: retry with the normal backoff until
+		// the clock is set.
+		return nil, fmt.Errorf("broker certificate not valid at local time %s: system clock is behind our own certificate's issue date: %v",
+			s.now().UTC().Format(time.RFC3339), err)
+	}
 	if err != nil {
 		return nil, err
 	}

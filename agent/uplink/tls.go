@@ -78,10 +78,31 @@ func checkValidity(cert *tls.Certificate, now time.Time) error {
 	if now.After(leaf.NotAfter) {
 		return fmt.Errorf("%w: client certificate %q expired at %s", ErrAuth, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if now.Before(leaf.NotBefore) {
-		return fmt.Errorf("%w: client certificate %q not valid before %s", ErrAuth, leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))
-	}
+	// A certificate "not yet valid" means the clock is behind (an RTC
+	// reset before GNSS or NTP): the broker's clock decides, not ours.
 	return nil
+}
+
+// clockBehind reports whether now is before cert's NotBefore: the local
+// clock is evidently wrong, since the certificate was issued earlier.
+func clockBehind(cert *tls.Certificate, now time.Time) bool {
+	if cert == nil || len(cert.Certificate) == 0 {
+		return false
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return false
+		}
+	}
+	return now.Before(leaf.NotBefore)
+}
+
+// notYetValid reports an x509 validity failure of the broker certificate.
+func notYetValid(err error) bool {
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &invalid) && invalid.Reason == x509.Expired
 }
 
 // dialer opens the connection paho speaks MQTT over. It performs the TLS

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,4 +170,30 @@ func rawTLSRefused(addr string, ca *devcloud.CA, cert tls.Certificate) error {
 		return nil // refused after the handshake (TLS 1.3)
 	}
 	return fmt.Errorf("broker at %s accepted an expired client certificate", addr)
+}
+
+// TestClockBehindIsNotAnAuthFailure: with the wall clock at 1970 (RTC
+// reset, no GNSS yet) the broker certificate looks "not yet valid"; that
+// is retried with the normal backoff, not treated as a refused identity,
+// and the session connects once the clock is right.
+func TestClockBehindIsNotAnAuthFailure(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	id, _ := cloud.CA().MintThing("TCU-CLK")
+	var mu sync.Mutex
+	now := time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := uplink.New(uplink.Options{Config: tlsConfig(t, cloud.TLSAddr(), cloud.CA().CertPEM), Thing: "TCU-CLK",
+		Certificate: certFunc(id), Queue: uplinktest.NewQueue(), Logger: testLogger(t), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "a failed attempt", func() bool { return s.Stats().ConnectFailures >= 1 })
+	if st := s.Stats(); st.AuthFailures != 0 {
+		t.Fatalf("clock behind counted as auth failure: %+v", st)
+	}
+	mu.Lock()
+	now = time.Now()
+	mu.Unlock()
+	eventually(t, 15*time.Second, "connected once the clock is set", s.Connected)
 }
