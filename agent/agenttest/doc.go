@@ -17,7 +17,8 @@
 // config, derived from configs/demo.toml with this test's state dir, bus
 // socket, broker address and ctl socket; System.StartAgent runs the binary
 // on that config. Every agent started is killed and reaped when the test
-// ends, and its stderr is written to the test log if the test failed.
+// ends, and its stderr is written to the test log if the test failed (or
+// always, with AGENTTEST_LOGS=1).
 //
 // Only _test.go files may import this package.
 package agenttest

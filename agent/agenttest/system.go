@@ -19,6 +19,10 @@ import (
 	"github.com/tcu-agent/tcu-agent/drivers/sim"
 )
 
+// LogsEnv names the environment variable that, when set, writes every
+// agent run's stderr to the test log even when the test passes.
+const LogsEnv = "AGENTTEST_LOGS"
+
 // Options configure a System. Zero values keep configs/demo.toml's.
 type Options struct {
 	// Binary is the tcu-agent binary (from Build); required.
@@ -96,7 +100,7 @@ func Start(t testing.TB, opts Options) *System {
 	t.Cleanup(func() { // runs last: after every agent is reaped
 		cancel()
 		wg.Wait()
-		if t.Failed() {
+		if t.Failed() || os.Getenv(LogsEnv) != "" {
 			s.dumpLogs()
 		}
 		_ = os.RemoveAll(dir)
