@@ -77,6 +77,9 @@ type System struct {
 // writes the agent's config. Everything stops when the test ends.
 func Start(t testing.TB, opts Options) *System {
 	t.Helper()
+	if opts.Binary == "" {
+		t.Fatal("agenttest: Options.Binary is required (see Build)")
+	}
 	if opts.Thing == "" {
 		opts.Thing = "agenttest-car-001"
 	}
