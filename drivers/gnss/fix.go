@@ -71,14 +71,17 @@ type Decoder struct {
 	hasDate  bool
 	lastDay  time.Duration
 	lastMode Mode // last GSA fix type, for epochs without GSA
+	end      epochEnd
 
 	// Counters of what was not used.
 	Unknown int // well-formed sentences of types the decoder ignores
 	Invalid int // sentences whose fields did not parse
 }
 
-// Feed adds one sentence. When the sentence starts a new epoch, the
-// previous epoch's fix is returned with ok true.
+// Feed adds one sentence and returns a fix (ok true) when an epoch is
+// complete: when the sentence is the one that ended the previous epochs
+// (learned from the stream, as gpsd does), or else when it starts a new
+// epoch (then the fix is the previous epoch's).
 func (d *Decoder) Feed(s Sentence) (Fix, bool, error) {
 	tod, err := d.sentenceTime(s)
 	if err != nil {
@@ -88,7 +91,14 @@ func (d *Decoder) Feed(s Sentence) (Fix, bool, error) {
 	var out Fix
 	var ok bool
 	if tod.Valid {
+		if d.end.stale(tod) {
+			// A timed sentence of an epoch already emitted early: the
+			// learned end was wrong. Stop ending epochs early; drop it
+			// rather than emit a second fix for the same time.
+			return Fix{}, false, nil
+		}
 		if d.cur.timed && tod.D != d.cur.fix.TimeOfDay.D {
+			d.end.learn()
 			out, ok = d.finish()
 		}
 		if !d.cur.timed {
@@ -99,6 +109,11 @@ func (d *Decoder) Feed(s Sentence) (Fix, bool, error) {
 	if err := d.apply(s); err != nil {
 		d.Invalid++
 		return out, ok, err
+	}
+	if d.end.seen(s) && !ok && d.cur.timed {
+		tod := d.cur.fix.TimeOfDay
+		out, ok = d.finish()
+		d.end.closed(tod)
 	}
 	return out, ok, nil
 }
@@ -251,6 +266,7 @@ func (d *Decoder) applyZDA(s Sentence) error {
 func (d *Decoder) finish() (Fix, bool) {
 	e := d.cur
 	d.cur = epoch{}
+	d.end.reset()
 	if !e.timed {
 		return Fix{}, false
 	}
