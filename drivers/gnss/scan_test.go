@@ -129,3 +129,25 @@ func FuzzScanSentences(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeAll runs arbitrary bytes through the whole pipeline (scan,
+// verify, decode, assemble): no panic, and every fix is sane.
+func FuzzDecodeAll(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "gpsd", "beidou-bd.log")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("$GNRMC,235959.50,A,4404.14063,N,12118.85478,W,1.944,90.0,311225,,,A*70\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, err := DecodeAll(bytes.NewReader(b), func(fx Fix) {
+			if fx.HasPos && (fx.Lat < -90 || fx.Lat > 90 || fx.Lon < -180 || fx.Lon > 180) {
+				t.Fatalf("position out of range: %v,%v", fx.Lat, fx.Lon)
+			}
+			if fx.Mode < ModeUnknown || fx.Mode > Mode3D {
+				t.Fatalf("mode %d", fx.Mode)
+			}
+		})
+		if err != nil {
+			t.Fatalf("DecodeAll() error = %v", err)
+		}
+	})
+}
