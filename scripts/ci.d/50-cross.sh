@@ -62,25 +62,40 @@ else
 fi
 wrapdir=$(mktemp -d)
 trap 'rm -rf "$wrapdir"' EXIT
-cat >"$wrapdir/qemu-exec" <<'WRAP'
+# make_wrapper QEMU: write a go test -exec wrapper that runs a test binary
+# under qemu-user so that it can re-execute itself through os.Args[0].
+make_wrapper() {
+	cat >"$wrapdir/$1-exec" <<WRAP
 #!/bin/sh
-# go test -exec wrapper: run an arm64 test binary under qemu-user so that it
-# can re-execute itself through os.Args[0].
 set -e
-bin=$1
+bin=\$1
 shift
-mv "$bin" "$bin.elf"
-printf '#!/bin/sh\nexec qemu-aarch64-static -0 "$0" "%s.elf" "$@"\n' "$bin" >"$bin"
-chmod +x "$bin"
-exec qemu-aarch64-static -0 "$bin" "$bin.elf" "$@"
+mv "\$bin" "\$bin.elf"
+printf '#!/bin/sh\\nexec $1 -0 "\$0" "%s.elf" "\$@"\\n' "\$bin" >"\$bin"
+chmod +x "\$bin"
+exec $1 -0 "\$bin" "\$bin.elf" "\$@"
 WRAP
-chmod +x "$wrapdir/qemu-exec"
+	chmod +x "$wrapdir/$1-exec"
+}
 
 CROSS_SKIP=${CROSS_SKIP-'^(TestKill|TestCrash)'}
 skip=()
 [[ -n $CROSS_SKIP ]] && skip=(-skip "$CROSS_SKIP")
-echo "== arm64 unit tests under qemu-aarch64-static (${#pkgs[@]} packages)"
-start=$SECONDS
-CGO_ENABLED=0 GOOS=linux GOARCH=arm64 "$GO" test -short -count=1 -p 1 -timeout 5m \
-	"${skip[@]}" -exec "$wrapdir/qemu-exec" "${pkgs[@]}"
-echo "== arm64 tests under qemu took $((SECONDS - start)) s"
+
+# run_tests LABEL QEMU GOARCH [GOARM]
+run_tests() {
+	make_wrapper "$2"
+	echo "== $1 unit tests under $2 (${#pkgs[@]} packages)"
+	local start=$SECONDS
+	CGO_ENABLED=0 GOOS=linux GOARCH=$3 GOARM=${4:-} "$GO" test -short -count=1 -p 1 -timeout 5m \
+		"${skip[@]}" -exec "$wrapdir/$2-exec" "${pkgs[@]}"
+	echo "== $1 tests under qemu took $((SECONDS - start)) s"
+}
+
+run_tests arm64 qemu-aarch64-static arm64
+# 32-bit ARM (armv7) is opt-in: CROSS_ARMV7=1. It currently fails in
+# buffer (TestDrainReclaimsDisk leaves records unleased on 32-bit), see
+# docs/perf/packaging.md.
+if [[ ${CROSS_ARMV7:-0} == 1 ]]; then
+	run_tests armv7 qemu-arm-static arm 7
+fi
