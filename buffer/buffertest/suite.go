@@ -48,15 +48,6 @@ func Run(t *testing.T, open Opener) {
 	}
 }
 
-// RunPersistent runs the tests that reopen a store; open must keep data
-// in o.Dir across Close.
-func RunPersistent(t *testing.T, open Opener) {
-	t.Run("Reopen", func(t *testing.T) {
-		t.Parallel()
-		testReopen(t, open)
-	})
-}
-
 // options returns the suite's base options: fake clock, pure oldest-first.
 func options(t testing.TB, clk *Clock) buffer.Options {
 	o := buffer.DefaultOptions(t.TempDir() + "/queue")
@@ -242,77 +233,6 @@ func testNoDoubleLease(t *testing.T, open Opener) {
 	}
 }
 
-func testEviction(t *testing.T, open Opener) {
-	o := options(t, NewClock(t0))
-	o.MaxRecords = 4
-	q := openQ(t, open, o)
-	appendAll(t, q, entry{c2, "t1"}, entry{c1, "e1"}, entry{c2, "t2"}, entry{c1, "e2"})
-	// Full: each append evicts the oldest record of the lowest class.
-	appendAll(t, q, entry{c0, "r1"}, entry{c1, "e3"}, entry{c0, "r2"})
-	got, _ := lease(t, q, 10, 0)
-	wantEntries(t, "after eviction", []entry{{c0, "r1"}, {c0, "r2"}, {c1, "e2"}, {c1, "e3"}}, got)
-	s := q.Stats()
-	if s.Classes[c2].Evicted != 2 || s.Classes[c1].Evicted != 1 || s.Classes[c0].Evicted != 0 {
-		t.Fatalf("Evicted = %d/%d/%d (critical/event/telemetry), want 0/1/2",
-			s.Classes[c0].Evicted, s.Classes[c1].Evicted, s.Classes[c2].Evicted)
-	}
-	// Telemetry cannot evict events or critical records: it is shed.
-	if _, err := q.Append(context.Background(), c2, []byte("t3")); !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("Append telemetry into a full queue of events = %v, want ErrFull", err)
-	}
-	if s := q.Stats(); s.Classes[c2].Shed != 1 {
-		t.Fatalf("Shed telemetry = %d, want 1", s.Classes[c2].Shed)
-	}
-}
-
-func testCriticalNeverEvicted(t *testing.T, open Opener) {
-	o := options(t, NewClock(t0))
-	o.MaxRecords = 3
-	q := openQ(t, open, o)
-	appendAll(t, q, entry{c0, "r1"}, entry{c2, "t1"}, entry{c0, "r2"})
-	appendAll(t, q, entry{c0, "r3"}) // evicts t1, not r1
-	appendAll(t, q, entry{c0, "r4"}) // only critical left: oldest critical goes
-	got, _ := lease(t, q, 10, 0)
-	wantEntries(t, "Lease", []entry{{c0, "r2"}, {c0, "r3"}, {c0, "r4"}}, got)
-	if s := q.Stats(); s.Classes[c0].Evicted != 1 || s.Classes[c2].Evicted != 1 {
-		t.Fatalf("Evicted critical %d telemetry %d, want 1 and 1", s.Classes[c0].Evicted, s.Classes[c2].Evicted)
-	}
-}
-
-func testByteCap(t *testing.T, open Opener) {
-	o := options(t, NewClock(t0))
-	o.MaxBytes = 10 * (23 + 100) // ten 100-byte records (key+header = 23)
-	q := openQ(t, open, o)
-	data := string(make([]byte, 100))
-	for range 25 {
-		appendAll(t, q, entry{c2, data})
-	}
-	s := q.Stats()
-	if s.Records != 10 || s.Bytes > o.MaxBytes || s.Classes[c2].Evicted != 15 {
-		t.Fatalf("Stats = %d records, %d bytes, %d evicted; want 10, <= %d, 15", s.Records, s.Bytes, s.Classes[c2].Evicted, o.MaxBytes)
-	}
-	if _, err := q.Append(context.Background(), c2, make([]byte, 2000)); !errors.Is(err, buffer.ErrTooLarge) {
-		t.Fatalf("Append larger than MaxBytes = %v, want ErrTooLarge", err)
-	}
-}
-
-func testTTL(t *testing.T, open Opener) {
-	clk := NewClock(t0)
-	o := options(t, clk)
-	o.TTL = map[buffer.Class]time.Duration{c2: time.Minute}
-	q := openQ(t, open, o)
-	appendAll(t, q, entry{c2, "old"}, entry{c1, "event"})
-	clk.Advance(2 * time.Minute)
-	appendAll(t, q, entry{c2, "new"})
-	got, seqs := lease(t, q, 10, 0)
-	wantEntries(t, "Lease", []entry{{c1, "event"}, {c2, "new"}}, got)
-	q.Release(seqs...)
-	waitFor(t, "ttl sweep", func() bool { return q.Stats().Classes[c2].Expired == 1 })
-	if s := q.Stats(); s.Classes[c2].Records != 1 {
-		t.Fatalf("telemetry records after expiry = %d, want 1", s.Classes[c2].Records)
-	}
-}
-
 func testReady(t *testing.T, open Opener) {
 	q := openQ(t, open, options(t, NewClock(t0)))
 	select {
@@ -447,24 +367,6 @@ func testConcurrent(t *testing.T, open Opener) {
 	slices.Sort(want)
 	if len(slices.Compact(want)) != producers*per {
 		t.Errorf("duplicate seqs handed out")
-	}
-}
-
-func testReopen(t *testing.T, open Opener) {
-	o := options(t, NewClock(t0))
-	q := open(t, o)
-	seqs := appendAll(t, q, entry{c2, "t1"}, entry{c1, "e1"}, entry{c2, "t2"}, entry{c0, "r1"})
-	_, leased := lease(t, q, 2, 0) // r1, e1
-	ack(t, q, leased[0])           // r1 acked; e1 leased but not acked
-	if err := q.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	q = openQ(t, open, o)
-	got, _ := lease(t, q, 10, 0)
-	wantEntries(t, "Lease after reopen", []entry{{c1, "e1"}, {c2, "t1"}, {c2, "t2"}}, got)
-	s := appendAll(t, q, entry{c2, "t3"})
-	if s[0] <= seqs[len(seqs)-1] {
-		t.Fatalf("seq after reopen %d <= %d", s[0], seqs[len(seqs)-1])
 	}
 }
 
