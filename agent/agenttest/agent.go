@@ -17,17 +17,17 @@ const reapTimeout = 30 * time.Second
 
 // Agent is one run of the tcu-agent binary.
 type Agent struct {
-	// Run numbers the runs of a System from 1.
+	// Run is the run's number within its System, from 1.
 	Run int
 	// Started is when the process was started.
 	Started time.Time
 
 	cmd       *exec.Cmd
 	logPath   string
-	signalled atomic.Bool   // a test signal was sent: exit is expected
-	done      chan struct{} // closed once the process is reaped
-	state     *os.ProcessState
-	ended     time.Time
+	signalled atomic.Bool      // a test signal was sent: exit is expected
+	done      chan struct{}    // closed once the process is reaped
+	state     *os.ProcessState // set before done is closed
+	ended     time.Time        // set before done is closed
 }
 
 // StartAgent runs the binary on the System's config and state dir. The

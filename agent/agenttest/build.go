@@ -46,7 +46,9 @@ func Build(ctx context.Context, dir string) (string, error) {
 	out := filepath.Join(dir, "tcu-agent")
 	cmd := exec.CommandContext(ctx, goTool, "build", "-ldflags=-s -w", "-o", out, agentPackage)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// As shipped: static, and without flags meant for the tests (GOFLAGS=-race
+	// cannot build without cgo).
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
