@@ -29,6 +29,10 @@ cross: ## build static linux/arm64 and linux/arm (GOARM=7) binaries into build/<
 test: ## run every unit and end-to-end test with the race detector
 	$(GO) test -race -shuffle=on -short -timeout 20m ./...
 
+.PHONY: test-system
+test-system: ## run the system tests (real binary, SIGKILL) verbosely, with their per-run tables
+	$(GO) test -race -count=1 -v ./agent/agenttest/
+
 .PHONY: demo
 demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; exit
 	@bash scripts/demo.sh
