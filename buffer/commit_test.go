@@ -92,6 +92,14 @@ func TestDiskFull(t *testing.T) {
 	if s.Degraded == "" {
 		t.Fatal("not degraded while the disk is full")
 	}
+	// Until a GC pass has had its chance to give space back, further
+	// appends are refused without shedding more.
+	if _, err := q.Append(context.Background(), buffer.ClassTelemetry, []byte("t")); !errors.Is(err, buffer.ErrFull) {
+		t.Fatalf("second Append on a full disk = %v, want ErrFull", err)
+	}
+	if ev := q.Stats().Classes[buffer.ClassTelemetry].Evicted; ev > 2+2 {
+		t.Fatalf("evicted %d telemetry after two refused appends, want at most one more eighth", ev)
+	}
 	setFree(1 << 30)
 	mustAppend(t, q, buffer.ClassCritical, "r3")
 	if d := q.Stats().Degraded; d != "" {

@@ -133,8 +133,10 @@ func (q *Queue) markGoneLocked(c Class, seq uint64) {
 }
 
 // checkDiskLocked reports whether the disk is too full to write. When it
-// is, it sheds the oldest eighth of the lowest class present and asks the
-// GC goroutine to reclaim the space.
+// is, it sheds the oldest eighth of the lowest non-critical class present
+// and asks the GC goroutine to give the space back; it sheds again only
+// after that GC pass, so a disk filled by someone else does not wipe the
+// queue one commit at a time.
 func (q *Queue) checkDiskLocked() bool {
 	if q.opts.InMemory || q.opts.MinFreeBytes < 0 {
 		return false
@@ -151,9 +153,12 @@ func (q *Queue) checkDiskLocked() bool {
 		q.log.Warn("queue disk nearly full, shedding", "free_bytes", free, "min_free_bytes", q.opts.MinFreeBytes)
 	}
 	q.diskLow = true
+	if q.shedPending {
+		return true
+	}
 	e := newEvictor(q)
 	defer e.close()
-	for c := Class(NumClasses - 1); c < NumClasses; c-- {
+	for c := Class(NumClasses - 1); c > ClassCritical; c-- {
 		if n := q.cls[c].records; n > 0 {
 			for range max(n/8, 1) {
 				if !q.evictOneLocked(e, c) {
@@ -163,6 +168,7 @@ func (q *Queue) checkDiskLocked() bool {
 			break
 		}
 	}
+	q.shedPending = true
 	select {
 	case q.gcKick <- struct{}{}:
 	default:

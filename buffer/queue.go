@@ -130,7 +130,9 @@ type Queue struct {
 	leased   map[uint64]leaseEnt    // guarded by mu
 	degraded string                 // guarded by mu
 	diskLow  bool                   // guarded by mu
-	dirBytes int64                  // guarded by mu
+	// shedPending: disk-full shedding happened; no more until a GC pass.
+	shedPending bool  // guarded by mu
+	dirBytes    int64 // guarded by mu
 
 	syncs, appends, corrupt atomic.Uint64
 
