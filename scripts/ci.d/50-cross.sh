@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI: cross-build the static arm64 and armv7 binaries, report the arm64
 # agent's size, and run the pure-Go unit tests of the arm64 build under
-# qemu-user (qemu-aarch64-static from Debian's qemu-user-static).
+# qemu-user (qemu-aarch64-static from Debian's qemu-user-static), then the
+# same for armv7 (qemu-arm-static).
 #
 # Which packages run under qemu: every package of the module except
 #   cmd/...             end-to-end tests that build and run whole programs
@@ -93,9 +94,9 @@ run_tests() {
 }
 
 run_tests arm64 qemu-aarch64-static arm64
-# 32-bit ARM (armv7) is opt-in: CROSS_ARMV7=1. It currently fails in
-# buffer (TestDrainReclaimsDisk leaves records unleased on 32-bit), see
-# docs/perf/packaging.md.
-if [[ ${CROSS_ARMV7:-0} == 1 ]]; then
+# 32-bit ARM (armv7) too, where the race detector does not exist and where
+# Badger behaves differently (this run caught lost flushed tables with 1 MB
+# tables, fixed in buffer at e2fc802). CROSS_ARMV7=0 skips it (~2 min).
+if [[ ${CROSS_ARMV7:-1} == 1 ]]; then
 	run_tests armv7 qemu-arm-static arm 7
 fi
