@@ -32,7 +32,8 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 			s.Stats()
 		}
 	})
-	wg.Go(func() { // stops with ctx
+	wg.Go(func() { a.logHealth(ctx) }) // stops with ctx
+	wg.Go(func() {                     // stops with ctx
 		if err := sdnotify.Watchdog(ctx, a.health, a.statusLine); err != nil {
 			a.log.Warn("systemd watchdog disabled", "err", err)
 		}
@@ -51,6 +52,32 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 				a.log.Warn("metrics endpoint unavailable", "addr", addr, "err", err)
 			}
 		})
+	}
+}
+
+// logHealth logs each change of the overall health (a hung loop, a
+// degraded component), once per change: the watchdog itself only shows it
+// in systemd's STATUS.
+func (a *Agent) logHealth(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	last := "ok"
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, why := a.health.Healthy(30 * time.Second)
+		if why == last {
+			continue
+		}
+		if ok {
+			a.log.Info("health changed", "health", why)
+		} else {
+			a.log.Error("health changed", "health", why)
+		}
+		last = why
 	}
 }
 
