@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,15 +16,17 @@ type message struct {
 	seqs     []uint64
 	oldest   time.Time // observation time of the oldest record
 	retained bool      // only the status message
+	backlog  bool      // records observed before the connection: rate-limited, sent after live ones
 }
 
 // openBatch is a stream envelope being filled.
 type openBatch struct {
-	topic  string
-	buf    []byte
-	seqs   []uint64
-	opened time.Time // when the first record was added (monotonic clock)
-	oldest time.Time
+	topic   string
+	buf     []byte
+	seqs    []uint64
+	opened  time.Time // when the first record was added (monotonic clock)
+	oldest  time.Time
+	backlog bool
 }
 
 // batcher packs leased records into messages: stream records into the
@@ -35,6 +38,7 @@ type batcher struct {
 	prefix     []byte // `{"v":1,"device":"<thing>","records":[`
 	telemetry  string
 	events     string
+	since      time.Time // connection start (wall clock): older records are backlog
 
 	open    map[string]*openBatch
 	ready   []*message
@@ -42,13 +46,13 @@ type batcher struct {
 	scratch []byte
 }
 
-func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Duration) *batcher {
+func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Duration, since time.Time) *batcher {
 	p := []byte(`{"v":1,"device":`)
 	p = strconv.AppendQuote(p, thing)
 	p = append(p, `,"records":[`...)
 	return &batcher{
 		maxPayload: maxPayload, latency: latency, prefix: p,
-		telemetry: topics.telemetry, events: topics.events,
+		telemetry: topics.telemetry, events: topics.events, since: since,
 		open: make(map[string]*openBatch),
 	}
 }
@@ -65,7 +69,7 @@ func (b *batcher) add(r Record, now time.Time) {
 			b.dropped = append(b.dropped, r.Seq)
 			return
 		}
-		b.ready = append(b.ready, &message{topic: rec.Topic, payload: rec.Body, seqs: []uint64{r.Seq}, oldest: rec.Time})
+		b.enqueue(&message{topic: rec.Topic, payload: rec.Body, seqs: []uint64{r.Seq}, oldest: rec.Time})
 		return
 	}
 	topic := b.telemetry
@@ -77,14 +81,19 @@ func (b *batcher) add(r Record, now time.Time) {
 		b.dropped = append(b.dropped, r.Seq)
 		return
 	}
-	ob := b.open[topic]
+	backlog := rec.Time.Before(b.since)
+	key := topic
+	if backlog {
+		key += "\x00backlog" // live and backlog records never share a message
+	}
+	ob := b.open[key]
 	if ob != nil && len(ob.buf)+1+len(b.scratch)+2 > b.maxPayload {
-		b.close(topic)
+		b.close(key)
 		ob = nil
 	}
 	if ob == nil {
-		ob = &openBatch{topic: topic, buf: append(make([]byte, 0, 4096), b.prefix...), opened: now, oldest: rec.Time}
-		b.open[topic] = ob
+		ob = &openBatch{topic: topic, buf: append(make([]byte, 0, 4096), b.prefix...), opened: now, oldest: rec.Time, backlog: backlog}
+		b.open[key] = ob
 	} else {
 		ob.buf = append(ob.buf, ',')
 	}
@@ -95,15 +104,27 @@ func (b *batcher) add(r Record, now time.Time) {
 	}
 }
 
-// close moves the open batch for topic to the ready list.
-func (b *batcher) close(topic string) {
-	ob := b.open[topic]
+// enqueue adds m to the ready list: live messages go before every backlog
+// message, each kind in order.
+func (b *batcher) enqueue(m *message) {
+	i := len(b.ready)
+	if !m.backlog {
+		for i > 0 && b.ready[i-1].backlog {
+			i--
+		}
+	}
+	b.ready = slices.Insert(b.ready, i, m)
+}
+
+// close moves the open batch with key to the ready list.
+func (b *batcher) close(key string) {
+	ob := b.open[key]
 	if ob == nil {
 		return
 	}
-	delete(b.open, topic)
+	delete(b.open, key)
 	ob.buf = append(ob.buf, ']', '}')
-	b.ready = append(b.ready, &message{topic: topic, payload: ob.buf, seqs: ob.seqs, oldest: ob.oldest})
+	b.enqueue(&message{topic: ob.topic, payload: ob.buf, seqs: ob.seqs, oldest: ob.oldest, backlog: ob.backlog})
 }
 
 // flushDue closes batches that have waited BatchLatency in the session
@@ -111,9 +132,9 @@ func (b *batcher) close(topic string) {
 // nothing more right now (idle), batches whose oldest record was observed
 // BatchLatency or more before wall: a backlog goes out without waiting.
 func (b *batcher) flushDue(mono, wall time.Time, idle bool) {
-	for topic, ob := range b.open {
+	for key, ob := range b.open {
 		if mono.Sub(ob.opened) >= b.latency || (idle && wall.Sub(ob.oldest) >= b.latency) {
-			b.close(topic)
+			b.close(key)
 		}
 	}
 }
@@ -166,6 +187,18 @@ func (b *batcher) held() []uint64 {
 	b.ready = nil
 	clear(b.open)
 	return seqs
+}
+
+// count is the number of records held.
+func (b *batcher) count() int {
+	n := 0
+	for _, m := range b.ready {
+		n += len(m.seqs)
+	}
+	for _, ob := range b.open {
+		n += len(ob.seqs)
+	}
+	return n
 }
 
 // pending reports whether the batcher holds any records.

@@ -28,7 +28,7 @@ func rec(t testing.TB, seq uint64, class Class, r record.Record) Record {
 // verbatim; every seq is in exactly one message; bad records are dropped.
 func TestBatcherSplitsBySizeAndTopic(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
-	b := newBatcher("T1", testTopics, 1024, time.Second)
+	b := newBatcher("T1", testTopics, 1024, time.Second, time.Time{})
 	var seq uint64
 	for i := 0; i < 40; i++ {
 		seq++
@@ -100,7 +100,7 @@ func TestBatcherSplitsBySizeAndTopic(t *testing.T) {
 // already waited in the queue goes as soon as the queue is empty.
 func TestBatcherLatency(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
-	b := newBatcher("T1", testTopics, 4096, time.Second)
+	b := newBatcher("T1", testTopics, 4096, time.Second, time.Time{})
 	b.add(rec(t, 1, ClassTelemetry, record.Record{Kind: "telemetry", Time: now, Body: json.RawMessage(`{}`)}), now)
 	b.flushDue(now.Add(500*time.Millisecond), now.Add(500*time.Millisecond), true)
 	if b.peek() != nil {
@@ -140,7 +140,7 @@ func FuzzBatcher(f *testing.F) {
 	f.Add([]byte(`{"v":2}`), uint8(0))
 	f.Fuzz(func(t *testing.T, data []byte, class uint8) {
 		now := time.UnixMilli(1_700_000_000_000)
-		b := newBatcher("T1", testTopics, 1024, time.Second)
+		b := newBatcher("T1", testTopics, 1024, time.Second, time.Time{})
 		for i := uint64(1); i <= 3; i++ {
 			b.add(Record{Seq: i, Class: Class(class % 3), Data: data}, now)
 		}

@@ -90,37 +90,79 @@ func (s *Session) online(ctx context.Context, c *conn, kept bool) error {
 	return err
 }
 
+// holdCap bounds the records the batcher holds while backlog messages
+// wait for their rate.
+const holdCap = 2 * leaseMax
+
+// liveLeaseMax is the lease size used to pick up live records while the
+// backlog is throttled (the buffer leases live records first).
+const liveLeaseMax = 256
+
 // drain moves records from the queue to the broker until ctx is done.
 func (s *Session) drain(ctx context.Context, c *conn) {
-	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.D())
+	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.D(), c.since)
 	defer func() { s.release(b.held()) }()
 	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
 		if m := b.peek(); m != nil {
+			if wait := s.backlog.delay(); m.backlog && wait > 0 {
+				s.throttled(ctx, b, wait) // live records may overtake meanwhile
+				continue
+			}
 			if !s.send(ctx, c, m) {
 				return
 			}
 			b.pop()
 			continue
 		}
-		recs, err := s.opts.Queue.Lease(leaseMax, s.cfg.MaxPayload)
-		if err != nil {
-			s.logRare("buffer lease failed", err)
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		now := time.Now() // batch latency runs on the monotonic clock
-		for _, r := range recs {
-			b.add(r, now)
-		}
-		if d := b.takeDropped(); len(d) > 0 {
-			s.drop(d)
-		}
-		b.flushDue(now, s.now(), len(recs) == 0)
-		if len(recs) == 0 && b.peek() == nil {
+		n, ok := s.fill(ctx, b, leaseMax)
+		if ok && n == 0 && b.peek() == nil {
 			s.idle(ctx, b.deadline())
 		}
 	}
+}
+
+// fill leases up to max records into b and closes due batches. It
+// reports how many records came and false if the lease failed.
+func (s *Session) fill(ctx context.Context, b *batcher, max int) (int, bool) {
+	recs, err := s.opts.Queue.Lease(max, s.cfg.MaxPayload)
+	if err != nil {
+		s.logRare("buffer lease failed", err)
+		sleepCtx(ctx, time.Second)
+		return 0, false
+	}
+	now := time.Now() // batch latency runs on the monotonic clock
+	for _, r := range recs {
+		b.add(r, now)
+	}
+	if d := b.takeDropped(); len(d) > 0 {
+		s.drop(d)
+	}
+	b.flushDue(now, s.now(), len(recs) == 0)
+	return len(recs), true
+}
+
+// throttled waits up to wait for the backlog rate. An append meanwhile
+// is leased (live records first) so that it is not stuck behind the
+// backlog; a live batch that comes due is closed, which puts it ahead.
+func (s *Session) throttled(ctx context.Context, b *batcher, wait time.Duration) {
+	if d := b.deadline(); !d.IsZero() {
+		wait = min(wait, max(time.Until(d), time.Millisecond))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var ready <-chan struct{}
+	if b.count() < holdCap {
+		ready = s.opts.Queue.Ready()
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	case <-ready:
+		s.fill(ctx, b, liveLeaseMax)
+	}
+	b.flushDue(time.Now(), s.now(), false)
 }
 
 // idlePoll bounds an idle wait even if a Ready signal is missed.
@@ -151,7 +193,7 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 		return false
 	}
 	ok := s.rate.wait(ctx.Done(), nil, 1)
-	if ok && m.oldest.Before(c.since) {
+	if ok && m.backlog {
 		ok = s.backlog.wait(ctx.Done(), nil, len(m.seqs))
 	}
 	if !ok {

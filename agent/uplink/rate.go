@@ -38,6 +38,17 @@ func (l *limiter) reserve(n int) time.Duration {
 	return wait
 }
 
+// delay is how long until the next event may happen (0 for a nil
+// limiter); it reserves nothing.
+func (l *limiter) delay() time.Duration {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(0, l.next.Sub(l.now()))
+}
+
 // wait blocks until n events may happen or done or lost is closed (lost
 // may be nil). A nil limiter never waits.
 func (l *limiter) wait(done, lost <-chan struct{}, n int) bool {
