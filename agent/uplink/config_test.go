@@ -1,7 +1,13 @@
 package uplink
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,3 +111,41 @@ func TestTopicMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestNextDelayClasses(t *testing.T) {
+	s, err := New(Options{Config: DefaultConfig(), Thing: "T1", Queue: nopQueue{}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.boff.rand = func(n int64) int64 { return n - 1 } // upper bound of each window
+	noRoute := fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)})
+	tests := []struct {
+		name    string
+		first   bool
+		attempt int
+		err     error
+		want    time.Duration
+	}{
+		{"first connect jitter", true, 0, nil, 500 * time.Millisecond},
+		{"after a loss", false, 0, nil, 10 * time.Second},
+		{"third failure", false, 3, errors.New("connection refused"), 80 * time.Second},
+		{"capped", false, 20, errors.New("connection refused"), 5 * time.Minute},
+		{"identity refused", false, 1, fmt.Errorf("%w: x", ErrAuth), 10 * time.Minute},
+		{"no route: poll", false, 20, noRoute, networkPoll},
+		{"no dns: poll", false, 20, &net.DNSError{Err: "no such host", Name: "x"}, networkPoll},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.nextDelay(tt.first, tt.attempt, tt.err) + 1; got != tt.want {
+				t.Errorf("nextDelay upper bound = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+type nopQueue struct{}
+
+func (nopQueue) Lease(int, int) ([]Record, error) { return nil, nil }
+func (nopQueue) Ack(...uint64) error              { return nil }
+func (nopQueue) Release(...uint64)                {}
+func (nopQueue) Ready() <-chan struct{}           { return nil }

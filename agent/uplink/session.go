@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -200,8 +202,25 @@ func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duratio
 	case errors.Is(lastErr, ErrAuth):
 		half := s.cfg.AuthBackoff.D() / 2
 		return half + time.Duration(s.boff.rand(int64(half)))
+	case localNetworkDown(lastErr):
+		// No route or no DNS: the attempt fails on the device without
+		// reaching the broker, so poll often to reconnect promptly when
+		// the network returns (still jittered across the fleet).
+		b := s.boff
+		b.max = min(b.max, networkPoll)
+		return b.delay(attempt)
 	}
 	return s.boff.delay(attempt)
+}
+
+// networkPoll caps the backoff window while the local network is down.
+const networkPoll = 30 * time.Second
+
+// localNetworkDown reports a failure that never reached the broker: no
+// route to it or no name resolution.
+func localNetworkDown(err error) bool {
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETDOWN)
 }
 
 // dial makes one connection attempt.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -143,4 +144,38 @@ func TestStatusAndWill(t *testing.T) {
 	eventually(t, 10*time.Second, "online again", func() bool { return last() == "online" })
 	stop()
 	eventually(t, 10*time.Second, "offline on shutdown", func() bool { return last() == "offline" })
+}
+
+// TestManySubscriptionsChunked: 20 filters are sent 8 per SUBSCRIBE (the
+// devcloud disconnects on more) and all work; more than 50 are refused.
+func TestManySubscriptionsChunked(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	var filters []string
+	for i := range 20 {
+		filters = append(filters, fmt.Sprintf("cmd/tcu/TCU-SUB/f%02d/+", i))
+	}
+	var in inbox
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-SUB", Queue: uplinktest.NewQueue(),
+		Subscriptions: filters, Handler: in.handle, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "connected", s.Connected)
+	for i := range 20 {
+		if err := cloud.Publish(fmt.Sprintf("cmd/tcu/TCU-SUB/f%02d/x", i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "a message on every filter", func() bool { return in.count() == 20 })
+	if st := cloud.Stats("TCU-SUB"); st.Disconnects != 0 {
+		t.Errorf("broker disconnected the session: %+v", st)
+	}
+	for i := 20; i < 51; i++ {
+		filters = append(filters, fmt.Sprintf("cmd/tcu/TCU-SUB/f%02d/+", i))
+	}
+	if _, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-SUB", Queue: uplinktest.NewQueue(),
+		Subscriptions: filters, Logger: testLogger(t)}); err == nil {
+		t.Error("51 subscriptions accepted")
+	}
 }
