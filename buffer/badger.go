@@ -44,10 +44,9 @@ func badgerOptions(o Options) badger.Options {
 		// mapping and fails there, ssbc/go-ssb#124).
 		WithValueLogFileSize(1 << 20).
 		// 2 MB tables, not smaller than the memtable: with 1 MB tables
-		// and 2 MB memtables, Badger v4.9.6 on 32-bit (386 native and
-		// armv7 under qemu) intermittently lost every flushed table
-		// (3000 records written, ~1000 readable; reproduced without the
-		// queue, see docs/buffer.md). The base level is sized to hold the
+		// and 2 MB memtables Badger v4.9.6 on 32-bit lost flushed tables
+		// much more often (it still can; see docs/buffer.md "32-bit").
+		// The base level is sized to hold the
 		// whole queue (MaxBytes + 25 %), so records go memtable -> L0 ->
 		// last level and are never compacted through intermediate levels:
 		// measured 3.6 disk bytes per payload byte (WAL + L0 + last level)
