@@ -133,12 +133,16 @@ func subscribe(ctx context.Context, c mqtt.Client, filters []string, timeout tim
 		}
 		for f, code := range tok.(*mqtt.SubscribeToken).Result() {
 			if code == 0x80 || code > 2 {
-				return fmt.Errorf("subscribe %s: broker refused (suback 0x%02x)", f, code)
+				return fmt.Errorf("subscribe %s: %w (suback 0x%02x)", f, errSubscribeRefused, code)
 			}
 		}
 	}
 	return nil
 }
+
+// errSubscribeRefused is a SUBACK failure code: the policy does not
+// allow the filter.
+var errSubscribeRefused = errors.New("broker refused")
 
 // errTimeout is returned when a token does not complete in time.
 var errTimeout = errors.New("timed out")

@@ -78,14 +78,23 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 }
 
 // online subscribes unless the broker kept the session. (The retained
-// online status is the drain's first message.)
+// online status is the drain's first message.) After a SUBACK refusal
+// the subscriptions are not tried again for AuthBackoff: AWS IoT closes
+// the connection on a refused filter, and retrying on every connect
+// would keep telemetry from flowing too.
 func (s *Session) online(ctx context.Context, c *conn, kept bool) error {
-	if kept || len(s.opts.Subscriptions) == 0 {
+	s.mu.Lock()
+	pause := time.Now().Before(s.subsPausedUntil)
+	s.mu.Unlock()
+	if kept || pause || len(s.opts.Subscriptions) == 0 {
 		return nil
 	}
 	err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.D())
 	s.mu.Lock()
 	s.subsOK = err == nil
+	if errors.Is(err, errSubscribeRefused) {
+		s.subsPausedUntil = time.Now().Add(s.cfg.AuthBackoff.D())
+	}
 	s.mu.Unlock()
 	return err
 }

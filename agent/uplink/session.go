@@ -81,9 +81,11 @@ type Session struct {
 	boff    backoff
 
 	mu     sync.Mutex
-	conn   *conn                // guarded by mu; nil while offline
-	subsOK bool                 // guarded by mu; subscriptions confirmed by SUBACK
-	rare   map[string]time.Time // guarded by mu; last time logRare logged a message
+	conn   *conn // guarded by mu; nil while offline
+	subsOK bool  // guarded by mu; subscriptions confirmed by SUBACK
+	// subsPausedUntil: after a SUBACK refusal subscriptions wait (guarded by mu).
+	subsPausedUntil time.Time
+	rare            map[string]time.Time // guarded by mu; last time logRare logged a message
 
 	st counters
 }

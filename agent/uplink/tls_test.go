@@ -197,3 +197,20 @@ func TestClockBehindIsNotAnAuthFailure(t *testing.T) {
 	mu.Unlock()
 	eventually(t, 15*time.Second, "connected once the clock is set", s.Connected)
 }
+
+// TestRefusedSubscriptionKeepsTelemetry: a subscription the policy
+// refuses is logged and paused; telemetry still flows.
+func TestRefusedSubscriptionKeepsTelemetry(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	col := collect(cloud, "dt/tcu/TCU-RS/telemetry")
+	id, _ := cloud.CA().MintThing("TCU-RS")
+	q := uplinktest.NewQueue()
+	appendTelemetry(t, q, 50, time.Now())
+	s, err := uplink.New(uplink.Options{Config: tlsConfig(t, cloud.TLSAddr(), cloud.CA().CertPEM), Thing: "TCU-RS",
+		Certificate: certFunc(id), Queue: q, Subscriptions: []string{"cmd/tcu/OTHER/request/+"}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 15*time.Second, "telemetry despite the refused subscription", func() bool { n, _ := col.distinct(); return n == 50 })
+}
