@@ -10,10 +10,10 @@ import (
 
 // TestBadger32Repro reproduces a Badger v4.9.6 failure on 32-bit targets
 // (GOARCH=386 natively, GOARCH=arm GOARM=7 under qemu-user) without any
-// queue code: transactions of 64 × 2 KB records that also overwrite one
-// small key ("z/seq") end, after some flushes and compactions, in a panic
-// reading a table ("slice bounds out of range") or in records missing from
-// iteration. Without the overwrite, or on amd64, all records come back.
+// queue code: transactions of 64 × 2 KB records (here also overwriting one
+// small key, as the queue does with "z/seq") end, after some flushes and
+// compactions, in a panic reading a table ("slice bounds out of range") or
+// in records missing from iteration. On amd64 all records come back.
 // It is opt-in (TCU_BADGER32_REPRO=1) because it fails on 32-bit:
 //
 //	GOARCH=386 go test -c -o b386.test ./buffer && TCU_BADGER32_REPRO=1 ./b386.test -test.run Badger32 -test.v
