@@ -36,6 +36,13 @@ func Open(opts Options) (*Queue, error) {
 		}
 	}
 	storeSeq, storeEpoch, err := q.openStore()
+	// Badger can fail once after a kill while it was creating a file
+	// (dgraph-io/badger#2207) and open fine on the next try: retry before
+	// moving a store with unsent records aside.
+	for i := 0; i < 2 && err != nil && !o.InMemory && !isLocked(err); i++ {
+		q.log.Warn("queue store did not open, retrying before quarantine", "attempt", i+1, "err", err)
+		storeSeq, storeEpoch, err = q.openStore()
+	}
 	if err != nil && !o.InMemory && !isLocked(err) {
 		reason, qerr := q.quarantine(err)
 		if qerr != nil {
@@ -233,14 +240,26 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 		return err
 	}
 	next := storeSeq + 1
-	if !ok || fs.Epoch != storeEpoch || q.opts.Sync == SyncNone {
+	// The same store as the file's: normally the epochs match; a pending
+	// file one epoch ahead (or equal) means an Open died between its two
+	// writes below, before anything could be appended.
+	same := ok && !fs.Pending && fs.Epoch == storeEpoch ||
+		ok && fs.Pending && (fs.Epoch == storeEpoch+1 || fs.Epoch == storeEpoch)
+	if !same || q.opts.Sync == SyncNone {
 		next = max(next, fs.HW, clockFloor(q.opts.Now()))
-		if ok && fs.Epoch != storeEpoch {
+		if ok && !same {
 			q.log.Warn("queue store older than its seq file, seq jumps", "seq", next)
 		}
 	}
 	q.next, q.durable = next, next-1
 	q.epoch = max(fs.Epoch, storeEpoch) + 1
+	if same && fs.Pending && fs.Epoch == storeEpoch+1 {
+		q.epoch = fs.Epoch // finish the interrupted Open's epoch
+	}
+	// File first (pending), then the store, then the file again: a kill at
+	// any point leaves a combination the code above recognises.
+	hw := next + seqReserve
+	seqErr := writeSeqFile(seqPath(q.opts.Dir), seqState{Epoch: q.epoch, HW: hw, Pending: true})
 	err = q.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set([]byte(keyEpoch), putU64(q.epoch)); err != nil {
 			return err
@@ -253,11 +272,16 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	if err != nil {
 		return fmt.Errorf("write epoch: %w", err)
 	}
-	q.hw = q.next // reserveSeqLocked writes the seq file before the first append
-	if err := q.reserveSeqLocked(); err != nil {
-		q.log.Warn("queue seq file not written", "err", err)
-		q.setDegradedLocked("seq file not written: " + err.Error())
+	if seqErr == nil {
+		seqErr = writeSeqFile(seqPath(q.opts.Dir), seqState{Epoch: q.epoch, HW: hw})
 	}
+	if seqErr != nil {
+		// Not fatal: without a trustworthy file the next Open jumps the
+		// seq forward (the safe direction) instead of reusing one.
+		q.log.Warn("queue seq file not written", "err", seqErr)
+		q.setDegradedLocked("seq file not written: " + seqErr.Error())
+	}
+	q.hw = hw
 	return nil
 }
 

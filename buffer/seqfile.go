@@ -19,6 +19,13 @@ import (
 // larger high-water is written (and fsynced). epoch equals the store's
 // z/epoch key when the directory is the one this file was written with.
 // Introduced in schema 1.
+//
+// The top bit of the epoch field (pendingBit) marks a file written by Open
+// before it updated the store's epoch: if the process dies between the two
+// writes, the next Open sees a pending file one epoch ahead of (or equal
+// to) the store and knows that nothing was appended in between, so the seq
+// continues without a jump. Introduced with schema 1; files without the bit
+// read as before.
 const (
 	seqMagic   = "TCUQSEQ1"
 	seqFileLen = 28
@@ -27,10 +34,14 @@ const (
 	seqReserve = 1 << 20
 )
 
+// pendingBit marks an epoch written before the store was updated.
+const pendingBit = 1 << 63
+
 // seqState is the content of the seq file.
 type seqState struct {
-	Epoch uint64
-	HW    uint64
+	Epoch   uint64
+	HW      uint64
+	Pending bool // written by Open before the store's epoch was updated
 }
 
 func seqPath(dir string) string { return filepath.Clean(dir) + ".seq" }
@@ -38,7 +49,11 @@ func seqPath(dir string) string { return filepath.Clean(dir) + ".seq" }
 func encodeSeqFile(s seqState) []byte {
 	b := make([]byte, 0, seqFileLen)
 	b = append(b, seqMagic...)
-	b = binary.BigEndian.AppendUint64(b, s.Epoch)
+	e := s.Epoch &^ pendingBit
+	if s.Pending {
+		e |= pendingBit
+	}
+	b = binary.BigEndian.AppendUint64(b, e)
 	b = binary.BigEndian.AppendUint64(b, s.HW)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
@@ -52,7 +67,8 @@ func decodeSeqFile(b []byte) (seqState, error) {
 	if crc32.Checksum(b[:24], crcTable) != binary.BigEndian.Uint32(b[24:]) {
 		return seqState{}, fmt.Errorf("%w: checksum mismatch", errBadSeqFile)
 	}
-	return seqState{Epoch: binary.BigEndian.Uint64(b[8:16]), HW: binary.BigEndian.Uint64(b[16:24])}, nil
+	e := binary.BigEndian.Uint64(b[8:16])
+	return seqState{Epoch: e &^ pendingBit, HW: binary.BigEndian.Uint64(b[16:24]), Pending: e&pendingBit != 0}, nil
 }
 
 // readSeqFile reads the seq file; ok is false when it does not exist or
