@@ -157,7 +157,7 @@ func (s *Session) Run(ctx context.Context) error {
 	for first := true; ; first = false {
 		wait := s.nextDelay(first, attempt, lastErr)
 		if !last.IsZero() {
-			wait = max(wait, time.Second-time.Since(last)) // ≤ 1 CONNECT/s per client ID
+			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
 		if !sleepCtx(ctx, wait) {
 			return nil
@@ -214,6 +214,11 @@ func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duratio
 	}
 	return s.boff.delay(attempt)
 }
+
+// minConnectSpacing keeps CONNECTs of one client ID over 1 s apart as
+// the broker sees them (AWS: 1 CONNECT/s), with a margin for handshake
+// time differences.
+const minConnectSpacing = 1100 * time.Millisecond
 
 // networkPoll caps the backoff window while the local network is down.
 const networkPoll = 30 * time.Second

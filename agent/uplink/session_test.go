@@ -179,3 +179,27 @@ func TestManySubscriptionsChunked(t *testing.T) {
 		t.Error("51 subscriptions accepted")
 	}
 }
+
+// TestConnectSpacing: while the broker refuses, attempts by one client ID
+// are never less than 1 s apart (AWS: 1 CONNECT/s per client ID).
+func TestConnectSpacing(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	cloud.Faults().RefuseConnects(true)
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-SP", Queue: uplinktest.NewQueue(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSession(t, s)
+	eventually(t, 15*time.Second, "4 refused attempts", func() bool { return s.Stats().ConnectFailures >= 4 })
+	stop()
+	var prev time.Time
+	for _, ev := range cloud.Connects() {
+		if ev.ClientID != "TCU-SP" {
+			continue
+		}
+		if !prev.IsZero() && ev.Time.Sub(prev) < time.Second {
+			t.Errorf("connects %v apart", ev.Time.Sub(prev))
+		}
+		prev = ev.Time
+	}
+}
