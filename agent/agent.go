@@ -188,12 +188,12 @@ func (a *Agent) openQueue(ctx context.Context) (*buffer.Queue, error) {
 
 // queueAppender maps telemetry classes onto buffer classes.
 func queueAppender(q *buffer.Queue) telemetry.AppendFunc {
-	return func(ctx context.Context, c telemetry.Class, data []byte) error {
+	return func(ctx context.Context, c telemetry.Class, data [][]byte) error {
 		class := buffer.ClassTelemetry
 		if c == telemetry.ClassEvent {
 			class = buffer.ClassEvent
 		}
-		_, err := q.Append(ctx, class, data)
+		_, err := q.AppendBatch(ctx, class, data)
 		return err
 	}
 }

@@ -25,8 +25,8 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 	if c.Buffer.MaxBytes < 1<<20 {
 		d.errorf("buffer.max_bytes", "max_bytes %d too small; at least 1MiB", c.Buffer.MaxBytes)
 	}
-	if w := c.Buffer.GroupWindow.Std(); w > 1e9 {
-		d.errorf("buffer.group_window", "group_window %s too long; at most 1s", w)
+	if w := c.Buffer.GroupWindow.Std(); w > 50e6 {
+		d.errorf("buffer.group_window", "group_window %s too long; at most 50ms", w)
 	}
 	if c.Telemetry.Interval.Std() < 1e7 {
 		d.errorf("telemetry.interval", "interval %s too short; at least 10ms", c.Telemetry.Interval.Std())

@@ -29,8 +29,12 @@ const (
 	ClassEvent
 )
 
-// AppendFunc durably appends one encoded record (see package record).
-type AppendFunc func(ctx context.Context, class Class, data []byte) error
+// AppendFunc durably appends encoded records (see package record) of one
+// class, in order, as one batch (one sync).
+type AppendFunc func(ctx context.Context, class Class, data [][]byte) error
+
+// maxBatch bounds the records written in one AppendFunc call.
+const maxBatch = 256
 
 // Options configure a Pipeline.
 type Options struct {
@@ -57,6 +61,10 @@ type Pipeline struct {
 	written atomic.Uint64
 	failed  atomic.Uint64
 	beat    func()
+	// pending holds encoded records not yet appended, per class; Run's
+	// goroutine only. They are appended as soon as the input channel is
+	// empty, so a burst of samples costs one sync, not one per record.
+	pending [2][][]byte
 }
 
 // Stats are the pipeline's counters.
@@ -120,32 +128,34 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			p.drainInput(pending, prev)
+			p.flush(pending)
 			grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			p.flush(grace, pending)
+			p.commit(grace)
 			cancel()
 			return nil
 		case s := <-p.in:
-			p.take(ctx, s, pending, prev)
+			p.take(s, pending, prev)
 		case <-tick.C:
-			p.flush(ctx, pending)
+			p.flush(pending)
+		}
+		if len(p.in) == 0 || p.queued() >= maxBatch {
+			p.commit(ctx)
 		}
 	}
 }
 
 func (p *Pipeline) drainInput(pending, prev map[string]drivers.Sample) {
-	grace, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	for {
 		select {
 		case s := <-p.in:
-			p.take(grace, s, pending, prev)
+			p.take(s, pending, prev)
 		default:
 			return
 		}
 	}
 }
 
-func (p *Pipeline) take(ctx context.Context, s drivers.Sample, pending, prev map[string]drivers.Sample) {
+func (p *Pipeline) take(s drivers.Sample, pending, prev map[string]drivers.Sample) {
 	if p.opts.Observe != nil {
 		p.opts.Observe(s)
 	}
@@ -162,7 +172,7 @@ func (p *Pipeline) take(ctx context.Context, s drivers.Sample, pending, prev map
 	if seen {
 		ev.Previous = &old.Value
 	}
-	p.write(ctx, ClassEvent, record.KindEvent, s.Time, ev)
+	p.write(ClassEvent, record.KindEvent, s.Time, ev)
 }
 
 type eventBody struct {
@@ -179,7 +189,7 @@ type telemetryBody struct {
 }
 
 // flush writes the pending latest values as one telemetry record.
-func (p *Pipeline) flush(ctx context.Context, pending map[string]drivers.Sample) {
+func (p *Pipeline) flush(pending map[string]drivers.Sample) {
 	if len(pending) == 0 {
 		return
 	}
@@ -207,23 +217,53 @@ func (p *Pipeline) flush(ctx context.Context, pending map[string]drivers.Sample)
 	if newest.IsZero() {
 		newest = p.opts.Now()
 	}
-	p.write(ctx, ClassTelemetry, record.KindTelemetry, newest, body)
+	p.write(ClassTelemetry, record.KindTelemetry, newest, body)
 }
 
-func (p *Pipeline) write(ctx context.Context, class Class, kind string, ts time.Time, body any) {
+// write encodes one record and queues it for the next commit.
+func (p *Pipeline) write(class Class, kind string, ts time.Time, body any) {
 	b, err := json.Marshal(body)
 	if err == nil {
 		b, err = record.Record{Kind: kind, Time: ts, Body: b}.Marshal()
 	}
-	if err == nil {
-		err = p.opts.Append(ctx, class, b)
-	}
 	if err != nil {
-		// Logged at powers of two so a broken store cannot flood the journal.
-		if n := p.failed.Add(1); n&(n-1) == 0 {
-			p.opts.Logger.Warn("telemetry record not buffered", "kind", kind, "failed_total", n, "err", err)
-		}
+		p.fail(1, kind, err)
 		return
 	}
-	p.written.Add(1)
+	p.pending[class] = append(p.pending[class], b)
+}
+
+func (p *Pipeline) queued() int { return len(p.pending[ClassTelemetry]) + len(p.pending[ClassEvent]) }
+
+// commit appends the queued records, events first, one batch per class.
+func (p *Pipeline) commit(ctx context.Context) {
+	for _, class := range []Class{ClassEvent, ClassTelemetry} {
+		recs := p.pending[class]
+		if len(recs) == 0 {
+			continue
+		}
+		p.pending[class] = nil
+		if err := p.opts.Append(ctx, class, recs); err != nil {
+			p.fail(uint64(len(recs)), "batch", err)
+			continue
+		}
+		p.written.Add(uint64(len(recs)))
+	}
+}
+
+func (p *Pipeline) fail(n uint64, kind string, err error) {
+	// Logged each time the total crosses a power of two, so a broken
+	// store cannot flood the journal.
+	before := p.failed.Add(n) - n
+	if total := before + n; bitsLen(before) != bitsLen(total) {
+		p.opts.Logger.Warn("telemetry records not buffered", "kind", kind, "failed_total", total, "err", err)
+	}
+}
+
+func bitsLen(x uint64) int {
+	n := 0
+	for ; x != 0; x >>= 1 {
+		n++
+	}
+	return n
 }

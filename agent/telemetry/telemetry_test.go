@@ -21,6 +21,7 @@ type memStore struct {
 	mu      sync.Mutex
 	recs    []stored
 	failing error
+	calls   int
 }
 
 type stored struct {
@@ -28,17 +29,20 @@ type stored struct {
 	rec   record.Record
 }
 
-func (m *memStore) append(_ context.Context, c Class, data []byte) error {
+func (m *memStore) append(_ context.Context, c Class, data [][]byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.calls++
 	if m.failing != nil {
 		return m.failing
 	}
-	r, err := record.Unmarshal(data)
-	if err != nil {
-		return err
+	for _, d := range data {
+		r, err := record.Unmarshal(d)
+		if err != nil {
+			return err
+		}
+		m.recs = append(m.recs, stored{c, r})
 	}
-	m.recs = append(m.recs, stored{c, r})
 	return nil
 }
 
@@ -147,5 +151,42 @@ func TestAppendFailureCounted(t *testing.T) {
 	<-done
 	if p.Stats().Failed == 0 || p.Stats().Records != 0 {
 		t.Errorf("stats = %+v", p.Stats())
+	}
+}
+
+// TestBurstIsOneBatch checks that a burst of event samples is appended in
+// a few batches, not one append (one sync) per record.
+func TestBurstIsOneBatch(t *testing.T) {
+	t.Parallel()
+	st := &memStore{}
+	p, err := New(Options{Interval: time.Hour, Events: []string{"Door"}, MaxPending: 1000, Append: st.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 { // queued before Run starts: one burst
+		p.Emit(drivers.Sample{Name: "Door", Value: float64(i % 2)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Records < 500 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	events := 0
+	for _, r := range st.recs {
+		if r.rec.Kind == "event" {
+			events++
+		}
+	}
+	if events != 500 {
+		t.Fatalf("events appended = %d, want 500", events)
+	}
+	if st.calls > 4 {
+		t.Errorf("500 events took %d append calls, want at most 4 (batches of %d)", st.calls, maxBatch)
 	}
 }
