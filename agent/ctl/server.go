@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/internal/httpserve"
 )
 
 // SocketMode is the control socket's permission: the agent's user and group
@@ -77,25 +79,7 @@ func Serve(ctx context.Context, path string, status func() Status) error {
 
 // ServeListener is Serve on an existing listener, which it closes.
 func ServeListener(ctx context.Context, ln net.Listener, status func() Status) error {
-	srv := &http.Server{
-		Handler:           Handler(status),
-		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }() // stopped by Shutdown/Close below
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve control socket: %w", err)
-	case <-ctx.Done():
-	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := httpserve.Serve(ctx, ln, Handler(status)); err != nil {
 		return fmt.Errorf("serve control socket: %w", err)
 	}
 	return nil
