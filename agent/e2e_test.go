@@ -160,9 +160,12 @@ func (s *spine) collect(payload []byte, telemetry bool) {
 		return
 	}
 	var seqs []uint64
-	for _, r := range env.Records {
+	for i, r := range env.Records {
 		if r.TS == 0 || r.Kind == "" {
 			s.t.Errorf("record without ts/kind: %s", payload)
+		}
+		if i > 0 && r.Seq <= seqs[i-1] {
+			s.t.Errorf("records of one message not in ascending seq: %s", payload)
 		}
 		seqs = append(seqs, r.Seq)
 	}

@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"cmp"
+	"slices"
+
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
 )
@@ -21,6 +24,15 @@ func (u uplinkQueue) Lease(max, maxBytes int) ([]uplink.Record, error) {
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}
+	// The buffer picks which records go first (live before backlog, which
+	// it serves newest first); within one lease, put them back in seq order
+	// per class so every message lists its records in ascending seq.
+	slices.SortStableFunc(recs, func(a, b buffer.Record) int {
+		if a.Class != b.Class {
+			return cmp.Compare(a.Class, b.Class)
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
 	out := make([]uplink.Record, len(recs))
 	for i, r := range recs {
 		out[i] = uplink.Record{Seq: r.Seq, Class: classToUplink[r.Class], Time: r.Time, Data: r.Data}
