@@ -96,7 +96,9 @@ func TestSimServesBusAnswersAndRecords(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // let the recorder see some traffic
+	// Let the recorder see some traffic, and the load filler add its
+	// identifiers (slow under emulation, make vmtest).
+	time.Sleep(1500 * time.Millisecond)
 	cancel()
 	select {
 	case c := <-code:

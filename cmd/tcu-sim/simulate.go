@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,7 +38,7 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 		cancel() // on an early return, stop what was started
 		_ = g.Wait()
 	}()
-	attach, where, err := openBus(ctx, g, o)
+	attach, serve, where, err := openBus(ctx, g, o)
 	if err != nil {
 		return err
 	}
@@ -67,6 +68,9 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	// Only now let others onto the bus: every endpoint of ours (the
+	// recorder included) is attached, so no early frame is missed.
+	serve()
 	log.Info("tcu-sim started", "bus", where, "dbc", src, "replay", o.replay, "scenario", o.scenario,
 		"hold", holdName(o.hold), "body_delay", o.bodyDelay, "ignore_commands", o.ignore, "fail_commands", o.fail)
 	err = g.Wait()
@@ -106,22 +110,31 @@ func startVehicle(ctx context.Context, g *errgroup.Group, o options, db *dbc.Dat
 	return v, nil
 }
 
-// openBus starts the bus and returns how to attach endpoints to it.
-func openBus(ctx context.Context, g *errgroup.Group, o options) (func() (canbus.Bus, error), string, error) {
+// openBus opens the bus and returns how to attach endpoints to it, and
+// serve, which lets other processes onto a virtual bus (call it once this
+// process's endpoints are attached).
+func openBus(ctx context.Context, g *errgroup.Group, o options) (attach func() (canbus.Bus, error), serve func(), where string, err error) {
 	if o.socketcan != "" {
 		attach := func() (canbus.Bus, error) { return socketcan.Open(o.socketcan, socketcan.Options{}) }
-		return attach, "socketcan " + o.socketcan, nil
+		return attach, func() {}, "socketcan " + o.socketcan, nil
 	}
 	l, err := listenUnix(o.vbus)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	v := canbus.NewVirtual()
+	start := make(chan struct{})
 	g.Go(func() error {
 		defer os.Remove(o.vbus)
+		select {
+		case <-start:
+		case <-ctx.Done(): // an early return before serve
+			return l.Close()
+		}
 		return canbus.Serve(ctx, l, v)
 	})
-	return func() (canbus.Bus, error) { return v.Attach(), nil }, "vbus " + o.vbus, nil
+	serve = sync.OnceFunc(func() { close(start) })
+	return func() (canbus.Bus, error) { return v.Attach(), nil }, serve, "vbus " + o.vbus, nil
 }
 
 // listenUnix listens on path, replacing a stale socket left by a crashed
