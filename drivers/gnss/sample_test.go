@@ -1,13 +1,9 @@
 package gnss
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/pelletier/go-toml/v2"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/drivertest"
@@ -18,34 +14,8 @@ import (
 // agent does, and Inits it.
 func TestSampleConfig(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("sample.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Driver []map[string]any `toml:"driver"`
-	}
-	if err := toml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	if len(doc.Driver) != 1 || doc.Driver[0]["kind"] != "gnss" {
-		t.Fatalf("sample.toml has %v, want one [[driver]] of kind gnss", doc.Driver)
-	}
-	delete(doc.Driver[0], "name")
-	delete(doc.Driver[0], "kind")
-	opts, err := toml.Marshal(doc.Driver[0])
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := New(drivertest.Params(t))
-	dec := toml.NewDecoder(bytes.NewReader(opts))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(d); err != nil {
-		t.Fatalf("decode sample.toml: %v", err)
-	}
-	if err := d.Init(); err != nil {
-		t.Fatalf("Init() with sample.toml = %v", err)
-	}
+	drivertest.DecodeSample(t, "sample.toml", "gnss", d)
 	if d.Device != "/dev/ttyUSB0" || d.MaxHDOP != 5 || d.minMode != Mode2D {
 		t.Errorf("decoded driver = %+v", d)
 	}
