@@ -102,7 +102,8 @@ func (d *Driver) Transmit(ctx context.Context, message string, signals map[strin
 	if err != nil {
 		return fmt.Errorf("transmit: %w", err)
 	}
-	f := canbus.Frame{ID: m.ID, Extended: m.Extended, FD: len(data) > canbus.MaxClassicLen}
+	// FD when the DBC says so (VFrameFormat) or the payload needs it.
+	f := canbus.Frame{ID: m.ID, Extended: m.Extended, FD: m.FD || len(data) > canbus.MaxClassicLen}
 	f.Len = uint8(copy(f.Data[:], data))
 	if f.FD {
 		f.Len = fdLen(f.Len)
