@@ -69,6 +69,23 @@ type Driver struct {
 	open    func(device string, baud int) (io.ReadCloser, error)
 	now     func() time.Time
 	clock   atomic.Pointer[clockReading]
+
+	sentences, rejected, fixes atomic.Uint64
+}
+
+// Stats are the driver's counters since it was created (all runs).
+type Stats struct {
+	// Frames counts NMEA sentences read with a valid checksum.
+	Frames uint64
+	// DecodeErrors counts sentences the decoder could not use.
+	DecodeErrors uint64
+	// Fixes counts fixes turned into samples.
+	Fixes uint64
+}
+
+// Stats returns the counters.
+func (d *Driver) Stats() Stats {
+	return Stats{Frames: d.sentences.Load(), DecodeErrors: d.rejected.Load(), Fixes: d.fixes.Load()}
 }
 
 type clockReading struct {
@@ -152,7 +169,13 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 			}
 			return fmt.Errorf("read %s: %w: %w", d.Device, drivers.ErrNotReady, err)
 		}
-		if f, ok, _ := dec.Feed(s); ok {
+		d.sentences.Add(1)
+		f, ok, ferr := dec.Feed(s)
+		if ferr != nil {
+			d.rejected.Add(1)
+		}
+		if ok {
+			d.fixes.Add(1)
 			d.emit(f, sink)
 		}
 	}

@@ -191,6 +191,9 @@ func TestRunOverPTY(t *testing.T) {
 			t.Errorf("round %d: latitude %v, want ≈44.069", round, lat.Value)
 		}
 		c.waitFor(t, SignalTimestamp)
+		if st := d.Stats(); st.Frames == 0 || st.Fixes == 0 || st.Fixes > st.Frames {
+			t.Errorf("round %d: Stats() = %+v, want sentences and fixes counted", round, st)
+		}
 		if !d.ClockSynced() {
 			t.Errorf("round %d: ClockSynced() false after a valid RMC", round)
 		}
