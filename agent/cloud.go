@@ -49,6 +49,9 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 
 	cmdLoop := a.health.Loop("command", true)
 	defer cmdLoop.Close()
+	// engineCtx ends only after the MQTT session has stopped (see below).
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
 	engine, err := command.New(command.Options{
 		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
 		Signals: a.signals, Transmitter: a.transmitter,
@@ -69,7 +72,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	sess, err := uplink.New(uplink.Options{
 		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
 		Subscriptions: engine.Topics(),
-		Handler:       func(topic string, payload []byte) { engine.Handle(ctx, topic, payload) },
+		Handler:       func(topic string, payload []byte) { engine.Handle(engineCtx, topic, payload) },
 		Logger:        log.With("component", "uplink"), Now: a.now,
 	})
 	if err != nil {
@@ -80,15 +83,29 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	a.session, a.engine = sess, engine
 	a.mu.Unlock()
 
+	var renewer *provisioning.Provisioner
+	if id != nil && id.Source != provisioning.MethodStatic {
+		if renewer, err = a.provisioner(); err != nil {
+			return err
+		}
+	}
+
 	var wg sync.WaitGroup
-	wg.Go(func() { // stops with ctx
-		if err := engine.Run(ctx); err != nil {
+	if renewer != nil {
+		wg.Go(func() { a.renewLoop(ctx, renewer, id, &cert, log) }) // stops with ctx
+	}
+	wg.Go(func() { // stops with engineCtx, after the session
+		if err := engine.Run(engineCtx); err != nil {
 			log.Error("command engine stopped", "err", err)
 		}
 	})
 	wg.Go(func() { _ = shadow.Run(ctx) })       // stops with ctx
 	wg.Go(func() { a.feedShadow(ctx, shadow) }) // stops with ctx
 	err = sess.Run(ctx)
+	// The engine outlives the session: a request the session acknowledged
+	// just before it stopped is still answered (at least REJECTED
+	// agent_shutdown), and its response lands in the buffer.
+	stopEngine()
 	wg.Wait()
 	return err
 }

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -19,6 +20,108 @@ import (
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
+// provisionRig is the dev cloud with fleet provisioning over mTLS, the
+// simulated vehicle, and an agent config holding only a claim certificate.
+type provisionRig struct {
+	t       *testing.T
+	ctx     context.Context
+	dir     string
+	log     *slog.Logger
+	cloud   *devcloud.Cloud
+	fp      *fleetprov.Server
+	cfgPath string
+
+	mu      sync.Mutex
+	devices []string // "topic device" of every telemetry message
+}
+
+const rigSerial = "SN-E2E-0042"
+
+func newProvisionRig(t *testing.T, ctx context.Context, extraProvisioning string) *provisionRig {
+	t.Helper()
+	r := &provisionRig{t: t, ctx: ctx, dir: t.TempDir(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if testing.Verbose() {
+		r.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	caDir := filepath.Join(r.dir, "ca")
+	var err error
+	r.cloud, err = devcloud.New(devcloud.Options{TLSAddr: "127.0.0.1:0", CADir: caDir, Logger: r.log.With("program", "devcloud")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.cloud.Close() })
+	ca := r.cloud.CA()
+	r.fp, err = fleetprov.New(fleetprov.Options{
+		Broker: r.cloud, Registry: r.cloud, CACert: ca.Cert, CAKey: ca.Key, Logger: r.log.With("program", "fleetprov"),
+		Templates: map[string]fleetprov.Template{"TcuFleetTemplate": {ThingNameParam: "SerialNumber"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.fp.Close() })
+	if err := r.cloud.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claim, err := ca.MintClaim("fleet-claim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimCert, claimKey, err := claim.WriteFiles(r.dir, "claim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cloud.Subscribe("dt/tcu/+/telemetry", func(topic string, p []byte) {
+		var env struct {
+			Device string `json:"device"`
+		}
+		if json.Unmarshal(p, &env) == nil {
+			r.mu.Lock()
+			r.devices = append(r.devices, topic+" "+env.Device)
+			r.mu.Unlock()
+		}
+	})
+	db, _, err := dbc.Load("../configs/vehicle.dbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startVehicle(t, ctx, db, filepath.Join(r.dir, "vbus.sock"), r.log)
+	r.cfgPath = writeTLSConfig(t, r.dir, r.cloud.TLSAddr(), filepath.Join(caDir, devcloud.CACertFile), claimCert, claimKey, rigSerial, extraProvisioning)
+	return r
+}
+
+// runAgent runs the agent until until() holds (or d passes), then stops it.
+func (r *provisionRig) runAgent(d time.Duration, what string, until func() bool) {
+	r.t.Helper()
+	cfg, sec, err := agent.LoadConfig(r.cfgPath)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: r.log.With("program", "agent")})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }() // stopped below
+	waitFor(r.t, what, d, until)
+	stop()
+	if err := <-done; err != nil {
+		r.t.Errorf("agent Run: %v", err)
+	}
+}
+
+// published reports whether telemetry arrived from the provisioned thing.
+func (r *provisionRig) published() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.devices {
+		if s == "dt/tcu/"+rigSerial+"/telemetry "+rigSerial {
+			return true
+		}
+	}
+	return false
+}
+
 // TestProvisionByClaimThenPublish is the provisioning acceptance test
 // through the whole stack: an agent with only the fleet's claim
 // certificate connects to the dev cloud over mutual TLS, trades the claim
@@ -28,94 +131,13 @@ import (
 func TestProvisionByClaimThenPublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	caDir := filepath.Join(dir, "ca")
-	cloud, err := devcloud.New(devcloud.Options{TLSAddr: "127.0.0.1:0", CADir: caDir, Logger: log.With("program", "devcloud")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cloud.Close()
-	ca := cloud.CA()
-	fp, err := fleetprov.New(fleetprov.Options{
-		Broker: cloud, Registry: cloud, CACert: ca.Cert, CAKey: ca.Key, Logger: log.With("program", "fleetprov"),
-		Templates: map[string]fleetprov.Template{"TcuFleetTemplate": {ThingNameParam: "SerialNumber"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fp.Close()
-	if err := cloud.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	claim, err := ca.MintClaim("fleet-claim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	claimCert, claimKey, err := claim.WriteFiles(dir, "claim")
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	const serial = "SN-E2E-0042"
-	var mu sync.Mutex
-	var devices []string
-	cloud.Subscribe("dt/tcu/+/telemetry", func(topic string, p []byte) {
-		var env struct {
-			Device string `json:"device"`
-		}
-		if json.Unmarshal(p, &env) == nil {
-			mu.Lock()
-			devices = append(devices, topic+" "+env.Device)
-			mu.Unlock()
-		}
-	})
-
-	db, _, err := dbc.Load("../configs/vehicle.dbc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	startVehicle(t, ctx, db, filepath.Join(dir, "vbus.sock"), log)
-
-	cfgPath := writeTLSConfig(t, dir, cloud.TLSAddr(), filepath.Join(caDir, devcloud.CACertFile), claimCert, claimKey, serial)
-	runAgent := func(d time.Duration) {
-		t.Helper()
-		cfg, sec, err := agent.LoadConfig(cfgPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log.With("program", "agent")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- a.Run(runCtx) }() // stopped below
-		waitFor(t, "telemetry from the provisioned thing", d, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, s := range devices {
-				if s == "dt/tcu/"+serial+"/telemetry "+serial {
-					return true
-				}
-			}
-			return false
-		})
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-	}
-
-	runAgent(60 * time.Second)
-	if n := fp.Issued(); n != 1 {
+	r := newProvisionRig(t, ctx, "")
+	r.runAgent(60*time.Second, "telemetry from the provisioned thing", r.published)
+	if n := r.fp.Issued(); n != 1 {
 		t.Errorf("certificates issued = %d, want 1", n)
 	}
-	id, err := provisioning.Load(filepath.Join(dir, "state"))
-	if err != nil || id.Thing != serial || id.Source != "fleet" {
+	id, err := provisioning.Load(filepath.Join(r.dir, "state"))
+	if err != nil || id.Thing != rigSerial || id.Source != "fleet" {
 		t.Fatalf("identity on disk = %+v, %v", id, err)
 	}
 	if fi, err := os.Stat(id.KeyFile); err != nil || fi.Mode().Perm() != 0o600 {
@@ -123,17 +145,51 @@ func TestProvisionByClaimThenPublish(t *testing.T) {
 	}
 
 	// Second boot: the persisted identity is used; no new certificate.
-	mu.Lock()
-	devices = nil
-	mu.Unlock()
-	runAgent(60 * time.Second)
-	if n := fp.Issued(); n != 1 {
+	r.mu.Lock()
+	r.devices = nil
+	r.mu.Unlock()
+	r.runAgent(60*time.Second, "telemetry after a restart", r.published)
+	if n := r.fp.Issued(); n != 1 {
 		t.Errorf("after a restart, certificates issued = %d, want still 1", n)
 	}
 }
 
+// TestRenewalThroughDevcloud: with a renewal window longer than the
+// certificate's life, the running agent renews at once over its own
+// identity, adopts the new certificate, and keeps publishing as its thing.
+func TestRenewalThroughDevcloud(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := newProvisionRig(t, ctx, "")
+	r.runAgent(60*time.Second, "telemetry from the provisioned thing", r.published)
+	state := filepath.Join(r.dir, "state")
+	before, err := provisioning.Load(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Renewal window longer than the certificate's life: renew at once.
+	cfg, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, r.cfgPath, strings.Replace(string(cfg), "[provisioning]", "[provisioning]\nrenew_before = \"2000000h\"", 1))
+	r.runAgent(90*time.Second, "a renewed certificate in use", func() bool {
+		id, err := provisioning.Load(state)
+		return err == nil && !bytes.Equal(before.Certificate.Certificate[0], id.Certificate.Certificate[0])
+	})
+	id, err := provisioning.Load(state)
+	if err != nil || id.Thing != rigSerial || r.fp.Issued() < 2 {
+		t.Fatalf("identity after renewal = %+v, %v (issued %d)", id, err, r.fp.Issued())
+	}
+	r.mu.Lock()
+	r.devices = nil
+	r.mu.Unlock()
+	// The renewed identity on disk works on the next boot.
+	r.runAgent(60*time.Second, "telemetry with the renewed certificate", r.published)
+}
+
 // writeTLSConfig derives an mTLS + fleet provisioning config from the demo.
-func writeTLSConfig(t *testing.T, dir, addr, caFile, claimCert, claimKey, serial string) string {
+func writeTLSConfig(t *testing.T, dir, addr, caFile, claimCert, claimKey, serial, extra string) string {
 	t.Helper()
 	src, err := os.ReadFile("../configs/demo.toml")
 	if err != nil {
@@ -156,6 +212,7 @@ template = "TcuFleetTemplate"
 serial_number = "`+serial+`"
 retry_min = "200ms"
 retry_max = "2s"
+`+extra+`
 
 [commands]`, 1)
 	path := filepath.Join(dir, "tcu-agent.toml")

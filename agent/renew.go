@@ -24,7 +24,9 @@ const renewCheckEvery = time.Hour
 // its next connect; the renewal's own connection (same client ID) makes the
 // main session reconnect, so it picks the new certificate up at once.
 func (a *Agent) renewLoop(ctx context.Context, p *provisioning.Provisioner, id *provisioning.Identity, cert *atomic.Pointer[tls.Certificate], log *slog.Logger) {
-	bo := backoff.New(5*time.Minute, 6*time.Hour)
+	// Failed renewals retry with the provisioning retry bounds.
+	pc := a.sec.Provisioning
+	bo := backoff.New(max(time.Duration(pc.RetryMin), time.Second), max(time.Duration(pc.RetryMax), time.Minute))
 	wait := time.Duration(0)
 	for backoff.Wait(ctx, wait) {
 		wait = renewCheckEvery

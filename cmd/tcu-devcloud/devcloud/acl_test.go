@@ -19,6 +19,8 @@ func TestAllowed(t *testing.T) {
 		{"wildcard over things", KindThing, "T1", "dt/tcu/+/telemetry", false},
 		{"other shadow", KindThing, "T1", "$aws/things/T2/shadow/update", false},
 		{"thing provisioning", KindThing, "T1", "$aws/certificates/create/json", false},
+		{"thing renewal csr", KindThing, "T1", "$aws/certificates/create-from-csr/json/accepted", true},
+		{"thing renewal register", KindThing, "T1", "$aws/provisioning-templates/Tpl/provision/json", true},
 		{"claim create", KindClaim, "", "$aws/certificates/create/json", true},
 		{"claim csr accepted", KindClaim, "", "$aws/certificates/create-from-csr/json/accepted", true},
 		{"claim register", KindClaim, "", "$aws/provisioning-templates/Tpl/provision/json", true},

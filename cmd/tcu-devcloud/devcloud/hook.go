@@ -159,6 +159,15 @@ func allowed(kind, thing, topic string) bool {
 				return true
 			}
 		}
+		// Certificate renewal over the thing's own identity, as an AWS IoT
+		// policy allowing CreateCertificateFromCsr and RegisterThing does.
+		// Not CreateKeysAndCertificate, and answers go only to the
+		// requesting client (fleetprov publishes with PublishTo).
+		for _, p := range []string{"$aws/certificates/create-from-csr/", "$aws/provisioning-templates/"} {
+			if strings.HasPrefix(topic, p) {
+				return true
+			}
+		}
 	case KindClaim:
 		for _, p := range []string{"$aws/certificates/create/", "$aws/certificates/create-from-csr/", "$aws/provisioning-templates/"} {
 			if strings.HasPrefix(topic, p) {
