@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -15,19 +14,9 @@ func init() {
 }
 
 func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfigPath, "config file")
-	stateDir := fs.String("state-dir", "", "override [agent] state_dir")
-	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
-	}
-	cfg, sec, err := loadConfig(*path)
+	cfg, sec, err := parseAndLoad("provision", args, stderr)
 	if err != nil {
 		return err
-	}
-	if *stateDir != "" {
-		cfg.Agent.StateDir = *stateDir
 	}
 	start := time.Now()
 	step := func(name string) {

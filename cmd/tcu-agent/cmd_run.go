@@ -39,20 +39,31 @@ func loadConfig(path string) (*config.Config, *agent.Sections, error) {
 	return cfg, sec, nil
 }
 
-func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+// parseAndLoad parses the --config and --state-dir flags shared by the
+// verbs that run against a configuration, then loads it (--state-dir
+// overrides [agent] state_dir, e.g. with systemd's $STATE_DIRECTORY).
+func parseAndLoad(verb string, args []string, stderr io.Writer) (*config.Config, *agent.Sections, error) {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", defaultConfigPath, "config file")
 	stateDir := fs.String("state-dir", "", "override [agent] state_dir (e.g. $STATE_DIRECTORY)")
 	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
+		return nil, nil, &exitCodeError{code: 2, err: err}
 	}
 	cfg, sec, err := loadConfig(*path)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if *stateDir != "" {
 		cfg.Agent.StateDir = *stateDir
+	}
+	return cfg, sec, nil
+}
+
+func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, sec, err := parseAndLoad("run", args, stderr)
+	if err != nil {
+		return err
 	}
 	log := newLogger(stderr, cfg.Agent.LogLevel)
 	// A soft memory limit for a small box: measured to halve the buffer's
