@@ -1,9 +1,11 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 
@@ -15,6 +17,7 @@ type appendReq struct {
 	class Class
 	data  []byte
 	seq   uint64
+	ref   chunkRef // the chunk it was written in
 	err   error
 	done  chan struct{}
 }
@@ -166,7 +169,7 @@ func (q *Queue) commit(batch []*appendReq) {
 		q.durable = last
 		for _, r := range batch {
 			if r.err == nil && r.seq != 0 {
-				q.addLiveLocked(r.class, r.seq)
+				q.addLiveLocked(r.class, r.seq, r.ref)
 			}
 		}
 		q.mu.Unlock()
@@ -194,6 +197,9 @@ func classify(err error) error {
 // writeBatch assigns seqs, evicts to make room and writes the batch (not
 // synced). It returns the highest seq written (0 when nothing was).
 // Requests that could not be admitted get r.err set.
+//
+// The batch is ordered by class so that each class's records get
+// consecutive seqs and are packed into as few chunks as possible.
 func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -204,11 +210,12 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 		}
 		return 0, nil
 	}
+	slices.SortStableFunc(batch, func(a, b *appendReq) int { return cmp.Compare(a.class, b.class) })
 	ev := newEvictor(q)
 	defer ev.close()
-	now := q.opts.Now()
-	w := newTxnWriter(q.db)
+	w := newTxnWriter(q.db, q.opts.Sync != SyncNone)
 	defer w.discard()
+	p := packer{w: w, t: q.opts.Now()}
 	var last uint64
 	for _, r := range batch {
 		size := recordBytes(len(r.data))
@@ -223,13 +230,17 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 		}
 		r.seq = q.next
 		q.next++
-		if err := w.set(recKey(r.class, r.seq), encodeValue(now, r.data)); err != nil {
+		if err := p.add(r); err != nil {
 			q.failLocked(err)
 			return 0, err
 		}
 		q.cls[r.class].records++
 		q.cls[r.class].bytes += size
 		last = r.seq
+	}
+	if err := p.flush(); err != nil {
+		q.failLocked(err)
+		return 0, err
 	}
 	if last == 0 && !ev.evicted {
 		return 0, nil
@@ -245,6 +256,47 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 	return last, nil
 }
 
+// packer packs consecutive requests of one class into chunks.
+type packer struct {
+	w    *txnWriter
+	t    time.Time
+	b    chunkBuilder
+	reqs []*appendReq
+}
+
+// add adds r (seq assigned) to the current chunk, writing the chunk first
+// when r cannot join it.
+func (p *packer) add(r *appendReq) error {
+	if n := len(p.reqs); n > 0 {
+		prev := p.reqs[n-1]
+		if prev.class != r.class || prev.seq+1 != r.seq || !p.b.fits(len(r.data)) {
+			if err := p.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	p.b.add(r.data)
+	p.reqs = append(p.reqs, r)
+	return nil
+}
+
+// flush writes the current chunk.
+func (p *packer) flush() error {
+	if len(p.reqs) == 0 {
+		return nil
+	}
+	ref := chunkRef{first: p.reqs[0].seq, n: uint16(len(p.reqs)), data: uint32(len(p.b.data))} //nolint:gosec // bounded by maxChunkRecords and maxChunkData/MaxRecordBytes
+	if err := p.w.set(chunkKey(p.reqs[0].class, ref), p.b.encode(p.t)); err != nil {
+		return err
+	}
+	for _, r := range p.reqs {
+		r.ref = ref
+	}
+	p.b.reset()
+	p.reqs = p.reqs[:0]
+	return nil
+}
+
 // writeMetaLocked adds z/seq (when records were written) and the changed
 // z/lo keys to w.
 func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
@@ -252,6 +304,9 @@ func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
 		if err := w.set([]byte(keySeq), putU64(last)); err != nil {
 			return err
 		}
+	}
+	if err := q.flushGoneLocked(w); err != nil {
+		return err
 	}
 	for c := range q.cls {
 		cs := &q.cls[c]
@@ -269,7 +324,7 @@ func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
 // longer match the store, so they are recounted from it.
 func (q *Queue) failLocked(err error) {
 	q.log.Warn("queue write failed", "err", err)
-	if _, rerr := q.recountLocked(); rerr != nil {
+	if _, rerr := q.reloadLocked(); rerr != nil {
 		q.log.Error("queue recount failed", "err", rerr)
 		q.setDegradedLocked("recount failed: " + rerr.Error())
 	}
@@ -290,7 +345,7 @@ func (q *Queue) reserveSeqLocked() error {
 }
 
 // addLiveLocked remembers a durable append for the live-first lease rule.
-func (q *Queue) addLiveLocked(c Class, seq uint64) {
+func (q *Queue) addLiveLocked(c Class, seq uint64, ref chunkRef) {
 	if q.opts.LiveWindow < 0 {
 		return
 	}
@@ -300,18 +355,24 @@ func (q *Queue) addLiveLocked(c Class, seq uint64) {
 		clear(cs.live[n:])
 		cs.live = cs.live[:n]
 	}
-	cs.live = append(cs.live, liveEnt{seq: seq, t: q.opts.Now()})
+	cs.live = append(cs.live, liveEnt{seq: seq, ref: ref, t: q.opts.Now()})
 }
 
 // txnWriter writes entries in as few Badger transactions as possible,
 // starting a new one when a transaction gets too big.
+//
+// With syncSplit, every transaction but the last is synced when it is
+// committed: db.Sync syncs only the current memtable's WAL, and a
+// memtable switch between two parts of one commit would otherwise leave
+// the first part unsynced in the previous WAL.
 type txnWriter struct {
-	db  *badger.DB
-	txn *badger.Txn
+	db        *badger.DB
+	txn       *badger.Txn
+	syncSplit bool
 }
 
-func newTxnWriter(db *badger.DB) *txnWriter {
-	return &txnWriter{db: db, txn: db.NewTransaction(true)}
+func newTxnWriter(db *badger.DB, syncSplit bool) *txnWriter {
+	return &txnWriter{db: db, txn: db.NewTransaction(true), syncSplit: syncSplit}
 }
 
 func (w *txnWriter) set(k, v []byte) error { return w.do(func() error { return w.txn.Set(k, v) }) }
@@ -323,6 +384,11 @@ func (w *txnWriter) do(f func() error) error {
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		if err = w.commit(); err != nil {
 			return err
+		}
+		if w.syncSplit {
+			if err = w.db.Sync(); err != nil {
+				return fmt.Errorf("sync store: %w", err)
+			}
 		}
 		w.txn = w.db.NewTransaction(true)
 		err = f()

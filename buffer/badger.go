@@ -18,48 +18,41 @@ func badgerOptions(o Options) badger.Options {
 	if o.InMemory {
 		dir = ""
 	}
+	memtable := int64(1 << 20)
+	if o.InMemory {
+		// In memory every value is inline, and one transaction may hold
+		// at most 15 % of a memtable: 2 MB keeps MaxRecordBytes in.
+		memtable = 2 << 20
+	}
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(o.InMemory).
-		// Two 2 MB memtables: the skiplist arenas are Go heap (2.6 MB each
-		// with the batch headroom) and each memtable flush builds its L0
-		// table in a Go-heap allocator that grows with the memtable
-		// (measured: flush builders were 56 MB of heap with 4 MB
-		// memtables, 33 MB with 2 MB). The .mem WAL is also a 2x mmap.
-		// 2 MB still holds ~9k records of 200 bytes per flush, and keeps
-		// Badger's largest transaction (15 % of it, 314 KB) above
-		// MaxRecordBytes.
-		WithMemTableSize(2 << 20).
+		// The tree holds chunk keys, value pointers and small gone sets:
+		// ~50 bytes per chunk of up to 1024 records. Two 1 MB memtables
+		// (Go-heap skiplist arenas) hold ~20k chunks each; a flush
+		// builds a table of the same size.
+		WithMemTableSize(memtable).
 		WithNumMemtables(2).
-		// Values stay in the LSM tree (threshold above MaxRecordBytes), not
-		// in the value log: DropPrefix deletes whole tables of acknowledged
-		// records without updating value-log discard statistics, so values
-		// in the value log would never be given back (measured: 64 MB
-		// stayed on disk after a full drain). In the tree, a dropped range
-		// frees its disk at once. The cost is write amplification from
-		// compactions of records that live long (docs/perf/buffer.md).
-		WithValueThreshold(valueThreshold(o)).
-		// The value log holds nothing (values are inline) but Badger still
-		// mmaps 2x its file size: 1 MB files keep that at 2 MB, and well
-		// below what 32-bit armv7 can map (a 1 GB default needs a 2 GB
-		// mapping and fails there, ssbc/go-ssb#124).
-		WithValueLogFileSize(1 << 20).
-		// 2 MB tables, not smaller than the memtable: with 1 MB tables
-		// and 2 MB memtables Badger v4.9.6 on 32-bit lost flushed tables
-		// much more often (it still can; see docs/buffer.md "32-bit").
-		// The base level is sized to hold the
-		// whole queue (MaxBytes + 25 %), so records go memtable -> L0 ->
-		// last level and are never compacted through intermediate levels:
-		// measured 3.6 disk bytes per payload byte (WAL + L0 + last level)
-		// against 7.1 with an 8 MB base level. L0 -> base compactions are
-		// cheap because new keys sort at the end (keys.go). 4 L0 tables
-		// before compacting halve the number of compactions.
+		// Chunk values go to the value log: written once, sequentially,
+		// and never again by compactions (records inline in the tree were
+		// written three times: WAL, L0, base level; measured 3.7 disk
+		// bytes per payload byte). Gone sets (at most 133 bytes) stay
+		// inline: they are rewritten often and would only make
+		// value-log garbage.
+		WithValueThreshold(valueThreshold).
+		// 4 MB value-log files: the head file cannot be collected, so this
+		// is about what stays on disk after a complete drain; Badger maps
+		// the head file at 2x, far below 32-bit armv7's limits.
+		WithValueLogFileSize(4 << 20).
+		// The tree is small; 2 MB tables keep the number of files low
+		// (and 1 MB tables made Badger v4.9.6 lose data more often on
+		// 32-bit, docs/buffer.md). The base level holds the whole tree so
+		// it is never compacted through intermediate levels.
 		WithBaseTableSize(2 << 20).
-		WithBaseLevelSize(max(8<<20, o.MaxBytes+o.MaxBytes/4)).
+		WithBaseLevelSize(max(8<<20, o.MaxBytes/4)).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		// 1 MB block and index caches: reads are sequential (drain order
-		// is key order), so caching buys little; without compression the
-		// tables are read straight from their mmap.
+		// is key order) and values are read from the value log's mmap.
 		WithBlockCacheSize(1 << 20).
 		WithIndexCacheSize(1 << 20).
 		WithCompression(options.None).
@@ -79,8 +72,9 @@ func badgerOptions(o Options) badger.Options {
 	return bo
 }
 
-// valueThreshold keeps every record value inline in the LSM tree.
-func valueThreshold(Options) int64 { return MaxRecordBytes + valueHeaderLen + 1 }
+// valueThreshold: values of at least this many bytes (chunks) go to the
+// value log; smaller ones (gone sets, meta keys, tiny chunks) stay inline.
+const valueThreshold = 160
 
 // badgerLogger adapts Badger's printf logger to slog. Badger's messages are
 // not constant; they go in the "badger" attribute under constant messages.

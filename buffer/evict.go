@@ -1,67 +1,99 @@
 package buffer
 
 import (
-	"sort"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// evictor finds eviction victims during one commit: the oldest records of
-// each class, read from a snapshot taken under Queue.mu.
+// evictor finds eviction victims during one commit: the oldest remaining
+// records of each class, read from a snapshot taken under Queue.mu.
 type evictor struct {
 	q       *Queue
 	txn     *badger.Txn
-	its     [NumClasses]*classIter
+	its     [NumClasses]*badger.Iterator
+	cur     [NumClasses]*evChunk
 	evicted bool
+}
+
+// evChunk is the chunk an evictor is taking records from.
+type evChunk struct {
+	r    chunkRef
+	lens []int
+	i    int
 }
 
 func newEvictor(q *Queue) *evictor { return &evictor{q: q} }
 
-// nextLocked returns the oldest remaining record of class c and its
-// accounted size.
-func (e *evictor) nextLocked(c Class) (uint64, int64, bool) {
+// nextLocked returns the oldest remaining record of class c: its chunk,
+// seq and data length.
+func (e *evictor) nextLocked(c Class) (chunkRef, uint64, int, bool) {
+	q := e.q
+	for {
+		if ec := e.cur[c]; ec != nil {
+			for ; ec.i < len(ec.lens); ec.i++ {
+				if seq := ec.r.first + uint64(ec.i); !q.isGoneLocked(c, ec.r, seq) {
+					return ec.r, seq, ec.lens[ec.i], true
+				}
+			}
+			e.cur[c] = nil
+			e.its[c].Next()
+		}
+		it := e.iter(c)
+		if !it.Valid() {
+			return chunkRef{}, 0, 0, false
+		}
+		_, r, err := decodeChunkKey(it.Item().Key())
+		if err != nil || r.end() <= q.cls[c].lo {
+			it.Next()
+			continue
+		}
+		ec := &evChunk{r: r}
+		bad, err := readChunk(it.Item(), r, func(ch *chunk) error {
+			ec.lens = make([]int, ch.len())
+			for i := range ec.lens {
+				ec.lens[i] = ch.recordLen(i)
+			}
+			return nil
+		})
+		if err != nil || bad {
+			if bad {
+				q.corrupt.Add(uint64(q.markChunkGoneLocked(c, r)))
+			}
+			it.Next()
+			continue
+		}
+		e.cur[c] = ec
+	}
+}
+
+// iter returns the evictor's iterator over class c, positioned at the
+// class's oldest chunk on first use.
+func (e *evictor) iter(c Class) *badger.Iterator {
+	if e.its[c] != nil {
+		return e.its[c]
+	}
 	if e.txn == nil {
 		e.txn = e.q.db.NewTransaction(false)
 	}
-	ci := e.its[c]
-	if ci == nil {
-		ci = newClassIter(e.txn, c, false)
-		e.its[c] = ci
-		ci.seek(e.q.cls[c].lo)
-	} else if ci.valid() {
-		ci.next()
-	}
-	for ; ci.valid(); ci.next() {
-		if ci.seq < e.q.cls[c].lo {
-			continue
-		}
-		size, err := itemBytes(ci.item())
-		if err != nil {
-			return 0, 0, false
-		}
-		return ci.seq, size, true
-	}
-	return 0, 0, false
+	io := badger.DefaultIteratorOptions
+	io.PrefetchValues = false
+	io.Prefix = classPrefix(c)
+	it := e.txn.NewIterator(io)
+	it.Seek(chunkSeek(c, e.q.cls[c].lo))
+	e.its[c] = it
+	return it
 }
 
 func (e *evictor) close() {
-	for _, ci := range e.its {
-		if ci != nil {
-			ci.close()
+	for _, it := range e.its {
+		if it != nil {
+			it.Close()
 		}
 	}
 	if e.txn != nil {
 		e.txn.Discard()
 	}
-}
-
-// itemBytes is the accounted size of a stored record. Item.ValueSize is
-// only an estimate for values in the value log, so the value is read.
-func itemBytes(it *badger.Item) (int64, error) {
-	var n int
-	err := it.Value(func(v []byte) error { n = len(v); return nil })
-	return recKeyLen + int64(n), err
 }
 
 func (q *Queue) totalsLocked() (records, bytes int64) {
@@ -94,42 +126,14 @@ func (q *Queue) evictOneLocked(e *evictor, k Class) bool {
 		if q.cls[c].records == 0 {
 			continue
 		}
-		if seq, size, ok := e.nextLocked(c); ok {
-			q.dropHeadLocked(c, seq, size)
+		if r, seq, n, ok := e.nextLocked(c); ok {
+			q.markGoneLocked(c, r, seq, n)
 			q.cls[c].evicted++
 			e.evicted = true
 			return true
 		}
 	}
 	return false
-}
-
-// dropHeadLocked removes the oldest record (seq) of class c by advancing the
-// class's low-water mark past it. No key is deleted: the segment is dropped
-// as a whole once the low-water mark has passed it.
-func (q *Queue) dropHeadLocked(c Class, seq uint64, size int64) {
-	cs := &q.cls[c]
-	cs.lo = max(cs.lo, seq+1)
-	cs.fwd = max(cs.fwd, cs.lo)
-	cs.records--
-	cs.bytes -= size
-	if cs.records <= 0 || cs.bytes < 0 {
-		cs.bytes = max(cs.bytes, 0)
-		if cs.records <= 0 {
-			cs.records, cs.bytes = 0, 0
-		}
-	}
-	delete(q.leased, seq)
-	q.markGoneLocked(c, seq)
-}
-
-// markGoneLocked marks seq in the live ring of class c as gone.
-func (q *Queue) markGoneLocked(c Class, seq uint64) {
-	live := q.cls[c].live
-	i := sort.Search(len(live), func(i int) bool { return live[i].seq >= seq })
-	if i < len(live) && live[i].seq == seq {
-		live[i].gone = true
-	}
 }
 
 // checkDiskLocked reports whether the disk is too full to write. When it
@@ -177,7 +181,8 @@ func (q *Queue) checkDiskLocked() bool {
 }
 
 // expireLocked drops records older than their class TTL from the head of
-// each class, at most limit per class per call.
+// each class, at most limit chunks per class per call. All records of a
+// chunk share one append time.
 func (q *Queue) expireLocked(now time.Time, limit int) error {
 	for c, ttl := range q.opts.TTL {
 		if ttl <= 0 || q.cls[c].records == 0 {
@@ -186,20 +191,21 @@ func (q *Queue) expireLocked(now time.Time, limit int) error {
 		cutoff := now.Add(-ttl)
 		n := 0
 		err := q.db.View(func(txn *badger.Txn) error {
-			return q.scanClass(txn, c, q.cls[c].lo, true, func(seq uint64, it *badger.Item) (bool, error) {
-				v, err := it.ValueCopy(nil)
-				if err != nil {
+			return q.scanChunks(txn, c, q.cls[c].lo, func(r chunkRef, it *badger.Item) (bool, error) {
+				old := false
+				bad, err := readChunk(it, r, func(ch *chunk) error {
+					old = ch.t.Before(cutoff)
+					return nil
+				})
+				switch {
+				case err != nil:
 					return false, err
-				}
-				t, _, derr := decodeValue(v)
-				if derr == nil && !t.Before(cutoff) {
+				case bad:
+					q.corrupt.Add(uint64(q.markChunkGoneLocked(c, r)))
+				case !old:
 					return false, nil
-				}
-				q.dropHeadLocked(c, seq, recKeyLen+int64(len(v)))
-				if derr != nil {
-					q.corrupt.Add(1)
-				} else {
-					q.cls[c].expired++
+				default:
+					q.cls[c].expired += uint64(q.markChunkGoneLocked(c, r))
 				}
 				n++
 				return n < limit, nil

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"time"
@@ -9,12 +10,12 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// gcTick is the period of TTL sweeps; range drops and value-log GC run
+// gcTick is the period of TTL sweeps; compaction and value-log GC run
 // every GCInterval (or at once when the disk is nearly full).
 const gcTick = time.Second
 
-// gcLoop is the maintenance goroutine: TTL expiry, range drops of fully
-// acknowledged segments, value-log GC and directory sizing. It stops when
+// gcLoop is the maintenance goroutine: TTL expiry, compaction and
+// value-log GC for deleted chunks, and directory sizing. It stops when
 // q.stop is closed.
 func (q *Queue) gcLoop() {
 	defer q.wg.Done()
@@ -33,6 +34,8 @@ func (q *Queue) gcLoop() {
 		q.mu.Lock()
 		if err := q.expireLocked(q.opts.Now(), 10000); err != nil {
 			q.log.Warn("queue ttl sweep failed", "err", err)
+		} else if err := q.saveLoLocked(); err != nil {
+			q.log.Warn("queue ttl sweep not saved", "err", err)
 		}
 		q.mu.Unlock()
 		if force || time.Since(last) >= q.opts.GCInterval {
@@ -42,23 +45,26 @@ func (q *Queue) gcLoop() {
 	}
 }
 
-// collect drops fully acknowledged segments, then runs value-log GC until
-// it finds nothing to rewrite, then measures the directory.
+// collect persists pending gone sets, makes Badger account for the value-log
+// space of deleted chunks, runs value-log GC until it finds nothing to
+// rewrite, then measures the directory.
 func (q *Queue) collect() {
 	q.mu.Lock()
-	err := q.dropSegmentsLocked()
-	if err == nil {
-		err = q.saveLoLocked()
+	err := q.saveLoLocked()
+	if err == nil && q.deleted > 0 && !q.opts.InMemory {
+		if err = q.compactLocked(); err == nil {
+			q.deleted = 0
+		}
 	}
 	q.mu.Unlock()
 	if err != nil {
-		q.log.Warn("queue range drop failed", "err", err)
+		q.log.Warn("queue compaction failed", "err", err)
 	}
 	if q.opts.InMemory {
 		return
 	}
-	for range 16 {
-		if err := q.db.RunValueLogGC(0.5); err != nil {
+	for range 64 {
+		if err := q.db.RunValueLogGC(vlogDiscardRatio); err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 				q.log.Warn("queue value log gc failed", "err", err)
 			}
@@ -72,64 +78,42 @@ func (q *Queue) collect() {
 	q.mu.Unlock()
 }
 
-// CollectGarbage runs one range drop and value-log GC pass now (tools and
+// vlogDiscardRatio: a value-log file is rewritten when at least half of it
+// is deleted chunks. Queue data dies in append order, so files are almost
+// always entirely dead (rewritten for free: nothing is copied) or entirely
+// alive; half keeps the copying of the rare mixed file to at most its size.
+const vlogDiscardRatio = 0.5
+
+// CollectGarbage runs one compaction and value-log GC pass now (tools and
 // benchmarks; the GC goroutine does this every GCInterval).
 func (q *Queue) CollectGarbage() {
 	q.collect()
 }
 
-// dropSegmentsLocked removes, with one DropPrefix, every segment that lies
-// entirely below its class's low-water mark. DropPrefix only acts on
-// prefixes with live keys, which is why Ack advances lo instead of
-// deleting keys one by one.
-func (q *Queue) dropSegmentsLocked() error {
-	var prefixes [][]byte
-	var upto [NumClasses]uint64
-	err := q.db.View(func(txn *badger.Txn) error {
-		for c := range Class(NumClasses) {
-			cs := &q.cls[c]
-			// Segments below lo's hold only dead records; when the class
-			// is empty, lo's segment does too.
-			limit := segmentOf(cs.lo)
-			upto[c] = limit << segBits
-			if cs.records == 0 {
-				limit++
-				upto[c] = cs.lo
-			}
-			if cs.dropFrom >= cs.lo || segmentOf(cs.dropFrom) >= limit {
-				upto[c] = cs.dropFrom
-				continue
-			}
-			ci := newClassIter(txn, c, false)
-			for ci.seek(cs.dropFrom); ci.valid() && segmentOf(ci.seq) < limit; ci.seek((segmentOf(ci.seq) + 1) << segBits) {
-				prefixes = append(prefixes, segmentPrefix(c, ci.seq))
-			}
-			ci.close()
-		}
-		return nil
-	})
-	if err != nil || len(prefixes) == 0 {
-		if err == nil {
-			for c := range q.cls {
-				q.cls[c].dropFrom = upto[c]
-			}
-		}
-		return err
+// compactLocked makes Badger learn which value-log space deleted chunks
+// freed. Badger counts a value as discarded only when a compaction drops
+// it, and the queue's LSM tree (keys and value pointers only) is too small
+// to fill L0 and compact on its own: the tombstones would sit in the
+// memtable and no value-log file would ever qualify for GC. DropPrefix of
+// a throw-away key flushes the memtables and compacts L0 into the base
+// level, where each tombstone meets its chunk. It blocks Badger's writes
+// while it runs (milliseconds for a tree of pointers); the queue holds its
+// mutex, so appends wait instead of failing with ErrBlockedWrites.
+func (q *Queue) compactLocked() error {
+	err := q.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(flushKey), []byte{1}) })
+	if err == nil {
+		err = q.db.DropPrefix([]byte(flushKey))
 	}
-	if err := q.db.DropPrefix(prefixes...); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("compact store: %w", err)
 	}
-	for c := range q.cls {
-		q.cls[c].dropFrom = upto[c]
-	}
-	q.log.Debug("queue dropped segments", "count", len(prefixes))
 	return nil
 }
 
-// saveLoLocked persists low-water marks that changed without a write
-// (evictions while the disk was full, TTL expiry).
+// saveLoLocked persists gone sets and low-water marks that changed without
+// a write (evictions while the disk was full, TTL expiry).
 func (q *Queue) saveLoLocked() error {
-	w := newTxnWriter(q.db)
+	w := newTxnWriter(q.db, false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		return err

@@ -2,63 +2,65 @@ package buffer
 
 import "github.com/dgraph-io/badger/v4"
 
-// classIter iterates the records of one class in seq order. Record keys are
-// bucket-major (keys.go), so the records of a class form one run per
-// bucket; the iterator seeks over the other classes' runs, costing one
-// seek per bucket boundary.
-type classIter struct {
-	it  *badger.Iterator
-	c   Class
-	seq uint64
-}
-
-// newClassIter returns an iterator over class c; values says whether to
-// prefetch values. Close it.
-func newClassIter(txn *badger.Txn, c Class, values bool) *classIter {
+// scanChunks calls fn for the chunks of class c whose first seq is >= from,
+// in seq order, until fn returns false. Keys that do not decode are
+// skipped. Values are not prefetched: fn reads the ones it needs (from the
+// value log's mmap, without copying). A scan from the class's low-water
+// mark moves the mark up to the oldest chunk found, so the tombstones of
+// deleted chunks below it are not walked again. Call with q.mu held.
+func (q *Queue) scanChunks(txn *badger.Txn, c Class, from uint64, fn func(r chunkRef, it *badger.Item) (bool, error)) error {
 	io := badger.DefaultIteratorOptions
-	io.PrefetchValues = values
-	io.PrefetchSize = 16
-	io.Prefix = recordsPrefix
-	return &classIter{it: txn.NewIterator(io), c: c}
-}
-
-// seek positions the iterator at the first record of the class with seq
-// >= from.
-func (ci *classIter) seek(from uint64) {
-	ci.it.Seek(recKey(ci.c, from))
-	ci.settle()
-}
-
-// next moves to the following record of the class.
-func (ci *classIter) next() {
-	ci.it.Next()
-	ci.settle()
-}
-
-// settle skips undecodable keys and other classes' runs.
-func (ci *classIter) settle() {
-	for ci.it.Valid() {
-		c, seq, err := decodeKey(ci.it.Item().Key())
-		switch {
-		case err != nil:
-			ci.it.Next()
-		case c == ci.c:
-			ci.seq = seq
-			return
-		default:
-			b := segmentOf(seq)
-			if c > ci.c {
-				b++ // this bucket's run of our class is behind us
-			}
-			if b >= 1<<48 {
-				ci.it.Seek([]byte{recPrefix + 1}) // past the last bucket: invalid
-				continue
-			}
-			ci.it.Seek(recKey(ci.c, b<<segBits))
+	io.PrefetchValues = false
+	io.Prefix = classPrefix(c)
+	it := txn.NewIterator(io)
+	defer it.Close()
+	first := true
+	for it.Seek(chunkSeek(c, from)); it.Valid(); it.Next() {
+		_, r, err := decodeChunkKey(it.Item().Key())
+		if err != nil {
+			continue
+		}
+		if cs := &q.cls[c]; first && from <= cs.lo && r.first > cs.lo {
+			cs.lo = r.first
+		}
+		first = false
+		more, err := fn(r, it.Item())
+		if err != nil || !more {
+			return err
 		}
 	}
+	return nil
 }
 
-func (ci *classIter) valid() bool        { return ci.it.Valid() }
-func (ci *classIter) item() *badger.Item { return ci.it.Item() }
-func (ci *classIter) close()             { ci.it.Close() }
+// findChunk returns the chunk of class c holding seq, reading keys only.
+func findChunk(txn *badger.Txn, c Class, seq uint64) (chunkRef, bool) {
+	io := badger.DefaultIteratorOptions
+	io.PrefetchValues = false
+	io.Reverse = true
+	io.Prefix = classPrefix(c)
+	it := txn.NewIterator(io)
+	defer it.Close()
+	// In reverse, Seek finds the largest key <= the one given: the last
+	// chunk starting at or before seq.
+	k := append(chunkSeek(c, seq), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	for it.Seek(k); it.Valid(); it.Next() {
+		if _, r, err := decodeChunkKey(it.Item().Key()); err == nil {
+			return r, r.holds(seq)
+		}
+	}
+	return chunkRef{}, false
+}
+
+// readChunk decodes the value of it and checks it against its key; fn runs
+// while the value is valid (it aliases Badger's memory).
+func readChunk(it *badger.Item, r chunkRef, fn func(ch *chunk) error) (bad bool, err error) {
+	err = it.Value(func(v []byte) error {
+		ch, derr := decodeChunk(v)
+		if derr != nil || !ch.matches(r) {
+			bad = true
+			return nil
+		}
+		return fn(&ch)
+	})
+	return bad, err
+}

@@ -4,28 +4,26 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"time"
 )
 
 // Key registry. Every key the queue writes is listed here with its format
 // and the schema version that introduced it (mender datastore/dbkeys.go
-// style). A change of any format bumps schemaVersion and adds a migration;
-// a store with a newer schema is never reinterpreted (Open quarantines it).
+// style). A change of any format bumps schemaVersion; a store with another
+// schema is never reinterpreted (Open moves it aside, see open.go).
 //
 // All integers are big-endian so that Badger's byte order is numeric order.
 //
-// Layout rule: new keys must always sort at the END of the key space.
-// Badger compacts L0 into the base level by the key RANGE of the L0
-// tables; a memtable holding keys from both ends of the key space makes
-// every compaction rewrite everything in between (measured: 6.8 bytes
-// written per payload byte). Hence meta keys start with 'z' (after the
-// records) and record keys are bucket-major: records of all classes
-// appended now share the newest bucket.
+// Records are packed into chunks: the records of one class committed
+// together (up to maxChunkRecords / maxChunkData) share one Badger entry
+// whose value lives in Badger's value log. The LSM tree holds only the
+// chunk keys, value pointers and a few meta keys, so a record is written to
+// flash about once (value log) instead of three times (WAL, L0, base
+// level) with values inline; see docs/buffer.md.
 const (
 	// schemaVersion is the layout written by this code.
-	// Introduced in schema 1.
-	schemaVersion uint32 = 1
+	// Schema 1 (one Badger entry per record, values inline) was replaced
+	// by schema 2 (chunks in the value log).
+	schemaVersion uint32 = 2
 
 	// keySchema = "z/schema" -> uint32 schema version.
 	// Introduced in schema 1. Written once when a store is created.
@@ -44,109 +42,135 @@ const (
 	keyEpoch = "z/epoch"
 
 	// keyLoPrefix = "z/lo/" + class byte -> uint64 low-water seq of that
-	// class: every record of the class with a smaller seq is acknowledged,
-	// evicted or expired (its key may still exist until its segment is
-	// dropped). Written with every Ack/eviction that advances it.
+	// class: no chunk of the class starts below it, so every scan seeks
+	// there instead of walking the tombstones of deleted chunks.
 	// Introduced in schema 1.
 	keyLoPrefix = "z/lo/"
 
-	// recPrefix = 'r'. Record key (10 bytes):
+	// chunkPrefix = 'c'. Chunk key (16 bytes):
 	//
-	//	'r' | bucket = seq>>16 (6 bytes) | class (1 byte) | seq & 0xffff (2 bytes)
+	//	'c' | class (1) | first seq (8) | record count (2) | data bytes (4)
 	//
-	// A bucket holds 65536 consecutive seqs; inside it the records of a
-	// class are contiguous and in seq order. The first 8 bytes name a
-	// segment (bucket, class): fully acknowledged segments are removed
-	// with one DropPrefix. Value: see encodeValue.
-	// Introduced in schema 1.
-	recPrefix byte = 'r'
+	// The chunk holds the records first .. first+count-1 of the class
+	// (seqs are consecutive inside a chunk). Count and data bytes are in
+	// the key so that counting the queue at Open and finding the chunk of
+	// a seq read keys only. Value: see encodeChunk.
+	// Introduced in schema 2.
+	chunkPrefix byte = 'c'
 
-	recKeyLen  = 10
-	segmentLen = 8 // bytes of a record key that name its segment
-	segBits    = 16
+	// gonePrefix = 'g'. Gone key: 'g' | class (1) | first seq (8) -> which
+	// records of a partially acknowledged/evicted/expired chunk are gone
+	// (see encodeGone). Deleted together with its chunk once every record
+	// of the chunk is gone.
+	// Introduced in schema 2.
+	gonePrefix byte = 'g'
 
-	// valueVersion is the first byte of every record value.
-	// Introduced in schema 1.
-	valueVersion byte = 1
-	// valueHeaderLen: version (1) | append time, Unix ns (8) | CRC-32C of
-	// data (4), followed by the data.
-	valueHeaderLen = 13
+	// flushKey is written and immediately dropped with DropPrefix to make
+	// Badger flush its memtable and compact L0 (gc.go). Never read.
+	// Introduced in schema 2.
+	flushKey = "y/flush"
+
+	chunkKeyLen = 16
+	goneKeyLen  = 10
 )
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
+// Chunk limits. A chunk holds at most maxChunkRecords records and, unless
+// it holds a single record, at most maxChunkData data bytes: small enough
+// that a lease of a few records does not read much, large enough that the
+// per-chunk cost (key, value pointer, checksum) vanishes per record.
+const (
+	maxChunkRecords = 1024
+	maxChunkData    = 64 << 10
+)
+
+// RecordOverhead is the number of bytes accounted for each record on top
+// of its data (Stats bytes, MaxBytes): its length prefix plus its share of
+// the chunk key, header and value pointer.
+const RecordOverhead = 16
 
 // errBadKey and errBadValue classify undecodable store contents.
 var (
-	errBadKey   = errors.New("bad record key")
-	errBadValue = errors.New("bad record value")
+	errBadKey   = errors.New("bad chunk key")
+	errBadValue = errors.New("bad chunk value")
 )
 
-// recKey returns the key of record seq in class c.
-func recKey(c Class, seq uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], seq>>segBits) // a bucket fits 6 bytes
-	k := make([]byte, recKeyLen)
-	k[0] = recPrefix
-	copy(k[1:7], b[2:])
-	k[7] = byte(c)
-	binary.BigEndian.PutUint16(k[8:], uint16(seq)) //nolint:gosec // low 16 bits by design
+// chunkRef names a stored chunk: everything its key holds but the class.
+type chunkRef struct {
+	first uint64
+	n     uint16 // records
+	data  uint32 // data bytes of all records
+}
+
+// end returns the seq after the chunk's last record.
+func (r chunkRef) end() uint64 { return r.first + uint64(r.n) }
+
+// holds reports whether seq is in the chunk.
+func (r chunkRef) holds(seq uint64) bool { return seq >= r.first && seq < r.end() }
+
+// accounted returns the accounted bytes of all the chunk's records.
+func (r chunkRef) accounted() int64 { return int64(r.data) + int64(r.n)*RecordOverhead }
+
+// chunkKey returns the key of chunk r of class c.
+func chunkKey(c Class, r chunkRef) []byte {
+	k := make([]byte, chunkKeyLen)
+	k[0] = chunkPrefix
+	k[1] = byte(c)
+	binary.BigEndian.PutUint64(k[2:10], r.first)
+	binary.BigEndian.PutUint16(k[10:12], r.n)
+	binary.BigEndian.PutUint32(k[12:16], r.data)
 	return k
 }
 
-// recordsPrefix is the prefix of every record key.
-var recordsPrefix = []byte{recPrefix}
+// chunkSeek returns the smallest possible key of a chunk of class c
+// starting at first: seeking there finds the first chunk with a first seq
+// >= first.
+func chunkSeek(c Class, first uint64) []byte {
+	k := make([]byte, 10)
+	k[0] = chunkPrefix
+	k[1] = byte(c)
+	binary.BigEndian.PutUint64(k[2:], first)
+	return k
+}
 
-// segmentPrefix returns the DropPrefix prefix of the segment of class c
-// holding seq.
-func segmentPrefix(c Class, seq uint64) []byte { return recKey(c, seq)[:segmentLen] }
+// classPrefix returns the prefix of all chunk keys of class c.
+func classPrefix(c Class) []byte { return []byte{chunkPrefix, byte(c)} }
 
-// segmentOf returns the bucket number of seq.
-func segmentOf(seq uint64) uint64 { return seq >> segBits }
+// decodeChunkKey parses a chunk key.
+func decodeChunkKey(k []byte) (Class, chunkRef, error) {
+	if len(k) != chunkKeyLen || k[0] != chunkPrefix {
+		return 0, chunkRef{}, fmt.Errorf("%w: %x", errBadKey, k)
+	}
+	c := Class(k[1])
+	r := chunkRef{
+		first: binary.BigEndian.Uint64(k[2:10]),
+		n:     binary.BigEndian.Uint16(k[10:12]),
+		data:  binary.BigEndian.Uint32(k[12:16]),
+	}
+	if !c.valid() || r.n == 0 || r.first == 0 || r.end() < r.first {
+		return 0, chunkRef{}, fmt.Errorf("%w: %x", errBadKey, k)
+	}
+	return c, r, nil
+}
 
-// decodeKey parses a record key.
-func decodeKey(k []byte) (Class, uint64, error) {
-	if len(k) != recKeyLen || k[0] != recPrefix {
+// goneKey returns the gone-set key of chunk first of class c.
+func goneKey(c Class, first uint64) []byte {
+	k := make([]byte, goneKeyLen)
+	k[0] = gonePrefix
+	k[1] = byte(c)
+	binary.BigEndian.PutUint64(k[2:], first)
+	return k
+}
+
+// decodeGoneKey parses a gone-set key.
+func decodeGoneKey(k []byte) (Class, uint64, error) {
+	if len(k) != goneKeyLen || k[0] != gonePrefix || !Class(k[1]).valid() {
 		return 0, 0, fmt.Errorf("%w: %x", errBadKey, k)
 	}
-	c := Class(k[7])
-	if !c.valid() {
-		return 0, 0, fmt.Errorf("%w: class %d", errBadKey, c)
-	}
-	bucket := binary.BigEndian.Uint64(append([]byte{0, 0}, k[1:7]...))
-	return c, bucket<<segBits | uint64(binary.BigEndian.Uint16(k[8:])), nil
+	return Class(k[1]), binary.BigEndian.Uint64(k[2:]), nil
 }
 
 // loKey returns the low-water key of class c.
 func loKey(c Class) []byte { return append([]byte(keyLoPrefix), byte(c)) }
-
-// encodeValue returns the stored form of a record appended at t.
-func encodeValue(t time.Time, data []byte) []byte {
-	v := make([]byte, valueHeaderLen+len(data))
-	v[0] = valueVersion
-	binary.BigEndian.PutUint64(v[1:9], uint64(t.UnixNano()))
-	binary.BigEndian.PutUint32(v[9:13], crc32.Checksum(data, crcTable))
-	copy(v[valueHeaderLen:], data)
-	return v
-}
-
-// decodeValue parses a stored record value. The returned data aliases v.
-func decodeValue(v []byte) (time.Time, []byte, error) {
-	if len(v) < valueHeaderLen {
-		return time.Time{}, nil, fmt.Errorf("%w: %d bytes", errBadValue, len(v))
-	}
-	if v[0] != valueVersion {
-		return time.Time{}, nil, fmt.Errorf("%w: version %d", errBadValue, v[0])
-	}
-	data := v[valueHeaderLen:]
-	if crc32.Checksum(data, crcTable) != binary.BigEndian.Uint32(v[9:13]) {
-		return time.Time{}, nil, fmt.Errorf("%w: checksum mismatch", errBadValue)
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))), data, nil
-}
-
-// recordBytes is the accounted size of a record holding n data bytes: key
-// plus value. Stats and MaxBytes use it.
-func recordBytes(n int) int64 { return int64(recKeyLen + valueHeaderLen + n) }
 
 func u64(b []byte) (uint64, error) {
 	if len(b) != 8 {

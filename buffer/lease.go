@@ -3,7 +3,6 @@ package buffer
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -66,13 +65,13 @@ type leaser struct {
 	now      time.Time
 	bytes    int
 	out      []Record
-	bad      []badRec
+	bad      []badChunk
 }
 
-type badRec struct {
-	c    Class
-	seq  uint64
-	size int64
+// badChunk is a chunk whose value does not decode.
+type badChunk struct {
+	c Class
+	r chunkRef
 }
 
 func (l *leaser) full() bool {
@@ -87,30 +86,29 @@ func (l *leaser) fits(n int) bool {
 	return len(l.out) == 0 || l.maxBytes <= 0 || l.bytes+n <= l.maxBytes
 }
 
-// take decodes it and adds it; ok=false means the lease is full.
-func (l *leaser) take(c Class, seq uint64, it *badger.Item) (ok bool, err error) {
-	v, err := it.ValueCopy(nil)
-	if err != nil {
-		return false, err
+// take adds record seq of chunk ch (key r) unless it is gone, leased or
+// expired; ok=false means the lease is full.
+func (l *leaser) take(c Class, r chunkRef, ch *chunk, seq uint64) (ok bool) {
+	q := l.q
+	if _, leased := q.leased[seq]; leased || q.isGoneLocked(c, r, seq) {
+		return true
 	}
-	t, data, derr := decodeValue(v)
-	if derr != nil {
-		l.bad = append(l.bad, badRec{c, seq, recKeyLen + int64(len(v))})
-		return true, nil
+	if ttl := q.opts.TTL[c]; ttl > 0 && ch.t.Before(l.now.Add(-ttl)) {
+		return true // the GC goroutine expires it
 	}
-	if ttl := l.q.opts.TTL[c]; ttl > 0 && t.Before(l.now.Add(-ttl)) {
-		return true, nil // the GC goroutine expires it
+	i := int(seq - r.first)
+	if !l.fits(ch.recordLen(i)) {
+		return false
 	}
-	if !l.fits(len(data)) {
-		return false, nil
-	}
-	l.out = append(l.out, Record{Seq: seq, Class: c, Time: t, Data: data})
+	data := append([]byte(nil), ch.record(i)...)
+	l.out = append(l.out, Record{Seq: seq, Class: c, Time: ch.t, Data: data})
 	l.bytes += len(data)
-	l.q.leased[seq] = leaseEnt{class: c, size: recKeyLen + int64(len(v))}
-	return true, nil
+	q.leased[seq] = leaseEnt{class: c, ref: r, size: len(data)}
+	return true
 }
 
-// live leases the class's live records, newest first.
+// live leases the class's live records, newest first. Consecutive ring
+// entries of one chunk are served with one read of the chunk.
 func (l *leaser) live(txn *badger.Txn, c Class) error {
 	q := l.q
 	cs := &q.cls[c]
@@ -128,26 +126,43 @@ func (l *leaser) live(txn *badger.Txn, c Class) error {
 		clear(cs.live[n:])
 		cs.live = cs.live[:n]
 	}
-	for j := len(cs.live) - 1; j >= 0 && !l.full(); j-- {
+	for j := len(cs.live) - 1; j >= 0 && !l.full(); {
 		e := &cs.live[j]
 		if e.t.Before(cutoff) {
 			break
 		}
-		if _, leased := q.leased[e.seq]; e.gone || leased || e.seq < cs.lo {
-			continue
+		r := e.ref
+		k := j // cs.live[k+1 : j+1] is this chunk's run
+		for k >= 0 && cs.live[k].ref.first == r.first {
+			k--
 		}
-		it, err := txn.Get(recKey(c, e.seq))
+		it, err := txn.Get(chunkKey(c, r))
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			e.gone = true
+			for m := k + 1; m <= j; m++ {
+				cs.live[m].gone = true
+			}
+			j = k
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		ok, err := l.take(c, e.seq, it)
-		if err != nil || !ok {
+		full := false
+		bad, err := readChunk(it, r, func(ch *chunk) error {
+			for m := j; m > k && !full; m-- {
+				if !cs.live[m].gone && cs.live[m].seq >= cs.lo {
+					full = !l.take(c, r, ch, cs.live[m].seq)
+				}
+			}
+			return nil
+		})
+		if err != nil || full {
 			return err
 		}
+		if bad {
+			l.bad = append(l.bad, badChunk{c, r})
+		}
+		j = k
 	}
 	return nil
 }
@@ -158,41 +173,53 @@ func (l *leaser) backlog(txn *badger.Txn, c Class) error {
 	q := l.q
 	cs := &q.cls[c]
 	cs.fwd = max(cs.fwd, cs.lo)
-	return q.scanClass(txn, c, cs.fwd, false, func(seq uint64, it *badger.Item) (bool, error) {
-		if seq > q.durable || l.full() {
+	cs.fwdChunk = min(max(cs.fwdChunk, cs.lo), cs.fwd)
+	return q.scanChunks(txn, c, cs.fwdChunk, func(r chunkRef, it *badger.Item) (bool, error) {
+		if r.first > q.durable || l.full() {
 			return false, nil
 		}
-		if _, leased := q.leased[seq]; !leased {
-			ok, err := l.take(c, seq, it)
-			if err != nil || !ok {
-				return false, err
-			}
+		if r.end() <= cs.fwd {
+			cs.fwdChunk = r.end()
+			return true, nil
 		}
-		cs.fwd = seq + 1
+		full := false
+		bad, err := readChunk(it, r, func(ch *chunk) error {
+			for seq := max(cs.fwd, r.first); seq < r.end(); seq++ {
+				if full = !l.take(c, r, ch, seq); full {
+					return nil
+				}
+				cs.fwd = seq + 1
+			}
+			return nil
+		})
+		if err != nil || full {
+			cs.fwdChunk = r.first
+			return false, err
+		}
+		if bad {
+			l.bad = append(l.bad, badChunk{c, r})
+		}
+		cs.fwd, cs.fwdChunk = r.end(), r.end()
 		return true, nil
 	})
 }
 
-// dropCorruptLocked deletes records whose values do not decode.
-func (q *Queue) dropCorruptLocked(bad []badRec) error {
-	w := newTxnWriter(q.db)
-	defer w.discard()
+// dropCorruptLocked removes chunks whose values do not decode.
+func (q *Queue) dropCorruptLocked(bad []badChunk) error {
+	var n int64
 	for _, b := range bad {
-		if err := w.delete(recKey(b.c, b.seq)); err != nil {
-			return err
-		}
+		n += q.markChunkGoneLocked(b.c, b.r)
+	}
+	w := newTxnWriter(q.db, false)
+	defer w.discard()
+	if err := q.writeMetaLocked(w, 0); err != nil {
+		return err
 	}
 	if err := w.commit(); err != nil {
 		return err
 	}
-	for _, b := range bad {
-		cs := &q.cls[b.c]
-		cs.records = max(cs.records-1, 0)
-		cs.bytes = max(cs.bytes-b.size, 0)
-		q.markGoneLocked(b.c, b.seq)
-	}
-	q.corrupt.Add(uint64(len(bad)))
-	q.log.Warn("queue dropped corrupt records", "count", len(bad))
+	q.corrupt.Add(uint64(n))
+	q.log.Warn("queue dropped corrupt records", "count", n, "chunks", len(bad))
 	q.setDegradedLocked("corrupt records dropped")
 	return nil
 }
@@ -210,6 +237,7 @@ func (q *Queue) Release(seqs ...uint64) {
 		delete(q.leased, s)
 		cs := &q.cls[e.class]
 		cs.fwd = max(min(cs.fwd, s), cs.lo)
+		cs.fwdChunk = min(cs.fwdChunk, e.ref.first)
 	}
 }
 
@@ -217,9 +245,8 @@ func (q *Queue) Release(seqs ...uint64) {
 // seqs already acked are ignored. Acks are not synced: after a power cut
 // an acked record may be delivered again (at-least-once).
 //
-// Acking the oldest records of a class only advances the class's persisted
-// low-water mark (one small write, no tombstones); records acked out of
-// order are deleted individually.
+// An acked record is marked in its chunk's gone set; a chunk whose records
+// are all gone is deleted with one tombstone.
 func (q *Queue) Ack(seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -229,20 +256,21 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	if q.closed {
 		return fmt.Errorf("ack: %w", ErrClosed)
 	}
-	byClass, err := q.ackSetsLocked(seqs)
-	if err != nil {
-		return fmt.Errorf("ack: %w", err)
-	}
-	w := newTxnWriter(q.db)
-	defer w.discard()
-	for c, set := range byClass {
-		if len(set) > 0 {
-			if err := q.ackClassLocked(w, Class(c), set); err != nil {
-				q.failLocked(err)
-				return fmt.Errorf("ack: %w", err)
-			}
+	var unknown []uint64
+	for _, s := range seqs {
+		if e, ok := q.leased[s]; ok {
+			q.markGoneLocked(e.class, e.ref, s, e.size)
+		} else {
+			unknown = append(unknown, s)
 		}
 	}
+	if len(unknown) > 0 {
+		if err := q.ackUnleasedLocked(unknown); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	w := newTxnWriter(q.db, false)
+	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		q.failLocked(err)
 		return fmt.Errorf("ack: %w", err)
@@ -254,94 +282,36 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	return nil
 }
 
-// ackSetsLocked groups seqs by class with their accounted sizes, looking
-// up seqs that are not leased in the store.
-func (q *Queue) ackSetsLocked(seqs []uint64) ([NumClasses]map[uint64]int64, error) {
-	var by [NumClasses]map[uint64]int64
-	add := func(c Class, s uint64, size int64) {
-		if by[c] == nil {
-			by[c] = make(map[uint64]int64)
-		}
-		by[c][s] = size
-	}
-	var unknown []uint64
-	for _, s := range seqs {
-		if e, ok := q.leased[s]; ok {
-			add(e.class, s, e.size)
-			delete(q.leased, s)
-		} else {
-			unknown = append(unknown, s)
-		}
-	}
-	if len(unknown) == 0 {
-		return by, nil
-	}
-	err := q.db.View(func(txn *badger.Txn) error {
-		for _, s := range unknown {
+// ackUnleasedLocked marks seqs that are not leased gone, finding their
+// chunks in the store.
+func (q *Queue) ackUnleasedLocked(seqs []uint64) error {
+	return q.db.View(func(txn *badger.Txn) error {
+		for _, s := range seqs {
 			for c := range Class(NumClasses) {
-				if s < q.cls[c].lo {
+				if s < q.cls[c].lo || s > q.durable {
 					continue
 				}
-				it, err := txn.Get(recKey(c, s))
-				if errors.Is(err, badger.ErrKeyNotFound) {
+				r, ok := findChunk(txn, c, s)
+				if !ok || q.isGoneLocked(c, r, s) {
 					continue
 				}
+				it, err := txn.Get(chunkKey(c, r))
 				if err != nil {
 					return err
 				}
-				size, err := itemBytes(it)
+				bad, err := readChunk(it, r, func(ch *chunk) error {
+					q.markGoneLocked(c, r, s, ch.recordLen(int(s-r.first)))
+					return nil
+				})
 				if err != nil {
 					return err
 				}
-				add(c, s, size)
+				if bad {
+					q.markChunkGoneLocked(c, r)
+				}
 				break
 			}
 		}
 		return nil
 	})
-	return by, err
-}
-
-// ackClassLocked removes the acked records of class c: those at the head
-// by advancing lo, the rest by deleting their keys.
-func (q *Queue) ackClassLocked(w *txnWriter, c Class, set map[uint64]int64) error {
-	cs := &q.cls[c]
-	for s := range set {
-		if s < cs.lo {
-			delete(set, s) // acked twice or evicted meanwhile
-		}
-	}
-	err := q.db.View(func(txn *badger.Txn) error {
-		return q.scanClass(txn, c, cs.lo, false, func(seq uint64, _ *badger.Item) (bool, error) {
-			size, ok := set[seq]
-			if !ok {
-				cs.lo = seq
-				return false, nil
-			}
-			delete(set, seq)
-			q.dropHeadLocked(c, seq, size)
-			cs.lo = seq + 1
-			return true, nil
-		})
-	})
-	if err != nil {
-		return err
-	}
-	rest := make([]uint64, 0, len(set))
-	for s := range set {
-		rest = append(rest, s)
-	}
-	slices.Sort(rest)
-	for _, s := range rest {
-		if err := w.delete(recKey(c, s)); err != nil {
-			return err
-		}
-		cs.records = max(cs.records-1, 0)
-		cs.bytes = max(cs.bytes-set[s], 0)
-		if cs.records == 0 {
-			cs.bytes = 0
-		}
-		q.markGoneLocked(c, s)
-	}
-	return nil
 }

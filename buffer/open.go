@@ -127,17 +127,8 @@ func (q *Queue) load() (seq, epoch uint64, err error) {
 		if seq, err = getU64(txn, keySeq); err != nil {
 			return err
 		}
-		if epoch, err = getU64(txn, keyEpoch); err != nil {
-			return err
-		}
-		for c := range q.cls {
-			lo, err := getU64(txn, string(loKey(Class(c))))
-			if err != nil {
-				return err
-			}
-			q.cls[c].lo, q.cls[c].loSaved = lo, lo
-		}
-		return nil
+		epoch, err = getU64(txn, keyEpoch)
+		return err
 	})
 	if err != nil {
 		return 0, 0, err
@@ -145,7 +136,7 @@ func (q *Queue) load() (seq, epoch uint64, err error) {
 	if hasSchema && schema != schemaVersion {
 		return 0, 0, fmt.Errorf("%w: schema %d, this version reads %d", ErrCorrupt, schema, schemaVersion)
 	}
-	maxSeq, err := q.recountLocked()
+	maxSeq, err := q.reloadLocked()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -181,44 +172,90 @@ func getU64(txn *badger.Txn, k string) (uint64, error) {
 	return x, nil
 }
 
-// recountLocked recomputes the per-class counters from the store and
-// returns the highest record seq found. Called from Open (no concurrency
-// yet) and with q.mu held after a failed write.
-func (q *Queue) recountLocked() (uint64, error) {
+// reloadLocked loads the low-water marks and gone sets and recounts the
+// per-class counters from the store (chunk keys only); it returns the
+// highest record seq found. Called from Open (no concurrency yet) and with
+// q.mu held after a failed write.
+func (q *Queue) reloadLocked() (uint64, error) {
 	var maxSeq uint64
+	var stale [][]byte
 	err := q.db.View(func(txn *badger.Txn) error {
 		for c := range Class(NumClasses) {
 			cs := &q.cls[c]
-			cs.records, cs.bytes = 0, 0
-			// The first key still on disk (maybe below lo, waiting for its
-			// range drop) is found with one seek; counting starts at lo,
-			// so acknowledged keys are never iterated.
-			cs.dropFrom = cs.lo
-			err := q.scanClass(txn, c, 0, false, func(seq uint64, _ *badger.Item) (bool, error) {
-				cs.dropFrom = min(seq, cs.lo)
-				maxSeq = max(maxSeq, seq)
-				return false, nil
-			})
+			lo, err := getU64(txn, string(loKey(c)))
 			if err != nil {
 				return err
 			}
-			err = q.scanClass(txn, c, cs.lo, false, func(seq uint64, it *badger.Item) (bool, error) {
-				size, err := itemBytes(it)
-				if err != nil {
-					return false, err
-				}
-				maxSeq = max(maxSeq, seq)
-				cs.records++
-				cs.bytes += size
+			cs.lo, cs.loSaved = lo, lo
+			cs.records, cs.bytes = 0, 0
+			cs.gone, cs.dirty = make(map[uint64]*goneSet), make(map[uint64]chunkRef)
+			err = q.scanChunks(txn, c, cs.lo, func(r chunkRef, _ *badger.Item) (bool, error) {
+				cs.records += int64(r.n)
+				cs.bytes += r.accounted()
+				maxSeq = max(maxSeq, r.end()-1)
 				return true, nil
 			})
 			if err != nil {
 				return err
 			}
+			s, err := q.loadGone(txn, c)
+			if err != nil {
+				return err
+			}
+			stale = append(stale, s...)
 		}
 		return nil
 	})
-	return maxSeq, err
+	if err != nil || len(stale) == 0 {
+		return maxSeq, err
+	}
+	// Gone sets whose chunk is gone (deleted in a later transaction, or
+	// its key was lost): delete them.
+	w := newTxnWriter(q.db, false)
+	defer w.discard()
+	for _, k := range stale {
+		if err := w.delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return maxSeq, w.commit()
+}
+
+// loadGone loads the gone sets of class c and subtracts their records from
+// the counters. It returns the keys of gone sets without a chunk.
+func (q *Queue) loadGone(txn *badger.Txn, c Class) ([][]byte, error) {
+	cs := &q.cls[c]
+	var stale [][]byte
+	io := badger.DefaultIteratorOptions
+	io.Prefix = []byte{gonePrefix, byte(c)}
+	it := txn.NewIterator(io)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().KeyCopy(nil)
+		_, first, err := decodeGoneKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		r, ok := findChunk(txn, c, first)
+		if !ok || r.first != first || first < cs.lo {
+			stale = append(stale, k)
+			continue
+		}
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		g, err := decodeGone(v, int(r.n))
+		if err != nil {
+			return nil, fmt.Errorf("%w: gone set of %d: %w", ErrCorrupt, first, err)
+		}
+		cs.gone[first] = g
+		cs.sub(int64(g.n), g.data+int64(g.n)*RecordOverhead)
+		if g.n == int(r.n) {
+			q.touchLocked(c, r, g) // all gone: delete on the next write
+		}
+	}
+	return stale, nil
 }
 
 // initSeq picks the first seq of this run and persists the new epoch (see
@@ -227,7 +264,7 @@ func (q *Queue) recountLocked() (uint64, error) {
 // file's reserved high-water mark and the clock (Unix microseconds).
 func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	for c := range q.cls {
-		q.cls[c].fwd = q.cls[c].lo
+		q.cls[c].fwd, q.cls[c].fwdChunk = q.cls[c].lo, q.cls[c].lo
 	}
 	if q.opts.InMemory {
 		q.next = storeSeq + 1

@@ -73,6 +73,7 @@ type Stats struct {
 // live records without scanning. Guarded by Queue.mu.
 type liveEnt struct {
 	seq  uint64
+	ref  chunkRef // the chunk holding seq
 	t    time.Time
 	gone bool // acked, evicted or expired
 }
@@ -84,16 +85,20 @@ const maxLive = 4096
 // classState is the in-memory state of one class. Guarded by Queue.mu.
 type classState struct {
 	records, bytes int64
-	// lo: every record of the class with seq < lo is gone (acked, evicted,
-	// expired); its key may still exist until its segment is dropped.
+	// lo: no chunk of the class starts below lo, so every record below
+	// it is gone (acked, evicted, expired). Scans start there.
 	lo      uint64
 	loSaved uint64 // lo as last written to z/lo
 	// fwd is the backlog lease cursor: every record in [lo, fwd) is leased
-	// or gone. Release moves it back.
-	fwd uint64
-	// dropFrom: no key of the class below dropFrom exists on disk.
-	dropFrom uint64
-	live     []liveEnt
+	// or gone. fwdChunk <= the first seq of the chunk holding fwd: the
+	// backlog scan seeks there. Release moves both back.
+	fwd, fwdChunk uint64
+	// gone holds the gone sets of the class's partially gone chunks, by
+	// first seq; dirty lists the chunks whose gone set changed since the
+	// last write (flushGoneLocked).
+	gone  map[uint64]*goneSet
+	dirty map[uint64]chunkRef
+	live  []liveEnt
 
 	evicted, shed, expired uint64
 }
@@ -101,7 +106,8 @@ type classState struct {
 // leaseEnt is a leased record.
 type leaseEnt struct {
 	class Class
-	size  int64
+	ref   chunkRef
+	size  int // data bytes
 }
 
 // Queue is a durable priority queue. All methods are safe for concurrent use.
@@ -133,6 +139,9 @@ type Queue struct {
 	// shedPending: disk-full shedding happened; no more until a GC pass.
 	shedPending bool  // guarded by mu
 	dirBytes    int64 // guarded by mu
+	// deleted counts chunks deleted since the last GC pass: their value-log
+	// space comes back only after a compaction (gc.go).
+	deleted int // guarded by mu
 
 	syncs, appends, corrupt atomic.Uint64
 
@@ -190,33 +199,18 @@ func (q *Queue) oldestLocked(c Class) (time.Time, bool) {
 	var t time.Time
 	found := false
 	_ = q.db.View(func(txn *badger.Txn) error {
-		return q.scanClass(txn, c, q.cls[c].lo, false, func(_ uint64, it *badger.Item) (bool, error) {
-			v, err := it.ValueCopy(nil)
-			if err != nil {
-				return false, err
-			}
-			if t, _, err = decodeValue(v); err == nil {
-				found = true
-				return false, nil
-			}
-			return true, nil // corrupt: Lease will drop it
+		return q.scanChunks(txn, c, q.cls[c].lo, func(_ chunkRef, it *badger.Item) (bool, error) {
+			err := it.Value(func(v []byte) error {
+				ch, err := decodeChunk(v)
+				if err == nil {
+					t, found = ch.t, true
+				}
+				return nil // corrupt: Lease will drop it
+			})
+			return !found, err
 		})
 	})
 	return t, found
-}
-
-// scanClass iterates the record keys of class c from seq `from` upwards,
-// calling fn until it returns false. Keys that do not decode are skipped.
-func (q *Queue) scanClass(txn *badger.Txn, c Class, from uint64, values bool, fn func(seq uint64, it *badger.Item) (bool, error)) error {
-	ci := newClassIter(txn, c, values)
-	defer ci.close()
-	for ci.seek(from); ci.valid(); ci.next() {
-		more, err := fn(ci.seq, ci.item())
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
 }
 
 // Close commits pending appends, stops the background goroutines and closes

@@ -50,7 +50,7 @@ func testCriticalNeverEvicted(t *testing.T, open Opener) {
 
 func testByteCap(t *testing.T, open Opener) {
 	o := options(t, NewClock(t0))
-	o.MaxBytes = 10 * (23 + 100) // ten 100-byte records (key+header = 23)
+	o.MaxBytes = 10 * (buffer.RecordOverhead + 100) // ten 100-byte records
 	q := openQ(t, open, o)
 	data := string(make([]byte, 100))
 	for range 25 {

@@ -256,9 +256,9 @@ func testStats(t *testing.T, open Opener) {
 	_, seqs := lease(t, q, 1, 0)
 	s := q.Stats()
 	want := [buffer.NumClasses]buffer.ClassStats{
-		{Records: 1, Bytes: 23 + 3, OldestAge: 3 * time.Second},
+		{Records: 1, Bytes: buffer.RecordOverhead + 3, OldestAge: 3 * time.Second},
 		{},
-		{Records: 2, Bytes: 23 + 5 + 23 + 1, OldestAge: 3 * time.Second},
+		{Records: 2, Bytes: 2*buffer.RecordOverhead + 5 + 1, OldestAge: 3 * time.Second},
 	}
 	if diff := cmp.Diff(want, s.Classes); diff != "" {
 		t.Fatalf("Stats.Classes mismatch (-want +got):\n%s", diff)
