@@ -278,3 +278,68 @@ func writeBytes() int64 {
 	}
 	return 0
 }
+
+// BenchmarkVehicleRate appends at a vehicle's rate (rate records/s of
+// size bytes, one AppendBatch per 10 ms tick, SyncGroup) for 5 s while a
+// publisher leases and acks what arrives, and reports the bytes written to
+// disk per payload byte: the flash wear of a connected vehicle. The value-
+// log threshold decides whether small group commits touch one file (inline
+// in the WAL) or two (WAL and value log) per sync.
+func BenchmarkVehicleRate(b *testing.B) {
+	for _, rate := range []int{200, 2000} {
+		for _, vt := range []int64{160, 4 << 10} {
+			b.Run(fmt.Sprintf("rate=%d/threshold=%d", rate, vt), func(b *testing.B) {
+				for range b.N {
+					benchVehicleRate(b, rate, 200, vt)
+				}
+			})
+		}
+	}
+}
+
+func benchVehicleRate(b *testing.B, rate, size int, threshold int64) {
+	o := testOptions(b)
+	o.Sync = buffer.SyncGroup
+	buffer.SetValueThreshold(&o, threshold)
+	q := mustOpen(b, o)
+	per := rate / 100
+	batch := make([][]byte, per)
+	for i := range batch {
+		batch[i] = make([]byte, size)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { // publisher
+		for ctx.Err() == nil {
+			select {
+			case <-q.Ready():
+			case <-ctx.Done():
+			}
+			for {
+				recs, err := q.Lease(256, 0)
+				if err != nil || len(recs) == 0 {
+					break
+				}
+				seqs := make([]uint64, len(recs))
+				for i, r := range recs {
+					seqs[i] = r.Seq
+				}
+				_ = q.Ack(seqs...)
+			}
+		}
+	})
+	io0, syncs0 := writeBytes(), q.Stats().Syncs
+	tick := time.NewTicker(10 * time.Millisecond)
+	n := 0
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); <-tick.C {
+		go func() { _, _ = q.AppendBatch(ctx, buffer.ClassTelemetry, batch) }()
+		n += per
+	}
+	tick.Stop()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	q.CollectGarbage()
+	b.ReportMetric(float64(writeBytes()-io0)/float64(n*size), "disk-bytes/payload-byte")
+	b.ReportMetric(float64(q.Stats().Syncs-syncs0)/5, "syncs/s")
+}

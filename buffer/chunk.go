@@ -39,34 +39,40 @@ func (ch *chunk) matches(r chunkRef) bool {
 	return ch.len() == int(r.n) && len(ch.data) == int(r.data)
 }
 
-// chunkBuilder packs records of one class into a chunk value.
+// chunkBuilder packs records of one class into a chunk value. It keeps
+// references to the records' data until encode copies them once.
 type chunkBuilder struct {
-	lens []int
-	data []byte
+	recs [][]byte
+	data int
 }
 
-func (b *chunkBuilder) reset() { b.lens, b.data = b.lens[:0], b.data[:0] }
+func (b *chunkBuilder) reset() {
+	clear(b.recs)
+	b.recs, b.data = b.recs[:0], 0
+}
 
 // fits reports whether a record of n bytes may join the chunk.
 func (b *chunkBuilder) fits(n int) bool {
-	return len(b.lens) == 0 || len(b.lens) < maxChunkRecords && len(b.data)+n <= maxChunkData
+	return len(b.recs) == 0 || len(b.recs) < maxChunkRecords && b.data+n <= maxChunkData
 }
 
 func (b *chunkBuilder) add(d []byte) {
-	b.lens = append(b.lens, len(d))
-	b.data = append(b.data, d...)
+	b.recs = append(b.recs, d)
+	b.data += len(d)
 }
 
 // encode returns the chunk value for append time t.
 func (b *chunkBuilder) encode(t time.Time) []byte {
-	v := make([]byte, 0, chunkFixed+binary.MaxVarintLen32*(len(b.lens)+1)+len(b.data))
+	v := make([]byte, 0, chunkFixed+binary.MaxVarintLen32*(len(b.recs)+1)+b.data)
 	v = append(v, chunkVersion)
 	v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
-	v = binary.AppendUvarint(v, uint64(len(b.lens)))
-	for _, n := range b.lens {
-		v = binary.AppendUvarint(v, uint64(n))
+	v = binary.AppendUvarint(v, uint64(len(b.recs)))
+	for _, d := range b.recs {
+		v = binary.AppendUvarint(v, uint64(len(d)))
 	}
-	v = append(v, b.data...)
+	for _, d := range b.recs {
+		v = append(v, d...)
+	}
 	return binary.BigEndian.AppendUint32(v, crc32.Checksum(v, crcTable))
 }
 

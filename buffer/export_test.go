@@ -2,3 +2,6 @@ package buffer
 
 // SetFreeSpace replaces the free-space probe (tests simulate a full disk).
 func SetFreeSpace(o *Options, f func(path string) (uint64, error)) { o.freeSpace = f }
+
+// SetValueThreshold overrides the value-log threshold (benchmarks).
+func SetValueThreshold(o *Options, n int64) { o.valueThreshold = n }

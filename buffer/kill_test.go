@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ func killWriter() {
 	o.Sync = buffer.SyncPolicy(os.Getenv(killEnv + "_SYNC"))
 	o.LiveWindow = -1
 	o.MinFreeBytes = -1
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	q, err := buffer.Open(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)

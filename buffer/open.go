@@ -41,7 +41,10 @@ func Open(opts Options) (*Queue, error) {
 	// moving a store with unsent records aside.
 	for i := 0; i < 2 && err != nil && !o.InMemory && !isLocked(err); i++ {
 		q.log.Warn("queue store did not open, retrying before quarantine", "attempt", i+1, "err", err)
-		storeSeq, storeEpoch, err = q.openStore()
+		first := err
+		if storeSeq, storeEpoch, err = q.openStore(); err != nil && isLocked(err) {
+			err = fmt.Errorf("%w (after %w)", err, first)
+		}
 	}
 	if err != nil && !o.InMemory && !isLocked(err) {
 		reason, qerr := q.quarantine(err)

@@ -110,6 +110,8 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// valueThreshold overrides the value-log threshold (benchmarks).
+	valueThreshold int64
 	// freeSpace reports free bytes of the file system holding a path;
 	// tests override it to simulate a full disk.
 	freeSpace func(path string) (uint64, error)
@@ -171,6 +173,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.valueThreshold == 0 {
+		o.valueThreshold = valueThreshold
 	}
 	if o.freeSpace == nil {
 		o.freeSpace = freeSpace
