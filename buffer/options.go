@@ -110,7 +110,8 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	// valueThreshold overrides the value-log threshold (benchmarks).
+	// valueThreshold overrides the value-log threshold (benchmarks); 0
+	// means valueThreshold, or alwaysValueThreshold under SyncAlways.
 	valueThreshold int64
 	// freeSpace reports free bytes of the file system holding a path;
 	// tests override it to simulate a full disk.
@@ -176,6 +177,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.valueThreshold == 0 {
 		o.valueThreshold = valueThreshold
+		if o.Sync == SyncAlways {
+			o.valueThreshold = alwaysValueThreshold
+		}
 	}
 	if o.freeSpace == nil {
 		o.freeSpace = freeSpace
