@@ -20,7 +20,7 @@ func TestDrainReclaimsDisk(t *testing.T) {
 	q := mustOpen(t, o)
 	n := 100_000
 	if testing.Short() {
-		n = 6_000
+		n = 20_000 // 80 MB: well above one 16 MB value-log file
 	}
 	data := make([]byte, 4000)
 	var wg sync.WaitGroup
