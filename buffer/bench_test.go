@@ -360,7 +360,8 @@ func benchVehicleRate(b *testing.B, rate, size int, threshold int64) {
 // same record size and batch. The two alternate in 7 short rounds on the
 // same disk and the reported ratio is the median of the per-round ratios,
 // so that the shared VM's disk, whose speed drifts 2x within a minute,
-// affects both sides of each ratio alike.
+// affects both sides of each ratio alike. A third arm, the queue with
+// SyncNone, shows what Badger's write path costs without any sync.
 func BenchmarkAppendVsRaw(b *testing.B) {
 	for _, size := range []int{200, 2000} {
 		for _, batch := range []int{64, 1024} {
@@ -375,10 +376,13 @@ func BenchmarkAppendVsRaw(b *testing.B) {
 
 func benchAppendVsRaw(b *testing.B, size, batch int) {
 	commits := max(40, 4<<20/(size*batch)) // at least 4 MB per round
-	o := testOptions(b)
-	o.Sync = buffer.SyncAlways
-	o.MaxBytes = 1 << 40
-	q := mustOpen(b, o)
+	queue := func(pol buffer.SyncPolicy) *buffer.Queue {
+		o := testOptions(b)
+		o.Sync = pol
+		o.MaxBytes = 1 << 40
+		return mustOpen(b, o)
+	}
+	always, none := queue(buffer.SyncAlways), queue(buffer.SyncNone)
 	f, err := os.Create(filepath.Join(b.TempDir(), "raw.log"))
 	if err != nil {
 		b.Fatal(err)
@@ -389,10 +393,23 @@ func benchAppendVsRaw(b *testing.B, size, batch int) {
 		data[i] = make([]byte, size)
 	}
 	buf := make([]byte, 0, batch*(size+4))
-	var raws, queues, ratios []float64
-	for range 7 {
+	rate := func(fn func()) float64 {
 		t := time.Now()
 		for range commits {
+			fn()
+		}
+		return float64(commits*batch) / time.Since(t).Seconds()
+	}
+	appendTo := func(q *buffer.Queue) func() {
+		return func() {
+			if _, err := q.AppendBatch(context.Background(), buffer.ClassTelemetry, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var raws, queues, ratios, noneRatios []float64
+	for range 7 {
+		raw := rate(func() {
 			buf = buf[:0]
 			for _, d := range data {
 				buf = binary.BigEndian.AppendUint32(buf, uint32(len(d)))
@@ -404,20 +421,16 @@ func benchAppendVsRaw(b *testing.B, size, batch int) {
 			if err := f.Sync(); err != nil {
 				b.Fatal(err)
 			}
-		}
-		raw := float64(commits*batch) / time.Since(t).Seconds()
-		t = time.Now()
-		for range commits {
-			if _, err := q.AppendBatch(context.Background(), buffer.ClassTelemetry, data); err != nil {
-				b.Fatal(err)
-			}
-		}
-		qr := float64(commits*batch) / time.Since(t).Seconds()
-		raws, queues, ratios = append(raws, raw), append(queues, qr), append(ratios, qr/raw)
+		})
+		qr := rate(appendTo(always))
+		nr := rate(appendTo(none))
+		raws, queues = append(raws, raw), append(queues, qr)
+		ratios, noneRatios = append(ratios, qr/raw), append(noneRatios, nr/raw)
 	}
 	b.ReportMetric(median(raws), "raw-rec/s")
 	b.ReportMetric(median(queues), "queue-rec/s")
 	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(noneRatios), "none-ratio")
 }
 
 func median(x []float64) float64 {
