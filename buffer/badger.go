@@ -38,12 +38,15 @@ func badgerOptions(o Options) badger.Options {
 		// measured 3.7 disk bytes per payload byte with every record
 		// inline). Smaller chunks stay inline, see valueThreshold.
 		WithValueThreshold(o.valueThreshold).
-		// 16 MB value-log files: each new file costs a sync of the old one,
-		// a bootstrap and fresh page faults (BenchmarkAppendVsRaw: ~20 %
-		// faster than 4 MB files); the head file cannot be collected, so
-		// up to 16 MB stay on disk after a complete drain. Badger maps
-		// the head file at 2x, far below 32-bit armv7's address space.
-		WithValueLogFileSize(16 << 20).
+		// 8 MB value-log files: each new file costs a sync of the old one,
+		// a bootstrap and fresh page faults, so larger files append faster
+		// (BenchmarkAppendVsRaw, 2 KB records at batch 64 / 1024, back to
+		// back: 41k / 113k rec/s with 4 MB files, 63k / 145k with 8 MB,
+		// 57k / 164k with 16 MB), but 16 MB files raised the fill's peak RssAnon from
+		// 18-24 MB to 26-39 MB (5 runs each; 8 MB: 18-24 MB). The head file
+		// cannot be collected: up to 8 MB stay on disk after a complete
+		// drain. Badger maps the head file at 2x, far below 32-bit limits.
+		WithValueLogFileSize(8 << 20).
 		// The tree is small; 2 MB tables keep the number of files low
 		// (and 1 MB tables made Badger v4.9.6 lose data more often on
 		// 32-bit, docs/buffer.md). The base level holds the whole tree so

@@ -20,7 +20,7 @@ func TestDrainReclaimsDisk(t *testing.T) {
 	q := mustOpen(t, o)
 	n := 100_000
 	if testing.Short() {
-		n = 20_000 // 80 MB: well above one 16 MB value-log file
+		n = 20_000 // 80 MB: several 8 MB value-log files
 	}
 	data := make([]byte, 4000)
 	var wg sync.WaitGroup
