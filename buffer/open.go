@@ -250,7 +250,12 @@ func (q *Queue) loadGone(txn *badger.Txn, c Class) ([][]byte, error) {
 		}
 		g, err := decodeGone(v, int(r.n))
 		if err != nil {
-			return nil, fmt.Errorf("%w: gone set of %d: %w", ErrCorrupt, first, err)
+			// Its records count as not acknowledged: they are sent again
+			// (at-least-once) rather than the whole store moved aside.
+			q.log.Warn("queue dropped a corrupt gone set", "class", c.String(), "first_seq", first, "err", err)
+			q.setDegradedLocked("corrupt gone set dropped")
+			stale = append(stale, k)
+			continue
 		}
 		cs.gone[first] = g
 		cs.sub(int64(g.n), g.data+int64(g.n)*RecordOverhead)
