@@ -9,8 +9,8 @@ import (
 	"github.com/tcu-agent/tcu-agent/buffer/buffertest"
 )
 
-// TestDrainReclaimsDisk: after filling and draining, one GC pass drops the
-// acknowledged segments and gives the value log back; the store keeps
+// TestDrainReclaimsDisk: after filling and draining, one GC pass compacts
+// the deleted chunks away and gives the value log back; the store keeps
 // working and the counters are consistent after a reopen.
 func TestDrainReclaimsDisk(t *testing.T) {
 	t.Parallel()
