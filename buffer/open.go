@@ -61,6 +61,9 @@ func Open(opts Options) (*Queue, error) {
 		_ = q.db.Close()
 		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
 	}
+	if !o.InMemory {
+		q.dirBytes = dirSize(o.Dir) // until the first GC pass measures it again
+	}
 	q.wg.Add(2)
 	go q.commitLoop()
 	go q.gcLoop()
