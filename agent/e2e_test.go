@@ -433,4 +433,7 @@ func (s *spine) checkStatus(ctx context.Context) {
 	if !st.Health.OK || len(st.Queues) != 3 {
 		s.t.Errorf("status health/queues = %+v %+v", st.Health, st.Queues)
 	}
+	if st.Store.Appends == 0 || st.Store.Syncs == 0 || st.Store.DiskBytes == 0 {
+		s.t.Errorf("status store = %+v, want appends, syncs and a disk size", st.Store)
+	}
 }

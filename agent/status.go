@@ -97,9 +97,10 @@ func (a *Agent) status() ctl.Status {
 	for c := buffer.Class(0); c < buffer.NumClasses; c++ {
 		cs := qs.Classes[c]
 		st.Queues = append(st.Queues, ctl.Queue{Class: c.String(), Records: cs.Records, Bytes: cs.Bytes,
-			OldestUnsentSeconds: cs.OldestAge.Seconds(), Evicted: cs.Evicted})
+			OldestUnsentSeconds: cs.OldestAge.Seconds(), Evicted: cs.Evicted, Shed: cs.Shed, Expired: cs.Expired})
 		st.OldestUnsentSeconds = max(st.OldestUnsentSeconds, cs.OldestAge.Seconds())
 	}
+	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, DiskBytes: qs.DiskBytes}
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
 		c := driverCounters(s.drv)
@@ -148,6 +149,17 @@ func (a *Agent) metrics() *metrics.Registry {
 			emit(float64(qs.Classes[c].Evicted), c.String())
 		}
 	})
+	r.CollectFunc("tcu_queue_dropped_total", "Records refused (shed) or dropped by TTL.", metrics.TypeCounter, []string{"class", "reason"}, func(emit metrics.EmitFunc) {
+		qs := a.queueStats()
+		for c := buffer.Class(0); c < buffer.NumClasses; c++ {
+			emit(float64(qs.Classes[c].Shed), c.String(), "shed")
+			emit(float64(qs.Classes[c].Expired), c.String(), "expired")
+		}
+	})
+	r.CounterFunc("tcu_queue_appends_total", "Records appended to the queue.", func() float64 { return float64(a.queueStats().Appends) })
+	r.CounterFunc("tcu_queue_syncs_total", "Store syncs (flash flushes) of the queue.", func() float64 { return float64(a.queueStats().Syncs) })
+	r.CounterFunc("tcu_queue_corrupt_total", "Records dropped because their stored chunk did not decode.", func() float64 { return float64(a.queueStats().Corrupt) })
+	r.GaugeFunc("tcu_queue_disk_bytes", "Size of the queue's store directory at the last GC pass.", func() float64 { return float64(a.queueStats().DiskBytes) })
 	r.GaugeFunc("tcu_queue_oldest_unsent_seconds", "Age of the oldest unacknowledged record.", func() float64 { return a.status().OldestUnsentSeconds })
 	r.CollectFunc("tcu_driver_counter_total", "Driver counters (frames, decode_errors, drops, ...) per bus.", metrics.TypeCounter, []string{"bus", "counter"}, func(emit metrics.EmitFunc) {
 		for _, s := range a.sups {

@@ -31,6 +31,8 @@ type Status struct {
 	// Queues holds the store-and-forward queue per record class
 	// (telemetry, event, command_result, ...).
 	Queues []Queue `json:"queues"`
+	// Store describes the queue's store as a whole.
+	Store Store `json:"store"`
 	// OldestUnsentSeconds is the age of the oldest record not yet
 	// acknowledged by the cloud, over all classes (0 when empty).
 	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
@@ -80,6 +82,25 @@ type Queue struct {
 	OldestUnsentSeconds float64 `json:"oldest_unsent_seconds"`
 	// Evicted counts records dropped because the buffer was full.
 	Evicted uint64 `json:"evicted"`
+	// Shed counts records refused because only more important records
+	// could have been evicted (or the disk was nearly full).
+	Shed uint64 `json:"shed"`
+	// Expired counts records dropped by the class's TTL.
+	Expired uint64 `json:"expired"`
+}
+
+// Store is the store-and-forward buffer as a whole.
+type Store struct {
+	// Leased counts records handed to the uplink and not yet acknowledged.
+	Leased int `json:"leased"`
+	// Appends and Syncs count appends and store syncs since the agent
+	// started (syncs per append shows the flash cost of the sync policy).
+	Appends uint64 `json:"appends"`
+	Syncs   uint64 `json:"syncs"`
+	// Corrupt counts records dropped because their chunk did not decode.
+	Corrupt uint64 `json:"corrupt"`
+	// DiskBytes is the store directory's size at the last GC pass.
+	DiskBytes int64 `json:"disk_bytes"`
 }
 
 // Bus is one vehicle bus or device read by a driver.
