@@ -96,7 +96,29 @@ func TestKillDurability(t *testing.T) {
 
 // runWriter starts the writer, reads returned seqs until n were seen, kills
 // it and returns what it reported.
+//
+// Badger releases its directory lock by closing the lock file without
+// LOCK_UN, so a child that another parallel test forked while the store was
+// open keeps the lock until that child calls exec. A writer that finds the
+// directory locked before appending anything is therefore started again.
 func runWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) map[uint64]killRec {
+	t.Helper()
+	for try := 1; ; try++ {
+		got, stderr := startWriter(t, dir, pol, n)
+		if len(got) >= n {
+			return got
+		}
+		if try < 5 && len(got) == 0 && strings.Contains(stderr, "Cannot acquire directory lock") {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		t.Fatalf("writer died after %d appends: %s", len(got), stderr)
+	}
+}
+
+// startWriter runs one writer until it reported n appends (then kills it)
+// or exited, and returns what it reported and its stderr.
+func startWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) (map[uint64]killRec, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), killEnv+"="+dir, killEnv+"_SYNC="+string(pol))
@@ -126,10 +148,7 @@ func runWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) map[uint6
 		}
 	}
 	_ = cmd.Wait()
-	if len(got) < n {
-		t.Fatalf("writer died after %d appends: %s", len(got), stderr.String())
-	}
-	return got
+	return got, stderr.String()
 }
 
 // checkAfterKill reopens the store, checks it against want, then acks a
