@@ -35,7 +35,12 @@ func TestCorruptChunkDropped(t *testing.T) {
 	}
 	batch(ClassTelemetry, 10)
 	events := batch(ClassEvent, 5)
-	overwrite(t, q.db, []byte{chunkPrefix, byte(ClassTelemetry)}, []byte("garbage"))
+	overwrite(t, q.db, func(txn *badger.Txn) []byte {
+		ci := newChunkIter(txn, ClassTelemetry)
+		defer ci.close()
+		ci.seek(0)
+		return ci.item().KeyCopy(nil)
+	}, []byte("garbage"))
 
 	recs, err := q.Lease(100, 0)
 	if err != nil {
@@ -61,7 +66,7 @@ func TestCorruptChunkDropped(t *testing.T) {
 	if n := q.Stats().Records; n != 4 {
 		t.Fatalf("after reopen %d records, want 4", n)
 	}
-	overwrite(t, q.db, []byte{gonePrefix, byte(ClassEvent)}, []byte{goneVersion, 0xff})
+	overwrite(t, q.db, func(*badger.Txn) []byte { return goneKey(ClassEvent, events[0]) }, []byte{goneVersion, 0xff})
 	_ = q.Close()
 	if q, err = Open(o); err != nil {
 		t.Fatal(err)
@@ -72,22 +77,10 @@ func TestCorruptChunkDropped(t *testing.T) {
 	}
 }
 
-// overwrite replaces the value of the first key with prefix.
-func overwrite(t *testing.T, db *badger.DB, prefix, v []byte) {
+// overwrite replaces the value of the key find returns.
+func overwrite(t *testing.T, db *badger.DB, find func(*badger.Txn) []byte, v []byte) {
 	t.Helper()
-	err := db.Update(func(txn *badger.Txn) error {
-		io := badger.DefaultIteratorOptions
-		io.Prefix = prefix
-		it := txn.NewIterator(io)
-		it.Rewind()
-		if !it.Valid() {
-			it.Close()
-			t.Fatalf("no key with prefix %q", prefix)
-		}
-		k := it.Item().KeyCopy(nil)
-		it.Close()
-		return txn.Set(k, v)
-	})
+	err := db.Update(func(txn *badger.Txn) error { return txn.Set(find(txn), v) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 type evictor struct {
 	q       *Queue
 	txn     *badger.Txn
-	its     [NumClasses]*badger.Iterator
+	its     [NumClasses]*chunkIter
 	cur     [NumClasses]*evChunk
 	evicted bool
 }
@@ -37,19 +37,19 @@ func (e *evictor) nextLocked(c Class) (chunkRef, uint64, int, bool) {
 				}
 			}
 			e.cur[c] = nil
-			e.its[c].Next()
+			e.its[c].next()
 		}
-		it := e.iter(c)
-		if !it.Valid() {
+		ci := e.iter(c)
+		if !ci.valid() {
 			return chunkRef{}, 0, 0, false
 		}
-		_, r, err := decodeChunkKey(it.Item().Key())
-		if err != nil || r.end() <= q.cls[c].lo {
-			it.Next()
+		r := ci.r
+		if r.end() <= q.cls[c].lo {
+			ci.next()
 			continue
 		}
 		ec := &evChunk{r: r}
-		bad, err := readChunk(it.Item(), r, func(ch *chunk) error {
+		bad, err := readChunk(ci.item(), r, func(ch *chunk) error {
 			ec.lens = make([]int, ch.len())
 			for i := range ec.lens {
 				ec.lens[i] = ch.recordLen(i)
@@ -60,7 +60,7 @@ func (e *evictor) nextLocked(c Class) (chunkRef, uint64, int, bool) {
 			if bad {
 				q.corrupt.Add(uint64(q.markChunkGoneLocked(c, r)))
 			}
-			it.Next()
+			ci.next()
 			continue
 		}
 		e.cur[c] = ec
@@ -69,26 +69,23 @@ func (e *evictor) nextLocked(c Class) (chunkRef, uint64, int, bool) {
 
 // iter returns the evictor's iterator over class c, positioned at the
 // class's oldest chunk on first use.
-func (e *evictor) iter(c Class) *badger.Iterator {
+func (e *evictor) iter(c Class) *chunkIter {
 	if e.its[c] != nil {
 		return e.its[c]
 	}
 	if e.txn == nil {
 		e.txn = e.q.db.NewTransaction(false)
 	}
-	io := badger.DefaultIteratorOptions
-	io.PrefetchValues = false
-	io.Prefix = classPrefix(c)
-	it := e.txn.NewIterator(io)
-	it.Seek(chunkSeek(c, e.q.cls[c].lo))
-	e.its[c] = it
-	return it
+	ci := newChunkIter(e.txn, c)
+	ci.seek(e.q.cls[c].lo)
+	e.its[c] = ci
+	return ci
 }
 
 func (e *evictor) close() {
-	for _, it := range e.its {
-		if it != nil {
-			it.Close()
+	for _, ci := range e.its {
+		if ci != nil {
+			ci.close()
 		}
 	}
 	if e.txn != nil {

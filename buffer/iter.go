@@ -2,29 +2,78 @@ package buffer
 
 import "github.com/dgraph-io/badger/v4"
 
+// chunkIter iterates the chunks of one class in seq order. Chunk keys are
+// bucket-major (keys.go), so a class's chunks form one run per bucket; the
+// iterator seeks over the other classes' runs, one seek per bucket
+// boundary. Values are not prefetched: callers read the ones they need
+// (from the value log's mmap, without copying).
+type chunkIter struct {
+	it *badger.Iterator
+	c  Class
+	r  chunkRef
+}
+
+func newChunkIter(txn *badger.Txn, c Class) *chunkIter {
+	io := badger.DefaultIteratorOptions
+	io.PrefetchValues = false
+	io.Prefix = []byte{chunkPrefix}
+	return &chunkIter{it: txn.NewIterator(io), c: c}
+}
+
+// seek positions the iterator at the class's first chunk starting at or
+// after seq from.
+func (ci *chunkIter) seek(from uint64) {
+	ci.it.Seek(chunkSeek(ci.c, from))
+	ci.settle()
+}
+
+func (ci *chunkIter) next() {
+	ci.it.Next()
+	ci.settle()
+}
+
+// settle skips undecodable keys and other classes' runs.
+func (ci *chunkIter) settle() {
+	for ci.it.Valid() {
+		c, r, err := decodeChunkKey(ci.it.Item().Key())
+		switch {
+		case err != nil:
+			ci.it.Next()
+		case c == ci.c:
+			ci.r = r
+			return
+		default:
+			b := r.first >> bucketBits
+			if c > ci.c {
+				b++ // this bucket's run of our class is behind us
+			}
+			if b >= 1<<48 {
+				ci.it.Seek([]byte{chunkPrefix + 1}) // past every chunk: invalid
+				continue
+			}
+			ci.it.Seek(chunkSeek(ci.c, b<<bucketBits))
+		}
+	}
+}
+
+func (ci *chunkIter) valid() bool        { return ci.it.Valid() }
+func (ci *chunkIter) item() *badger.Item { return ci.it.Item() }
+func (ci *chunkIter) close()             { ci.it.Close() }
+
 // scanChunks calls fn for the chunks of class c whose first seq is >= from,
-// in seq order, until fn returns false. Keys that do not decode are
-// skipped. Values are not prefetched: fn reads the ones it needs (from the
-// value log's mmap, without copying). A scan from the class's low-water
+// in seq order, until fn returns false. A scan from the class's low-water
 // mark moves the mark up to the oldest chunk found, so the tombstones of
 // deleted chunks below it are not walked again. Call with q.mu held.
 func (q *Queue) scanChunks(txn *badger.Txn, c Class, from uint64, fn func(r chunkRef, it *badger.Item) (bool, error)) error {
-	io := badger.DefaultIteratorOptions
-	io.PrefetchValues = false
-	io.Prefix = classPrefix(c)
-	it := txn.NewIterator(io)
-	defer it.Close()
+	ci := newChunkIter(txn, c)
+	defer ci.close()
 	first := true
-	for it.Seek(chunkSeek(c, from)); it.Valid(); it.Next() {
-		_, r, err := decodeChunkKey(it.Item().Key())
-		if err != nil {
-			continue
-		}
-		if cs := &q.cls[c]; first && from <= cs.lo && r.first > cs.lo {
-			cs.lo = r.first
+	for ci.seek(from); ci.valid(); ci.next() {
+		if cs := &q.cls[c]; first && from <= cs.lo && ci.r.first > cs.lo {
+			cs.lo = ci.r.first
 		}
 		first = false
-		more, err := fn(r, it.Item())
+		more, err := fn(ci.r, ci.item())
 		if err != nil || !more {
 			return err
 		}
@@ -33,18 +82,30 @@ func (q *Queue) scanChunks(txn *badger.Txn, c Class, from uint64, fn func(r chun
 }
 
 // findChunk returns the chunk of class c holding seq, reading keys only.
+// A chunk holds at most maxChunkRecords seqs, so it starts in seq's bucket
+// or the one before.
 func findChunk(txn *badger.Txn, c Class, seq uint64) (chunkRef, bool) {
-	io := badger.DefaultIteratorOptions
-	io.PrefetchValues = false
-	io.Reverse = true
-	io.Prefix = classPrefix(c)
-	it := txn.NewIterator(io)
-	defer it.Close()
-	// In reverse, Seek finds the largest key <= the one given: the last
-	// chunk starting at or before seq.
-	k := append(chunkSeek(c, seq), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	for it.Seek(k); it.Valid(); it.Next() {
-		if _, r, err := decodeChunkKey(it.Item().Key()); err == nil {
+	b := seq >> bucketBits
+	for _, bucket := range []uint64{b, b - 1} {
+		if bucket > b {
+			break // b was 0
+		}
+		io := badger.DefaultIteratorOptions
+		io.PrefetchValues = false
+		io.Reverse = true
+		io.Prefix = bucketClassPrefix(bucket, c)
+		it := txn.NewIterator(io)
+		// In reverse, Seek finds the largest key <= the one given: the
+		// last chunk of the bucket starting at or before seq.
+		last := min(seq, bucket<<bucketBits|(1<<bucketBits-1))
+		it.Seek(append(chunkSeek(c, last), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		var r chunkRef
+		var err error = errBadKey
+		if it.Valid() {
+			_, r, err = decodeChunkKey(it.Item().Key())
+		}
+		it.Close()
+		if err == nil {
 			return r, r.holds(seq)
 		}
 	}
