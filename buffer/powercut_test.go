@@ -15,7 +15,6 @@ package buffer_test
 // Only the public API of package buffer is used.
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +68,7 @@ func TestPowerCut(t *testing.T) {
 	o.Sync = buffer.SyncPolicy(os.Getenv(pcSyncEnv))
 	o.LiveWindow = -1 // pure oldest-first within a class: the verifier checks that order
 	o.MaxBytes = 1 << 30
+	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
 	switch mode {
 	case "write":
 		pcWrite(t, o, run)
@@ -164,18 +165,27 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 	st := q.Stats()
 	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded)
 	var (
-		mu    sync.Mutex // one write(2) per line, lines not interleaved
-		total sync.WaitGroup
-		fail  = make(chan error, buffer.NumClasses)
+		mu      sync.Mutex // one write(2) per line, lines not interleaved
+		writers sync.WaitGroup
+		consume sync.WaitGroup
+		stop    = make(chan struct{})
+		fail    = make(chan error, buffer.NumClasses+1)
 	)
 	for c := range buffer.Class(buffer.NumClasses) {
-		total.Go(func() {
+		writers.Go(func() {
 			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, &mu); err != nil {
 				fail <- err
 			}
 		})
 	}
-	total.Wait()
+	consume.Go(func() {
+		if err := pcConsume(q, stop, &mu); err != nil {
+			fail <- err
+		}
+	})
+	writers.Wait()
+	close(stop)
+	consume.Wait()
 	close(fail)
 	for err := range fail {
 		t.Error(err)
@@ -213,13 +223,8 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu 
 			}
 		}
 		var b strings.Builder
-		for k := 0; k < len(seqs); {
-			j := k + 1 // seqs[k:j] is a run of consecutive seqs
-			for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
-				j++
-			}
-			fmt.Fprintf(&b, "ACKED %d %d %d %d end\n", c, seqs[k], i+uint64(k), j-k)
-			k = j
+		for _, r := range pcRuns(seqs) {
+			fmt.Fprintf(&b, "ACKED %d %d %d %d end\n", c, seqs[r[0]], i+uint64(r[0]), r[1]-r[0])
 		}
 		mu.Lock()
 		_, _ = os.Stdout.WriteString(b.String())
@@ -229,200 +234,66 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu 
 	return nil
 }
 
-// pcAcked is one acknowledged record as the host saw it.
-type pcAcked struct {
-	class buffer.Class
-	index uint64
+// pcRuns splits seqs into runs of consecutive seqs, as [start, end) index
+// pairs.
+func pcRuns(seqs []uint64) [][2]int {
+	var runs [][2]int
+	for k := 0; k < len(seqs); {
+		j := k + 1
+		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
+			j++
+		}
+		runs = append(runs, [2]int{k, j})
+		k = j
+	}
+	return runs
 }
 
-// pcReadAcked parses the ACKED lines; lines torn by the kill (a wrong
-// field count or no "end") are skipped.
-func pcReadAcked(path string) (map[uint64]pcAcked, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	want := map[uint64]pcAcked{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fl := strings.Fields(sc.Text())
-		if len(fl) != 6 || fl[0] != "ACKED" || fl[5] != "end" {
-			continue
+// pcConsume is the publisher: every 100 ms it leases up to 32 records
+// (the writers outpace it, so a backlog builds up) and acks them, or in
+// one batch of eight releases them. Before each Ack it prints "ACKING
+// <seq> <n> end" lines and drains the console (tcdrain), so the host has
+// seen every seq that may be gone after the cut.
+func pcConsume(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for b := 0; ; b++ {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
 		}
-		var v [4]uint64
-		for k := range v {
-			if v[k], err = strconv.ParseUint(fl[k+1], 10, 64); err != nil {
-				return nil, fmt.Errorf("line %q: %w", sc.Text(), err)
-			}
-		}
-		for k := range v[3] {
-			if _, dup := want[v[1]+k]; dup {
-				return nil, fmt.Errorf("seq %d acknowledged twice", v[1]+k)
-			}
-			want[v[1]+k] = pcAcked{buffer.Class(v[0]), v[2] + k}
-		}
-	}
-	return want, sc.Err()
-}
-
-// pcReport counts what the verifier found.
-type pcReport struct {
-	acked, present, lost, extra, stale int // stale: payload of an earlier run
-	dup, corrupt, order, wrong, badNew int
-	maxAcked, maxSeq                   uint64
-}
-
-func (r pcReport) String() string {
-	return fmt.Sprintf("acked=%d present=%d lost=%d extra=%d stale=%d dup=%d corrupt=%d order=%d wrong=%d bad_new_seq=%d max_acked=%d max_seq=%d",
-		r.acked, r.present, r.lost, r.extra, r.stale, r.dup, r.corrupt, r.order, r.wrong, r.badNew, r.maxAcked, r.maxSeq)
-}
-
-// pcVerify reopens the store after the cut and checks it: every acked
-// record is there exactly once with its payload, seqs increase within a
-// class in drain order, and new appends get seqs above all earlier ones.
-// With Sync=none, lost records are reported, not failed.
-func pcVerify(t *testing.T, o buffer.Options, run uint64) {
-	want, err := pcReadAcked(os.Getenv(pcAckedEnv))
-	if err != nil {
-		t.Fatalf("acked lines: %v", err)
-	}
-	t0 := time.Now()
-	q, err := buffer.Open(o)
-	if err != nil {
-		t.Fatalf("reopen after the cut: %v", err)
-	}
-	st := q.Stats()
-	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Degraded)
-	recs := pcLeaseAll(t, q)
-	rep := pcCheck(recs, want, run)
-	seqs := make([]uint64, len(recs))
-	for i, r := range recs {
-		seqs[i] = r.Seq
-	}
-	if err := q.Ack(seqs...); err != nil {
-		t.Errorf("ack the backlog: %v", err)
-	}
-	pcAppendAfter(t, q, run, &rep)
-	if err := q.Close(); err != nil {
-		t.Errorf("close: %v", err)
-	}
-	if err := unix.Unmount(pcMount, 0); err != nil {
-		t.Errorf("unmount: %v", err)
-	}
-	hard := rep.dup + rep.corrupt + rep.order + rep.wrong + rep.badNew
-	soft := rep.lost
-	if st.Degraded != "" {
-		soft++
-	}
-	switch {
-	case hard > 0 || t.Failed():
-		fmt.Printf("POWERCUT FAIL %s\n", rep)
-		t.Fail()
-	case soft > 0 && o.Sync == buffer.SyncNone:
-		fmt.Printf("POWERCUT LOSS (sync=none may lose) %s\n", rep)
-	case soft > 0:
-		fmt.Printf("POWERCUT FAIL %s degraded=%q\n", rep, st.Degraded)
-		t.Fail()
-	default:
-		fmt.Printf("POWERCUT PASS %s\n", rep)
-	}
-}
-
-// pcCheck compares the leased backlog with the acked records.
-func pcCheck(recs []buffer.Record, want map[uint64]pcAcked, run uint64) pcReport {
-	rep := pcReport{acked: len(want)}
-	seen := map[uint64]bool{}
-	var lastSeq, lastIdx [buffer.NumClasses]uint64
-	var anyIdx [buffer.NumClasses]bool
-	for _, r := range recs {
-		rep.maxSeq = max(rep.maxSeq, r.Seq)
-		if seen[r.Seq] {
-			rep.dup++
-			continue
-		}
-		seen[r.Seq] = true
-		if r.Seq <= lastSeq[r.Class] {
-			rep.order++
-		}
-		lastSeq[r.Class] = r.Seq
-		rrun, c, idx, err := pcDecode(r.Data)
-		switch {
-		case err != nil || c != r.Class:
-			rep.corrupt++
-			fmt.Printf("corrupt seq %d class %v: %v\n", r.Seq, r.Class, err)
-			continue
-		case rrun != run:
-			rep.stale++
-			continue
-		}
-		if anyIdx[c] && idx <= lastIdx[c] {
-			rep.order++ // appended later but drained earlier
-		}
-		lastIdx[c], anyIdx[c] = idx, true
-		w, ok := want[r.Seq]
-		switch {
-		case !ok:
-			rep.extra++ // stored, but the host never saw its ACKED line
-		case w.class != c || w.index != idx:
-			rep.wrong++
-			fmt.Printf("seq %d holds %v #%d, acked as %v #%d\n", r.Seq, c, idx, w.class, w.index)
-		default:
-			rep.present++
-		}
-	}
-	for s, w := range want {
-		rep.maxAcked = max(rep.maxAcked, s)
-		if !seen[s] {
-			rep.lost++
-			if rep.lost <= 5 {
-				fmt.Printf("lost seq %d (%v #%d)\n", s, w.class, w.index)
-			}
-		}
-	}
-	return rep
-}
-
-// pcAppendAfter appends a few records per class after the reopen: their
-// seqs must exceed every seq acked or stored before the cut.
-func pcAppendAfter(t *testing.T, q *buffer.Queue, run uint64, rep *pcReport) {
-	floor := max(rep.maxAcked, rep.maxSeq)
-	var seqs []uint64
-	for c := range buffer.Class(buffer.NumClasses) {
-		for k := range uint64(3) {
-			s, err := q.Append(context.Background(), c, pcPayload(run, c, 1<<62+k))
-			if err != nil {
-				t.Errorf("append after reopen: %v", err)
-				return
-			}
-			if s <= floor {
-				rep.badNew++
-				fmt.Printf("new seq %d not above %d\n", s, floor)
-			}
-			rep.maxSeq = max(rep.maxSeq, s)
-			seqs = append(seqs, s)
-		}
-	}
-	got := pcLeaseAll(t, q)
-	if len(got) != len(seqs) {
-		t.Errorf("leased %d records after the new appends, want %d", len(got), len(seqs))
-	}
-	if err := q.Ack(seqs...); err != nil {
-		t.Errorf("ack new: %v", err)
-	}
-}
-
-// pcLeaseAll leases everything.
-func pcLeaseAll(t *testing.T, q *buffer.Queue) []buffer.Record {
-	var all []buffer.Record
-	for {
-		recs, err := q.Lease(1000, 0)
+		recs, err := q.Lease(32, 0)
 		if err != nil {
-			t.Fatalf("lease: %v", err)
+			return fmt.Errorf("lease: %w", err)
 		}
-		if len(recs) == 0 {
-			return all
+		seqs := make([]uint64, len(recs))
+		for k, r := range recs {
+			seqs[k] = r.Seq
 		}
-		all = append(all, recs...)
+		slices.Sort(seqs)
+		if len(seqs) == 0 {
+			continue
+		}
+		if b%8 == 7 {
+			q.Release(seqs...)
+			continue
+		}
+		var sb strings.Builder
+		for _, r := range pcRuns(seqs) {
+			fmt.Fprintf(&sb, "ACKING %d %d end\n", seqs[r[0]], r[1]-r[0])
+		}
+		mu.Lock()
+		_, err = os.Stdout.WriteString(sb.String())
+		if err == nil {
+			err = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1) // tcdrain(3)
+		}
+		mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("print acking: %w", err)
+		}
+		if err := q.Ack(seqs...); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
 	}
 }

@@ -77,11 +77,11 @@ round() {
 	# The ACKED lines the host saw (complete ones: the cut may tear the
 	# last) go to the verifier as /powercut/acked in an extra initrd archive.
 	mkdir -p "$work/acked/powercut"
-	grep -E '^ACKED [0-9]+ [0-9]+ [0-9]+ [0-9]+ end$' "$wlog" >"$work/acked/powercut/acked" || true
+	grep -E '^(ACKED [0-9]+ [0-9]+ [0-9]+ [0-9]+|ACKING [0-9]+ [0-9]+) end$' "$wlog" >"$work/acked/powercut/acked" || true
 	(cd "$work/acked" && find . | cpio -o -H newc -R 0:0 --quiet) >"$work/acked.cpio"
-	nlines=$(wc -l <"$work/acked/powercut/acked")
-	acked=$(awk '{ n += $5 } END { print n + 0 }' "$work/acked/powercut/acked")
-	first=$(cut -d' ' -f3 "$work/acked/powercut/acked" | sort -n | head -n 1) # awk would round it
+	nlines=$(grep -c '^ACKED' "$work/acked/powercut/acked" || true)
+	acked=$(awk '$1 == "ACKED" { n += $5 } END { print n + 0 }' "$work/acked/powercut/acked")
+	first=$(awk '$1 == "ACKED" { print $3 }' "$work/acked/powercut/acked" | sort -n | head -n 1) # awk's numbers would round it
 	rc=0
 	vm "$vlog" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
