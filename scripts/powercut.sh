@@ -2,21 +2,35 @@
 # powercut.sh — the buffer's power-cut test (docs/perf/powercut.md).
 #
 # A writer (buffer/powercut_test.go, build tag powercut) runs inside a qemu
-# VM with its store on an ext4 file system on a virtio disk image and
-# prints an ACKED line after every Append/AppendBatch returned. After a
-# random number of ACKED lines plus a random delay the host SIGKILLs qemu:
-# the power cut. The guest's page cache and block queues vanish with the
-# process; only what the guest had written to the virtual disk survives.
-# Then the VM boots again on the same disk and the verifier checks that
-# every record the host saw acknowledged is there, once, intact, in order,
-# and that new seqs are above all old ones.
+# VM with its store on an ext4 file system on a virtio disk and prints an
+# ACKED line after every Append/AppendBatch returned; a consumer in it
+# leases and acks, printing ACKING lines first. After a random number of
+# ACKED lines plus a random delay the host SIGKILLs qemu: the power cut.
+# Then the VM boots again on the same disk image and the verifier checks
+# that every record the host saw acknowledged (and not being acked) is
+# there, once, intact, in order, and that new seqs are above all old ones.
+#
+# What the cut loses depends on POWERCUT_DISK:
+#   cache (default)  the disk is served by nbdkit over a unix socket through
+#                    its cache filter in writeback mode: writes stay in
+#                    nbdkit's cache until the guest sends a FLUSH, and nbdkit
+#                    is SIGKILLed with qemu. The cut loses the guest's page
+#                    cache and block queues AND every write the disk had not
+#                    been told to flush: a disk with a volatile write cache
+#                    that loses all of it.
+#   file             qemu opens the image itself (cache=writeback): writes
+#                    qemu completed are in the host's page cache and survive
+#                    qemu's death, so the cut loses only what the guest had
+#                    not yet written to the disk (its page cache, its block
+#                    queues). Weaker: a missing FLUSH goes unnoticed.
 #
 # Rounds per policy: POWERCUT_ROUNDS (default 3) for sync=always and
 # sync=group, which must lose nothing; POWERCUT_NONE_ROUNDS (default 2)
 # for sync=none, the negative control, whose losses are
 # reported, not failed. POWERCUT_POLICIES overrides the policy list.
 # POWERCUT_KEEP=1 keeps the work directory (logs, disk images).
-# amd64 only. Installs e2fsprogs (and via prepare.sh qemu & co.) when missing.
+# amd64 only. Installs e2fsprogs and nbdkit (and via prepare.sh qemu & co.)
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,13 +38,18 @@ root=$PWD
 rounds=${POWERCUT_ROUNDS:-3}
 none_rounds=${POWERCUT_NONE_ROUNDS:-2}
 read -r -a policies <<<"${POWERCUT_POLICIES:-always group none}"
+disk=${POWERCUT_DISK:-cache}
+case $disk in cache | file) ;; *) echo "powercut: POWERCUT_DISK=$disk: want cache or file" >&2; exit 2 ;; esac
 
 log() { echo "powercut: $*" >&2; }
 
-if ! command -v mkfs.ext4 >/dev/null; then
-	log "installing e2fsprogs"
+missing=()
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+[ "$disk" = file ] || command -v nbdkit >/dev/null || missing+=(nbdkit)
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing ${missing[*]}"
 	apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends e2fsprogs >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 base=$("$root/scripts/vmtest/prepare.sh" amd64)
 export VMEXEC_BASE_amd64=$base
@@ -42,7 +61,7 @@ if [ -n "${POWERCUT_KEEP:-}" ]; then
 else
 	trap 'rm -rf "$work"' EXIT
 fi
-log "building the test binary"
+log "building the test binary (disk model: $disk)"
 CGO_ENABLED=0 GOARCH=amd64 go test -c -tags powercut -o "$work/buffer.test" ./buffer/
 
 # vm LOG ENV... runs the test binary in the VM with ENV and the disk,
@@ -54,6 +73,29 @@ vm() {
 		"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') >"$out" 2>"$out.err"
 }
 
+# start_disk starts nbdkit serving $img through its writeback cache (see
+# above) on a unix socket; sets nbd_pid.
+start_disk() {
+	rm -f "$work/nbd.sock"
+	TMPDIR=$work nbdkit --foreground --unix "$work/nbd.sock" --filter=cache \
+		file file="$img" cache=writeback >"$work/nbdkit.log" 2>&1 &
+	nbd_pid=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$work/nbd.sock" ] && return 0
+		sleep 0.1
+	done
+	log "nbdkit did not start:"
+	cat "$work/nbdkit.log" >&2
+	return 1
+}
+
+# stop_disk SIGKILLs nbdkit (normally vmexec already did, just before qemu).
+stop_disk() {
+	kill -KILL "$nbd_pid" 2>/dev/null || true
+	wait "$nbd_pid" 2>/dev/null || true
+}
+
 # round POL R: one cut and one verification on $img; appends to summary
 # and updates prev_max (the highest seq seen so far on this disk).
 round() {
@@ -63,10 +105,16 @@ round() {
 	lines=$((20 + RANDOM % 300))
 	delay=$(printf '%d.%03d' $((RANDOM % 3)) $((RANDOM % 1000)))
 	t0=$(date +%s.%N)
+	local wdisk=(VMEXEC_DISK="$img")
+	if [ "$disk" = cache ]; then
+		start_disk || return 1
+		wdisk=(VMEXEC_DISK="nbd+unix:///?socket=$work/nbd.sock" VMEXEC_KILL_FIRST="$nbd_pid")
+	fi
 	rc=0
 	vm "$wlog" VMTEST_POWERCUT=write VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMEXEC_CPIO="$mods" VMEXEC_KILL_MATCH='^ACKED ' VMEXEC_KILL_AFTER="$lines" \
-		VMEXEC_KILL_DELAY="$delay" || rc=$?
+		VMEXEC_KILL_DELAY="$delay" "${wdisk[@]}" || rc=$?
+	[ "$disk" = file ] || stop_disk
 	t1=$(date +%s.%N)
 	if [ $rc != 137 ]; then
 		log "sync=$pol round $r: the writer was not cut (vmexec exit $rc):"
