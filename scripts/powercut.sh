@@ -80,6 +80,7 @@ start_disk() {
 	TMPDIR=$work nbdkit --foreground --unix "$work/nbd.sock" --filter=cache \
 		file file="$img" cache=writeback >"$work/nbdkit.log" 2>&1 &
 	nbd_pid=$!
+	disown "$nbd_pid" # no "Killed" job notice: the SIGKILL is the point
 	local i
 	for ((i = 0; i < 100; i++)); do
 		[ -S "$work/nbd.sock" ] && return 0
@@ -90,10 +91,17 @@ start_disk() {
 	return 1
 }
 
-# stop_disk SIGKILLs nbdkit (normally vmexec already did, just before qemu).
+# stop_disk SIGKILLs nbdkit (normally vmexec already did, just before
+# qemu) and waits until it is gone.
 stop_disk() {
+	local i
 	kill -KILL "$nbd_pid" 2>/dev/null || true
-	wait "$nbd_pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$nbd_pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	log "nbdkit $nbd_pid did not die"
+	return 1
 }
 
 # round POL R: one cut and one verification on $img; appends to summary
