@@ -43,6 +43,7 @@ const (
 	pcAckedEnv = "VMTEST_POWERCUT_ACKED" // verify: file of the ACKED lines the host saw
 	pcMaxEnv   = "VMTEST_POWERCUT_MAX"   // write: stop after this many records (default 300000)
 	pcDevEnv   = "VMTEST_POWERCUT_DEV"   // block device (default /dev/vda)
+	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // ext4 mount options (e.g. nobarrier, to prove the test catches it)
 )
 
 const (
@@ -110,7 +111,7 @@ func pcMountDisk(t *testing.T) {
 	if err := os.MkdirAll(pcMount, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(dev, pcMount, "ext4", 0, ""); err != nil {
+	if err := unix.Mount(dev, pcMount, "ext4", 0, os.Getenv(pcOptsEnv)); err != nil {
 		t.Fatalf("mount %s: %v", dev, err)
 	}
 }

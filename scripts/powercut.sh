@@ -29,6 +29,8 @@
 # for sync=none, the negative control, whose losses are
 # reported, not failed. POWERCUT_POLICIES overrides the policy list.
 # POWERCUT_KEEP=1 keeps the work directory (logs, disk images).
+# POWERCUT_MOUNT=OPTS mounts the writer's ext4 with OPTS: "nobarrier"
+# (fsync sends no FLUSH) shows that the cache model catches a missing flush.
 # amd64 only. Installs e2fsprogs and nbdkit (and via prepare.sh qemu & co.)
 # when missing.
 set -euo pipefail
@@ -120,6 +122,7 @@ round() {
 	fi
 	rc=0
 	vm "$wlog" VMTEST_POWERCUT=write VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
+		VMTEST_POWERCUT_MOUNT="${POWERCUT_MOUNT:-}" \
 		VMEXEC_CPIO="$mods" VMEXEC_KILL_MATCH='^ACKED ' VMEXEC_KILL_AFTER="$lines" \
 		VMEXEC_KILL_DELAY="$delay" "${wdisk[@]}" || rc=$?
 	[ "$disk" = file ] || stop_disk
