@@ -69,12 +69,13 @@ type pcReport struct {
 	acked, present, lost, extra, stale int // stale: payload of an earlier run
 	acking, consumed, redelivered      int // consumer acks: gone, or there again (allowed)
 	dup, corrupt, order, wrong, badNew int
+	accounting                         int // classes whose Stats count differs from what Lease returned
 	maxAcked, maxSeq                   uint64
 }
 
 func (r pcReport) String() string {
-	return fmt.Sprintf("acked=%d present=%d lost=%d consumer_acked=%d gone=%d redelivered=%d extra=%d stale=%d dup=%d corrupt=%d order=%d wrong=%d bad_new_seq=%d max_acked=%d max_seq=%d",
-		r.acked, r.present, r.lost, r.acking, r.consumed, r.redelivered, r.extra, r.stale, r.dup, r.corrupt, r.order, r.wrong, r.badNew, r.maxAcked, r.maxSeq)
+	return fmt.Sprintf("acked=%d present=%d lost=%d consumer_acked=%d gone=%d redelivered=%d extra=%d stale=%d dup=%d corrupt=%d order=%d wrong=%d bad_new_seq=%d accounting=%d max_acked=%d max_seq=%d",
+		r.acked, r.present, r.lost, r.acking, r.consumed, r.redelivered, r.extra, r.stale, r.dup, r.corrupt, r.order, r.wrong, r.badNew, r.accounting, r.maxAcked, r.maxSeq)
 }
 
 // pcVerify reopens the store after the cut and checks it: every acked
@@ -95,6 +96,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Degraded)
 	recs := pcLeaseAll(t, q)
 	rep := pcCheck(recs, want, gone, run)
+	rep.accounting = pcAccounting(st, recs)
 	seqs := make([]uint64, len(recs))
 	for i, r := range recs {
 		seqs[i] = r.Seq
@@ -109,7 +111,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 	if err := unix.Unmount(pcMount, 0); err != nil {
 		t.Errorf("unmount: %v", err)
 	}
-	hard := rep.dup + rep.corrupt + rep.order + rep.wrong + rep.badNew
+	hard := rep.dup + rep.corrupt + rep.order + rep.wrong + rep.badNew + rep.accounting
 	soft := rep.lost
 	if st.Degraded != "" {
 		soft++
@@ -185,6 +187,24 @@ func pcCheck(recs []buffer.Record, want map[uint64]pcAcked, gone map[uint64]bool
 		}
 	}
 	return rep
+}
+
+// pcAccounting compares the per-class record counts of Stats right after
+// the reopen with what Lease returned: the byte and record caps rely on
+// them. It returns the number of classes that differ.
+func pcAccounting(st buffer.Stats, recs []buffer.Record) int {
+	var got [buffer.NumClasses]int64
+	for _, r := range recs {
+		got[r.Class]++
+	}
+	bad := 0
+	for c, cs := range st.Classes {
+		if cs.Records != got[c] {
+			bad++
+			fmt.Printf("class %v: Stats says %d records, Lease returned %d\n", buffer.Class(c), cs.Records, got[c])
+		}
+	}
+	return bad
 }
 
 // pcAppendAfter appends a few records per class after the reopen: their
