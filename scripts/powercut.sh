@@ -106,50 +106,61 @@ stop_disk() {
 	return 1
 }
 
-# round POL R: one cut and one verification on $img; appends to summary
-# and updates prev_max (the highest seq seen so far on this disk).
-round() {
-	local pol=$1 r=$2 run lines delay t0 t1 t2 rc acked nlines first maxseq verdict
-	local wlog=$work/$pol-$r.write vlog=$work/$pol-$r.verify
-	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
+# cut_writer POL R RUN LOG: boots the writer on $img and cuts it after a random
+# number of ACKED lines plus a random delay; sets cut (a description).
+cut_writer() {
+	local pol=$1 r=$2 run=$3 wlog=$4 lines delay rc=0
 	lines=$((20 + RANDOM % 300))
 	delay=$(printf '%d.%03d' $((RANDOM % 3)) $((RANDOM % 1000)))
-	t0=$(date +%s.%N)
+	cut="$lines lines + ${delay}s"
 	local wdisk=(VMEXEC_DISK="$img")
 	if [ "$disk" = cache ]; then
 		start_disk || return 1
 		wdisk=(VMEXEC_DISK="nbd+unix:///?socket=$work/nbd.sock" VMEXEC_KILL_FIRST="$nbd_pid")
 	fi
-	rc=0
 	vm "$wlog" VMTEST_POWERCUT=write VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMTEST_POWERCUT_MOUNT="${POWERCUT_MOUNT:-}" \
 		VMEXEC_CPIO="$mods" VMEXEC_KILL_MATCH='^ACKED ' VMEXEC_KILL_AFTER="$lines" \
 		VMEXEC_KILL_DELAY="$delay" "${wdisk[@]}" || rc=$?
 	[ "$disk" = file ] || stop_disk
-	t1=$(date +%s.%N)
 	if [ $rc != 137 ]; then
 		log "sync=$pol round $r: the writer was not cut (vmexec exit $rc):"
 		tail -n 30 "$wlog" "$wlog.err" >&2
 		summary+=("sync=$pol round $r: writer not cut (exit $rc)")
 		return 1
 	fi
-	# The ACKED lines the host saw (complete ones: the cut may tear the
-	# last) go to the verifier as /powercut/acked in an extra initrd archive.
+}
+
+# pack LOG: the ACKED/ACKING lines the host saw (complete ones: the cut
+# may tear the last) become /powercut/acked in $work/acked.cpio, an extra
+# initrd archive for the verifier; sets acked, nlines and first (seq).
+pack() {
+	local f=$work/acked/powercut/acked
 	mkdir -p "$work/acked/powercut"
-	grep -E '^(ACKED [0-9]+ [0-9]+ [0-9]+ [0-9]+|ACKING [0-9]+ [0-9]+) end$' "$wlog" >"$work/acked/powercut/acked" || true
+	grep -E '^(ACKED [0-9]+ [0-9]+ [0-9]+ [0-9]+|ACKING [0-9]+ [0-9]+) end$' "$1" >"$f" || true
 	(cd "$work/acked" && find . | cpio -o -H newc -R 0:0 --quiet) >"$work/acked.cpio"
-	nlines=$(grep -c '^ACKED' "$work/acked/powercut/acked" || true)
-	acked=$(awk '$1 == "ACKED" { n += $5 } END { print n + 0 }' "$work/acked/powercut/acked")
-	first=$(awk '$1 == "ACKED" { print $3 }' "$work/acked/powercut/acked" | sort -n | head -n 1) # awk's numbers would round it
-	rc=0
+	nlines=$(grep -c '^ACKED' "$f" || true)
+	acked=$(awk '$1 == "ACKED" { n += $5 } END { print n + 0 }' "$f")
+	first=$(awk '$1 == "ACKED" { print $3 }' "$f" | sort -n | head -n 1) # awk's numbers would round it
+}
+
+# round POL R: one cut and one verification on $img; appends to summary
+# and updates prev_max (the highest seq seen so far on this disk).
+round() {
+	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut acked nlines first maxseq verdict row
+	local wlog=$work/$pol-$r.write vlog=$work/$pol-$r.verify
+	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
+	t0=$(date +%s.%N)
+	cut_writer "$pol" "$r" "$run" "$wlog" || return 1
+	t1=$(date +%s.%N)
+	pack "$wlog"
 	vm "$vlog" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
 	t2=$(date +%s.%N)
 	verdict=$(grep -E '^POWERCUT ' "$vlog" | tail -n 1 || true)
 	maxseq=$(sed -n 's/.* max_seq=\([0-9]*\).*/\1/p' <<<"$verdict")
-	local row
-	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut %3d lines + %ss into it; write %5.1fs verify %5.1fs: %s' \
-		"$pol" "$r" "$acked" "$nlines" "$lines" "$delay" \
+	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut after %s; write %5.1fs verify %5.1fs: %s' \
+		"$pol" "$r" "$acked" "$nlines" "$cut" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" "${verdict:-no verdict (exit $rc)}")
 	summary+=("$row")
