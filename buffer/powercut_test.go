@@ -117,9 +117,14 @@ func pcMountDisk(t *testing.T) {
 }
 
 // pcPayload is the record data of index i of class c in run run: the
-// header, filler derived from it and a CRC-32C of all that.
+// header, filler derived from it and a CRC-32C of all that. Telemetry
+// records are up to 2 KB, the others up to 463 bytes, so that a round
+// writes a few memtables' worth (Badger flushes and compacts mid-round).
 func pcPayload(run uint64, c buffer.Class, i uint64) []byte {
 	n := 64 + int(i*37%400)
+	if c == buffer.ClassTelemetry {
+		n = 64 + int(i*37%1984)
+	}
 	b := make([]byte, 17, n+4)
 	binary.BigEndian.PutUint64(b, run)
 	b[8] = byte(c)
@@ -184,6 +189,7 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 			fail <- err
 		}
 	})
+	consume.Go(func() { pcStats(q, stop, &mu) })
 	writers.Wait()
 	close(stop)
 	consume.Wait()
@@ -296,5 +302,24 @@ func pcConsume(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) error {
 		if err := q.Ack(seqs...); err != nil {
 			return fmt.Errorf("ack: %w", err)
 		}
+	}
+}
+
+// pcStats prints a STATS line every second (the host shows the last one
+// before the cut).
+func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		st := q.Stats()
+		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes)
+		mu.Lock()
+		_, _ = os.Stdout.WriteString(line)
+		mu.Unlock()
 	}
 }

@@ -29,6 +29,8 @@
 # for sync=none, the negative control, whose losses are
 # reported, not failed. POWERCUT_POLICIES overrides the policy list.
 # POWERCUT_KEEP=1 keeps the work directory (logs, disk images).
+# POWERCUT_MAX_LINES (default 320): the cut comes after 20..MAX ACKED lines
+# (plus 0-3 s); raise it for cuts later in a larger store.
 # POWERCUT_MOUNT=OPTS mounts the writer's ext4 with OPTS: "nobarrier"
 # (fsync sends no FLUSH) shows that the cache model catches a missing flush.
 # amd64 only. Installs e2fsprogs and nbdkit (and via prepare.sh qemu & co.)
@@ -40,6 +42,7 @@ root=$PWD
 rounds=${POWERCUT_ROUNDS:-3}
 none_rounds=${POWERCUT_NONE_ROUNDS:-2}
 read -r -a policies <<<"${POWERCUT_POLICIES:-always group none}"
+max_lines=${POWERCUT_MAX_LINES:-320}
 disk=${POWERCUT_DISK:-cache}
 case $disk in cache | file) ;; *) echo "powercut: POWERCUT_DISK=$disk: want cache or file" >&2; exit 2 ;; esac
 
@@ -110,7 +113,7 @@ stop_disk() {
 # number of ACKED lines plus a random delay; sets cut (a description).
 cut_writer() {
 	local pol=$1 r=$2 run=$3 wlog=$4 lines delay rc=0
-	lines=$((20 + RANDOM % 300))
+	lines=$((20 + RANDOM % (max_lines - 19)))
 	delay=$(printf '%d.%03d' $((RANDOM % 3)) $((RANDOM % 1000)))
 	cut="$lines lines + ${delay}s"
 	local wdisk=(VMEXEC_DISK="$img")
@@ -147,7 +150,7 @@ pack() {
 # round POL R: one cut and one verification on $img; appends to summary
 # and updates prev_max (the highest seq seen so far on this disk).
 round() {
-	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut acked nlines first maxseq verdict row
+	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut acked nlines first maxseq verdict stats row
 	local wlog=$work/$pol-$r.write vlog=$work/$pol-$r.verify
 	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
 	t0=$(date +%s.%N)
@@ -158,9 +161,10 @@ round() {
 		VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
 	t2=$(date +%s.%N)
 	verdict=$(grep -E '^POWERCUT ' "$vlog" | tail -n 1 || true)
+	stats=$(grep -E '^STATS ' "$wlog" | tail -n 1 | sed 's/^STATS //' || true)
 	maxseq=$(sed -n 's/.* max_seq=\([0-9]*\).*/\1/p' <<<"$verdict")
-	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut after %s; write %5.1fs verify %5.1fs: %s' \
-		"$pol" "$r" "$acked" "$nlines" "$cut" \
+	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut after %s (last writer stats: %s); write %5.1fs verify %5.1fs: %s' \
+		"$pol" "$r" "$acked" "$nlines" "$cut" "${stats:-none}" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" "${verdict:-no verdict (exit $rc)}")
 	summary+=("$row")
