@@ -60,6 +60,8 @@ func TestPowerCut(t *testing.T) {
 	if mode == "" {
 		t.Skip("power-cut guest mode: run by scripts/powercut.sh inside qemu")
 	}
+	// The host retries a boot that printed nothing: say we are here.
+	fmt.Printf("GUEST %s\n", mode)
 	run, err := strconv.ParseUint(os.Getenv(pcRunEnv), 10, 64)
 	if err != nil {
 		t.Fatalf("%s: %v", pcRunEnv, err)
