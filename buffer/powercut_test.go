@@ -1,0 +1,327 @@
+//go:build powercut && linux
+
+package buffer_test
+
+// The power-cut test (docs/perf/powercut.md). scripts/powercut.sh runs this
+// binary inside a qemu VM twice per round, on the same virtio disk:
+//
+//	VMTEST_POWERCUT=write   appends until the host SIGKILLs the VM, printing
+//	                        "ACKED <class> <seq> <index> <n> end" after each
+//	                        Append/AppendBatch returned (n records, seqs
+//	                        seq..seq+n-1, class-local indexes index..index+n-1)
+//	VMTEST_POWERCUT=verify  reopens the store after the "reboot" and checks it
+//	                        against the ACKED lines the host saw
+//
+// Only the public API of package buffer is used.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcu-agent/tcu-agent/buffer"
+)
+
+// Environment of the guest (vmexec passes VMTEST_* through).
+const (
+	pcModeEnv  = "VMTEST_POWERCUT"       // write | verify
+	pcSyncEnv  = "VMTEST_POWERCUT_SYNC"  // always | group | none
+	pcRunEnv   = "VMTEST_POWERCUT_RUN"   // run id written into every payload
+	pcAckedEnv = "VMTEST_POWERCUT_ACKED" // verify: file of the ACKED lines the host saw
+	pcMaxEnv   = "VMTEST_POWERCUT_MAX"   // write: stop after this many records (default 300000)
+	pcDevEnv   = "VMTEST_POWERCUT_DEV"   // block device (default /dev/vda)
+	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // ext4 mount options (e.g. nobarrier, to prove the test catches it)
+)
+
+const (
+	pcModDir = "/diskmods" // scripts/vmtest/diskmods.sh
+	pcMount  = "/mnt/powercut"
+)
+
+var pcCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// TestPowerCut is the guest side of scripts/powercut.sh; it skips unless
+// VMTEST_POWERCUT is set.
+func TestPowerCut(t *testing.T) {
+	mode := os.Getenv(pcModeEnv)
+	if mode == "" {
+		t.Skip("power-cut guest mode: run by scripts/powercut.sh inside qemu")
+	}
+	// The host retries a boot that printed nothing: say we are here.
+	fmt.Printf("GUEST %s\n", mode)
+	run, err := strconv.ParseUint(os.Getenv(pcRunEnv), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %v", pcRunEnv, err)
+	}
+	pcMountDisk(t)
+	o := buffer.DefaultOptions(filepath.Join(pcMount, "queue"))
+	o.Sync = buffer.SyncPolicy(os.Getenv(pcSyncEnv))
+	o.LiveWindow = -1 // pure oldest-first within a class: the verifier checks that order
+	o.MaxBytes = 1 << 30
+	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
+	switch mode {
+	case "write":
+		pcWrite(t, o, run)
+	case "verify":
+		pcVerify(t, o, run)
+	default:
+		t.Fatalf("%s=%q: want write or verify", pcModeEnv, mode)
+	}
+}
+
+// pcMountDisk loads the virtio and ext4 modules and mounts the disk.
+func pcMountDisk(t *testing.T) {
+	order, err := os.ReadFile(filepath.Join(pcModDir, "order"))
+	if err != nil {
+		t.Fatalf("disk modules (scripts/vmtest/diskmods.sh): %v", err)
+	}
+	for _, m := range strings.Fields(string(order)) {
+		f, err := os.Open(filepath.Join(pcModDir, m+".ko"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			t.Fatalf("load module %s: %v", m, err)
+		}
+	}
+	dev := os.Getenv(pcDevEnv)
+	if dev == "" {
+		dev = "/dev/vda"
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(dev); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no disk: %v", err)
+		}
+	}
+	if err := os.MkdirAll(pcMount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(dev, pcMount, "ext4", 0, os.Getenv(pcOptsEnv)); err != nil {
+		t.Fatalf("mount %s: %v", dev, err)
+	}
+}
+
+// pcPayload is the record data of index i of class c in run run: the
+// header, filler derived from it and a CRC-32C of all that. Telemetry
+// records are up to 2 KB, the others up to 463 bytes, so that a round
+// writes a few memtables' worth (Badger flushes and compacts mid-round).
+func pcPayload(run uint64, c buffer.Class, i uint64) []byte {
+	n := 64 + int(i*37%400)
+	if c == buffer.ClassTelemetry {
+		n = 64 + int(i*37%1984)
+	}
+	b := make([]byte, 17, n+4)
+	binary.BigEndian.PutUint64(b, run)
+	b[8] = byte(c)
+	binary.BigEndian.PutUint64(b[9:], i)
+	r := rand.New(rand.NewPCG(run^uint64(c), i))
+	for len(b) < n {
+		b = append(b, byte(r.Uint32()))
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, pcCRC))
+}
+
+// pcDecode checks a payload and returns its run, class and index.
+func pcDecode(b []byte) (run uint64, c buffer.Class, i uint64, err error) {
+	if len(b) < 21 {
+		return 0, 0, 0, fmt.Errorf("short payload (%d bytes)", len(b))
+	}
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, pcCRC) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+		return 0, 0, 0, errors.New("payload checksum mismatch")
+	}
+	run, c, i = binary.BigEndian.Uint64(b), buffer.Class(b[8]), binary.BigEndian.Uint64(b[9:])
+	if want := pcPayload(run, c, i); string(want) != string(b) {
+		return 0, 0, 0, errors.New("payload differs from its regenerated content")
+	}
+	return run, c, i, nil
+}
+
+// pcWrite appends from one goroutine per class until killed (or until
+// VMTEST_POWERCUT_MAX records, then it reports WRITER DONE and the host
+// treats the round as not cut). Critical records go one Append at a
+// time; the others in batches of 1..64.
+func pcWrite(t *testing.T, o buffer.Options, run uint64) {
+	limit := uint64(300000)
+	if s := os.Getenv(pcMaxEnv); s != "" {
+		var err error
+		if limit, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s: %v", pcMaxEnv, err)
+		}
+	}
+	q, err := buffer.Open(o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	st := q.Stats()
+	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded)
+	var (
+		mu      sync.Mutex // one write(2) per line, lines not interleaved
+		writers sync.WaitGroup
+		consume sync.WaitGroup
+		stop    = make(chan struct{})
+		fail    = make(chan error, buffer.NumClasses+1)
+	)
+	for c := range buffer.Class(buffer.NumClasses) {
+		writers.Go(func() {
+			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, &mu); err != nil {
+				fail <- err
+			}
+		})
+	}
+	consume.Go(func() {
+		if err := pcConsume(q, stop, &mu); err != nil {
+			fail <- err
+		}
+	})
+	consume.Go(func() { pcStats(q, stop, &mu) })
+	writers.Wait()
+	close(stop)
+	consume.Wait()
+	close(fail)
+	for err := range fail {
+		t.Error(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Error(err)
+	}
+	fmt.Println("WRITER DONE (never cut)")
+}
+
+// pcWriteClass appends limit records of class c and prints ACKED lines.
+func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu *sync.Mutex) error {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(run, uint64(c)))
+	for i := uint64(0); i < limit; {
+		n := uint64(1)
+		if c != buffer.ClassCritical {
+			n = 1 + r.Uint64N(64)
+		}
+		data := make([][]byte, n)
+		for k := range data {
+			data[k] = pcPayload(run, c, i+uint64(k))
+		}
+		var seqs []uint64
+		if n == 1 {
+			s, err := q.Append(ctx, c, data[0])
+			if err != nil {
+				return fmt.Errorf("append %v %d: %w", c, i, err)
+			}
+			seqs = []uint64{s}
+		} else {
+			var err error
+			if seqs, err = q.AppendBatch(ctx, c, data); err != nil {
+				return fmt.Errorf("append batch %v %d+%d: %w", c, i, n, err)
+			}
+		}
+		var b strings.Builder
+		for _, r := range pcRuns(seqs) {
+			fmt.Fprintf(&b, "ACKED %d %d %d %d end\n", c, seqs[r[0]], i+uint64(r[0]), r[1]-r[0])
+		}
+		mu.Lock()
+		_, _ = os.Stdout.WriteString(b.String())
+		mu.Unlock()
+		i += n
+	}
+	return nil
+}
+
+// pcRuns splits seqs into runs of consecutive seqs, as [start, end) index
+// pairs.
+func pcRuns(seqs []uint64) [][2]int {
+	var runs [][2]int
+	for k := 0; k < len(seqs); {
+		j := k + 1
+		for j < len(seqs) && seqs[j] == seqs[j-1]+1 {
+			j++
+		}
+		runs = append(runs, [2]int{k, j})
+		k = j
+	}
+	return runs
+}
+
+// pcConsume is the publisher: every 100 ms it leases up to 32 records
+// (the writers outpace it, so a backlog builds up) and acks them, or in
+// one batch of eight releases them. Before each Ack it prints "ACKING
+// <seq> <n> end" lines and drains the console (tcdrain), so the host has
+// seen every seq that may be gone after the cut.
+func pcConsume(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for b := 0; ; b++ {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+		recs, err := q.Lease(32, 0)
+		if err != nil {
+			return fmt.Errorf("lease: %w", err)
+		}
+		seqs := make([]uint64, len(recs))
+		for k, r := range recs {
+			seqs[k] = r.Seq
+		}
+		slices.Sort(seqs)
+		if len(seqs) == 0 {
+			continue
+		}
+		if b%8 == 7 {
+			q.Release(seqs...)
+			continue
+		}
+		var sb strings.Builder
+		for _, r := range pcRuns(seqs) {
+			fmt.Fprintf(&sb, "ACKING %d %d end\n", seqs[r[0]], r[1]-r[0])
+		}
+		mu.Lock()
+		_, err = os.Stdout.WriteString(sb.String())
+		if err == nil {
+			err = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1) // tcdrain(3)
+		}
+		mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("print acking: %w", err)
+		}
+		if err := q.Ack(seqs...); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+}
+
+// pcStats prints a STATS line every second (the host shows the last one
+// before the cut).
+func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		st := q.Stats()
+		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes)
+		mu.Lock()
+		_, _ = os.Stdout.WriteString(line)
+		mu.Unlock()
+	}
+}
