@@ -33,6 +33,10 @@ test: ## run every unit and end-to-end test with the race detector
 test-system: ## run the system tests (real binary, SIGKILL) verbosely, with their per-run tables
 	$(GO) test -race -count=1 -v ./agent/agenttest/
 
+.PHONY: powercut
+powercut: ## power-cut test of the buffer: writer in qemu, VM killed mid-write, verified after reboot (docs/perf/powercut.md)
+	bash scripts/powercut.sh
+
 .PHONY: demo
 demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; exit
 	@bash scripts/demo.sh
