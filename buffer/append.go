@@ -304,6 +304,14 @@ func (q *Queue) writeMetaLocked(w *txnWriter, last uint64) error {
 		if err := w.set([]byte(keySeq), putU64(last)); err != nil {
 			return err
 		}
+		// The previous commits are synced (the committer syncs each
+		// before the next begins): chunks up to q.durable are whole.
+		if q.opts.Sync != SyncNone && q.durable > q.syncedSaved {
+			if err := w.set([]byte(keySynced), putU64(q.durable)); err != nil {
+				return err
+			}
+			q.syncedSaved = q.durable
+		}
 	}
 	if err := q.flushGoneLocked(w); err != nil {
 		return err

@@ -41,6 +41,13 @@ const (
 	// Introduced in schema 1.
 	keyEpoch = "z/epoch"
 
+	// keySynced = "z/synced" -> uint64: every seq at or below it was
+	// synced before the transaction that wrote this value. Written with
+	// each commit under always/group (the previous commit's last seq) and
+	// at Open. Chunks above it may be torn by a power cut (open.go).
+	// Introduced in schema 2.
+	keySynced = "z/synced"
+
 	// keyLoPrefix = "z/lo/" + class byte -> uint64 low-water seq of that
 	// class: no chunk of the class starts below it, so every scan seeks
 	// there instead of walking the tombstones of deleted chunks.

@@ -120,6 +120,7 @@ func (q *Queue) quarantine(cause error) (string, error) {
 // load reads the meta keys and counts the records.
 func (q *Queue) load() (seq, epoch uint64, err error) {
 	var schema uint32
+	var synced uint64
 	hasSchema := false
 	err = q.db.View(func(txn *badger.Txn) error {
 		if v, ok, err := getKey(txn, []byte(keySchema)); err != nil {
@@ -133,7 +134,10 @@ func (q *Queue) load() (seq, epoch uint64, err error) {
 		if seq, err = getU64(txn, keySeq); err != nil {
 			return err
 		}
-		epoch, err = getU64(txn, keyEpoch)
+		if epoch, err = getU64(txn, keyEpoch); err != nil {
+			return err
+		}
+		synced, err = getU64(txn, keySynced)
 		return err
 	})
 	if err != nil {
@@ -144,6 +148,9 @@ func (q *Queue) load() (seq, epoch uint64, err error) {
 	}
 	maxSeq, err := q.reloadLocked()
 	if err != nil {
+		return 0, 0, err
+	}
+	if err := q.dropTornLocked(synced); err != nil {
 		return 0, 0, err
 	}
 	if !hasSchema {
@@ -312,6 +319,9 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 		if err := txn.Set([]byte(keyEpoch), putU64(q.epoch)); err != nil {
 			return err
 		}
+		if err := txn.Set([]byte(keySynced), putU64(next-1)); err != nil {
+			return err
+		}
 		return txn.Set([]byte(keySeq), putU64(next-1))
 	})
 	if err == nil {
@@ -330,6 +340,46 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 		q.setDegradedLocked("seq file not written: " + seqErr.Error())
 	}
 	q.hw = hw
+	q.syncedSaved = next - 1
+	return nil
+}
+
+// dropTornLocked checks the chunks above the store's last sync point
+// (z/synced). A power cut can leave a chunk's key (memtable WAL) on disk
+// without its value (value log), or with part of it: the kernel writes
+// dirty pages back in any order. Such a chunk was never synced, so no
+// Append of its records returned: it is dropped quietly, counted in
+// Stats.Torn, and the queue is not marked degraded (a corrupt chunk found
+// anywhere else is).
+func (q *Queue) dropTornLocked(synced uint64) error {
+	var bad []badChunk
+	err := q.db.View(func(txn *badger.Txn) error {
+		for c := range Class(NumClasses) {
+			err := q.scanChunks(txn, c, synced+1, func(r chunkRef, it *badger.Item) (bool, error) {
+				torn, err := readChunk(it, r, func(*chunk) error { return nil })
+				if torn {
+					bad = append(bad, badChunk{c, r})
+				}
+				return true, err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(bad) == 0 {
+		return err
+	}
+	var n int64
+	for _, b := range bad {
+		n += q.markChunkGoneLocked(b.c, b.r)
+	}
+	if err := q.saveLoLocked(); err != nil {
+		return err
+	}
+	q.torn.Add(uint64(n))
+	q.log.Warn("queue dropped records torn by a power cut (never acknowledged)", "records", n, "chunks", len(bad))
 	return nil
 }
 

@@ -61,6 +61,10 @@ type Stats struct {
 	Appends uint64 // successful appends since Open
 	Syncs   uint64 // db syncs since Open
 	Corrupt uint64 // undecodable records dropped since Open
+	// Torn counts records dropped at Open because a power cut tore their
+	// chunk before it was synced: their Append never returned, so nothing
+	// acknowledged is lost and the queue is not marked degraded.
+	Torn    uint64
 	NextSeq uint64 // seq the next append will get
 	// DiskBytes is the size of the store directory at the last GC run.
 	DiskBytes int64
@@ -126,16 +130,18 @@ type Queue struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 
-	mu       sync.Mutex
-	closed   bool                   // guarded by mu
-	next     uint64                 // guarded by mu: seq of the next append
-	hw       uint64                 // guarded by mu: reserved high-water (on disk only)
-	epoch    uint64                 // guarded by mu
-	durable  uint64                 // guarded by mu: every seq <= durable is synced per policy
-	cls      [NumClasses]classState // guarded by mu
-	leased   map[uint64]leaseEnt    // guarded by mu
-	degraded string                 // guarded by mu
-	diskLow  bool                   // guarded by mu
+	mu     sync.Mutex
+	closed bool   // guarded by mu
+	next   uint64 // guarded by mu: seq of the next append
+	// syncedSaved is z/synced as last written (guarded by mu).
+	syncedSaved uint64
+	hw          uint64                 // guarded by mu: reserved high-water (on disk only)
+	epoch       uint64                 // guarded by mu
+	durable     uint64                 // guarded by mu: every seq <= durable is synced per policy
+	cls         [NumClasses]classState // guarded by mu
+	leased      map[uint64]leaseEnt    // guarded by mu
+	degraded    string                 // guarded by mu
+	diskLow     bool                   // guarded by mu
 	// shedPending: disk-full shedding happened; no more until a GC pass.
 	shedPending bool  // guarded by mu
 	dirBytes    int64 // guarded by mu
@@ -143,7 +149,7 @@ type Queue struct {
 	// space comes back only after a compaction (gc.go).
 	deleted int // guarded by mu
 
-	syncs, appends, corrupt atomic.Uint64
+	syncs, appends, corrupt, torn atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -169,6 +175,7 @@ func (q *Queue) Stats() Stats {
 		Appends:   q.appends.Load(),
 		Syncs:     q.syncs.Load(),
 		Corrupt:   q.corrupt.Load(),
+		Torn:      q.torn.Load(),
 		NextSeq:   q.next,
 		DiskBytes: q.dirBytes,
 		Degraded:  q.degraded,
