@@ -100,7 +100,7 @@ func (a *Agent) status() ctl.Status {
 			OldestUnsentSeconds: cs.OldestAge.Seconds(), Evicted: cs.Evicted, Shed: cs.Shed, Expired: cs.Expired})
 		st.OldestUnsentSeconds = max(st.OldestUnsentSeconds, cs.OldestAge.Seconds())
 	}
-	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, DiskBytes: qs.DiskBytes}
+	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, Torn: qs.Torn, DiskBytes: qs.DiskBytes}
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
 		c := driverCounters(s.drv)

@@ -99,6 +99,9 @@ type Store struct {
 	Syncs   uint64 `json:"syncs"`
 	// Corrupt counts records dropped because their chunk did not decode.
 	Corrupt uint64 `json:"corrupt"`
+	// Torn counts never-acknowledged records dropped at start because a
+	// power cut tore them before they were synced (not an error).
+	Torn uint64 `json:"torn"`
 	// DiskBytes is the store directory's size at the last GC pass.
 	DiskBytes int64 `json:"disk_bytes"`
 }

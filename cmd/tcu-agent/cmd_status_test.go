@@ -61,7 +61,7 @@ func TestStatusTable(t *testing.T) {
 		"oldest unsent  12.5s",
 		"last command   door.lock c-1 SUCCEEDED, 5s ago",
 		"telemetry  1234     56789  12.5s   4        2     1",
-		"store      64 leased, 5000 appends, 120 syncs, 0 corrupt, 7.5 MB on disk",
+		"store      64 leased, 5000 appends, 120 syncs, 0 corrupt, 0 torn at start, 7.5 MB on disk",
 		"can0  powertrain  running  812.5     1000000  3           1             0       -",
 		"batcher  true      500ms ago",
 	} {
