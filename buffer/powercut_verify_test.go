@@ -95,7 +95,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 		t.Fatalf("reopen after the cut: %v", err)
 	}
 	st := q.Stats()
-	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Degraded)
+	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded)
 	recs := pcLeaseAll(t, q)
 	rep := pcCheck(recs, want, gone, run)
 	// After the lease pass: Lease drops records it cannot decode (a store
