@@ -13,14 +13,8 @@ import (
 // (found by seq), eviction and reopen must not notice the buckets.
 func TestChunksAcrossBuckets(t *testing.T) {
 	t.Parallel()
-	o := DefaultOptions(t.TempDir() + "/queue")
-	o.LiveWindow = -1
-	o.MinFreeBytes = -1
-	o.MaxRecords = 60
-	q, err := Open(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, o := openInternal(t, 60)
+	var err error
 	defer func() { _ = q.Close() }()
 	q.mu.Lock()
 	q.next = (q.next>>bucketBits+3)<<bucketBits - 7 // 7 seqs before a boundary
@@ -41,19 +35,7 @@ func TestChunksAcrossBuckets(t *testing.T) {
 			q.mu.Unlock()
 		}
 	}
-	leaseOrder := func() [NumClasses][]uint64 {
-		t.Helper()
-		recs, err := q.Lease(100, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got [NumClasses][]uint64
-		for _, r := range recs {
-			got[r.Class] = append(got[r.Class], r.Seq)
-		}
-		q.Release(seqsOf(recs)...)
-		return got
-	}
+	leaseOrder := func() [NumClasses][]uint64 { return byClass(leaseRelease(t, q)) }
 	if diff := cmp.Diff(want, leaseOrder()); diff != "" {
 		t.Fatalf("lease order across buckets (-want +got):\n%s", diff)
 	}
@@ -100,12 +82,4 @@ func TestChunksAcrossBuckets(t *testing.T) {
 	if s := q.Stats(); s.Records != 60 {
 		t.Fatalf("after reopen: %d records, want 60", s.Records)
 	}
-}
-
-func seqsOf(recs []Record) []uint64 {
-	s := make([]uint64, len(recs))
-	for i, r := range recs {
-		s[i] = r.Seq
-	}
-	return s
 }

@@ -12,14 +12,8 @@ import (
 // the records that were not gone.
 func TestChunkGoneSets(t *testing.T) {
 	t.Parallel()
-	o := DefaultOptions(t.TempDir() + "/queue")
-	o.LiveWindow = -1
-	o.MinFreeBytes = -1
-	o.MaxRecords = 40
-	q, err := Open(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, o := openInternal(t, 40)
+	var err error
 	defer func() { _ = q.Close() }()
 
 	var want [NumClasses][]uint64
@@ -36,21 +30,13 @@ func TestChunkGoneSets(t *testing.T) {
 	}
 	leaseOrder := func() [NumClasses][]uint64 {
 		t.Helper()
-		recs, err := q.Lease(100, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got [NumClasses][]uint64
-		seqs := make([]uint64, len(recs))
-		for i, r := range recs {
-			got[r.Class] = append(got[r.Class], r.Seq)
-			seqs[i] = r.Seq
+		recs := leaseRelease(t, q)
+		for _, r := range recs {
 			if r.Data[0] != byte(r.Class) {
 				t.Fatalf("seq %d: data %v in class %v", r.Seq, r.Data, r.Class)
 			}
 		}
-		q.Release(seqs...)
-		return got
+		return byClass(recs)
 	}
 	if diff := cmp.Diff(want, leaseOrder()); diff != "" {
 		t.Fatalf("lease order (-want +got):\n%s", diff)

@@ -96,7 +96,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 	}
 	st := q.Stats()
 	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded)
-	recs := pcLeaseAll(t, q)
+	recs := leaseAll(t, q)
 	rep := pcCheck(recs, want, gone, run)
 	// After the lease pass: Lease drops records it cannot decode (a store
 	// may keep a torn, never acknowledged record through a cut) and
@@ -235,26 +235,11 @@ func pcAppendAfter(t *testing.T, q *buffer.Queue, run uint64, rep *pcReport) {
 			seqs = append(seqs, s)
 		}
 	}
-	got := pcLeaseAll(t, q)
+	got := leaseAll(t, q)
 	if len(got) != len(seqs) {
 		t.Errorf("leased %d records after the new appends, want %d", len(got), len(seqs))
 	}
 	if err := q.Ack(seqs...); err != nil {
 		t.Errorf("ack new: %v", err)
-	}
-}
-
-// pcLeaseAll leases everything.
-func pcLeaseAll(t *testing.T, q *buffer.Queue) []buffer.Record {
-	var all []buffer.Record
-	for {
-		recs, err := q.Lease(1000, 0)
-		if err != nil {
-			t.Fatalf("lease: %v", err)
-		}
-		if len(recs) == 0 {
-			return all
-		}
-		all = append(all, recs...)
 	}
 }
