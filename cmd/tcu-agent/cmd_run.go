@@ -66,9 +66,10 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(stderr, cfg.Agent.LogLevel)
-	// A soft memory limit for a small box: measured to halve the buffer's
-	// peak RSS (71 -> 37 MB over a 1M-record fill, docs/perf/buffer.md) at
-	// the same throughput. GOMEMLIMIT in the environment overrides it.
+	// A soft memory limit for a small box: the collector runs before the
+	// heap doubles (the buffer's 1M-record fill peaks at 19.8-29.2 MB
+	// RssAnon without a limit, 16.8-19.0 MB with 24 MiB, at the same rate:
+	// docs/perf/buffer.md). GOMEMLIMIT in the environment overrides it.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}

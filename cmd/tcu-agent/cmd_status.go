@@ -25,6 +25,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", ctl.DefaultSocket, "control socket of the running agent ([health] ctl_socket)")
+	cfgPath := fs.String("config", "", "read the control socket from this config file's [health] ctl_socket")
 	asJSON := fs.Bool("json", false, "print the raw status document as JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
@@ -32,6 +33,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if fs.NArg() > 0 {
 		return &exitCodeError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *cfgPath != "" {
+		socketSet := false
+		fs.Visit(func(f *flag.Flag) { socketSet = socketSet || f.Name == "socket" })
+		if socketSet {
+			return &exitCodeError{code: 2, err: errors.New("--config and --socket both name the socket: give one")}
+		}
+		cfg, _, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		*socket = cfg.Health.CtlSocket
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

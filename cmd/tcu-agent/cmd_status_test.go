@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,5 +113,39 @@ func TestStatusExitCodes(t *testing.T) {
 	}
 	if err := runStatus(context.Background(), []string{"extra"}, &out, &out); exitCode(err) != 2 {
 		t.Errorf("bad usage: exit %d, want 2", exitCode(err))
+	}
+}
+
+// TestStatusConfig finds the control socket through --config.
+func TestStatusConfig(t *testing.T) {
+	t.Parallel()
+	path := serveStatus(t, statusFixture())
+	demo, err := os.ReadFile("../../configs/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(demo), `ctl_socket = "/tmp/tcu-demo/ctl.sock"`, fmt.Sprintf("ctl_socket = %q", path), 1)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "tcu-agent.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbc, err := os.ReadFile("../../configs/vehicle.dbc") // demo.toml names it relative to itself
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vehicle.dbc"), dbc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runStatus(context.Background(), []string{"--config", cfgPath}, &out, &out); err != nil {
+		t.Fatalf("status --config: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "tcu-0042") {
+		t.Errorf("status --config printed:\n%s", out.String())
+	}
+	err = runStatus(context.Background(), []string{"--config", cfgPath, "--socket", path}, &out, &out)
+	if exitCode(err) != 2 {
+		t.Errorf("--config with --socket: exit %d, want 2", exitCode(err))
 	}
 }
