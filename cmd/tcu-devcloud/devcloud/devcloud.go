@@ -154,7 +154,8 @@ func (c *Cloud) Start(ctx context.Context) error {
 	if c.srv != nil {
 		return errors.New("devcloud: already started")
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: c.log.With("component", "mochi"),
+	mlog := slog.New(mochiHandler{c.log.Handler()}).With("component", "mochi")
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: mlog,
 		Capabilities: capabilities()})
 	if err := srv.AddHook(c.hook, nil); err != nil {
 		return fmt.Errorf("devcloud: add hook: %w", err)
