@@ -34,30 +34,11 @@ mkdir -p "$r/diskmods"
 
 # ext4 with metadata_csum needs the crc32c crypto algorithm, which no
 # module depends on by name: list it explicitly, before ext4.
-wanted="virtio_pci virtio_blk crc32c_generic ext4"
-declare -A seen
-order=()
-add() {
-	local name=$1 path deps d
-	[ -n "${seen[$name]:-}" ] && return 0
-	seen[$name]=1
-	path=$(find "$moddir/kernel" \( -name "$name.ko*" -o -name "${name//_/-}.ko*" \) | head -1)
-	[ -n "$path" ] || { echo "diskmods: module $name not found (built in?)" >&2; return 0; }
-	case $path in
-	*.xz) xz -dc "$path" >"$r/diskmods/$name.ko" ;;
-	*.zst) zstd -qdc "$path" >"$r/diskmods/$name.ko" ;;
-	*.gz) gzip -dc "$path" >"$r/diskmods/$name.ko" ;;
-	*) cp "$path" "$r/diskmods/$name.ko" ;;
-	esac
-	deps=$(tr '\0' '\n' <"$r/diskmods/$name.ko" | sed -n 's/^depends=//p' | head -1 | tr ',' ' ')
-	for d in $deps; do
-		add "$d"
-	done
-	order+=("$name")
-}
-for m in $wanted; do add "$m"; done
-printf '%s\n' "${order[@]}" >"$r/diskmods/order"
+wanted=(virtio_pci virtio_blk crc32c_generic ext4)
+# shellcheck source-path=SCRIPTDIR source=kmods.sh
+. "$(dirname "$0")/kmods.sh"
+kmods_collect "$moddir" "$r/diskmods" "${wanted[@]}" >"$r/diskmods/order"
 (cd "$r" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out.tmp"
 mv "$out.tmp" "$out"
-echo "diskmods: cached $out (${order[*]})" >&2
+echo "diskmods: cached $out ($(tr '\n' ' ' <"$r/diskmods/order"))" >&2
 echo "$out"

@@ -18,32 +18,10 @@ printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$r/etc/hosts"
 printf 'root:x:0:0:root:/:/bin/sh\n' >"$r/etc/passwd"
 printf 'root:x:0:\n' >"$r/etc/group"
 
-wanted="can can-dev can-raw can-bcm can-gw vcan vxcan can-isotp can-j1939"
-# add MOD: append MOD's dependencies (from modules.dep), then MOD, once each.
-declare -A seen
-order=()
-add() {
-	local name=$1 path deps d
-	[ -n "${seen[$name]:-}" ] && return 0
-	seen[$name]=1
-	path=$(find "$moddir/kernel" -name "$name.ko*" | head -1)
-	[ -n "$path" ] || { echo "vmtest: module $name not found (built in?)" >&2; return 0; }
-	case $path in
-	*.xz) xz -dc "$path" >"$r/lib/modules/$name.ko" ;;
-	*.zst) zstd -qdc "$path" >"$r/lib/modules/$name.ko" ;;
-	*.gz) gzip -dc "$path" >"$r/lib/modules/$name.ko" ;;
-	*) cp "$path" "$r/lib/modules/$name.ko" ;;
-	esac
-	# The .modinfo section holds "depends=a,b" (modules.dep is made by
-	# depmod at install time and is not in the package).
-	deps=$(tr '\0' '\n' <"$r/lib/modules/$name.ko" | sed -n 's/^depends=//p' | head -1 | tr ',' ' ')
-	for d in $deps; do
-		add "${d//_/-}"
-	done
-	order+=("$name")
-}
-for m in $wanted; do add "$m"; done
-printf '%s\n' "${order[@]}" >"$r/modules.order"
+wanted=(can can-dev can-raw can-bcm can-gw vcan vxcan can-isotp can-j1939)
+# shellcheck source-path=SCRIPTDIR source=kmods.sh
+. "$(dirname "$0")/kmods.sh"
+kmods_collect "$moddir" "$r/lib/modules" "${wanted[@]}" >"$r/modules.order"
 
 (cd "$r" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9n >"$out"
 truncate -s %512 "$out"

@@ -63,7 +63,7 @@ if [ -z "$kver" ]; then
 fi
 # The key includes a hash of the scripts that build the base image, so
 # editing them rebuilds it.
-key=$kver-$(cat "$here/init" "$here/initramfs.sh" "$here/kernel.sh" | sha256sum | cut -c1-8)
+key=$kver-$(cat "$here/init" "$here/initramfs.sh" "$here/kmods.sh" "$here/kernel.sh" | sha256sum | cut -c1-8)
 dir=$cache/$arch/$key
 if [ -e "$dir/ready" ]; then
 	echo "$dir"
