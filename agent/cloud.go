@@ -1,20 +1,21 @@
 package agent
 
 import (
-	"log/slog"
-	"os"
-
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
@@ -35,6 +36,81 @@ var shadowSignals = []string{
 	"Vehicle.CurrentLocation.Longitude",
 }
 
+// claimRecheck is how often a missing claim is looked for again (also at
+// once on Reload).
+const claimRecheck = 30 * time.Second
+
+// superviseCloud runs the cloud side (identity and provisioning, command
+// engine, MQTT session) once the buffer is open, until ctx ends. Whatever
+// the cloud side does — an error, a panic in its goroutine, a missing claim,
+// a provisioning hold — it never ends capture: it reports the cause as the
+// "cloud" degradation (health, status, sd_notify STATUS, metrics) and tries
+// again after jittered backoff, after claimRecheck for a missing claim, at
+// the hold's end for a hold, and at once on Reload.
+func (a *Agent) superviseCloud(ctx context.Context, st *store) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-st.ready:
+	}
+	q := st.queue()
+	bo := backoff.New(time.Second, 2*time.Minute)
+	lastLogged := ""
+	for {
+		wake := a.reloaded()
+		start := time.Now()
+		err := a.runCloudSafe(ctx, q)
+		a.mu.Lock()
+		a.session, a.engine = nil, nil
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			bo.Reset()
+		}
+		if err == nil {
+			err = errors.New("cloud side returned without error before shutdown")
+		}
+		var wait time.Duration
+		var reason string
+		if until, ok := holdUntil(err); ok {
+			wait = max(time.Until(until), time.Second)
+			reason = fmt.Sprintf("provisioning on hold until %s (SIGHUP retries now): %v", until.UTC().Format(time.RFC3339), err)
+		} else if isNoClaim(err) {
+			wait = claimRecheck
+			reason = fmt.Sprintf("waiting for the claim certificate (re-checked every %v and on SIGHUP): %v", claimRecheck, err)
+		} else {
+			wait = bo.Next()
+			reason = fmt.Sprintf("cloud side failed, retrying with backoff: %v", err)
+		}
+		a.health.SetDegraded("cloud", reason)
+		if reason != lastLogged {
+			a.log.Error("cloud side not running; capture continues", "reason", reason, "retry_in", wait.Round(time.Millisecond))
+			lastLogged = reason
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+			a.log.Info("cloud side: retrying now (reload)")
+		case <-time.After(wait):
+		}
+	}
+}
+
+// runCloudSafe is runCloud with a panic in its goroutine turned into an
+// error.
+func (a *Agent) runCloudSafe(ctx context.Context, q *buffer.Queue) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cloud side panicked: %v", r)
+			a.log.Error("cloud side panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	return a.runCloud(ctx, q)
+}
+
 // runCloud resolves the identity (provisioning if needed), then runs the
 // command engine and the MQTT session until ctx is done.
 func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
@@ -46,6 +122,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		return err
 	}
 	log := a.log.With("thing", thing)
+	a.health.Clear("cloud")
 
 	cmdLoop := a.health.Loop("command", true)
 	defer cmdLoop.Close()
@@ -121,6 +198,10 @@ func (a *Agent) identity(ctx context.Context) (string, *provisioning.Identity, e
 		a.log.Info("identity loaded", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter)
 		a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
 		return id.Thing, id, nil
+	}
+	if isStorageFault(err) {
+		// The identity may well be intact: never provision it away.
+		return "", nil, fmt.Errorf("read identity: %w", err)
 	}
 	if !errors.Is(err, provisioning.ErrNoIdentity) {
 		a.log.Error("identity unreadable, provisioning again", "err", err)
