@@ -63,12 +63,12 @@ type store struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	q     *buffer.Queue       // guarded by mu; nil until opened
-	held  [2][][]byte         // guarded by mu; by telemetry.Class
-	ready chan struct{}       // closed when q is set
-	err   error               // guarded by mu; the last open or append fault
-	drops atomic.Uint64       // held records dropped (bound or stop)
-	heldN atomic.Int64        // records held now
+	q     *buffer.Queue // guarded by mu; nil until opened
+	held  [2][][]byte   // guarded by mu; by telemetry.Class
+	ready chan struct{} // closed when q is set
+	err   error         // guarded by mu; the last open or append fault
+	drops atomic.Uint64 // held records dropped (bound or stop)
+	heldN atomic.Int64  // records held now
 }
 
 func newStore(maxHeld int, log *slog.Logger) *store {
