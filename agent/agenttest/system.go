@@ -191,6 +191,12 @@ func (s *System) StopBroker() {
 // Thing is the agent's thing name.
 func (s *System) Thing() string { return s.opts.Thing }
 
+// ConfigPath is the agent's config file.
+func (s *System) ConfigPath() string { return s.cfgPath }
+
+// StateDir is the agent's state directory.
+func (s *System) StateDir() string { return filepath.Join(s.dir, "state") }
+
 // Dir is the test's scratch directory (config, state, sockets, logs).
 func (s *System) Dir() string { return s.dir }
 
