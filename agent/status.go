@@ -92,6 +92,7 @@ func (a *Agent) status() ctl.Status {
 			st.Connection.State = "connected"
 		}
 		st.Connection.Reconnects, st.Connection.Published, st.Connection.Acked = ss.Reconnects, ss.Published, ss.Acked
+		st.Connection.LastError = ss.LastError
 	}
 	qs := a.queueStats()
 	for c := buffer.Class(0); c < buffer.NumClasses; c++ {

@@ -55,6 +55,9 @@ type Stats struct {
 	BytesPublished  uint64
 	Received        uint64 // inbound messages
 	Inflight        int64  // messages awaiting PUBACK now
+	// LastError is the most recent connect failure or connection loss
+	// (empty until one happened).
+	LastError string
 }
 
 type counters struct {
@@ -62,6 +65,7 @@ type counters struct {
 	published, acked, ackedRecords, released, dropped   atomic.Uint64
 	bytes, received                                     atomic.Uint64
 	inflight                                            atomic.Int64
+	lastErr                                             atomic.Pointer[string]
 }
 
 // topicSet holds the device's own topics.
@@ -169,6 +173,7 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			s.st.connectFailures.Add(1)
+			s.st.setLastError(err)
 			lastErr = err
 			attempt++
 			if errors.Is(err, ErrAuth) {
@@ -188,6 +193,7 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err)
+		s.st.setLastError(err)
 	}
 }
 
@@ -296,7 +302,22 @@ func (s *Session) Stats() Stats {
 		Published: s.st.published.Load(), Acked: s.st.acked.Load(), AckedRecords: s.st.ackedRecords.Load(),
 		ReleasedRecords: s.st.released.Load(), DroppedRecords: s.st.dropped.Load(),
 		BytesPublished: s.st.bytes.Load(), Received: s.st.received.Load(), Inflight: s.st.inflight.Load(),
+		LastError: s.st.lastError(),
 	}
+}
+
+func (c *counters) setLastError(err error) {
+	if err != nil {
+		msg := err.Error()
+		c.lastErr.Store(&msg)
+	}
+}
+
+func (c *counters) lastError() string {
+	if p := c.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Publish sends payload to topic at QoS 1 and waits for the PUBACK. It
