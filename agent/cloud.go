@@ -216,6 +216,7 @@ func (a *Agent) identity(ctx context.Context) (string, *provisioning.Identity, e
 		return "", nil, err
 	}
 	a.setIdentity(identityInfo{source: "provisioning"})
+	a.health.SetDegraded("cloud", "no identity yet: provisioning (retrying transient failures)")
 	id, err = p.Ensure(ctx)
 	if err != nil {
 		return "", nil, err

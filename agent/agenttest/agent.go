@@ -35,6 +35,18 @@ type Agent struct {
 // process is killed (if still running) and reaped when the test ends.
 func (s *System) StartAgent() *Agent {
 	s.t.Helper()
+	return s.startAgent(nil)
+}
+
+// StartAgentAs is StartAgent with the process running as uid:gid (tests
+// run as root, whom file permissions do not stop).
+func (s *System) StartAgentAs(uid, gid uint32) *Agent {
+	s.t.Helper()
+	return s.startAgent(&syscall.Credential{Uid: uid, Gid: gid})
+}
+
+func (s *System) startAgent(cred *syscall.Credential) *Agent {
+	s.t.Helper()
 	s.mu.Lock()
 	n := len(s.agents) + 1
 	s.mu.Unlock()
@@ -48,6 +60,7 @@ func (s *System) StartAgent() *Agent {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = agentEnv()
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = cred
 	a := &Agent{Run: n, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	a.Started = time.Now()
 	if err := cmd.Start(); err != nil {

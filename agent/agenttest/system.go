@@ -43,6 +43,8 @@ type Options struct {
 	// BrokerDown leaves the broker stopped after Start (its address is
 	// fixed all the same); StartBroker starts it.
 	BrokerDown bool
+	// EditConfig, if set, rewrites the generated config text.
+	EditConfig func(string) string
 }
 
 // System is the in-process half of a system test (simulated vehicle,
@@ -71,6 +73,12 @@ type System struct {
 
 	bmu      sync.Mutex // not mu: the broker calls observers that take mu
 	brokerUp bool       // guarded by bmu
+
+	busMu     sync.Mutex
+	bus       *canbus.Virtual    // guarded by busMu
+	busSock   string             // guarded by busMu
+	busCancel context.CancelFunc // guarded by busMu; nil while the bus is cut
+	busWG     *sync.WaitGroup    // guarded by busMu
 }
 
 // Start brings up the vehicle, the bus, the broker and the observers and
@@ -125,11 +133,11 @@ func Start(t testing.TB, opts Options) *System {
 func (s *System) startVehicle(ctx context.Context, wg *sync.WaitGroup) string {
 	bus := canbus.NewVirtual()
 	sock := filepath.Join(s.dir, "vbus.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
+	s.bus, s.busSock, s.busWG = bus, sock, wg
+	if err := s.serveBus(ctx); err != nil {
 		s.t.Fatal(err)
 	}
-	wg.Go(func() { _ = canbus.Serve(ctx, ln, bus) })
+	var err error
 	s.Vehicle, err = sim.New(sim.Options{Bus: bus.Attach(), DB: s.db, Scenario: s.opts.Scenario,
 		BodyDelay: s.opts.BodyDelay, Logger: discard()})
 	if err != nil {
@@ -139,6 +147,49 @@ func (s *System) startVehicle(ctx context.Context, wg *sync.WaitGroup) string {
 	obs := bus.Attach()
 	wg.Go(func() { s.watchBus(ctx, obs) })
 	return sock
+}
+
+// serveBus serves the virtual bus on its socket until ctx ends or CutBus.
+func (s *System) serveBus(ctx context.Context) error {
+	s.busMu.Lock()
+	defer s.busMu.Unlock()
+	_ = os.Remove(s.busSock)
+	ln, err := net.Listen("unix", s.busSock)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(s.busSock, 0o666); err != nil { // agents run as another user too
+		_ = ln.Close()
+		return err
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	s.busCancel = cancel
+	s.busWG.Go(func() { _ = canbus.Serve(bctx, ln, s.bus) })
+	return nil
+}
+
+// CutBus makes the agent's CAN device go away: the bus socket closes with
+// every connection on it. RestoreBus brings it back.
+func (s *System) CutBus() {
+	s.busMu.Lock()
+	defer s.busMu.Unlock()
+	if s.busCancel != nil {
+		s.busCancel()
+		s.busCancel = nil
+	}
+}
+
+// RestoreBus serves the bus again after CutBus.
+func (s *System) RestoreBus() {
+	s.t.Helper()
+	s.busMu.Lock()
+	cut := s.busCancel == nil
+	s.busMu.Unlock()
+	if cut {
+		if err := s.serveBus(s.ctx); err != nil {
+			s.t.Fatalf("restore bus: %v", err)
+		}
+	}
 }
 
 // startCloud starts the broker (fixing its address), subscribes the
