@@ -140,13 +140,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopObs()
 
 	var pipeWG, drvWG, cloudWG, storeWG, obsWG sync.WaitGroup
-	// The first open is synchronous so that a healthy start is ready at
-	// once; a failed one is retried in the background.
-	if q, err := a.openQueue(); err == nil {
-		a.adoptQueue(st, q)
-	} else {
-		a.storeFault(st, err)
-		storeWG.Go(func() { a.reopenQueue(storeCtx, st) }) // stopped by stopStore
+	// The first open is waited for (up to openWait) so that a healthy
+	// start is ready at once; a failed one is retried in the background,
+	// and one that hangs is left to finish while capture runs.
+	opened := make(chan openResult, 1)
+	go func() { // ends when buffer.Open returns; see awaitOpen
+		q, err := a.openQueue()
+		opened <- openResult{q, err}
+	}()
+	select {
+	case r := <-opened:
+		if r.err == nil {
+			a.adoptQueue(st, r.q)
+		} else {
+			a.storeFault(st, r.err)
+			storeWG.Go(func() { a.reopenQueue(storeCtx, st) }) // stopped by stopStore
+		}
+	case <-time.After(openWait):
+		st.setFault(errors.New("buffer open did not finish"))
+		a.health.SetDegraded("storage", fmt.Sprintf("opening the buffer takes more than %v (records held in memory)", openWait))
+		a.log.Error("buffer open is taking too long: capturing into memory meanwhile", "waited", openWait)
+		storeWG.Go(func() { a.awaitOpen(storeCtx, st, opened) }) // stopped by stopStore
 	}
 	pipeLoop := a.health.Loop("telemetry", true)
 	pipe.SetHeartbeat(pipeLoop.Beat)
@@ -236,6 +250,33 @@ func (a *Agent) storeFault(st *store, err error) {
 	a.health.SetDegraded("storage", fmt.Sprintf("%s (records held in memory, retrying): %v", kind, err))
 	a.log.Error("buffer unavailable: capturing into memory and retrying", "kind", kind, "err", err,
 		"held_max", a.cfg.Telemetry.MaxPending)
+}
+
+// openWait bounds how long Run waits for the buffer to open before it
+// starts capture into memory.
+const openWait = 10 * time.Second
+
+type openResult struct {
+	q   *buffer.Queue
+	err error
+}
+
+// awaitOpen adopts the buffer once a slow first open finishes, or retries
+// if it failed. If ctx ends first the open is abandoned: its goroutine
+// ends when buffer.Open returns (the process is exiting by then).
+func (a *Agent) awaitOpen(ctx context.Context, st *store, opened <-chan openResult) {
+	select {
+	case <-ctx.Done():
+		return
+	case r := <-opened:
+		if r.err == nil {
+			a.log.Info("buffer opened after a slow start")
+			a.adoptQueue(st, r.q)
+			return
+		}
+		a.storeFault(st, r.err)
+	}
+	a.reopenQueue(ctx, st)
 }
 
 // reopenQueue retries opening the buffer with backoff (and at once on
