@@ -89,10 +89,15 @@ func drainAndCheck(t *testing.T, s *System, a *Agent) (gaps int) {
 
 func faultRow(t *testing.T, fault string, took uint64, cause string, lost string, recovery time.Duration) {
 	t.Helper()
+	faultRowAlive(t, "alive, same pid", fault, took, cause, lost, recovery)
+}
+
+func faultRowAlive(t *testing.T, alive, fault string, took uint64, cause string, lost string, recovery time.Duration) {
+	t.Helper()
 	if len(cause) > 160 {
 		cause = cause[:160] + "…"
 	}
-	t.Logf("FAULTROW | %s | alive, same pid | %d | %s | %s | %v |", fault, took, strings.ReplaceAll(cause, "|", "/"), lost, recovery.Round(10*time.Millisecond))
+	t.Logf("FAULTROW | %s | %s | %d | %s | %s | %v |", fault, alive, took, strings.ReplaceAll(cause, "|", "/"), lost, recovery.Round(10*time.Millisecond))
 }
 
 func TestFaultBrokerRefuses(t *testing.T) {
@@ -466,4 +471,97 @@ func TestFaultProvisioningHold(t *testing.T) {
 		t.Errorf("queued %d < appended %d: records lost while on hold", q, st2.Store.Appends)
 	}
 	faultRow(t, "provisioning on hold (3 rejections)", captured(st), cause, fmt.Sprintf("0 (all %d queued)", QueuedIn(st2)), recovery)
+}
+
+// TestFaultTLSWrongCA: the device trusts the wrong CA for the broker, so
+// every TLS handshake fails. The agent keeps capturing and the status
+// names the TLS error. The CA bundle is read when the session starts, so
+// the fix (the right ca_file) takes a restart; nothing captured meanwhile
+// is lost.
+func TestFaultTLSWrongCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := t.Context()
+	tlsCloud, err := devcloud.New(devcloud.Options{TLSAddr: "127.0.0.1:0", CADir: filepath.Join(dir, "ca"), Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsCloud.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tlsCloud.Close() })
+	const thing = "agenttest-tls-001"
+	id, err := tlsCloud.CA().MintThing(thing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCloud.ActivateThing(id.Certificate.Certificate[0], thing)
+	certFile, keyFile, err := id.WriteFiles(dir, "device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := devcloud.LoadOrCreateCA(filepath.Join(dir, "wrong-ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = wrong
+	caFile := filepath.Join(dir, "broker-ca.pem")
+	copyFile(t, filepath.Join(dir, "wrong-ca", devcloud.CACertFile), caFile)
+
+	opts := faultOpts(t)
+	opts.Thing = thing
+	opts.EditConfig = func(text string) string {
+		lines := strings.Split(text, "\n")
+		for i, l := range lines {
+			switch {
+			case strings.HasPrefix(l, "thing_name ="), strings.HasPrefix(l, "allow_plaintext ="):
+				lines[i] = ""
+			case strings.HasPrefix(l, "broker ="):
+				lines[i] = `broker = "tls://` + tlsCloud.TLSAddr() + `"` + "\n" + `ca_file = "` + caFile + `"`
+			}
+		}
+		return strings.Replace(strings.Join(lines, "\n"), "[commands]", `[provisioning]
+method = "static"
+cert_file = "`+certFile+`"
+key_file = "`+keyFile+`"
+serial_number = "SN-TLS-1"
+
+[commands]`, 1)
+	}
+	s := Start(t, opts)
+	tlsCloud.Subscribe("dt/tcu/"+thing+"/telemetry", func(topic string, p []byte) { s.Stream.collect(t, topic, p) })
+	tlsCloud.Subscribe("dt/tcu/"+thing+"/events", func(topic string, p []byte) { s.Stream.collect(t, topic, p) })
+	a := s.StartAgent()
+	st := waitStatus(s, "a TLS error in the status", 30*time.Second, func(st ctl.Status) bool {
+		return strings.Contains(st.Connection.LastError, "certificate") && st.Store.Appends > 0
+	})
+	st = captureGoesOn(s, 20)
+	cause := "connection " + st.Connection.State + ": " + st.Connection.LastError
+	if s.Stream.Len() > 0 {
+		t.Fatal("records delivered over an untrusted TLS connection")
+	}
+	copyFile(t, filepath.Join(dir, "ca", devcloud.CACertFile), caFile)
+	if code, _, err := a.Terminate(15 * time.Second); err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d, %v", code, err)
+	}
+	cleared := time.Now()
+	a = s.StartAgent()
+	s.WaitFor("telemetry with the right CA", 60*time.Second, func() bool { return s.Stream.Len() > 0 })
+	recovery := time.Since(cleared)
+	gaps := drainAndCheck(t, s, a)
+	if gaps > 0 || int64(s.Stream.Distinct()) < int64(st.Store.Appends) {
+		t.Errorf("%d gaps; %d delivered of %d captured during the fault", gaps, s.Stream.Distinct(), st.Store.Appends)
+	}
+	faultRowAlive(t, "alive; restarted for the fix", "TLS: broker CA not trusted (wrong ca_file)", captured(st), cause, fmt.Sprintf("%d gaps (recovery needs a restart)", gaps), recovery)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
