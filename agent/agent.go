@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -305,7 +306,17 @@ func (a *Agent) reopenQueue(ctx context.Context, st *store) {
 	}
 }
 
-func (a *Agent) openQueue() (*buffer.Queue, error) {
+// openQueue opens the buffer. A panic inside buffer.Open (a store damaged
+// in a way the buffer does not recover from itself) is turned into an
+// error: capture then goes on into memory and the open is retried, rather
+// than the process dying into a restart loop.
+func (a *Agent) openQueue() (q *buffer.Queue, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			q, err = nil, fmt.Errorf("open buffer: panicked: %v", r)
+			a.log.Error("buffer open panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	b := a.cfg.Buffer
 	opts := buffer.DefaultOptions(filepath.Join(a.cfg.Agent.StateDir, "queue"))
 	opts.MaxBytes = int64(b.MaxBytes)
@@ -318,7 +329,7 @@ func (a *Agent) openQueue() (*buffer.Queue, error) {
 	}
 	setMinFree(&opts, int64(b.MinFree))
 	opts.Logger = a.log.With("component", "buffer")
-	q, err := buffer.Open(opts)
+	q, err = buffer.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}

@@ -32,6 +32,12 @@ func startOrSkipPanic(t *testing.T, s *System) *Agent {
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		if st, err := s.Status(t.Context()); err == nil && st.Store.Appends+uint64(max(st.Store.Held, 0)) > 5 {
+			if strings.Contains(a.Log(), "buffer open panicked") {
+				// The agent survives (capture held in memory, retrying),
+				// but the store cannot open until buffer recovers the
+				// panic itself and quarantines the store.
+				t.Skipf("needs buffer branch (panics while reading the store are recovered there): agent alive, %d records held; status: %.200s", st.Store.Held, degraded(st))
+			}
 			return a
 		}
 		if a.Exited() {
