@@ -144,11 +144,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The first open is waited for (up to openWait) so that a healthy
 	// start is ready at once; a failed one is retried in the background,
 	// and one that hangs is left to finish while capture runs.
-	opened := make(chan openResult, 1)
-	go func() { // ends when buffer.Open returns; see awaitOpen
-		q, err := a.openQueue()
-		opened <- openResult{q, err}
-	}()
+	opened := a.openAsync()
 	select {
 	case r := <-opened:
 		if r.err == nil {
@@ -262,6 +258,19 @@ type openResult struct {
 	err error
 }
 
+// openAsync opens the buffer in a goroutine of its own, which ends when
+// buffer.Open returns: a store that hangs (a spinning or blocked open)
+// never holds capture or shutdown up. The result channel is buffered, so
+// an abandoned open does not block.
+func (a *Agent) openAsync() <-chan openResult {
+	res := make(chan openResult, 1)
+	go func() { // ends when buffer.Open returns
+		q, err := a.openQueue()
+		res <- openResult{q, err}
+	}()
+	return res
+}
+
 // awaitOpen adopts the buffer once a slow first open finishes, or retries
 // if it failed. If ctx ends first the open is abandoned: its goroutine
 // ends when buffer.Open returns (the process is exiting by then).
@@ -293,7 +302,13 @@ func (a *Agent) reopenQueue(ctx context.Context, st *store) {
 		case <-wake:
 		case <-time.After(bo.Next()):
 		}
-		q, err := a.openQueue()
+		var r openResult
+		select {
+		case <-ctx.Done():
+			return // an open in progress is abandoned: the process is stopping
+		case r = <-a.openAsync():
+		}
+		q, err := r.q, r.err
 		if err == nil {
 			a.log.Info("buffer opened after a storage fault", "attempts", bo.Attempt())
 			a.adoptQueue(st, q)
