@@ -1,10 +1,14 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +85,97 @@ func TestMissingClaimWaitsThenProvisionsOnReload(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
 	}
+}
+
+// TestEndpointsRetryInsteadOfFailing: a regular file is in the control
+// socket's place and the metrics port is taken. Neither ends or blocks the
+// agent: both are reported degraded and retried, and come up once the
+// cause is gone.
+func TestEndpointsRetryInsteadOfFailing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "ctl.sock")
+	mustWrite(t, sock, "not a socket")
+	src, err := os.ReadFile("../configs/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(
+		"/tmp/tcu-demo/ctl.sock", sock,
+		"/tmp/tcu-demo/", dir+"/",
+		"[health]", "[health]\nmetrics_addr = \""+busy.Addr().String()+"\"",
+	).Replace(string(src))
+	mustWrite(t, filepath.Join(dir, "tcu-agent.toml"), text)
+	dbcText, err := os.ReadFile("../configs/vehicle.dbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(dir, "vehicle.dbc"), string(dbcText))
+	cfg, sec, err := agent.LoadConfig(filepath.Join(dir, "tcu-agent.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }() // stopped below
+	waitFor(t, "both endpoints reported unavailable", 30*time.Second, func() bool {
+		l := logs.String()
+		return strings.Contains(l, "ctl_socket unavailable") && strings.Contains(l, "metrics unavailable")
+	})
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	_ = busy.Close()
+	var st ctl.Status
+	waitFor(t, "the control socket up", 60*time.Second, func() bool {
+		qctx, c := context.WithTimeout(ctx, time.Second)
+		defer c()
+		st, err = ctl.Query(qctx, sock)
+		return err == nil
+	})
+	waitFor(t, "the metrics endpoint up and both degradations cleared", 60*time.Second, func() bool {
+		qctx, c := context.WithTimeout(ctx, time.Second)
+		defer c()
+		st, err = ctl.Query(qctx, sock)
+		if err != nil || degradedReason(st, "ctl_socket") != "" || degradedReason(st, "metrics") != "" {
+			return false
+		}
+		c2, err := net.Dial("tcp", busy.Addr().String())
+		if err == nil {
+			_ = c2.Close()
+		}
+		return err == nil
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
