@@ -230,10 +230,10 @@ func (a *Agent) adoptQueue(st *store, q *buffer.Queue) {
 	if s := q.Stats(); s.Degraded != "" {
 		a.log.Error("buffer degraded", "reason", s.Degraded)
 	}
+	st.setQueue(q)
 	a.mu.Lock()
 	a.queue = q
 	a.mu.Unlock()
-	st.setQueue(q)
 	a.health.Clear("storage")
 }
 

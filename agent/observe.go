@@ -164,6 +164,15 @@ func (a *Agent) queueStats() buffer.Stats {
 	} else {
 		a.health.Clear("buffer")
 	}
+	// The store is open: a fault now is one of its appends (read-only
+	// remount, I/O error, disk full), with the records held in memory.
+	if s := a.currentStore(); s != nil {
+		if err := s.fault(); err != nil {
+			a.health.SetDegraded("storage", fmt.Sprintf("buffer refuses records (held in memory, retried with the next ones): %v", err))
+		} else {
+			a.health.Clear("storage")
+		}
+	}
 	return st
 }
 
