@@ -57,6 +57,13 @@ func TestCloudFaultClassification(t *testing.T) {
 	if _, ok := holdUntil(noClaim); ok {
 		t.Errorf("holdUntil(%v) reported a hold", noClaim)
 	}
+	// The provisioning branch's forms: ErrNoClaim and *HoldError texts.
+	if !isNoClaim(errors.New("provision: claim certificate missing or unreadable: open /x: no such file or directory")) {
+		t.Error("isNoClaim misses the ErrNoClaim text")
+	}
+	if got, ok := holdUntil(fmt.Errorf("provision: provisioning on hold until %s: %w", until.Format(time.RFC3339), errors.New("create rejected"))); !ok || !got.Equal(until) {
+		t.Errorf("holdUntil misses the HoldError text: %v %v", got, ok)
+	}
 	if !isNoClaim(noClaim) || isNoClaim(hold) || isNoClaim(errors.New("connect: refused")) {
 		t.Error("isNoClaim misclassifies")
 	}

@@ -126,7 +126,11 @@ func isStorageFault(err error) bool {
 // certificate or key is missing or unreadable: the agent waits for the
 // operator to install them.
 func isNoClaim(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "load claim certificate")
+	// Today's "load claim certificate: ..." and the provisioning branch's
+	// ErrNoClaim text ("claim certificate missing or unreadable"); switch
+	// to errors.Is(err, provisioning.ErrNoClaim) once it is merged.
+	return err != nil && (strings.Contains(err.Error(), "load claim certificate") ||
+		strings.Contains(err.Error(), "claim certificate missing or unreadable"))
 }
 
 // holdUntil reports whether provisioning is on hold (after repeated
