@@ -141,9 +141,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopObs()
 
 	var pipeWG, drvWG, cloudWG, storeWG, obsWG sync.WaitGroup
-	// The first open is waited for (up to openWait) so that a healthy
-	// start is ready at once; a failed one is retried in the background,
-	// and one that hangs is left to finish while capture runs.
+	pipeLoop := a.health.Loop("telemetry", true)
+	pipe.SetHeartbeat(pipeLoop.Beat)
+	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
+	for _, d := range a.cfg.Drivers {
+		s := newSupervisor(d.Name, d.Driver, pipe, a.log)
+		a.sups = append(a.sups, s)
+		drvWG.Go(func() { s.run(drvCtx) }) // stopped by stopDrivers
+	}
+	// Capture runs (into memory) while the buffer opens. The first open is
+	// waited for (up to openWait) so that a healthy start is ready at
+	// once; a failed one is retried in the background, and one that hangs
+	// is left to finish while capture goes on.
 	opened := a.openAsync()
 	select {
 	case r := <-opened:
@@ -158,14 +167,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.health.SetDegraded("storage", fmt.Sprintf("opening the buffer takes more than %v (records held in memory)", openWait))
 		a.log.Error("buffer open is taking too long: capturing into memory meanwhile", "waited", openWait)
 		storeWG.Go(func() { a.awaitOpen(storeCtx, st, opened) }) // stopped by stopStore
-	}
-	pipeLoop := a.health.Loop("telemetry", true)
-	pipe.SetHeartbeat(pipeLoop.Beat)
-	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
-	for _, d := range a.cfg.Drivers {
-		s := newSupervisor(d.Name, d.Driver, pipe, a.log)
-		a.sups = append(a.sups, s)
-		drvWG.Go(func() { s.run(drvCtx) }) // stopped by stopDrivers
+	case <-ctx.Done(): // stopped while the buffer opens
+		storeWG.Go(func() { a.awaitOpen(storeCtx, st, opened) }) // stopped by stopStore
 	}
 	cloudWG.Go(func() { a.superviseCloud(cloudCtx, st) }) // stopped by stopCloud
 	a.startObservability(obsCtx, &obsWG)
@@ -277,6 +280,13 @@ func (a *Agent) openAsync() <-chan openResult {
 func (a *Agent) awaitOpen(ctx context.Context, st *store, opened <-chan openResult) {
 	select {
 	case <-ctx.Done():
+		select {
+		case r := <-opened: // finished just now: adopt it so that Run closes it
+			if r.err == nil {
+				a.adoptQueue(st, r.q)
+			}
+		default:
+		}
 		return
 	case r := <-opened:
 		if r.err == nil {
