@@ -83,7 +83,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("est url: %w", err)
 	}
 	if u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("est url %q: want https://host/...", opts.URL)
+		return nil, fmt.Errorf("est url %q: want https://host/path", opts.URL)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -155,10 +155,10 @@ func (c *Client) do(ctx context.Context, op, method string, payload []byte) ([]b
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case status == http.StatusOK:
+		switch status {
+		case http.StatusOK:
 			return body, nil
-		case status == http.StatusAccepted:
+		case http.StatusAccepted:
 			if round+1 >= c.opts.MaxPending {
 				return nil, fmt.Errorf("est %s: %w after %d rounds", op, ErrPending, round+1)
 			}
@@ -193,7 +193,7 @@ func (c *Client) once(ctx context.Context, op, method string, payload []byte) (i
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("est %s: %w", op, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("est %s: read body: %w", op, err)
