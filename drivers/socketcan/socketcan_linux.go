@@ -80,7 +80,7 @@ func Open(iface string, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("open %s: socket: %w", iface, err)
 	}
 	if err := setup(fd, ifi.Index, opts); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENETDOWN) {
 			err = fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
 		}
@@ -91,7 +91,7 @@ func Open(iface string, opts Options) (*Conn, error) {
 	f := os.NewFile(uintptr(fd), "can:"+iface)
 	rc, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("open %s: %w", iface, err)
 	}
 	c := &Conn{iface: iface, opts: opts, log: opts.logger(), f: f, rc: rc}
