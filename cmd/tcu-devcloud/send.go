@@ -42,7 +42,7 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	sent := time.Now()
 	req := devcloud.NewRequest(*thing, *name, p, sent, cfg.AckTimeout.D())
 	responses := make(chan devcloud.Response, 8)
