@@ -62,7 +62,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
 	}
-	defer engine.Close()
+	defer func() { _ = engine.Close() }()
 	var certFn func() (*tls.Certificate, error)
 	var cert atomic.Pointer[tls.Certificate]
 	if id != nil {
