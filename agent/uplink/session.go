@@ -128,7 +128,7 @@ func New(opts Options) (*Session, error) {
 	// corrected backwards (GNSS, NTP) must not stall publishing.
 	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
-	s.boff = backoff{initial: cfg.BackoffInitial.D(), max: cfg.BackoffMax.D(), rand: randInt63n}
+	s.boff = backoff{initial: cfg.BackoffInitial.Std(), max: cfg.BackoffMax.Std(), rand: randInt63n}
 	return s, nil
 }
 
@@ -174,7 +174,7 @@ func (s *Session) Run(ctx context.Context) error {
 			if errors.Is(err, ErrAuth) {
 				s.st.authFailures.Add(1)
 				if err.Error() != authSeen { // log once per distinct cause
-					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.D())
+					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.Std())
 					authSeen = err.Error()
 				}
 			} else if attempt&(attempt-1) == 0 { // 1st, 2nd, 4th, 8th... failure
@@ -197,12 +197,12 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duration {
 	switch {
 	case first:
-		if j := s.cfg.FirstConnectJitter.D(); j > 0 {
+		if j := s.cfg.FirstConnectJitter.Std(); j > 0 {
 			return time.Duration(s.boff.rand(int64(j)))
 		}
 		return 0
 	case errors.Is(lastErr, ErrAuth):
-		half := s.cfg.AuthBackoff.D() / 2
+		half := s.cfg.AuthBackoff.Std() / 2
 		return half + time.Duration(s.boff.rand(int64(half)))
 	case localNetworkDown(lastErr):
 		// No route or no DNS: the attempt fails on the device without
