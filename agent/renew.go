@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
@@ -28,7 +28,7 @@ func (a *Agent) renewLoop(ctx context.Context, p *provisioning.Provisioner, id *
 	pc := a.sec.Provisioning
 	bo := backoff.New(max(time.Duration(pc.RetryMin), time.Second), max(time.Duration(pc.RetryMax), time.Minute))
 	wait := time.Duration(0)
-	for backoff.Wait(ctx, wait) {
+	for backoff.Sleep(ctx, wait) == nil {
 		wait = renewCheckEvery
 		if !p.NeedsRenewal(id) {
 			continue

@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // driverState is what the supervisor knows about one driver.
@@ -79,7 +79,7 @@ func (s *supervisor) run(ctx context.Context) {
 		}
 		s.state.Store(int32(driverRetrying))
 		s.restarts.Add(1)
-		if !backoff.Wait(ctx, s.backoff.Next()) {
+		if backoff.Sleep(ctx, s.backoff.Next()) != nil {
 			return
 		}
 	}
