@@ -22,8 +22,8 @@ type Policy struct {
 	// Max caps the nominal delay.
 	Max time.Duration
 	// Spread selects the jitter: 0 draws each delay uniformly from
-	// [0, nominal] ("full jitter"); a value in (0, 1] draws it from
-	// [nominal·(1−Spread), nominal·(1+Spread)].
+	// [0, nominal) ("full jitter"); a value in (0, 1] draws it from
+	// [nominal·(1−Spread), nominal·(1+Spread)).
 	Spread float64
 	// Rand returns a uniform value in [0, n) for n > 0; nil means
 	// math/rand/v2. Tests replace it.
@@ -51,7 +51,7 @@ func (p Policy) Delay(attempt int) time.Duration {
 		r = rand.Int64N //nolint:gosec // G404: jitter needs spread, not unpredictability
 	}
 	if p.Spread <= 0 {
-		return time.Duration(r(int64(d) + 1))
+		return time.Duration(r(int64(d)))
 	}
 	s := min(p.Spread, 1)
 	lo := time.Duration(float64(d) * (1 - s))
@@ -59,7 +59,7 @@ func (p Policy) Delay(attempt int) time.Duration {
 	if width <= 0 {
 		return lo
 	}
-	return lo + time.Duration(r(int64(width)+1))
+	return lo + time.Duration(r(int64(width)))
 }
 
 // Backoff is a Policy with an attempt counter, for loops that retry until

@@ -57,13 +57,13 @@ func TestDelayBounds(t *testing.T) {
 			t.Errorf("spread %v: lowest delay = %v, want %v", tt.spread, got, tt.min)
 		}
 		p.Rand = high
-		if got := p.Delay(3); got != tt.max {
-			t.Errorf("spread %v: highest delay = %v, want %v", tt.spread, got, tt.max)
+		if got := p.Delay(3); got != tt.max-1 {
+			t.Errorf("spread %v: highest delay = %v, want %v", tt.spread, got, tt.max-1)
 		}
 		p.Rand = nil
 		for range 1000 {
-			if got := p.Delay(3); got < tt.min || got > tt.max {
-				t.Fatalf("spread %v: delay %v outside [%v, %v]", tt.spread, got, tt.min, tt.max)
+			if got := p.Delay(3); got < tt.min || got >= tt.max {
+				t.Fatalf("spread %v: delay %v outside [%v, %v)", tt.spread, got, tt.min, tt.max)
 			}
 		}
 	}
@@ -76,7 +76,7 @@ func TestBackoffNextReset(t *testing.T) {
 	t.Parallel()
 	b := New(100*time.Millisecond, time.Second)
 	var ceilings []time.Duration
-	b.Rand = func(n int64) int64 { ceilings = append(ceilings, time.Duration(n-1)); return n - 1 }
+	b.Rand = func(n int64) int64 { ceilings = append(ceilings, time.Duration(n)); return n - 1 }
 	for range 6 {
 		b.Next()
 	}
@@ -94,7 +94,7 @@ func TestBackoffNextReset(t *testing.T) {
 		t.Error("Reset did not reset")
 	}
 	if b.Next(); ceilings[len(ceilings)-1] != 100e6 {
-		t.Errorf("first delay after Reset drawn from [0, %v], want [0, 100ms]", ceilings[len(ceilings)-1])
+		t.Errorf("first delay after Reset drawn from [0, %v), want [0, 100ms)", ceilings[len(ceilings)-1])
 	}
 }
 
