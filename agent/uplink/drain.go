@@ -9,6 +9,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // leaseMax is the most records leased at once.
@@ -137,7 +139,7 @@ func (s *Session) fill(ctx context.Context, b *batcher, max int) (int, bool) {
 	recs, err := s.opts.Queue.Lease(max, s.cfg.MaxPayload)
 	if err != nil {
 		s.logRare("buffer lease failed", err)
-		sleepCtx(ctx, time.Second)
+		_ = backoff.Sleep(ctx, time.Second)
 		return 0, false
 	}
 	now := time.Now() // batch latency runs on the monotonic clock

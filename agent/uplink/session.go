@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure a Session.
@@ -78,7 +81,7 @@ type Session struct {
 	tls     *tls.Config
 	rate    *limiter // publishes/s, inbound included
 	backlog *limiter // backlog records/s
-	boff    backoff
+	boff    backoff.Policy
 
 	mu     sync.Mutex
 	conn   *conn // guarded by mu; nil while offline
@@ -128,7 +131,7 @@ func New(opts Options) (*Session, error) {
 	// corrected backwards (GNSS, NTP) must not stall publishing.
 	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
-	s.boff = backoff{initial: cfg.BackoffInitial.Std(), max: cfg.BackoffMax.Std(), rand: randInt63n}
+	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
 	return s, nil
 }
 
@@ -159,7 +162,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if !last.IsZero() {
 			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
-		if !sleepCtx(ctx, wait) {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
 		last = time.Now()
@@ -198,21 +201,21 @@ func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duratio
 	switch {
 	case first:
 		if j := s.cfg.FirstConnectJitter.Std(); j > 0 {
-			return time.Duration(s.boff.rand(int64(j)))
+			return time.Duration(s.boff.Rand(int64(j)))
 		}
 		return 0
 	case errors.Is(lastErr, ErrAuth):
 		half := s.cfg.AuthBackoff.Std() / 2
-		return half + time.Duration(s.boff.rand(int64(half)))
+		return half + time.Duration(s.boff.Rand(int64(half)))
 	case localNetworkDown(lastErr):
 		// No route or no DNS: the attempt fails on the device without
 		// reaching the broker, so poll often to reconnect promptly when
 		// the network returns (still jittered across the fleet).
 		b := s.boff
-		b.max = min(b.max, networkPoll)
-		return b.delay(attempt)
+		b.Max = min(b.Max, networkPoll)
+		return b.Delay(attempt)
 	}
-	return s.boff.delay(attempt)
+	return s.boff.Delay(attempt)
 }
 
 // minConnectSpacing keeps CONNECTs of one client ID over 1 s apart as
