@@ -20,6 +20,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Conn is one CAN_RAW socket bound to one interface. Send may be called
@@ -307,25 +308,13 @@ func (c *Conn) writeLocked(ctx context.Context, b []byte) error {
 				return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
 			}
 		case errors.Is(err, unix.ENOBUFS):
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return err
 			}
 			wait = min(2*wait, 10*time.Millisecond)
 		default:
 			return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
 		}
-	}
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
