@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure a Provisioner.
@@ -128,7 +130,7 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	if err := ensureDir(p.dir); err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	wait := time.Duration(p.cfg.RetryMin)
+	bo := backoff.Policy{Base: time.Duration(p.cfg.RetryMin), Max: time.Duration(p.cfg.RetryMax), Spread: 0.5, Rand: p.random.Int64N}
 	for attempt := 1; ; attempt++ {
 		id, err := p.attempt(ctx)
 		if err == nil {
@@ -143,24 +145,11 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("provision: %w", errors.Join(ctx.Err(), err))
 		}
-		jittered := wait/2 + time.Duration(p.random.Int64N(int64(wait)))
+		jittered := bo.Delay(attempt - 1)
 		p.log.Warn("provisioning attempt failed", "attempt", attempt, "retry_in", jittered, "err", err)
-		if serr := sleep(ctx, jittered); serr != nil {
+		if serr := backoff.Sleep(ctx, jittered); serr != nil {
 			return nil, fmt.Errorf("provision: %w", errors.Join(serr, err))
 		}
-		wait = min(2*wait, time.Duration(p.cfg.RetryMax))
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

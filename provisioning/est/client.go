@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Media types (RFC 7030 §3.2.4).
@@ -164,7 +166,7 @@ func (c *Client) do(ctx context.Context, op, method string, payload []byte) ([]b
 			}
 			wait := min(max(retryAfter, time.Second), c.opts.MaxRetryAfter)
 			c.opts.Logger.Info("est enrollment pending", "op", op, "retry_in", wait)
-			if err := sleep(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return nil, fmt.Errorf("est %s: %w", op, err)
 			}
 		default:
@@ -223,15 +225,4 @@ func truncate(b []byte) string {
 		b = b[:200]
 	}
 	return string(b)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
