@@ -27,6 +27,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // State is where a command is in its lifecycle.
@@ -108,7 +110,7 @@ func Open(dir string) (*Ledger, error) {
 		return nil, fmt.Errorf("seek ledger %s: %w", path, err)
 	}
 	// The directory entry of a new file must be durable too.
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
