@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Options configure a Provisioner.
@@ -224,7 +225,7 @@ func (p *Provisioner) retire(cause error) error {
 	if err := os.Rename(name, name+".broken"); err != nil {
 		return fmt.Errorf("retire identity: %w", errors.Join(cause, err))
 	}
-	return syncDir(p.dir)
+	return fsutil.SyncDir(p.dir)
 }
 
 // tidy removes leftovers of an interrupted write next to a committed
@@ -263,7 +264,7 @@ func (p *Provisioner) cleanOrphans(st *state) error {
 		}
 	}
 	if removed {
-		return syncDir(p.dir)
+		return fsutil.SyncDir(p.dir)
 	}
 	return nil
 }
