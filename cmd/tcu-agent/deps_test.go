@@ -42,7 +42,9 @@ func listPackages(t *testing.T, args ...string) []goPackage {
 
 // TestLayering enforces docs/architecture.md: drivers/, buffer/ and
 // provisioning/ never depend on agent/ (nor buffer and provisioning on
-// drivers, nor drivers on buffer or provisioning).
+// drivers, nor drivers on buffer or provisioning); the top-level internal/
+// packages are leaves that depend on nothing of this module; the agent's
+// telemetry, command and uplink pipelines never depend on each other.
 func TestLayering(t *testing.T) {
 	t.Parallel()
 	rules := []struct {
@@ -52,8 +54,18 @@ func TestLayering(t *testing.T) {
 		{"drivers", []string{"agent", "buffer", "provisioning"}},
 		{"buffer", []string{"agent", "drivers", "provisioning"}},
 		{"provisioning", []string{"agent", "drivers", "buffer"}},
+		{"agent/telemetry", []string{"agent/command", "agent/uplink"}},
+		{"agent/command", []string{"agent/telemetry", "agent/uplink"}},
+		{"agent/uplink", []string{"agent/telemetry", "agent/command"}},
 	}
 	for _, p := range listPackages(t, "./...") {
+		if under(p.ImportPath, module+"/internal") {
+			for _, d := range p.Deps {
+				if under(d, module) && !under(d, module+"/internal") {
+					t.Errorf("%s depends on %s (rule: internal/ packages import nothing of this module)", p.ImportPath, d)
+				}
+			}
+		}
 		for _, r := range rules {
 			if !under(p.ImportPath, module+"/"+r.area) {
 				continue
