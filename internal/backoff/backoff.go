@@ -48,7 +48,7 @@ func (p Policy) Delay(attempt int) time.Duration {
 	}
 	r := p.Rand
 	if r == nil {
-		r = rand.Int64N //nolint:gosec // G404: jitter needs spread, not unpredictability
+		r = rand.Int64N // jitter needs spread, not unpredictability: math/rand is right
 	}
 	if p.Spread <= 0 {
 		return time.Duration(r(int64(d)))
