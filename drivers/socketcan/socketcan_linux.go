@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	einride "go.einride.tech/can/pkg/socketcan"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
@@ -164,7 +163,7 @@ func (c *Conn) Receive(ctx context.Context) (canbus.Frame, error) {
 			}
 			continue
 		}
-		var ef einride.ErrorFrame
+		var ef errorFrame
 		isErr, err := decodeFrame(c.rbuf[:n], &f, &ef)
 		switch {
 		case errors.Is(err, errSkip):
@@ -232,7 +231,7 @@ func (c *Conn) classify(err error) error {
 }
 
 // errorFrame applies a controller error frame to the state and counters.
-func (c *Conn) errorFrame(ef *einride.ErrorFrame) {
+func (c *Conn) errorFrame(ef *errorFrame) {
 	c.errFrames.Add(1)
 	prev := State(c.state.Load())
 	s, tx, rx, ok := nextState(prev, ef)
