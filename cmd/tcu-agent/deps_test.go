@@ -81,14 +81,10 @@ func TestLayering(t *testing.T) {
 	}
 }
 
-// TestAgentBinaryDeps keeps test helpers and the dev cloud out of the
-// shipped binary. The standard "testing" package is tolerated only where a
-// third-party library pulls it in and we know why (einride's socketcan
-// package imports golang.org/x/net/nettest); a package of ours importing it
-// fails.
+// TestAgentBinaryDeps keeps test helpers, the dev cloud and the standard
+// "testing" package out of the shipped binary.
 func TestAgentBinaryDeps(t *testing.T) {
 	t.Parallel()
-	knownTestingImporters := map[string]bool{"golang.org/x/net/nettest": true}
 	for _, p := range listPackages(t, "-deps", "./cmd/tcu-agent") {
 		d := p.ImportPath
 		switch {
@@ -98,7 +94,7 @@ func TestAgentBinaryDeps(t *testing.T) {
 			t.Errorf("tcu-agent links test or dev-only package %s", d)
 		}
 		for _, imp := range p.Imports {
-			if imp == "testing" && !knownTestingImporters[d] {
+			if imp == "testing" {
 				t.Errorf("tcu-agent links testing via %s", d)
 			}
 		}
