@@ -285,7 +285,7 @@ func (p *packer) flush() error {
 	if len(p.reqs) == 0 {
 		return nil
 	}
-	ref := chunkRef{first: p.reqs[0].seq, n: uint16(len(p.reqs)), data: uint32(p.b.data)} // G115-safe: bounded by maxChunkRecords and maxChunkData/MaxRecordBytes
+	ref := chunkRef{first: p.reqs[0].seq, n: uint16(len(p.reqs)), data: uint32(p.b.data)} //nolint:gosec // bounded by maxChunkRecords and maxChunkData/MaxRecordBytes
 	if err := p.w.set(chunkKey(p.reqs[0].class, ref), p.b.encode(p.t)); err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func topicRegister(template string) string {
 type createResponse struct {
 	CertificateID             string `json:"certificateId"`
 	CertificatePEM            string `json:"certificatePem"`
-	PrivateKey                string `json:"privateKey,omitempty"` // G117-safe: the field name is AWS's
+	PrivateKey                string `json:"privateKey,omitempty"` //nolint:gosec // the field name is AWS's
 	CertificateOwnershipToken string `json:"certificateOwnershipToken"`
 }
 
