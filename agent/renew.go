@@ -28,7 +28,7 @@ func (a *Agent) renewLoop(ctx context.Context, p *provisioning.Provisioner, id *
 	pc := a.sec.Provisioning
 	bo := backoff.New(max(time.Duration(pc.RetryMin), time.Second), max(time.Duration(pc.RetryMax), time.Minute))
 	wait := time.Duration(0)
-	for backoff.Sleep(ctx, wait) == nil {
+	for backoff.Wait(ctx, wait) {
 		wait = renewCheckEvery
 		if !p.NeedsRenewal(id) {
 			continue

@@ -79,7 +79,7 @@ func (s *supervisor) run(ctx context.Context) {
 		}
 		s.state.Store(int32(driverRetrying))
 		s.restarts.Add(1)
-		if backoff.Sleep(ctx, s.backoff.Next()) != nil {
+		if !backoff.Wait(ctx, s.backoff.Next()) {
 			return
 		}
 	}

@@ -87,6 +87,10 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 // Attempt returns how many delays were handed out since the last Reset.
 func (b *Backoff) Attempt() int { return b.attempt }
 
+// Wait sleeps for d or until ctx is done; it reports whether the full
+// delay elapsed (for `for backoff.Wait(ctx, d) { ... }` loops).
+func Wait(ctx context.Context, d time.Duration) bool { return Sleep(ctx, d) == nil }
+
 // Sleep waits d or until ctx is done. It returns nil when d elapsed and
 // ctx.Err() otherwise; with d ≤ 0 it returns ctx.Err() at once.
 func Sleep(ctx context.Context, d time.Duration) error {

@@ -114,6 +114,12 @@ func TestSleep(t *testing.T) {
 	if err := Sleep(context.Background(), -time.Second); err != nil {
 		t.Errorf("Sleep(<0) = %v, want nil", err)
 	}
+	if Wait(ctx, time.Hour) {
+		t.Error("Wait on a cancelled context reported a full delay")
+	}
+	if !Wait(context.Background(), time.Millisecond) {
+		t.Error("Wait(1ms) did not complete")
+	}
 	ctx, cancel = context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Sleep(ctx, time.Hour) }()
