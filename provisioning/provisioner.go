@@ -131,7 +131,7 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	if err := ensureDir(p.dir); err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	bo := backoff.Policy{Base: time.Duration(p.cfg.RetryMin), Max: time.Duration(p.cfg.RetryMax), Spread: 0.5, Rand: p.random.Int64N}
+	wait := time.Duration(p.cfg.RetryMin)
 	for attempt := 1; ; attempt++ {
 		id, err := p.attempt(ctx)
 		if err == nil {
@@ -146,12 +146,18 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("provision: %w", errors.Join(ctx.Err(), err))
 		}
-		jittered := bo.Delay(attempt - 1)
+		jittered := wait/2 + time.Duration(p.random.Int64N(int64(wait)))
 		p.log.Warn("provisioning attempt failed", "attempt", attempt, "retry_in", jittered, "err", err)
-		if serr := backoff.Sleep(ctx, jittered); serr != nil {
+		if serr := sleep(ctx, jittered); serr != nil {
 			return nil, fmt.Errorf("provision: %w", errors.Join(serr, err))
 		}
+		wait = min(2*wait, time.Duration(p.cfg.RetryMax))
 	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	return backoff.Sleep(ctx, d)
 }
 
 // attempt runs the state machine once from the persisted step.
