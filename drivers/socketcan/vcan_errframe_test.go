@@ -32,7 +32,7 @@ func TestVcanErrorFramesFromKernel(t *testing.T) {
 		restarted  = 0x100      // CAN_ERR_RESTARTED
 		cnt        = 0x200      // CAN_ERR_CNT
 	)
-	inject(canErrFlag|crtl|cnt, 0, 0x08, 0, 0, 0, 0, 97, 12)  // CAN_ERR_CRTL_TX_WARNING, counters
+	inject(canErrFlag|crtl|cnt, 0, 0x08, 0, 0, 0, 0, 97, 12) // CAN_ERR_CRTL_TX_WARNING, counters
 	inject(canErrFlag|crtl|cnt, 0, 0x20, 0, 0, 0, 0, 140, 3) // CAN_ERR_CRTL_TX_PASSIVE
 	inject(canErrFlag | busOff)
 	inject(canErrFlag | restarted)
