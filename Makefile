@@ -46,9 +46,26 @@ vmtest: ## run the SocketCAN tests on a real kernel (qemu, vcan) for amd64 and a
 	bash scripts/vmtest.sh amd64 arm64
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: golangci-lint ## gofmt, go vet and golangci-lint (.golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+
+# golangci-lint is pinned; `make golangci-lint` installs that version with
+# `go install` (through the module proxy) unless it is already there.
+GOLANGCI_LINT_VERSION := 2.15.0
+GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+
+.PHONY: golangci-lint
+golangci-lint: ## install the pinned golangci-lint if missing
+	@if [ "$$($(GOLANGCI_LINT) version --short 2>/dev/null)" != "$(GOLANGCI_LINT_VERSION)" ]; then \
+	  echo "installing golangci-lint v$(GOLANGCI_LINT_VERSION) to $(GOLANGCI_LINT)"; \
+	  GOBIN=$(dir $(GOLANGCI_LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$(GOLANGCI_LINT_VERSION); \
+	fi
+
+.PHONY: tidy-check
+tidy-check: ## fail when go.mod/go.sum are not `go mod tidy` clean
+	$(GO) mod tidy -diff
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 30s) each

@@ -14,13 +14,13 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/agent/health"
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/signals"
 	"github.com/tcu-agent/tcu-agent/agent/telemetry"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure an Agent.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
@@ -139,7 +139,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
 	}
-	defer engine.Close()
+	defer func() { _ = engine.Close() }()
 	var certFn func() (*tls.Certificate, error)
 	var cert atomic.Pointer[tls.Certificate]
 	if id != nil {

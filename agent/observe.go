@@ -12,11 +12,11 @@ import (
 	"unicode"
 
 	"github.com/tcu-agent/tcu-agent/agent/ctl"
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/metrics"
 	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // probeEvery is how often liveness probes exercise each component.

@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // driverState is what the supervisor knows about one driver.

@@ -77,8 +77,7 @@ func (p *panicDriver) Init() error { return nil }
 
 func (p *panicDriver) Run(ctx context.Context, _ drivers.Sink) error {
 	if p.runs.Add(1) <= 2 {
-		var m map[string]int
-		m["boom"]++ // a driver bug: nil map write
+		panic("driver bug")
 	}
 	<-ctx.Done()
 	return nil

@@ -100,7 +100,7 @@ func findChunk(txn *badger.Txn, c Class, seq uint64) (chunkRef, bool) {
 		last := min(seq, bucket<<bucketBits|(1<<bucketBits-1))
 		it.Seek(append(chunkSeek(c, last), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
 		var r chunkRef
-		var err error = errBadKey
+		err := errBadKey
 		if it.Valid() {
 			_, r, err = decodeChunkKey(it.Item().Key())
 		}

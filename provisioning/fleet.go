@@ -36,7 +36,7 @@ func (p *Provisioner) attemptFleet(ctx context.Context, st *state) (*Identity, e
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if st.Step == stepCertCreated && !p.now().Before(st.TokenExpires) {
 		p.log.Info("ownership token expired, requesting a new certificate")
 		st.resetCredential(csrMode)

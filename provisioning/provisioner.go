@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Options configure a Provisioner.
@@ -154,14 +157,7 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 // attempt runs the state machine once from the persisted step.
@@ -235,7 +231,7 @@ func (p *Provisioner) retire(cause error) error {
 	if err := os.Rename(name, name+".broken"); err != nil {
 		return fmt.Errorf("retire identity: %w", errors.Join(cause, err))
 	}
-	return syncDir(p.dir)
+	return fsutil.SyncDir(p.dir)
 }
 
 // tidy removes leftovers of an interrupted write next to a committed
@@ -274,7 +270,7 @@ func (p *Provisioner) cleanOrphans(st *state) error {
 		}
 	}
 	if removed {
-		return syncDir(p.dir)
+		return fsutil.SyncDir(p.dir)
 	}
 	return nil
 }

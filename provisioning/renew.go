@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // NeedsRenewal reports whether id expires within Config.RenewBefore.
@@ -170,7 +172,7 @@ func removeFiles(names []string) error {
 		}
 	}
 	if len(names) > 0 {
-		errs = append(errs, syncDir(filepath.Dir(names[0])))
+		errs = append(errs, fsutil.SyncDir(filepath.Dir(names[0])))
 	}
 	return errors.Join(errs...)
 }

@@ -55,7 +55,7 @@ func (s *System) startAgent(cred *syscall.Credential) *Agent {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer logf.Close() // the child has its own descriptor
+	defer func() { _ = logf.Close() }() // the child has its own descriptor
 	cmd := exec.Command(s.opts.Binary, "run", "--config", s.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = agentEnv()

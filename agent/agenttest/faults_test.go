@@ -105,10 +105,10 @@ func TestFaultBrokerRefuses(t *testing.T) {
 	s := Start(t, faultOpts(t))
 	s.Cloud.Faults().RefuseConnects(true)
 	a := s.StartAgent()
-	st := waitStatus(s, "a connect failure in the status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "a connect failure in the status", 30*time.Second, func(st ctl.Status) bool {
 		return st.Connection.LastError != "" && st.Store.Appends > 0
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	if st.Connection.State == "connected" {
 		t.Fatalf("connected to a refusing broker: %+v", st.Connection)
 	}
@@ -214,10 +214,10 @@ func claimRow(t *testing.T, fault string, prepare func(s *System)) {
 		prepare(s)
 	}
 	a := s.StartAgent()
-	st := waitStatus(s, "a waiting-for-claim status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "a waiting-for-claim status", 30*time.Second, func(st ctl.Status) bool {
 		return strings.Contains(degraded(st), "waiting for the claim")
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	cause := degraded(st)
 	installClaim(t, dir)
 	if err := a.Signal(syscall.SIGHUP); err != nil {
@@ -316,10 +316,10 @@ func TestFaultPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := s.StartAgentAs(nobody, nobody)
-	st := waitStatus(s, "a storage fault in the status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "a storage fault in the status", 30*time.Second, func(st ctl.Status) bool {
 		return strings.Contains(degraded(st), "storage")
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	cause := degraded(st)
 	if strings.Contains(cause, "takes more than") && strings.Contains(a.Log(), "retrying before quarantine") {
 		// The agent holds capture in memory, but buffer.Open never returns:
@@ -399,10 +399,10 @@ func TestFaultReadOnlyFS(t *testing.T) {
 	backlog := offlineBacklog(t, s)
 	remount(t, s.StateDir(), "ro")
 	a := s.StartAgent()
-	st := waitStatus(s, "a storage fault in the status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "a storage fault in the status", 30*time.Second, func(st ctl.Status) bool {
 		return strings.Contains(degraded(st), "storage")
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	cause := degraded(st)
 	remount(t, s.StateDir(), "rw")
 	if err := a.Signal(syscall.SIGHUP); err != nil {
@@ -447,10 +447,10 @@ func TestFaultProvisioningHold(t *testing.T) {
 	installClaim(t, dir)
 	writeHold(t, s.StateDir(), time.Now().Add(time.Hour))
 	a := s.StartAgent()
-	st := waitStatus(s, "the hold in the status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "the hold in the status", 30*time.Second, func(st ctl.Status) bool {
 		return strings.Contains(degraded(st), "on hold until")
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	cause := degraded(st)
 	// The hold is lifted (here: by hand; in the field, by time); SIGHUP
 	// re-checks at once instead of at the hold's end.
@@ -532,10 +532,10 @@ serial_number = "SN-TLS-1"
 	tlsCloud.Subscribe("dt/tcu/"+thing+"/telemetry", func(topic string, p []byte) { s.Stream.collect(t, topic, p) })
 	tlsCloud.Subscribe("dt/tcu/"+thing+"/events", func(topic string, p []byte) { s.Stream.collect(t, topic, p) })
 	a := s.StartAgent()
-	st := waitStatus(s, "a TLS error in the status", 30*time.Second, func(st ctl.Status) bool {
+	waitStatus(s, "a TLS error in the status", 30*time.Second, func(st ctl.Status) bool {
 		return strings.Contains(st.Connection.LastError, "certificate") && st.Store.Appends > 0
 	})
-	st = captureGoesOn(s, 20)
+	st := captureGoesOn(s, 20)
 	cause := "connection " + st.Connection.State + ": " + st.Connection.LastError
 	if s.Stream.Len() > 0 {
 		t.Fatal("records delivered over an untrusted TLS connection")

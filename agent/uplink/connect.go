@@ -47,7 +47,7 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse broker url: %w", err)
 	}
-	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.D()}
+	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.Std()}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := mqtt.NewClientOptions()
@@ -61,10 +61,10 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	o.SetResumeSubs(false)
 	o.SetStore(nopStore{})
 	o.SetOrderMatters(false)
-	o.SetKeepAlive(p.cfg.KeepAlive.D())
-	o.SetPingTimeout(min(p.cfg.KeepAlive.D()/2, 20*time.Second))
-	o.SetConnectTimeout(p.cfg.ConnectTimeout.D())
-	o.SetWriteTimeout(p.cfg.AckTimeout.D())
+	o.SetKeepAlive(p.cfg.KeepAlive.Std())
+	o.SetPingTimeout(min(p.cfg.KeepAlive.Std()/2, 20*time.Second))
+	o.SetConnectTimeout(p.cfg.ConnectTimeout.Std())
+	o.SetWriteTimeout(p.cfg.AckTimeout.Std())
 	if p.will != nil {
 		o.SetBinaryWill(p.will.topic, p.will.payload, 1, true)
 	}

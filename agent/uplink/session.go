@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure a Session.
@@ -82,7 +85,7 @@ type Session struct {
 	tls     *tls.Config
 	rate    *limiter // publishes/s, inbound included
 	backlog *limiter // backlog records/s
-	boff    backoff
+	boff    backoff.Policy
 
 	mu     sync.Mutex
 	conn   *conn // guarded by mu; nil while offline
@@ -132,7 +135,7 @@ func New(opts Options) (*Session, error) {
 	// corrected backwards (GNSS, NTP) must not stall publishing.
 	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
-	s.boff = backoff{initial: cfg.BackoffInitial.D(), max: cfg.BackoffMax.D(), rand: randInt63n}
+	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
 	return s, nil
 }
 
@@ -163,7 +166,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if !last.IsZero() {
 			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
-		if !sleepCtx(ctx, wait) {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
 		last = time.Now()
@@ -179,7 +182,7 @@ func (s *Session) Run(ctx context.Context) error {
 			if errors.Is(err, ErrAuth) {
 				s.st.authFailures.Add(1)
 				if err.Error() != authSeen { // log once per distinct cause
-					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.D())
+					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.Std())
 					authSeen = err.Error()
 				}
 			} else if attempt&(attempt-1) == 0 { // 1st, 2nd, 4th, 8th... failure
@@ -203,22 +206,22 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duration {
 	switch {
 	case first:
-		if j := s.cfg.FirstConnectJitter.D(); j > 0 {
-			return time.Duration(s.boff.rand(int64(j)))
+		if j := s.cfg.FirstConnectJitter.Std(); j > 0 {
+			return time.Duration(s.boff.Rand(int64(j)))
 		}
 		return 0
 	case errors.Is(lastErr, ErrAuth):
-		half := s.cfg.AuthBackoff.D() / 2
-		return half + time.Duration(s.boff.rand(int64(half)))
+		half := s.cfg.AuthBackoff.Std() / 2
+		return half + time.Duration(s.boff.Rand(int64(half)))
 	case localNetworkDown(lastErr):
 		// No route or no DNS: the attempt fails on the device without
 		// reaching the broker, so poll often to reconnect promptly when
 		// the network returns (still jittered across the fleet).
 		b := s.boff
-		b.max = min(b.max, networkPoll)
-		return b.delay(attempt)
+		b.Max = min(b.Max, networkPoll)
+		return b.Delay(attempt)
 	}
-	return s.boff.delay(attempt)
+	return s.boff.Delay(attempt)
 }
 
 // minConnectSpacing keeps CONNECTs of one client ID over 1 s apart as

@@ -27,7 +27,7 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	d.bus.Store(&busRef{bus})
 	defer func() {
 		d.bus.Store(nil)
-		bus.Close()
+		_ = bus.Close()
 		d.drops.Add(dropped(bus))
 		if c, ok := bus.(interface{ Stats() socketcan.Stats }); ok {
 			st := c.Stats()
@@ -36,7 +36,7 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 		}
 	}()
 	// Closing the bus unblocks Receive on cancel.
-	stop := context.AfterFunc(ctx, func() { bus.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = bus.Close() })
 	defer stop()
 	for {
 		f, err := bus.Receive(ctx)

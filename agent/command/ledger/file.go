@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Line format (v1): 8 lower-case hex digits of the CRC-32C of the JSON, one
@@ -105,8 +107,8 @@ func (l *Ledger) compactLocked() error {
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close()
+			_ = os.Remove(tmp)
 		}
 	}()
 	w := bufio.NewWriter(f)
@@ -129,7 +131,7 @@ func (l *Ledger) compactLocked() error {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
 	ok = true
-	if err := syncDir(l.dir); err != nil {
+	if err := fsutil.SyncDir(l.dir); err != nil {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
 	old := l.f
@@ -139,13 +141,4 @@ func (l *Ledger) compactLocked() error {
 		return fmt.Errorf("compact ledger: close old file: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -27,6 +27,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // State is where a command is in its lifecycle.
@@ -96,20 +98,20 @@ func Open(dir string) (*Ledger, error) {
 	}
 	entries, good, lines, bad, err := load(f)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("read ledger %s: %w", path, err)
 	}
 	if err := f.Truncate(good); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("truncate ledger %s: %w", path, err)
 	}
 	if _, err := f.Seek(good, 0); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("seek ledger %s: %w", path, err)
 	}
 	// The directory entry of a new file must be durable too.
-	if err := syncDir(dir); err != nil {
-		f.Close()
+	if err := fsutil.SyncDir(dir); err != nil {
+		_ = f.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	return &Ledger{dir: dir, f: f, entries: entries, lines: lines + bad, corrupt: bad}, nil

@@ -174,7 +174,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 	if c.tlsAddr != "" {
 		ln, err := lc.Listen(ctx, "tcp", c.tlsAddr)
 		if err != nil {
-			srv.Close()
+			_ = srv.Close()
 			return fmt.Errorf("devcloud: listen %s: %w", c.tlsAddr, err)
 		}
 		c.tlsAddr = ln.Addr().String()
@@ -184,7 +184,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 		}
 	}
 	if err := srv.Serve(); err != nil {
-		srv.Close()
+		_ = srv.Close()
 		return fmt.Errorf("devcloud: serve: %w", err)
 	}
 	c.srv = srv
