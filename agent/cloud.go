@@ -154,12 +154,13 @@ func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func(
 	mqttCfg := sec.MQTT
 	return provisioning.New(provisioning.Options{
 		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
-		Progress: progress,
+		Progress: progress, EventTopicPrefix: mqttCfg.TopicPrefix,
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
 			c, err := uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
-			if errors.Is(err, uplink.ErrAuth) {
-				// A refused certificate (e.g. a revoked claim) is a
-				// rejection, not a network failure to retry fast.
+			if errors.Is(err, uplink.ErrRefused) {
+				// An authenticated refusal (e.g. a revoked claim) counts
+				// towards a hold; a broker certificate we cannot verify
+				// (uplink.ErrBrokerCert), DNS, TCP and timeouts do not.
 				return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
 			}
 			if err != nil {
