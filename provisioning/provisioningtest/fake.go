@@ -77,9 +77,9 @@ type Options struct {
 	// RegistryFile, if set, keeps the certificate registry (states,
 	// hence used tokens) in a file; otherwise it lives in memory.
 	RegistryFile string
-	Validity time.Duration        // of issued certificates; default 1 year
-	OnMint   func(certDER []byte) // called for every issued certificate
-	Now      func() time.Time     // clock; default time.Now
+	Validity     time.Duration        // of issued certificates; default 1 year
+	OnMint       func(certDER []byte) // called for every issued certificate
+	Now          func() time.Time     // clock; default time.Now
 }
 
 // Fake is the responder. Use its Dial method as a provisioning.Dialer.
