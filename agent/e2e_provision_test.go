@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -155,12 +157,19 @@ func TestProvisionByClaimThenPublish(t *testing.T) {
 }
 
 // TestRenewalThroughDevcloud: with a renewal window longer than the
-// certificate's life, the running agent renews at once over its own
-// identity, adopts the new certificate, and keeps publishing as its thing.
+// certificate's life, the running agent renews at once over its own MQTT
+// session (the broker allows one connection per client ID), switches
+// the session to the new certificate without two connections of one
+// client ID overlapping or coming within a second of each other, and
+// publishes the certificate event, after which the old certificate is
+// INACTIVE: exactly one ACTIVE certificate. The renewed identity keeps
+// publishing as its thing and works on the next boot.
 func TestRenewalThroughDevcloud(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r := newProvisionRig(t, ctx, "")
+	logs := &lockedBuffer{}
+	r.log = slog.New(slog.NewTextHandler(io.MultiWriter(logs, logSink()), nil))
 	r.runAgent(60*time.Second, "telemetry from the provisioned thing", r.published)
 	state := filepath.Join(r.dir, "state")
 	before, err := provisioning.Load(state)
@@ -173,19 +182,121 @@ func TestRenewalThroughDevcloud(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, r.cfgPath, strings.Replace(string(cfg), "[provisioning]", "[provisioning]\nrenew_before = \"2000000h\"", 1))
-	r.runAgent(90*time.Second, "a renewed certificate in use", func() bool {
+	connectsBefore := len(r.cloud.Connects())
+	r.runAgent(90*time.Second, "a renewed certificate in use and the old one deactivated", func() bool {
 		id, err := provisioning.Load(state)
-		return err == nil && !bytes.Equal(before.Certificate.Certificate[0], id.Certificate.Certificate[0])
+		return err == nil && !bytes.Equal(before.Certificate.Certificate[0], id.Certificate.Certificate[0]) &&
+			r.fp.Count(fleetprov.StatusActive, rigSerial) == 1 && r.fp.Count(fleetprov.StatusInactive, rigSerial) == 1
 	})
 	id, err := provisioning.Load(state)
-	if err != nil || id.Thing != rigSerial || r.fp.Issued() < 2 {
-		t.Fatalf("identity after renewal = %+v, %v (issued %d)", id, err, r.fp.Issued())
+	if err != nil || id.Thing != rigSerial || r.fp.Issued() != 2 {
+		t.Fatalf("identity after renewal = %+v, %v (issued %d, want 2)", id, err, r.fp.Issued())
+	}
+	events := r.cloud.Connects()[connectsBefore:]
+	if v := connectRateViolations(events); len(v) != 0 {
+		t.Errorf("connect-rate violations during renewal: %v", v)
+	}
+	if n := len(events); n != 2 {
+		t.Errorf("%d connects during the renewal run, want 2 (start, switch): %v", n, events)
+	}
+	if strings.Contains(logs.String(), "renewal failed") {
+		t.Errorf("a renewal attempt failed:\n%s", logs.String())
 	}
 	r.mu.Lock()
 	r.devices = nil
 	r.mu.Unlock()
 	// The renewed identity on disk works on the next boot.
 	r.runAgent(60*time.Second, "telemetry with the renewed certificate", r.published)
+}
+
+// connectRateViolations lists CONNECTs of one client ID less than a
+// second after the previous one (AWS IoT allows one per second).
+func connectRateViolations(events []devcloud.ConnectEvent) []string {
+	var out []string
+	last := map[string]time.Time{}
+	for _, e := range events {
+		if t, ok := last[e.ClientID]; ok && e.Time.Sub(t) < time.Second {
+			out = append(out, fmt.Sprintf("%s after %s", e.ClientID, e.Time.Sub(t)))
+		}
+		last[e.ClientID] = e.Time
+	}
+	return out
+}
+
+// TestTLSFailureIsNoHold: a broker whose certificate the device cannot
+// verify (a captive portal, TLS interception, a wrong endpoint) is a
+// transport failure: many failed handshakes set no hold, and once the
+// right broker is reachable the device provisions at once.
+func TestTLSFailureIsNoHold(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newProvisionRig(t, ctx, "")
+	other, err := devcloud.LoadOrCreateCA("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongCA := filepath.Join(r.dir, "wrong-ca.pem")
+	mustWrite(t, wrongCA, string(other.CertPEM))
+	good, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(r.dir, "ca", devcloud.CACertFile)
+	mustWrite(t, r.cfgPath, strings.Replace(string(good), caFile, wrongCA, 1))
+	cfg, sec, err := agent.LoadConfig(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 4*time.Second)
+	var steps int
+	_, err = agent.Provision(pctx, cfg, sec, r.log, func(s string) {
+		if s == provisioning.ProgressConnect {
+			steps++
+		}
+	})
+	pcancel()
+	var hold *provisioning.HoldError
+	if err == nil || errors.As(err, &hold) || errors.Is(err, provisioning.ErrRejected) {
+		t.Fatalf("Provision against an unverifiable broker = %v, want a transient error", err)
+	}
+	if steps <= 3 {
+		t.Errorf("%d connect attempts in 4 s, want more than max_rejections (3)", steps)
+	}
+	mustWrite(t, r.cfgPath, string(good))
+	if cfg, sec, err = agent.LoadConfig(r.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel = context.WithTimeout(ctx, 30*time.Second)
+	defer pcancel()
+	id, err := agent.Provision(pctx, cfg, sec, r.log, nil)
+	if err != nil || id.Thing != rigSerial {
+		t.Fatalf("Provision with the right broker = %+v, %v: want an identity at once (no hold)", id, err)
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func logSink() io.Writer {
+	if testing.Verbose() {
+		return os.Stderr
+	}
+	return io.Discard
 }
 
 // writeTLSConfig derives an mTLS + fleet provisioning config from the demo.
