@@ -58,15 +58,23 @@ func runKillChild() int {
 	if n, err := strconv.Atoi(os.Getenv(killEnvNth)); err == nil {
 		nth = n
 	}
-	seen, passed := 0, 0
+	seen, passed, lastNamed := 0, 0, "start"
 	arm := func() {
 		provisioning.SetTestHook(func(p string) {
 			passed++
 			if p == point || point == killAny {
 				if seen++; seen == nth {
+					where := p
+					if p == "file_synced" {
+						where = "write after " + lastNamed
+					}
+					appendLine(filepath.Join(dir, "killed-at"), where)
 					_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 					select {} // never returns
 				}
+			}
+			if p != "file_synced" {
+				lastNamed = p
 			}
 		})
 	}
@@ -309,6 +317,16 @@ func checkOneIdentity(t *testing.T, dir string) (pending int) {
 	return pending
 }
 
+// killedAt returns the hook point the child died at.
+func killedAt(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "killed-at"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // registry reads the shared fake's certificate registry.
 func registry(t *testing.T, dir string) []provisioningtest.Certificate {
 	t.Helper()
@@ -394,6 +412,7 @@ func TestKillAtEveryPoint(t *testing.T) {
 				if code := runChild(t, dir, mode, "", 0); code != exitOK || mints(t, dir) != minted {
 					t.Errorf("third boot exit %d, mints %d -> %d: an identity must not be provisioned again", code, minted, mints(t, dir))
 				}
+				t.Logf("killed at %s: minted %d, ACTIVE 1, PENDING %d", killedAt(t, dir), minted, pending)
 				sweep.add(pending)
 			})
 		}
@@ -428,6 +447,7 @@ func TestKillAtEveryRenewalPoint(t *testing.T) {
 			if pending > 1 {
 				t.Errorf("%d PENDING certificates, want at most 1", pending)
 			}
+			t.Logf("killed at %s: minted %d, ACTIVE 1, PENDING %d", killedAt(t, dir), mints(t, dir), pending)
 			sweep.add(pending)
 		})
 	}
