@@ -9,13 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent"
+	"github.com/tcu-agent/tcu-agent/agent/agenttest"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/fleetprov"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
@@ -334,4 +337,65 @@ retry_max = "2s"
 	}
 	mustWrite(t, filepath.Join(dir, "vehicle.dbc"), string(dbcText))
 	return path
+}
+
+// TestRealBinaryKillDuringRegisterThing is the field reproduction with
+// the shipped binary: the devcloud carries RegisterThing out (the
+// certificate is ACTIVE) but holds its answer back; the agent process is
+// SIGKILLed in that window and restarted. The single-use token cannot be
+// used again, so the restarted agent must find its certificate ACTIVE by
+// connecting with it: one certificate issued, one ACTIVE, and telemetry
+// from the thing.
+func TestRealBinaryKillDuringRegisterThing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin, err := agenttest.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newProvisionRig(t, ctx, "")
+	r.fp.SetFaults(fleetprov.Faults{Delay: 5 * time.Second}) // every answer arrives 5 s late
+	start := func(name string) *exec.Cmd {
+		logf, err := os.Create(filepath.Join(r.dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(bin, "run", "--config", r.cfgPath)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC" && k != "WATCHDOG_PID" {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	first := start("agent-1")
+	waitFor(t, "RegisterThing carried out (certificate ACTIVE, answer held back)", 90*time.Second, func() bool {
+		return r.fp.Count(fleetprov.StatusActive, rigSerial) == 1
+	})
+	if err := first.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if _, err := provisioning.Load(filepath.Join(r.dir, "state")); !errors.Is(err, provisioning.ErrNoIdentity) {
+		t.Fatalf("identity committed before the answer arrived: %v", err)
+	}
+	r.fp.SetFaults(fleetprov.Faults{})
+	second := start("agent-2")
+	waitFor(t, "telemetry from the provisioned thing after the restart", 90*time.Second, r.published)
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = second.Wait()
+	if n, active := r.fp.Issued(), r.fp.Count(fleetprov.StatusActive, rigSerial); n != 1 || active != 1 {
+		t.Errorf("issued %d, ACTIVE %d: want 1 and 1", n, active)
+	}
 }
