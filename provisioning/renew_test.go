@@ -223,3 +223,30 @@ func TestRenewLoopIsBounded(t *testing.T) {
 		t.Errorf("minted %d, want %d (first boot + renewals within the window)", got, e.cfg.MaxCertificates)
 	}
 }
+
+// TestFailedRenewalsAreNotCounted: renewals whose create request got no
+// certificate (the service never answered) minted nothing and must not
+// count against max_certificates; the next good renewal succeeds.
+func TestFailedRenewalsAreNotCounted(t *testing.T) {
+	t.Parallel()
+	e, _, old := provisionNearExpiry(t)
+	e.cfg.StepTimeout = provisioning.Duration(20 * time.Millisecond)
+	p := e.provisioner(t)
+	conn, err := e.fake.Dial(context.Background(), old.Certificate, old.Thing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e.fake.Set(provisioningtest.Knobs{Timeout: true})
+	for i := range e.cfg.MaxCertificates + 2 {
+		_, err := p.Renew(context.Background(), conn)
+		var hold *provisioning.HoldError
+		if !errors.Is(err, provisioning.ErrTimeout) || errors.As(err, &hold) {
+			t.Fatalf("renewal %d = %v, want a step timeout (not counted)", i, err)
+		}
+	}
+	e.fake.Set(provisioningtest.Knobs{})
+	if _, err := p.Renew(context.Background(), conn); err != nil {
+		t.Fatalf("Renew after failures that minted nothing: %v", err)
+	}
+}
