@@ -365,7 +365,7 @@ func TestRealBinaryKillDuringRegisterThing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer logf.Close()
+		defer func() { _ = logf.Close() }()
 		cmd := exec.Command(bin, "run", "--config", r.cfgPath)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		for _, kv := range os.Environ() {

@@ -175,7 +175,7 @@ func dialSwitching(ctx context.Context, fake *provisioningtest.Fake, id *provisi
 }
 
 func (s *switchingConn) SwitchCertificate(ctx context.Context, cert tls.Certificate) error {
-	_ = s.Conn.Close()
+	_ = s.Close()
 	connect := func(c tls.Certificate) (provisioning.Conn, error) {
 		if d := 1100*time.Millisecond - time.Since(s.last); d > 0 {
 			time.Sleep(d)

@@ -236,7 +236,7 @@ func TestFailedRenewalsAreNotCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	e.fake.Set(provisioningtest.Knobs{Timeout: true})
 	for i := range e.cfg.MaxCertificates + 2 {
 		_, err := p.Renew(context.Background(), conn)

@@ -99,9 +99,9 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 func classifyConnect(err error, rc byte, ioErr error, afterTLS bool) error {
 	switch rc {
 	case packets.ErrRefusedNotAuthorised, packets.ErrRefusedBadUsernameOrPassword:
-		return fmt.Errorf("%w: %w: broker refused connect: %v", ErrAuth, ErrRefused, err)
+		return fmt.Errorf("%w: %w: broker refused connect: %w", ErrAuth, ErrRefused, err)
 	case packets.ErrRefusedIDRejected:
-		return fmt.Errorf("%w: %w: broker rejected client id: %v", ErrAuth, ErrRefused, err)
+		return fmt.Errorf("%w: %w: broker rejected client id: %w", ErrAuth, ErrRefused, err)
 	}
 	if errors.Is(err, ErrAuth) {
 		return err

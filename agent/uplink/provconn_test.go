@@ -47,7 +47,7 @@ func TestRefusalVersusBrokerCertificate(t *testing.T) {
 			}
 			c, err := uplink.DialConn(ctx, tlsConfig(t, cloud.TLSAddr(), tt.ca), tt.id.Certificate, id, testLogger(t))
 			if err == nil {
-				c.Close()
+				_ = c.Close()
 				t.Fatal("DialConn succeeded")
 			}
 			if errors.Is(err, uplink.ErrRefused) != tt.refused || errors.Is(err, uplink.ErrBrokerCert) != tt.unverified {

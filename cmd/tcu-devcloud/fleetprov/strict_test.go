@@ -36,12 +36,12 @@ func TestTokenIsSingleUseAndPendingCannotConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	conn, err := b.Dial(context.Background(), claimPair(t), "dev-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: "1", OrganizationalUnit: []string{"thing"}}}, key)
@@ -61,7 +61,7 @@ func TestTokenIsSingleUseAndPendingCannotConnect(t *testing.T) {
 	pair := tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: key, Leaf: leaf}
 	if c, err := b.Dial(context.Background(), pair, "1"); !errors.Is(err, provisioning.ErrUnauthorized) {
 		if c != nil {
-			c.Close()
+			_ = c.Close()
 		}
 		t.Fatalf("PENDING certificate connected (err %v)", err)
 	}
@@ -81,7 +81,7 @@ func TestTokenIsSingleUseAndPendingCannotConnect(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ACTIVE certificate refused: %v", err)
 	}
-	c.Close()
+	_ = c.Close()
 	if n := srv.Count(fleetprov.StatusActive, "1"); n != 1 {
 		t.Errorf("%d ACTIVE certificates, want 1", n)
 	}
@@ -136,7 +136,7 @@ func TestLostRegisterAnswerWrongExpectedThing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if err := p.FlushEvents(context.Background(), conn); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ type switching struct {
 }
 
 func (s *switching) SwitchCertificate(ctx context.Context, cert tls.Certificate) error {
-	_ = s.Conn.Close()
+	_ = s.Close()
 	if d := 1100*time.Millisecond - time.Since(s.last); d > 0 {
 		time.Sleep(d)
 	}
@@ -197,7 +197,7 @@ func TestRenewalOverOneSession(t *testing.T) {
 		t.Errorf("%d ACTIVE certificates, %d events pending after renewal; want 1 and 0", n, p.PendingEvents())
 	}
 	if oc, err := c.broker.Dial(context.Background(), old.Certificate, old.Thing); err == nil {
-		oc.Close()
+		_ = oc.Close()
 		t.Error("the old certificate still connects after the certificate event")
 	}
 }
