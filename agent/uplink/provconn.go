@@ -71,6 +71,7 @@ func (p *SessionConn) Subscribe(ctx context.Context, topic string, fn func(topic
 	tok := c.client.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
 		p.s.rate.take() // inbound publishes count against the connection's rate
 		fn(m.Topic(), m.Payload())
+		m.Ack() // fn does not block; needed once the session acknowledges manually (idempotent otherwise)
 	})
 	if err := waitToken(ctx, tok, p.s.cfg.AckTimeout.D()); err != nil {
 		return fmt.Errorf("subscribe %s: %w", topic, err)
