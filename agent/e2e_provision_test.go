@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent"
 	"github.com/tcu-agent/tcu-agent/agent/agenttest"
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/fleetprov"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
@@ -206,6 +207,16 @@ func TestRenewalThroughDevcloud(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "renewal failed") {
 		t.Errorf("a renewal attempt failed:\n%s", logs.String())
+	}
+	_, sec, err := agent.LoadConfig(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := uplink.DialConn(ctx, sec.MQTT, before.Certificate, rigSerial, r.log); !errors.Is(err, uplink.ErrRefused) {
+		if c != nil {
+			_ = c.Close()
+		}
+		t.Errorf("connect with the retired certificate = %v, want a refusal", err)
 	}
 	r.mu.Lock()
 	r.devices = nil
