@@ -352,63 +352,95 @@ retry_max = "2s"
 	return path
 }
 
-// TestRealBinaryKillDuringRegisterThing is the field reproduction with
-// the shipped binary: the devcloud carries RegisterThing out (the
-// certificate is ACTIVE) but holds its answer back; the agent process is
-// SIGKILLed in that window and restarted. The single-use token cannot be
-// used again, so the restarted agent must find its certificate ACTIVE by
-// connecting with it: one certificate issued, one ACTIVE, and telemetry
-// from the thing.
-func TestRealBinaryKillDuringRegisterThing(t *testing.T) {
+// TestRealBinaryKillDuringProvisioning is the field reproduction with
+// the shipped binary: the devcloud carries a request out but holds its
+// answer back; the agent process is SIGKILLed in that window and
+// restarted without the delay.
+//   - inside RegisterThing: the certificate is ACTIVE, the single-use
+//     token cannot be used again; the restarted agent must find the
+//     certificate ACTIVE by connecting with it (1 issued, 1 ACTIVE);
+//   - inside the create request: a PENDING certificate is left behind,
+//     the restart mints another (2 issued, 1 ACTIVE, 1 PENDING).
+//
+// Either way the thing then publishes telemetry.
+func TestRealBinaryKillDuringProvisioning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent binary")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin, err := agenttest.Build(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newProvisionRig(t, ctx, "")
-	r.fp.SetFaults(fleetprov.Faults{Delay: 5 * time.Second}) // every answer arrives 5 s late
-	start := func(name string) *exec.Cmd {
-		logf, err := os.Create(filepath.Join(r.dir, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = logf.Close() }()
-		cmd := exec.Command(bin, "run", "--config", r.cfgPath)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		for _, kv := range os.Environ() {
-			if k, _, _ := strings.Cut(kv, "="); k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC" && k != "WATCHDOG_PID" {
-				cmd.Env = append(cmd.Env, kv)
+	tests := []struct {
+		name                   string
+		window                 string
+		inWindow               func(fp *fleetprov.Server) bool
+		issued, active, pendng int
+	}{
+		{name: "register", window: "RegisterThing carried out, answer held back",
+			inWindow: func(fp *fleetprov.Server) bool { return fp.Count(fleetprov.StatusActive, rigSerial) == 1 },
+			issued:   1, active: 1},
+		{name: "create", window: "certificate minted, answer held back",
+			inWindow: func(fp *fleetprov.Server) bool { return fp.Count(fleetprov.StatusPending, "") == 1 },
+			issued:   2, active: 1, pendng: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel() // before the rig's cleanups, which wait for ctx
+			r := newProvisionRig(t, ctx, "")
+			r.fp.SetFaults(fleetprov.Faults{Delay: 5 * time.Second}) // every answer arrives 5 s late
+			first := startBinary(t, bin, r, "agent-1")
+			waitFor(t, tt.window, 90*time.Second, func() bool { return tt.inWindow(r.fp) })
+			if err := first.Process.Kill(); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+			_ = first.Wait()
+			if _, err := provisioning.Load(filepath.Join(r.dir, "state")); !errors.Is(err, provisioning.ErrNoIdentity) {
+				t.Fatalf("identity committed before the answer arrived: %v", err)
+			}
+			r.fp.SetFaults(fleetprov.Faults{})
+			second := startBinary(t, bin, r, "agent-2")
+			waitFor(t, "telemetry from the provisioned thing after the restart", 90*time.Second, r.published)
+			if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			_ = second.Wait()
+			issued, active, pending := r.fp.Issued(), r.fp.Count(fleetprov.StatusActive, ""), r.fp.Count(fleetprov.StatusPending, "")
+			if issued != tt.issued || active != tt.active || pending != tt.pendng {
+				t.Errorf("issued %d, ACTIVE %d, PENDING %d: want %d, %d, %d", issued, active, pending, tt.issued, tt.active, tt.pendng)
+			}
+		})
 	}
-	first := start("agent-1")
-	waitFor(t, "RegisterThing carried out (certificate ACTIVE, answer held back)", 90*time.Second, func() bool {
-		return r.fp.Count(fleetprov.StatusActive, rigSerial) == 1
+}
+
+// startBinary runs tcu-agent run with the rig's config.
+func startBinary(t *testing.T, bin string, r *provisionRig, name string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(r.dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logf.Close() }()
+	cmd := exec.Command(bin, "run", "--config", r.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC" && k != "WATCHDOG_PID" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(r.dir, name+".log"))
+			t.Logf("%s log:\n%s", name, b)
+		}
 	})
-	if err := first.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = first.Wait()
-	if _, err := provisioning.Load(filepath.Join(r.dir, "state")); !errors.Is(err, provisioning.ErrNoIdentity) {
-		t.Fatalf("identity committed before the answer arrived: %v", err)
-	}
-	r.fp.SetFaults(fleetprov.Faults{})
-	second := start("agent-2")
-	waitFor(t, "telemetry from the provisioned thing after the restart", 90*time.Second, r.published)
-	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	_ = second.Wait()
-	if n, active := r.fp.Issued(), r.fp.Count(fleetprov.StatusActive, rigSerial); n != 1 || active != 1 {
-		t.Errorf("issued %d, ACTIVE %d: want 1 and 1", n, active)
-	}
+	return cmd
 }
