@@ -41,11 +41,7 @@ func (p *Provisioner) attemptFleet(ctx context.Context, st *state) (*Identity, e
 			return nil, err
 		}
 	}
-	claim, err := p.claimPair()
-	if err != nil {
-		return nil, &permanentError{err}
-	}
-	if st.Step == stepRegisterSent {
+	if st.Step == stepRegisterSent { // needs no claim
 		done, err := p.resumeRegistered(ctx, st)
 		if err != nil {
 			return nil, err
@@ -54,8 +50,15 @@ func (p *Provisioner) attemptFleet(ctx context.Context, st *state) (*Identity, e
 			return p.commit(st)
 		}
 	}
+	claim, err := p.claimPair()
+	if err != nil {
+		return nil, &permanentError{err}
+	}
 	if (st.Step == stepCertCreated || st.Step == stepRegisterSent) && !p.now().Before(st.TokenExpires) {
 		p.log.Info("ownership token expired, requesting a new certificate")
+		if st.Step == stepRegisterSent {
+			st.retire(st.CertificateID, "orphaned") // it may be ACTIVE under an unexpected thing name
+		}
 		st.resetCredential(csrMode) // a PENDING certificate is deleted by AWS with its token
 	}
 	p.progress(ProgressConnect)
