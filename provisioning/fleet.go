@@ -338,6 +338,10 @@ func (p *Provisioner) register(ctx context.Context, conn Conn, st *state) error 
 			p.log.Error("interrupted registration consumed the ownership token; retiring its certificate",
 				"certificate_id", shortID(st.CertificateID), "expected_thing", p.expectedThing())
 			st.retire(st.CertificateID, "orphaned")
+			st.resetCredential(p.cfg.KeyMode == KeyModeCSR)
+			// Our own token, consumed by our own request: not a refusal
+			// of the device, so not counted towards a hold.
+			return errors.Join(fmt.Errorf("interrupted registration: %s: minting a new certificate", rej.ErrorMessage), st.save(p.dir))
 		}
 		st.resetCredential(p.cfg.KeyMode == KeyModeCSR) // the next attempt mints again (loop breaker applies)
 		return errors.Join(err, st.save(p.dir))
