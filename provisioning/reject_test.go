@@ -126,7 +126,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.StepTimeout = provisioning.Duration(50 * time.Millisecond)
 	e.fake.Set(provisioningtest.Knobs{Timeout: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // claim connects are paced 1.1 s apart
 	defer cancel()
 	_, err := e.provisioner(t).Ensure(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, provisioning.ErrTimeout) || errors.Is(err, provisioning.ErrRejected) {
