@@ -74,7 +74,8 @@ func (a *Agent) superviseCloud(ctx context.Context, st *store) {
 		}
 		var wait time.Duration
 		var reason string
-		if until, ok := holdUntil(err); ok {
+		until, onHold := holdUntil(err)
+		if onHold {
 			wait = max(time.Until(until), time.Second)
 			reason = fmt.Sprintf("provisioning on hold until %s (SIGHUP retries now): %v", until.UTC().Format(time.RFC3339), err)
 		} else if isNoClaim(err) {
@@ -94,9 +95,28 @@ func (a *Agent) superviseCloud(ctx context.Context, st *store) {
 			return
 		case <-wake:
 			a.log.Info("cloud side: retrying now (reload)")
+			if onHold {
+				a.liftHold()
+			}
 		case <-time.After(wait):
 		}
 	}
+}
+
+// liftHold clears a persisted provisioning hold: SIGHUP is the operator's
+// "try again now" (after fixing the template or the claim's policy). The
+// certificate loop breaker is not reset: it trips again on the next
+// attempt if the device has minted too many certificates.
+func (a *Agent) liftHold() {
+	p, err := a.provisioner()
+	if err == nil {
+		err = p.ResetHold()
+	}
+	if err != nil {
+		a.log.Warn("reload: cannot lift the provisioning hold", "err", err)
+		return
+	}
+	a.log.Info("reload: provisioning hold lifted")
 }
 
 // runCloudSafe is runCloud with a panic in its goroutine turned into an
@@ -236,12 +256,13 @@ func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func(
 	mqttCfg := sec.MQTT
 	return provisioning.New(provisioning.Options{
 		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
-		Progress: progress,
+		Progress: progress, EventTopicPrefix: mqttCfg.TopicPrefix,
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
 			c, err := uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
-			if errors.Is(err, uplink.ErrAuth) {
-				// A refused certificate (e.g. a revoked claim) is a
-				// rejection, not a network failure to retry fast.
+			if errors.Is(err, uplink.ErrRefused) {
+				// An authenticated refusal (e.g. a revoked claim) counts
+				// towards a hold; a broker certificate we cannot verify
+				// (uplink.ErrBrokerCert), DNS, TCP and timeouts do not.
 				return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
 			}
 			if err != nil {

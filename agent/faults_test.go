@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/telemetry"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
 func TestIsStorageFault(t *testing.T) {
@@ -45,26 +46,20 @@ func TestIsStorageFault(t *testing.T) {
 func TestCloudFaultClassification(t *testing.T) {
 	t.Parallel()
 	until := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
-	// The messages as provisioning formats them today.
-	hold := fmt.Errorf("provision: %w", fmt.Errorf("on hold until %s after %d rejections: %w", until.Format(time.RFC3339), 3, errors.New("create rejected: status 400")))
-	breaker := fmt.Errorf("provision: too many certificates requested: 3 in 24h0m0s, next attempt after %s", until.Format(time.RFC3339))
-	noClaim := fmt.Errorf("provision: %w", fmt.Errorf("load claim certificate: %w", &fs.PathError{Op: "open", Path: "/etc/tcu-agent/claim/claim.pem.crt", Err: fs.ErrNotExist}))
+	hold := fmt.Errorf("provision: %w", &provisioning.HoldError{Until: until, Rejections: 3, Err: errors.New("create rejected: status 400")})
+	breaker := fmt.Errorf("provision: %w", &provisioning.HoldError{Until: until, Err: provisioning.ErrTooManyCertificates})
+	noClaim := fmt.Errorf("provision: %w: %w", provisioning.ErrNoClaim, &fs.PathError{Op: "open", Path: "/etc/tcu-agent/claim/claim.pem.crt", Err: fs.ErrNotExist})
 	for _, err := range []error{hold, breaker} {
 		if got, ok := holdUntil(err); !ok || !got.Equal(until) {
 			t.Errorf("holdUntil(%v) = %v, %v; want %v", err, got, ok, until)
 		}
 	}
-	if _, ok := holdUntil(noClaim); ok {
-		t.Errorf("holdUntil(%v) reported a hold", noClaim)
+	for _, err := range []error{noClaim, errors.New("on hold until 2026-12-07T04:00:00Z"), nil} {
+		if _, ok := holdUntil(err); ok {
+			t.Errorf("holdUntil(%v) reported a hold", err)
+		}
 	}
-	// The provisioning branch's forms: ErrNoClaim and *HoldError texts.
-	if !isNoClaim(errors.New("provision: claim certificate missing or unreadable: open /x: no such file or directory")) {
-		t.Error("isNoClaim misses the ErrNoClaim text")
-	}
-	if got, ok := holdUntil(fmt.Errorf("provision: provisioning on hold until %s: %w", until.Format(time.RFC3339), errors.New("create rejected"))); !ok || !got.Equal(until) {
-		t.Errorf("holdUntil misses the HoldError text: %v %v", got, ok)
-	}
-	if !isNoClaim(noClaim) || isNoClaim(hold) || isNoClaim(errors.New("connect: refused")) {
+	if !isNoClaim(noClaim) || isNoClaim(hold) || isNoClaim(errors.New("connect: refused")) || isNoClaim(nil) {
 		t.Error("isNoClaim misclassifies")
 	}
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
+	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
 // driverState is what the supervisor knows about one driver.
@@ -123,30 +123,18 @@ func isStorageFault(err error) bool {
 }
 
 // isNoClaim reports whether provisioning failed because the claim
-// certificate or key is missing or unreadable: the agent waits for the
-// operator to install them.
+// certificate or key is missing or unreadable (a waiting state).
 func isNoClaim(err error) bool {
-	// Today's "load claim certificate: ..." and the provisioning branch's
-	// ErrNoClaim text ("claim certificate missing or unreadable"); switch
-	// to errors.Is(err, provisioning.ErrNoClaim) once it is merged.
-	return err != nil && (strings.Contains(err.Error(), "load claim certificate") ||
-		strings.Contains(err.Error(), "claim certificate missing or unreadable"))
+	return errors.Is(err, provisioning.ErrNoClaim)
 }
 
 // holdUntil reports whether provisioning is on hold (after repeated
-// rejections, or by its certificate loop breaker) and until when.
+// authenticated refusals, or by its certificate loop breaker) and until
+// when.
 func holdUntil(err error) (time.Time, bool) {
-	if err == nil {
-		return time.Time{}, false
-	}
-	msg := err.Error()
-	for _, marker := range []string{"on hold until ", "next attempt after "} {
-		if i := strings.Index(msg, marker); i >= 0 {
-			ts, _, _ := strings.Cut(msg[i+len(marker):], " ")
-			if t, err := time.Parse(time.RFC3339, strings.TrimRight(ts, ":,;)")); err == nil {
-				return t, true
-			}
-		}
+	var h *provisioning.HoldError
+	if errors.As(err, &h) {
+		return h.Until, true
 	}
 	return time.Time{}, false
 }

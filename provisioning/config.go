@@ -59,6 +59,10 @@ type Config struct {
 
 	// CertFile, KeyFile and ThingName are a pre-installed identity
 	// (method "static"); ThingName empty means the certificate's CN.
+	// For method "fleet" ThingName is the thing name the template is
+	// expected to give (empty means SerialNumber): after an interrupted
+	// RegisterThing the device connects with the certificate as that
+	// thing to learn whether the registration went through.
 	CertFile  string `toml:"cert_file"`
 	KeyFile   string `toml:"key_file"`
 	ThingName string `toml:"thing_name"`

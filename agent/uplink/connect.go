@@ -99,18 +99,18 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 func classifyConnect(err error, rc byte, ioErr error, afterTLS bool) error {
 	switch rc {
 	case packets.ErrRefusedNotAuthorised, packets.ErrRefusedBadUsernameOrPassword:
-		return fmt.Errorf("%w: broker refused connect: %v", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker refused connect: %w", ErrAuth, ErrRefused, err)
 	case packets.ErrRefusedIDRejected:
-		return fmt.Errorf("%w: broker rejected client id: %v", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker rejected client id: %w", ErrAuth, ErrRefused, err)
 	}
 	if errors.Is(err, ErrAuth) {
 		return err
 	}
 	if isRemoteCertAlert(ioErr) {
-		return fmt.Errorf("%w: broker rejected the client certificate: %w", ErrAuth, ioErr)
+		return fmt.Errorf("%w: %w: broker rejected the client certificate: %w", ErrAuth, ErrRefused, ioErr)
 	}
 	if afterTLS && rc == packets.ErrNetworkError && (errors.Is(ioErr, io.EOF) || errors.Is(ioErr, syscall.ECONNRESET)) {
-		return fmt.Errorf("%w: broker closed the connection before CONNACK (client certificate or policy refused): %w", ErrAuth, ioErr)
+		return fmt.Errorf("%w: %w: broker closed the connection before CONNACK (client certificate or policy refused): %w", ErrAuth, ErrRefused, ioErr)
 	}
 	if ioErr != nil && !strings.Contains(err.Error(), ioErr.Error()) {
 		return fmt.Errorf("connect: %w (%v)", err, ioErr)

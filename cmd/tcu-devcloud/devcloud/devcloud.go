@@ -255,6 +255,15 @@ func (c *Cloud) ActivateThing(certDER []byte, thing string) {
 	c.mu.Unlock()
 }
 
+// DeactivateCertificate makes the broker refuse a certificate activated
+// by ActivateThing (a certificate event retired it). It implements
+// fleetprov.Deactivator.
+func (c *Cloud) DeactivateCertificate(certDER []byte) {
+	c.mu.Lock()
+	delete(c.things, sha256.Sum256(certDER))
+	c.mu.Unlock()
+}
+
 func (c *Cloud) activated(certDER []byte) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
