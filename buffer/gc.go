@@ -74,7 +74,7 @@ func (q *Queue) collect() {
 	size := dirSize(q.opts.Dir)
 	q.mu.Lock()
 	q.dirBytes = size
-	q.shedPending = false
+	q.guard.passes++
 	q.mu.Unlock()
 }
 

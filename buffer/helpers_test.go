@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func testOptions(t testing.TB) buffer.Options {
 	o := buffer.DefaultOptions(t.TempDir() + "/queue")
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	return o
 }
 
