@@ -103,6 +103,20 @@ func vlogFileSize(total uint64) int64 {
 // chunk in the value log. Bulk commits go to the value log either way.
 const valueThreshold = 4 << 10
 
+// smallValueThreshold replaces valueThreshold (and alwaysValueThreshold)
+// on a file system smaller than smallDisk: there, free space matters more
+// than the second synced file. Inline chunks live in the LSM tree, whose
+// compactions write new tables (through mmap: SIGBUS when the space runs
+// out) before deleting the old ones; with chunks of 1 KiB or more in the
+// value log the tree holds little more than keys and pointers, and its
+// compactions stay small (TestSpaceGuardTmpfs: a 16 MB tmpfs died in a
+// compaction with 4 KiB).
+const smallValueThreshold = 1 << 10
+
+// smallDisk: below this file system size the queue uses
+// smallValueThreshold.
+const smallDisk = 128 << 20
+
 // alwaysValueThreshold replaces valueThreshold under SyncAlways, where every
 // commit is synced and the number of files per sync dominates: a typical
 // batch of 64 small records (13 KB) then costs one sync, not two

@@ -40,6 +40,9 @@ func Open(opts Options) (*Queue, error) {
 		}
 		if _, total, err := o.diskSpace(filepath.Dir(filepath.Clean(o.Dir))); err == nil {
 			q.opts.vlogFileSize = vlogFileSize(total)
+			if total < smallDisk && opts.valueThreshold == 0 {
+				q.opts.valueThreshold = smallValueThreshold
+			}
 		}
 	}
 	storeSeq, storeEpoch, err := q.openStore()

@@ -225,7 +225,7 @@ func (q *Queue) statsLocked() (s Stats, ok bool) {
 		DiskBytes: q.dirBytes,
 		Degraded:  q.degraded,
 	}
-	if s.Degraded == "" && q.guard.shedding {
+	if s.Degraded == "" && (q.guard.shedding || q.guard.refusing) {
 		s.Degraded = "disk nearly full"
 	}
 	s.Disk = DiskStats{

@@ -38,7 +38,7 @@ type tmplRec struct {
 // storeTemplate is a store built once and copied for every case.
 type storeTemplate struct {
 	name    string
-	dir     string // the store directory; its seq file is dir+".seq"
+	dir     string             // the store directory; its seq file is dir+".seq"
 	want    map[uint64]tmplRec // stored, not acknowledged
 	written map[uint64]tmplRec // every record written (an acknowledged one may come back: at-least-once)
 	lastSeq uint64
