@@ -3,7 +3,6 @@ package buffer_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,100 +56,6 @@ func TestGroupCommit(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestDiskFull walks the space guard through its states with a simulated
-// file system (MinFree 1 MiB, margin 512 KiB): below the floor the queue
-// evicts only the shortfall, oldest telemetry first, and keeps appending
-// (new records evict older ones); below half the floor only critical
-// records are stored, below a quarter nothing; above floor+margin it
-// recovers without a restart, and the cap grows back per GC pass.
-func TestDiskFull(t *testing.T) {
-	t.Parallel()
-	o := testOptions(t)
-	o.MinFree = 1 << 20
-	var mu sync.Mutex
-	free := uint64(1 << 30)
-	buffer.SetFreeSpace(&o, func(string) (uint64, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return free, nil
-	})
-	setFree := func(n uint64) { mu.Lock(); free = n; mu.Unlock() }
-	q := mustOpen(t, o)
-	rec := strings.Repeat("t", 100<<10-buffer.RecordOverhead) // 100 KiB accounted
-	var tele []uint64
-	for range 16 {
-		tele = append(tele, mustAppend(t, q, buffer.ClassTelemetry, rec))
-	}
-	crit := mustAppend(t, q, buffer.ClassCritical, "r")
-	ev := func() uint64 { return q.Stats().Classes[buffer.ClassTelemetry].Evicted }
-
-	// Below the floor: shortfall 1.5 MiB - 900 KiB = 636 KiB: the 7 oldest
-	// telemetry records go (700 KiB), and the new one evicts one more.
-	setFree(900 << 10)
-	last := mustAppend(t, q, buffer.ClassTelemetry, rec)
-	s := q.Stats()
-	if ev() != 8 || s.Classes[buffer.ClassCritical].Records != 1 || !s.Disk.Shedding || s.Disk.Transitions != 1 {
-		t.Fatalf("below the floor: evicted %d, critical %d, disk %+v; want 8, 1, shedding once", ev(), s.Classes[buffer.ClassCritical].Records, s.Disk)
-	}
-	if s.Degraded == "" {
-		t.Fatal("not degraded while shedding")
-	}
-	// GC gave space back, but not above floor+margin: still shedding (no
-	// flapping), the cap holds, and each new record replaces an old one.
-	setFree(1200 << 10)
-	for range 5 {
-		mustAppend(t, q, buffer.ClassTelemetry, rec)
-	}
-	if s := q.Stats(); !s.Disk.Shedding || s.Disk.Transitions != 1 {
-		t.Fatalf("between floor and floor+margin: %+v, want still shedding", s.Disk)
-	}
-	if ev() != 8+5 {
-		t.Fatalf("evicted %d after 5 more appends, want %d", ev(), 8+5)
-	}
-	recs := leaseAll(t, q)
-	if recs[0].Seq != crit || recs[len(recs)-1].Class != buffer.ClassTelemetry {
-		t.Fatalf("lease while shedding: first %d, want the critical record %d", recs[0].Seq, crit)
-	}
-	for _, r := range recs {
-		if r.Class == buffer.ClassTelemetry && r.Seq < tele[13] {
-			t.Fatalf("old telemetry %d kept, newer evicted", r.Seq)
-		}
-	}
-	q.Release(seqsOf(recs)...)
-
-	// The reserve: below half the floor only critical records.
-	setFree(400 << 10)
-	if _, err := q.Append(context.Background(), buffer.ClassTelemetry, []byte("t")); !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("telemetry below half the floor = %v, want ErrFull", err)
-	}
-	mustAppend(t, q, buffer.ClassCritical, "in the reserve")
-	setFree(100 << 10)
-	if _, err := q.Append(context.Background(), buffer.ClassCritical, []byte("r")); !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("critical below a quarter of the floor = %v, want ErrFull", err)
-	}
-
-	// Recovery: above floor+margin shedding ends; the cap grows per pass.
-	setFree(1600 << 10)
-	mustAppend(t, q, buffer.ClassCritical, "r3")
-	s = q.Stats()
-	if s.Disk.Shedding || s.Disk.Transitions != 2 || s.Degraded != "" {
-		t.Fatalf("after space came back: %+v, degraded %q", s.Disk, s.Degraded)
-	}
-	capBefore := s.Disk.Cap
-	q.CollectGarbage()
-	mustAppend(t, q, buffer.ClassCritical, "r4")
-	if c := q.Stats().Disk.Cap; c != capBefore+(64<<10)/2 {
-		t.Fatalf("cap after a pass with 64 KiB surplus = %d, want %d", c, capBefore+(64<<10)/2)
-	}
-	setFree(1 << 30)
-	q.CollectGarbage()
-	mustAppend(t, q, buffer.ClassTelemetry, rec)
-	if c := q.Stats().Disk.Cap; c != 0 {
-		t.Fatalf("cap with plenty of space = %d, want none", c)
-	}
-	_ = last
 }
 
 func TestAppendInvalid(t *testing.T) {
