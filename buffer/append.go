@@ -271,6 +271,7 @@ func (q *Queue) writeBatch(batch []*appendReq) (db *badger.DB, last uint64, err 
 		}
 		batch = kept
 	}
+	q.hook("append")
 	slices.SortStableFunc(batch, func(a, b *appendReq) int { return cmp.Compare(a.class, b.class) })
 	ev := newEvictor(q)
 	defer ev.close()

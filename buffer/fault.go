@@ -280,3 +280,10 @@ func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) {
 		log.Warn("queue store close did not finish, abandoned")
 	}
 }
+
+// hook calls the test fault hook.
+func (q *Queue) hook(op string) {
+	if q.opts.faultHook != nil {
+		q.opts.faultHook(op)
+	}
+}

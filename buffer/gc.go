@@ -67,6 +67,7 @@ func (q *Queue) collect() {
 	db := q.db
 	err := func() (err error) {
 		defer q.catchLocked("gc", &err)
+		q.hook("gc")
 		err = q.saveLoLocked()
 		if err == nil && q.deleted > 0 && !q.opts.InMemory {
 			if err = q.compactLocked(); err == nil {

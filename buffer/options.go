@@ -113,6 +113,9 @@ type Options struct {
 	// valueThreshold overrides the value-log threshold (benchmarks); 0
 	// means valueThreshold, or alwaysValueThreshold under SyncAlways.
 	valueThreshold int64
+	// faultHook, when set, is called at the points where the store is
+	// read (tests inject panics there).
+	faultHook func(op string)
 	// vlogFileSize is the value-log file size for the file system (0 =
 	// maxVlogFileSize); set by Open.
 	vlogFileSize int64
