@@ -1,8 +1,10 @@
 package buffer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -121,30 +123,103 @@ func checkDir(dir string) error {
 // checksum error is ours to turn into ErrCorrupt. Permission and I/O
 // errors come back as storage errors. A store without a MANIFEST is left
 // to Badger (a new store, or one Badger refuses: corruption).
-func checkTables(dir string) (err error) {
+//
+// It also returns why the store's own seq counter may be behind seqs that
+// were handed out (suspect, "" when there is no sign of that): a memtable
+// WAL with data past the point where its entries stop being valid (a
+// damaged page, or a power cut that tore unsynced writes: Badger drops
+// everything after it), or tables the MANIFEST does not list (Badger
+// deletes them). Open then continues the seq above the seq file's
+// reservation instead of the store's counter.
+func checkTables(dir string) (suspect string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError("table check", r)
 		}
 	}()
+	suspect, err = checkWALs(dir)
+	if err != nil {
+		return "", err
+	}
 	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return suspect, nil
 	}
 	if err != nil {
-		return classify(fmt.Errorf("check store: %w", err))
+		return "", classify(fmt.Errorf("check store: %w", err))
 	}
 	mf, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(dir))
 	_ = f.Close()
 	if err != nil {
-		return fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
+		return "", fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
 	}
 	for id, tm := range mf.Tables {
 		if err := checkTable(table.NewFilename(id, dir), tm); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	for _, p := range ssts {
+		if id, ok := table.ParseFileID(p); ok {
+			if _, listed := mf.Tables[id]; !listed && suspect == "" {
+				suspect = "table " + filepath.Base(p) + " not in the manifest"
+			}
+		}
+	}
+	return suspect, nil
+}
+
+// walHeader is the size of a Badger log file's header (key id and IV).
+const walHeader = 20
+
+// checkWALs reads Badger's memtable WALs (*.mem) the way Badger replays
+// them (header: meta, user meta, uvarint key and value lengths and expiry;
+// key; value; CRC-32C) and reports a WAL with non-zero bytes after the
+// last valid entry.
+func checkWALs(dir string) (string, error) {
+	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	for _, p := range mems {
+		b, err := os.ReadFile(p) //nolint:gosec // our store's file
+		if err != nil {
+			if isStorage(err) {
+				return "", classify(fmt.Errorf("check wal: %w", err))
+			}
+			continue
+		}
+		end := walValidEnd(b)
+		for _, x := range b[end:] {
+			if x != 0 {
+				return fmt.Sprintf("%s has data past its valid end (offset %d)", filepath.Base(p), end), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// walValidEnd returns the offset after the last valid WAL entry of b.
+func walValidEnd(b []byte) int {
+	off := walHeader
+	for off+2 < len(b) {
+		i := off + 2
+		var n [3]uint64
+		for j := range n {
+			v, k := binary.Uvarint(b[i:])
+			if k <= 0 {
+				return off
+			}
+			n[j], i = v, i+k
+		}
+		klen, vlen := n[0], n[1]
+		if klen == 0 || klen > uint64(len(b)) || vlen > uint64(len(b)) {
+			return off
+		}
+		body := i + int(klen) + int(vlen) //nolint:gosec // bounded by len(b) above
+		if body+4 > len(b) || crc32.Checksum(b[off:body], crcTable) != binary.BigEndian.Uint32(b[body:]) {
+			return off
+		}
+		off = body + 4
+	}
+	return off
 }
 
 func checkTable(name string, tm badger.TableManifest) error {
@@ -169,6 +244,10 @@ func checkTable(name string, tm badger.TableManifest) error {
 	}
 	return nil
 }
+
+// errChecked marks corruption found by checkTables: a checksum or
+// structure that will not read differently on a second try.
+var errChecked = errors.New("store check failed")
 
 // openRetryDelays are the pauses between Open's attempts before a store
 // that does not open is treated as corrupt: Badger can fail once after a

@@ -49,7 +49,7 @@ func Open(opts Options) (*Queue, error) {
 	// Badger can fail once after a kill while it was creating a file
 	// (dgraph-io/badger#2207) and open fine on the next try: retry, after a
 	// pause, before moving a store with unsent records aside.
-	for i := 0; i < len(openRetryDelays) && retryable(err) && !o.InMemory; i++ {
+	for i := 0; i < len(openRetryDelays) && retryable(err) && !errors.Is(err, errChecked) && !o.InMemory; i++ {
 		q.log.Warn("queue store did not open, retrying before quarantine", "attempt", i+1, "err", err)
 		time.Sleep(openRetryDelays[i])
 		first := err
@@ -91,10 +91,16 @@ func retryable(err error) bool {
 // error the store is closed again. A panic while reading becomes an error
 // wrapping ErrCorrupt.
 func (q *Queue) openStore() (seq, epoch uint64, err error) {
+	q.suspect = ""
 	if !q.opts.InMemory {
-		if err := checkTables(q.opts.Dir); err != nil {
+		suspect, err := checkTables(q.opts.Dir)
+		if err != nil && !isStorage(err) {
+			return 0, 0, fmt.Errorf("%w: %w", errChecked, err)
+		}
+		if err != nil {
 			return 0, 0, err
 		}
+		q.suspect = suspect
 	}
 	db, err := openBadger(q.opts)
 	if err != nil {
@@ -336,6 +342,10 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	// writes below, before anything could be appended.
 	same := ok && !fs.Pending && fs.Epoch == storeEpoch ||
 		ok && fs.Pending && (fs.Epoch == storeEpoch+1 || fs.Epoch == storeEpoch)
+	if same && q.suspect != "" {
+		q.log.Warn("queue store may have lost its newest entries, seq continues above the reservation", "reason", q.suspect)
+		same = false
+	}
 	if !same || q.opts.Sync == SyncNone {
 		next = max(next, fs.HW, clockFloor(q.opts.Now()))
 		if ok && !same {

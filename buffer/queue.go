@@ -177,6 +177,9 @@ type Queue struct {
 	// mu too) for the users of q.db that do not hold mu: the committer's
 	// sync and the GC goroutine's value-log GC.
 	swapMu sync.RWMutex
+	// suspect says why the store's seq counter may be behind (checkTables);
+	// set by openStore.
+	suspect string
 	// broken is set when a failed store could not be replaced: every
 	// call then fails with ErrStorage. Guarded by mu.
 	broken error

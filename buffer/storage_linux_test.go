@@ -18,24 +18,6 @@ import (
 	"github.com/tcu-agent/tcu-agent/buffer"
 )
 
-// openAsEnv names the store directory when the test binary runs as the
-// unprivileged opener of TestOpenStorageFaults.
-const openAsEnv = "TCU_BUFFER_OPEN_AS"
-
-// openAs opens the queue in $TCU_BUFFER_OPEN_AS and prints the outcome:
-// "ok <records>" or "err storage=<bool> <message>".
-func openAs() {
-	o := buffer.DefaultOptions(os.Getenv(openAsEnv))
-	q, err := buffer.Open(o)
-	if err != nil {
-		fmt.Printf("err storage=%v %v\n", errors.Is(err, buffer.ErrStorage), err)
-		os.Exit(0)
-	}
-	fmt.Printf("ok %d\n", q.Stats().Records)
-	_ = q.Close()
-	os.Exit(0)
-}
-
 // fillStore writes n event records and closes the store.
 func fillStore(t *testing.T, o buffer.Options, n int) {
 	t.Helper()
@@ -174,7 +156,7 @@ func copyExe(t *testing.T, src, dst string) {
 // store filled and closed cleanly, then 2 KiB of one table overwritten
 // (0xff or random bytes at offset 512) used to panic in every Open. Now
 // Open moves the store aside and starts fresh, with seqs above the old
-// ones; the retries before the quarantine are spaced in time.
+// ones, without retrying (a checksum does not change on a second try).
 func TestDamagedTableQuarantined(t *testing.T) {
 	t.Parallel()
 	for _, fill := range []string{"ff", "random"} {
@@ -230,12 +212,8 @@ func TestDamagedTableQuarantined(t *testing.T) {
 			if s := mustAppend(t, q, buffer.ClassEvent, "new"); s <= last {
 				t.Fatalf("seq %d after quarantine, want above %d", s, last)
 			}
-			times := rec.times()
-			if len(times) != 2 {
-				t.Fatalf("%d retries logged, want 2", len(times))
-			}
-			if d := times[1].Sub(times[0]); d < 40*time.Millisecond {
-				t.Fatalf("retries %v apart, want a pause between them", d)
+			if n := len(rec.times()); n != 0 {
+				t.Fatalf("%d retries for a table that fails its checksum, want none", n)
 			}
 		})
 	}
@@ -263,4 +241,30 @@ func (r *retryLog) times() []time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]time.Time(nil), r.at...)
+}
+
+// TestOpenRetriesSpaced: a store Badger itself refuses (here a damaged key
+// registry) is retried twice before it is moved aside, with a pause
+// between the attempts (issue 12 item 4: they happened in the same
+// millisecond).
+func TestOpenRetriesSpaced(t *testing.T) {
+	t.Parallel()
+	o := testOptions(t)
+	fillStore(t, o, 5)
+	if err := os.WriteFile(filepath.Join(o.Dir, "KEYREGISTRY"), []byte(strings.Repeat("\xde\xad", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := &retryLog{}
+	o.Logger = slog.New(rec)
+	q := mustOpen(t, o)
+	if d := q.Stats().Degraded; !strings.Contains(d, "corrupt") {
+		t.Fatalf("Degraded = %q, want corruption", d)
+	}
+	times := rec.times()
+	if len(times) != 2 {
+		t.Fatalf("%d retries logged, want 2", len(times))
+	}
+	if d := times[1].Sub(times[0]); d < 40*time.Millisecond {
+		t.Fatalf("retries %v apart, want a pause between them", d)
+	}
 }

@@ -298,7 +298,7 @@ func (d damage) apply(t *testing.T, rng *rand.Rand, dir string) bool {
 
 func TestCorruptStoreFuzz(t *testing.T) {
 	n, seed := fuzzCases()
-	root := t.TempDir()
+	root := fastTempDir(t)
 	tps := []*storeTemplate{buildTemplate(t, root, false), buildTemplate(t, root, true)}
 	sizes := make([]map[string]int64, len(tps))
 	for i, tp := range tps {
@@ -319,27 +319,44 @@ func TestCorruptStoreFuzz(t *testing.T) {
 	var mu sync.Mutex
 	outcome := map[string]int{}
 	var panics atomic.Int32
+	// Cases mostly wait (Open's retry pauses, syncs): 8 workers, whatever
+	// -parallel says.
 	t.Run("cases", func(t *testing.T) {
-		for i := range n {
-			rng := rand.New(rand.NewPCG(seed, uint64(i)))
-			ti := rng.IntN(len(tps))
-			tp := tps[ti]
-			d := pickDamage(rng, tp, func(f string) int64 { return sizes[ti][f] })
-			t.Run(fmt.Sprintf("case-%04d-%s-%s", i, tp.name, d), func(t *testing.T) {
-				t.Parallel()
-				res := runFuzzCase(t, rng, tp, d, &panics)
-				mu.Lock()
-				outcome[res]++
-				mu.Unlock()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n {
+						return
+					}
+					rng := rand.New(rand.NewPCG(seed, uint64(i)))
+					ti := rng.IntN(len(tps))
+					tp := tps[ti]
+					d := pickDamage(rng, tp, func(f string) int64 { return sizes[ti][f] })
+					t.Run(fmt.Sprintf("case-%04d-%s-%s", i, tp.name, d), func(t *testing.T) {
+						res := runFuzzCase(t, root, rng, tp, d, &panics)
+						mu.Lock()
+						outcome[res]++
+						mu.Unlock()
+					})
+				}
 			})
 		}
+		wg.Wait()
 	})
 	t.Logf("%d cases (seed %d): %v; panics %d", n, seed, outcome, panics.Load())
 }
 
 // runFuzzCase runs one case and returns its outcome class.
-func runFuzzCase(t *testing.T, rng *rand.Rand, tp *storeTemplate, d damage, panics *atomic.Int32) string {
-	o := buffer.DefaultOptions(filepath.Join(t.TempDir(), "queue"))
+func runFuzzCase(t *testing.T, root string, rng *rand.Rand, tp *storeTemplate, d damage, panics *atomic.Int32) string {
+	dir, err := os.MkdirTemp(root, "case-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	o := buffer.DefaultOptions(filepath.Join(dir, "queue"))
 	o.LiveWindow = -1
 	o.MinFree = -1
 	copyStore(t, tp.dir, o.Dir)
@@ -347,7 +364,6 @@ func runFuzzCase(t *testing.T, rng *rand.Rand, tp *storeTemplate, d damage, pani
 	control := d.control || !changed
 
 	var q *buffer.Queue
-	var err error
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -393,6 +409,9 @@ func runFuzzCase(t *testing.T, rng *rand.Rand, tp *storeTemplate, d damage, pani
 	if s <= tp.lastSeq {
 		t.Fatalf("seq %d reused (template handed out up to %d)", s, tp.lastSeq)
 	}
+	if control && s != tp.lastSeq+1 {
+		t.Fatalf("seq jumped from %d to %d on an undamaged store", tp.lastSeq, s)
+	}
 	recs, err := q.Lease(10, 0)
 	if err != nil || len(recs) != 1 || recs[0].Seq != s {
 		t.Fatalf("Lease after Append = %v, %v; want seq %d", recs, err, s)
@@ -427,4 +446,15 @@ func sameSeqs(recs []buffer.Record, want map[uint64]tmplRec) bool {
 		}
 	}
 	return true
+}
+
+// fastTempDir returns a temp dir on /dev/shm when there is one (the cases
+// fsync; on a busy disk that, not the CPU, would set the test's duration),
+// else t.TempDir().
+func fastTempDir(t *testing.T) string {
+	if d, err := os.MkdirTemp("/dev/shm", "tcu-buffer-fuzz-"); err == nil {
+		t.Cleanup(func() { _ = os.RemoveAll(d) })
+		return d
+	}
+	return t.TempDir()
 }
