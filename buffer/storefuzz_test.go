@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,6 +320,7 @@ func TestCorruptStoreFuzz(t *testing.T) {
 	}
 	var mu sync.Mutex
 	outcome := map[string]int{}
+	byFile := map[string]int{}
 	var panics atomic.Int32
 	// Cases mostly wait (Open's retry pauses, syncs): 8 workers, whatever
 	// -parallel says.
@@ -339,6 +342,7 @@ func TestCorruptStoreFuzz(t *testing.T) {
 						res := runFuzzCase(t, root, rng, tp, d, &panics)
 						mu.Lock()
 						outcome[res]++
+						byFile[fileKind(d.file)+": "+res]++
 						mu.Unlock()
 					})
 				}
@@ -347,6 +351,10 @@ func TestCorruptStoreFuzz(t *testing.T) {
 		wg.Wait()
 	})
 	t.Logf("%d cases (seed %d): %v; panics %d", n, seed, outcome, panics.Load())
+	keys := slices.Sorted(maps.Keys(byFile))
+	for _, k := range keys {
+		t.Logf("  %-40s %d", k, byFile[k])
+	}
 }
 
 // runFuzzCase runs one case and returns its outcome class.
@@ -457,4 +465,12 @@ func fastTempDir(t *testing.T) string {
 		return d
 	}
 	return t.TempDir()
+}
+
+// fileKind names a store file by its type (*.sst, *.vlog, *.mem, ...).
+func fileKind(name string) string {
+	if ext := filepath.Ext(name); ext != "" {
+		return "*" + ext
+	}
+	return name
 }
