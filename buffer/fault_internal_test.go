@@ -37,7 +37,7 @@ func TestPanicRepairs(t *testing.T) {
 			o.faultHook = func(op string) {
 				if op == tt.hook && armed.CompareAndSwap(true, false) {
 					var s []int
-					_ = s[op[0]] // a runtime error, as Badger's are
+					_ = s[op[0]] //nolint:gosec // a deliberate runtime error, as Badger's are
 				}
 			}
 			q, err := Open(o)

@@ -23,10 +23,10 @@ func mountTmpfs(t *testing.T, size string) string {
 		t.Skip("needs root to mount a tmpfs")
 	}
 	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", mnt).CombinedOutput(); err != nil { //nolint:gosec // test mount of a temp dir
 		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() }) //nolint:gosec // test mount
 	return mnt
 }
 
@@ -143,7 +143,7 @@ func spaceGuardRun(t *testing.T, q *buffer.Queue, dir string, disk int64, recSiz
 	t.Logf("filled: offered %d MB, stored %d records, shed %d, queue %d records / %d KB, evicted %d, disk %+v, dir %d KB",
 		target>>20, stored.Load(), shed.Load(), s.Records, s.Bytes>>10, s.Classes[buffer.ClassTelemetry].Evicted, s.Disk, s.DiskBytes>>10)
 	if os.Getenv("TCU_GUARD_LOG") != "" {
-		out, _ := exec.Command("sh", "-c", "ls -ls "+dir+"; df -k "+dir).CombinedOutput()
+		out, _ := exec.Command("sh", "-c", "ls -ls "+dir+"; df -k "+dir).CombinedOutput() //nolint:gosec // debug listing of a test dir
 		t.Logf("%s", out)
 	}
 	if critSeq.Load() == 0 {

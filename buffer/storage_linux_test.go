@@ -95,14 +95,14 @@ func TestOpenStorageFaults(t *testing.T) {
 		bin := filepath.Join(root, "buffer.test")
 		copyExe(t, os.Args[0], bin)
 		for _, p := range []string{root, state} {
-			if err := os.Chmod(p, 0o755); err != nil {
+			if err := os.Chmod(p, 0o755); err != nil { //nolint:gosec // nobody must traverse it
 				t.Fatal(err)
 			}
 		}
 		if err := os.Chown(state, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-test.run=^$")
+		cmd := exec.Command(bin, "-test.run=^$") //nolint:gosec // this test binary
 		cmd.Env = append(os.Environ(), openAsEnv+"="+o.Dir)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		out, err := cmd.CombinedOutput()
@@ -119,14 +119,14 @@ func TestOpenStorageFaults(t *testing.T) {
 		mnt := mountTmpfs(t, "16m")
 		o := buffer.DefaultOptions(filepath.Join(mnt, "queue"))
 		fillStore(t, o, 20)
-		if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil { //nolint:gosec // test mount
 			t.Skipf("cannot remount read-only: %v: %s", err, out)
 		}
 		_, err := buffer.Open(o)
 		if !errors.Is(err, buffer.ErrStorage) {
 			t.Fatalf("Open on a read-only file system = %v, want ErrStorage", err)
 		}
-		if out, err := exec.Command("mount", "-o", "remount,rw", mnt).CombinedOutput(); err != nil {
+		if out, err := exec.Command("mount", "-o", "remount,rw", mnt).CombinedOutput(); err != nil { //nolint:gosec // test mount
 			t.Fatalf("remount rw: %v: %s", err, out)
 		}
 		checkIntact(t, o, 20)
@@ -140,7 +140,7 @@ func copyExe(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 	defer func() { _ = in.Close() }()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755) //nolint:gosec // an executable for nobody
 	if err != nil {
 		t.Fatal(err)
 	}
