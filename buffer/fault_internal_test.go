@@ -3,9 +3,12 @@ package buffer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -106,5 +109,28 @@ func TestPanicRepairs(t *testing.T) {
 				t.Fatalf("reopened repaired store degraded: %q", d)
 			}
 		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err           error
+		storage, full bool
+	}{
+		{fmt.Errorf("open: %w", syscall.EACCES), true, false},
+		{&os.PathError{Op: "open", Path: "x", Err: syscall.EROFS}, true, false},
+		{fmt.Errorf("sync: %w", syscall.EIO), true, false},
+		{fmt.Errorf("write: %w", syscall.ENOSPC), true, true},
+		{syscall.ENOTDIR, true, false},
+		{errors.New("while sync file: x, error: input/output error"), true, false}, // Badger's %v
+		{errors.New("checksum mismatch"), false, false},
+		{fmt.Errorf("%w: bad", ErrCorrupt), false, false},
+	} {
+		got := classify(tt.err)
+		if errors.Is(got, ErrStorage) != tt.storage || errors.Is(got, ErrFull) != tt.full {
+			t.Errorf("classify(%v) = %v: storage %v full %v, want %v %v", tt.err, got,
+				errors.Is(got, ErrStorage), errors.Is(got, ErrFull), tt.storage, tt.full)
+		}
 	}
 }
