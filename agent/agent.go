@@ -352,20 +352,13 @@ func (a *Agent) openQueue() (q *buffer.Queue, err error) {
 	if b.TelemetryTTL > 0 {
 		opts.TTL = map[buffer.Class]time.Duration{buffer.ClassTelemetry: b.TelemetryTTL.Std()}
 	}
-	setMinFree(&opts, int64(b.MinFree))
+	opts.MinFree = int64(b.MinFree) // 0: the buffer's automatic floor
 	opts.Logger = a.log.With("component", "buffer")
 	q, err = buffer.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
 	return q, nil
-}
-
-// setMinFree wires [buffer] min_free (0 = the buffer's automatic floor).
-func setMinFree(o *buffer.Options, v int64) {
-	if v > 0 {
-		o.MinFreeBytes = v
-	}
 }
 
 // reloaded returns a channel closed by the next Reload.
