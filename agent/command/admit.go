@@ -126,23 +126,62 @@ func (e *Engine) check(d delivery, id string, src source) (Request, *refusal) {
 	return req, nil
 }
 
-// checkTime checks the clock and the validity window at now.
+// checkTime checks the clock and the validity window at now. All
+// arithmetic on the request's integers is done in checked int64
+// milliseconds before anything becomes a time.Duration: valid_ms and
+// issued_at are outside input and may be anything up to int64 max.
 func (e *Engine) checkTime(req Request, now time.Time) *refusal {
 	if e.cfg.RequireTrustedClock && !e.clock() {
 		return refuse(StatusRejected, ReasonClockUntrusted, "device clock not synchronised since boot; validity cannot be checked")
 	}
-	valid := time.Duration(req.ValidMS) * time.Millisecond
-	if valid > e.cfg.MaxValidity.Std() {
+	if req.ValidMS <= 0 || req.ValidMS > maxMS(e.cfg.MaxValidity.Std()) {
 		return refuse(StatusRejected, ReasonValidityTooLong, "valid_ms %d exceeds max_validity %s", req.ValidMS, e.cfg.MaxValidity.Std())
 	}
-	issued := time.UnixMilli(req.IssuedAt)
-	if ahead := issued.Sub(now); ahead > e.cfg.ClockSkew.Std() {
+	// time.Time.Sub saturates at the Duration range, so a far-future or
+	// far-past issued_at compares correctly.
+	if ahead := issuedAhead(req.IssuedAt, now); ahead > e.cfg.ClockSkew.Std() {
 		return refuse(StatusRejected, ReasonFuture, "issued %s in the future, tolerance %s", ahead.Round(time.Millisecond), e.cfg.ClockSkew.Std())
 	}
-	if late := now.Sub(issued.Add(valid)); late > 0 {
+	end, ok := addMS(req.IssuedAt, req.ValidMS)
+	if !ok { // issued_at near int64 max: already refused as in the future
+		return refuse(StatusRejected, ReasonFuture, "issued_at %d out of range", req.IssuedAt)
+	}
+	if late := now.Sub(time.UnixMilli(end)); late > 0 {
 		return refuse(StatusRejected, ReasonExpired, "validity window ended %s ago", late.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// validity returns req's validity window as a Duration, capped at
+// max_validity (it is only called for admitted requests, where valid_ms
+// is within it; the cap keeps the conversion safe regardless).
+func (e *Engine) validity(req Request) time.Duration {
+	if req.ValidMS <= 0 {
+		return 0
+	}
+	if req.ValidMS > maxMS(e.cfg.MaxValidity.Std()) {
+		return e.cfg.MaxValidity.Std()
+	}
+	return time.Duration(req.ValidMS) * time.Millisecond
+}
+
+// maxMS is d in whole milliseconds (rounded down): an integer ms value v
+// satisfies v ms <= d exactly when v <= maxMS(d).
+func maxMS(d time.Duration) int64 { return int64(d / time.Millisecond) }
+
+// addMS returns a+b and whether it did not overflow.
+func addMS(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
+
+// issuedAhead is how far issued_at (Unix ms) is ahead of now, saturating
+// (time.Time.Sub saturates at the Duration range).
+func issuedAhead(issuedMS int64, now time.Time) time.Duration {
+	return time.UnixMilli(issuedMS).Sub(now)
 }
 
 // admit checks the interlocks and the actuator, then starts or queues j.
@@ -229,7 +268,7 @@ func (e *Engine) done(j *job) {
 func (e *Engine) expires(j *job) time.Time {
 	end := j.received
 	if j.req.IssuedAt > 0 {
-		v := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+		v := time.UnixMilli(j.req.IssuedAt).Add(e.validity(j.req))
 		if limit := j.received.Add(e.cfg.MaxValidity.Std()); v.After(limit) {
 			v = limit
 		}

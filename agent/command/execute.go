@@ -83,7 +83,7 @@ func (e *Engine) arm(j *job) *refusal {
 		j.log.Info("command armed", "reason", ref.reason)
 		e.progress(j, ReasonArmed, "armed, waiting for interlocks: "+ref.reason)
 		wait := j.spec.ArmTimeout.Std()
-		validEnd := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+		validEnd := time.UnixMilli(j.req.IssuedAt).Add(e.validity(j.req))
 		if left := validEnd.Sub(e.now()); left < wait {
 			wait, j.armExpiring = max(left, 0), true
 		}
