@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command/ledger"
@@ -32,18 +33,89 @@ type slot struct {
 	queue   []*job
 }
 
+// outcome is what dispatching one delivery leaves to do once the batch's
+// ledger lines are durable.
+type outcome struct {
+	ack     bool          // acknowledge after the batch's ledger sync
+	ackLate bool          // acknowledge once resp is delivered (answer not recorded)
+	resp    *Response     // final response to deliver
+	log     *slog.Logger  // with cmd_id, for resp
+	start   *job          // admitted and its actuator free: start it
+}
+
+// maxParallelDeliveries bounds concurrent response publishes per batch.
+const maxParallelDeliveries = 16
+
+// dispatchBatch dispatches received messages in arrival order (conflicts
+// are arbitrated in that order), makes their ledger lines durable with one
+// fsync, then starts the admitted commands, acknowledges the messages in
+// order and delivers the refusals. A batch of refusals thus costs one
+// fsync, not one per request.
+func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
+	if len(batch) == 0 {
+		return
+	}
+	outs := make([]outcome, len(batch))
+	for i, d := range batch {
+		outs[i] = e.dispatch(ctx, d)
+	}
+	synced := true
+	if err := e.ledger.Sync(); err != nil {
+		// Nothing of this batch is certainly durable: leave it
+		// unacknowledged (the broker redelivers it after a reconnect);
+		// admitted commands fail at their own ledger write.
+		e.log.Error("command ledger write failed", "err", err)
+		synced = false
+	}
+	for _, o := range outs {
+		if o.start != nil {
+			e.start(o.start)
+		}
+	}
+	var sends []int
+	for i, o := range outs {
+		if o.ack && synced && batch[i].ack != nil {
+			batch[i].ack()
+		}
+		if o.resp != nil {
+			sends = append(sends, i)
+		}
+	}
+	if len(sends) == 0 {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		sem := make(chan struct{}, maxParallelDeliveries)
+		var wg sync.WaitGroup
+		for _, i := range sends {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				o := outs[i]
+				if e.deliver(ctx, o.log, *o.resp) && o.ackLate && batch[i].ack != nil {
+					batch[i].ack()
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+}
+
 // dispatch takes one delivery from receipt to admission or refusal. It runs
 // on the dispatcher goroutine only.
-func (e *Engine) dispatch(ctx context.Context, d delivery) {
+func (e *Engine) dispatch(ctx context.Context, d delivery) outcome {
 	id, src, ok := e.topics.parse(d.topic)
 	if !ok {
 		e.log.Warn("command topic not understood", "topic", clip(d.topic))
-		return
+		return outcome{ack: true} // there is no id to answer
 	}
 	j := &job{ctx: ctx, log: e.log.With("cmd_id", id), id: id, topic: e.topics.response(id, src), received: d.received}
-	j.log.Info("command received", "topic", d.topic, "bytes", d.size)
-	if e.redelivered(ctx, j) {
-		return
+	j.log.Info("command received", "topic", d.topic, "bytes", d.size, "dup", d.dup)
+	if o, known := e.redelivered(j, d.dup); known {
+		return o
 	}
 	req, ref := e.check(d, id, src)
 	j.req = req
@@ -51,42 +123,76 @@ func (e *Engine) dispatch(ctx context.Context, d delivery) {
 		ref = refuse(StatusRejected, ReasonShutdown, "agent stopping; not actuated")
 	}
 	if ref == nil {
+		ref = e.checkDamaged(req)
+	}
+	var start bool
+	if ref == nil {
 		// Only a request that passed every check sees vehicle state in its
 		// answer (j.spec selects the state snapshot).
 		j.spec = e.specs[req.Name]
-		ref = e.admit(j)
+		start, ref = e.admit(j)
 	}
 	if ref != nil {
-		e.deliver(ctx, j.log, e.record(j, ref, false))
+		resp, recorded := e.record(j, ref, false, true)
+		return outcome{ack: recorded, ackLate: !recorded, resp: &resp, log: j.log}
 	}
+	o := outcome{ack: true}
+	if start {
+		o.start = j
+	}
+	return o
 }
 
-// redelivered handles an id seen before: in progress (ignored: its answer
-// is coming) or answered (the recorded result is sent again). It never
-// actuates.
-func (e *Engine) redelivered(ctx context.Context, j *job) bool {
+// checkDamaged refuses a request that may be among the lines lost from a
+// damaged ledger: one issued before the damage was found (plus the clock
+// skew). It may have been executed by an earlier run.
+func (e *Engine) checkDamaged(req Request) *refusal {
+	if e.damaged.IsZero() {
+		return nil
+	}
+	if limit := e.damaged.Add(e.cfg.ClockSkew.Std()); !time.UnixMilli(req.IssuedAt).After(limit) {
+		return refuse(StatusRejected, ReasonLedgerDamaged, "command ledger was found damaged at %s; a command issued before %s may have run already and is not actuated",
+			e.damaged.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// redelivered handles an id seen before; it never actuates. A broker
+// redelivery (dup) is only acknowledged: its answer is coming (in flight)
+// or was already sent, or is retried from the ledger until the broker
+// acknowledges it. A fresh publish of a known id (a backend retry, a
+// replay) is answered with the recorded result.
+func (e *Engine) redelivered(j *job, dup bool) (outcome, bool) {
 	e.mu.Lock()
 	running := e.inflight[j.id]
-	if running != nil {
+	if running != nil && !dup {
 		running.dupes++ // answered with the result when it is final
 	}
 	e.mu.Unlock()
 	if running != nil {
-		j.log.Info("command redelivered while in progress")
-		return true
+		j.log.Info("command redelivered while in progress", "dup", dup)
+		return outcome{ack: true}, true
 	}
 	ent, ok := e.ledger.Get(j.id)
 	if !ok {
-		return false
+		return outcome{}, false
 	}
-	if ent.State == ledger.Executing {
+	if ent.State == ledger.Executing || ent.State == ledger.Received {
 		// Only reachable if boot reconciliation could not record a result.
 		j.log.Warn("command redelivered with outcome unknown", "state", string(ent.State))
-		return true
+		return outcome{ack: true}, true
+	}
+	if dup {
+		j.log.Info("command redelivered by the broker, already answered", "state", string(ent.State))
+		return outcome{ack: true}, true
+	}
+	resp, err := recorded(ent)
+	if err != nil {
+		j.log.Error("command ledger result unreadable", "err", err)
+		return outcome{ack: true}, true
 	}
 	j.log.Info("command redelivered, answering with recorded result")
-	e.redeliver(ctx, j.log, ent)
-	return true
+	return outcome{ack: true, resp: &resp, log: j.log}, true
 }
 
 // check validates a request that is not yet known: format, identity,
@@ -184,37 +290,40 @@ func issuedAhead(issuedMS int64, now time.Time) time.Duration {
 	return time.UnixMilli(issuedMS).Sub(now)
 }
 
-// admit checks the interlocks and the actuator, then starts or queues j.
-func (e *Engine) admit(j *job) *refusal {
+// admit checks the interlocks, the ledger room and the actuator, then
+// records j as received (buffered; the batch fsyncs it) and marks it in
+// flight: running (start reports true) or queued.
+func (e *Engine) admit(j *job) (start bool, ref *refusal) {
 	if ref := e.il.check(j.req.Name, e.now()); ref != nil {
 		if j.spec.Mode != ModeAtStandstill || ref.code != ReasonInterlock {
-			return ref
+			return false, ref
 		}
+	}
+	if !e.ledgerRoom() {
+		return false, refuse(StatusRejected, ReasonLedgerFull, "command ledger full (%d entries); not actuated", e.cfg.MaxLedgerEntries)
 	}
 	act := j.spec.actuator()
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	s := e.busy[act]
 	switch {
-	case s == nil:
+	case s != nil && e.cfg.Conflict == ConflictReject:
+		return false, refuse(StatusRejected, ReasonConflict, "actuator %s is busy with command %s", act, s.running)
+	case s != nil && len(s.queue) >= e.cfg.MaxQueue:
+		return false, refuse(StatusRejected, ReasonQueueFull, "actuator %s has %d commands queued", act, len(s.queue))
+	}
+	if err := e.ledger.Receive(j.id, j.req.Name, j.topic, e.expires(j), e.now()); err != nil {
+		j.log.Error("command ledger write failed", "err", err)
+		return false, refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated")
+	}
+	e.inflight[j.id] = j
+	if s == nil {
 		e.busy[act] = &slot{running: j.id}
-		e.inflight[j.id] = j
-		e.mu.Unlock()
-		e.start(j)
-		return nil
-	case e.cfg.Conflict == ConflictReject:
-		running := s.running
-		e.mu.Unlock()
-		return refuse(StatusRejected, ReasonConflict, "actuator %s is busy with command %s", act, running)
-	case len(s.queue) >= e.cfg.MaxQueue:
-		e.mu.Unlock()
-		return refuse(StatusRejected, ReasonQueueFull, "actuator %s has %d commands queued", act, len(s.queue))
+		return true, nil
 	}
 	s.queue = append(s.queue, j)
-	e.inflight[j.id] = j
-	running := s.running
-	e.mu.Unlock()
-	j.log.Info("command queued", "actuator", act, "behind", running)
-	return nil
+	j.log.Info("command queued", "actuator", act, "behind", s.running)
+	return false, nil
 }
 
 // start runs j on its own goroutine; it ends when j has its final response.
@@ -224,7 +333,7 @@ func (e *Engine) start(j *job) {
 	go func() {
 		defer e.wg.Done()
 		outcome, begun := e.execute(j)
-		resp := e.record(j, outcome, begun)
+		resp, _ := e.record(j, outcome, begun, false)
 		e.release(j) // the actuator is free before the answer goes out
 		e.deliver(j.ctx, j.log, resp)
 		e.done(j)
@@ -255,7 +364,7 @@ func (e *Engine) done(j *job) {
 	delete(e.inflight, j.id)
 	dupes := j.dupes
 	e.mu.Unlock()
-	if ent, ok := e.ledger.Get(j.id); ok && dupes > 0 && ent.State != ledger.Executing {
+	if ent, ok := e.ledger.Get(j.id); ok && dupes > 0 && (ent.State == ledger.Done || ent.State == ledger.Responded) {
 		for range dupes {
 			e.redeliver(j.ctx, j.log, ent)
 		}

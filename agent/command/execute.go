@@ -38,9 +38,7 @@ func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
 	if !ok {
 		return refuse(StatusFailed, ReasonNoTransmitter, "bus %s has no transmitter", j.spec.Bus), false
 	}
-	if !e.ledgerRoom() {
-		return refuse(StatusRejected, ReasonLedgerFull, "command ledger full (%d entries); not actuated", e.cfg.MaxLedgerEntries), false
-	}
+	// Room in the ledger was taken at admission (the received entry).
 	if err := e.ledger.Begin(j.id, j.req.Name, j.topic, e.expires(j), e.now()); err != nil {
 		j.log.Error("command ledger write failed", "err", err)
 		return refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated"), false

@@ -213,8 +213,11 @@ func (l *Ledger) Record(id, name, topic string, expires, now time.Time, result [
 func (l *Ledger) insert(e Entry, m mode) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if old, ok := l.entries[e.ID]; ok && old.State != Received {
-		return fmt.Errorf("ledger insert %s: %w", e.ID, ErrExists)
+	if old, ok := l.entries[e.ID]; ok {
+		if old.State != Received {
+			return fmt.Errorf("ledger insert %s: %w", e.ID, ErrExists)
+		}
+		e.Expires = max(e.Expires, old.Expires) // an entry's retention never shrinks
 	}
 	return l.writeLocked(e, m)
 }
