@@ -36,11 +36,11 @@ type slot struct {
 // outcome is what dispatching one delivery leaves to do once the batch's
 // ledger lines are durable.
 type outcome struct {
-	ack     bool          // acknowledge after the batch's ledger sync
-	ackLate bool          // acknowledge once resp is delivered (answer not recorded)
-	resp    *Response     // final response to deliver
-	log     *slog.Logger  // with cmd_id, for resp
-	start   *job          // admitted and its actuator free: start it
+	ack     bool         // acknowledge after the batch's ledger sync
+	ackLate bool         // acknowledge once resp is delivered (answer not recorded)
+	resp    *Response    // final response to deliver
+	log     *slog.Logger // with cmd_id, for resp
+	start   *job         // admitted and its actuator free: start it
 }
 
 // maxParallelDeliveries bounds concurrent response publishes per batch.

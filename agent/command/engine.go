@@ -82,15 +82,15 @@ type Engine struct {
 	unsent atomic.Bool
 
 	inMu   sync.Mutex
-	intake []delivery     // guarded by inMu; received, not yet dispatched, in arrival order
+	intake []delivery    // guarded by inMu; received, not yet dispatched, in arrival order
 	wake   chan struct{} // signalled when intake becomes non-empty
 
 	mu         sync.Mutex
-	delivering map[string]bool // guarded by mu; ids whose final response is being delivered
-	inflight map[string]*job   // guarded by mu; admitted and not yet answered, by id
-	busy     map[string]*slot  // guarded by mu; actuator → running job and queue
-	counters map[string]uint64 // guarded by mu; bus/message/counter → last value
-	seed     uint64            // first counter value base, from the start time
+	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
+	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
+	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
+	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
+	seed       uint64            // first counter value base, from the start time
 }
 
 // hooks are test seams; nil in production.
