@@ -156,3 +156,42 @@ func (b *backend) waitFinal(id string, timeout time.Duration) (Response, bool) {
 		}
 	}
 }
+
+// publish publishes req without waiting for the PUBACK.
+func (b *backend) publish(req devcloud.Request) paho.Token {
+	b.tb.Helper()
+	p, err := json.Marshal(req)
+	if err != nil {
+		b.tb.Fatal(err)
+	}
+	return b.c.Publish(devcloud.RequestTopic(b.thing, req.ID), 1, false, p)
+}
+
+// waitAll waits up to timeout until every id has a final response; it
+// returns when the last one arrived and whether all did.
+func (b *backend) waitAll(ids []string, timeout time.Duration) (time.Time, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		var last time.Time
+		all := true
+		for _, id := range ids {
+			fs := b.finals(id)
+			if len(fs) == 0 {
+				all = false
+				break
+			}
+			if fs[0].At.After(last) {
+				last = fs[0].At
+			}
+		}
+		if all {
+			return last, true
+		}
+		select {
+		case <-b.wake:
+		case <-deadline.C:
+			return time.Time{}, false
+		}
+	}
+}
