@@ -111,6 +111,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	// agent_shutdown), and its response lands in the buffer.
 	stopEngine()
 	wg.Wait()
+	resp.audit.Wait()
 	return err
 }
 
@@ -199,6 +200,7 @@ type responder struct {
 	log    *commandLog
 	logger *slog.Logger
 	sess   atomic.Pointer[uplink.Session]
+	audit  sync.WaitGroup // command_result events being queued
 }
 
 func (r *responder) Respond(ctx context.Context, resp command.Response) error {
@@ -214,9 +216,21 @@ func (r *responder) Respond(ctx context.Context, resp command.Response) error {
 	if err := s.Publish(ctx, resp.Topic, payload); err != nil {
 		return err
 	}
-	if !resp.Final() {
-		return nil
+	if resp.Final() {
+		// Off the response path: the engine marks the response delivered
+		// as soon as this returns, and the buffer's group commit must not
+		// widen the window in which a crash re-sends it.
+		r.audit.Go(func() {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			r.queueResult(actx, resp)
+		})
 	}
+	return nil
+}
+
+// queueResult queues a final response's command_result audit event.
+func (r *responder) queueResult(ctx context.Context, resp command.Response) {
 	ev, err := json.Marshal(struct {
 		ID         string             `json:"id"`
 		Status     command.Status     `json:"status"`
@@ -230,11 +244,8 @@ func (r *responder) Respond(ctx context.Context, resp command.Response) error {
 		}
 	}
 	if err != nil {
-		// The response itself is delivered; failing here would send it
-		// again.
 		r.logger.Warn("command result event not queued", "cmd_id", resp.ID, "err", err)
 	}
-	return nil
 }
 
 // feedShadow pushes the shadowed signals and the agent version once a
