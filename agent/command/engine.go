@@ -184,7 +184,7 @@ func New(opts Options) (*Engine, error) {
 	if e.beat == nil {
 		e.beat = func() {}
 	}
-	l, err := ledger.Open(filepath.Join(opts.StateDir, "commands"))
+	l, err := ledger.OpenClock(filepath.Join(opts.StateDir, "commands"), e.now)
 	if err != nil {
 		return nil, fmt.Errorf("new command engine: %w", err)
 	}

@@ -117,6 +117,10 @@ var ErrFailed = errors.New("ledger failed")
 // and the file is left alone.
 func Open(dir string) (*Ledger, error) { return open(dir, osOps, time.Now) }
 
+// OpenClock is Open with the clock that dates a quarantine (the engine's
+// wall clock).
+func OpenClock(dir string, now func() time.Time) (*Ledger, error) { return open(dir, osOps, now) }
+
 func open(dir string, o ops, now func() time.Time) (*Ledger, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", dir, err)

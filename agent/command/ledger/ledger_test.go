@@ -209,3 +209,24 @@ func TestDamagedMiddleLine(t *testing.T) {
 		t.Errorf("after reopen: Corrupt() = %d, DamagedAt = %v; want 0, %v", l3.Corrupt(), l3.DamagedAt(), l2.DamagedAt())
 	}
 }
+
+// TestUnreadableIsNotDamage: a ledger that cannot be read (here: a
+// directory where the file should be) fails Open and is left alone; it is
+// not quarantined as damaged.
+func TestUnreadableIsNotDamage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "ledger.log"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := ledger.Open(dir); err == nil {
+		_ = l.Close()
+		t.Fatal("Open succeeded on an unreadable ledger")
+	}
+	if q, _ := filepath.Glob(filepath.Join(dir, "ledger.log.damaged-*")); len(q) != 0 {
+		t.Errorf("unreadable ledger quarantined: %v", q)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ledger.log")); err != nil || !fi.IsDir() {
+		t.Errorf("unreadable ledger touched: %v", err)
+	}
+}
