@@ -27,9 +27,9 @@ func BenchmarkCommandLatency(b *testing.B) {
 				b.Skip(buildErr)
 			}
 			r := newFloodRig(b, agentBin, bc.delay)
-			time.Sleep(3500 * time.Millisecond) // door.unlock: standstill held 3 s
+			r.waitUnlockable(b)
 			var toFrame, toFinal []time.Duration
-			i := 0
+			i := 0 // unlocked now: lock first
 			for b.Loop() {
 				name, value := "door.lock", 1.0
 				if i%2 == 1 {

@@ -47,9 +47,9 @@ type outcome struct {
 const maxParallelDeliveries = 16
 
 // dispatchBatch dispatches received messages in arrival order (conflicts
-// are arbitrated in that order), makes their ledger lines durable with one
-// fsync, then starts the admitted commands, acknowledges the messages in
-// order and delivers the refusals. A batch of refusals thus costs one
+// are arbitrated in that order), starts the admitted commands, makes the
+// batch's ledger lines durable with one fsync, then acknowledges the
+// messages in order and delivers the refusals. A batch of refusals thus costs one
 // fsync, not one per request.
 func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
 	if len(batch) == 0 {
@@ -59,6 +59,15 @@ func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
 	for i, d := range batch {
 		outs[i] = e.dispatch(ctx, d)
 	}
+	// Admitted commands start at once: each actuates only after its own
+	// fsynced ledger entry (Begin), which also carries this batch's lines
+	// to disk when it comes first; the batch's Sync then has nothing left
+	// to do. One fsync, not two, before a first frame.
+	for _, o := range outs {
+		if o.start != nil {
+			e.start(o.start)
+		}
+	}
 	synced := true
 	if err := e.ledger.Sync(); err != nil {
 		// Nothing of this batch is certainly durable: leave it
@@ -66,11 +75,6 @@ func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
 		// admitted commands fail at their own ledger write.
 		e.log.Error("command ledger write failed", "err", err)
 		synced = false
-	}
-	for _, o := range outs {
-		if o.start != nil {
-			e.start(o.start)
-		}
 	}
 	var sends []int
 	for i, o := range outs {
