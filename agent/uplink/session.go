@@ -37,7 +37,11 @@ type Options struct {
 	// Acknowledgement is manual: the broker gets the PUBACK only when the
 	// handler (or whoever it hands the message to) calls Message.Ack. A
 	// message never acknowledged is redelivered by the broker (persistent
-	// session) after the next reconnect.
+	// session) after the next reconnect. Acknowledgement is manual for
+	// every message of the session: anything else that subscribes on it
+	// (paho callbacks included) must call Ack too, or the broker's window
+	// of unacknowledged messages (mosquitto 20, AWS IoT 100) fills and it
+	// stops delivering, commands included.
 	Handler func(Message)
 	// Logger is required.
 	Logger *slog.Logger
@@ -295,11 +299,6 @@ func (m Message) Ack() {
 	if m.ack != nil {
 		m.ack()
 	}
-}
-
-// NewMessage builds a Message whose Ack calls ack (tests, adapters).
-func NewMessage(topic string, payload []byte, duplicate bool, ack func()) Message {
-	return Message{Topic: topic, Payload: payload, Duplicate: duplicate, ack: ack}
 }
 
 func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
