@@ -3,6 +3,7 @@ package agenttest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +124,12 @@ func TestSystemCommandArrivalOrder(t *testing.T) {
 		rb, okb := r.be.waitFinal(b.ID, 30*time.Second)
 		if !oka || !okb {
 			t.Fatalf("round %d: no answer (first %v, second %v)", i, oka, okb)
+		}
+		if strings.HasPrefix(ra.ReasonCode, "interlock") {
+			// The unlock's standstill input went stale on a starved
+			// machine: no arbitration happened in this round.
+			t.Logf("round %d: first (%s) refused %s; not an arbitration", i, first, ra.ReasonCode)
+			continue
 		}
 		if ra.ReasonCode == "conflict" || rb.ReasonCode != "conflict" {
 			t.Errorf("round %d: first (%s) %s %s, second (%s) %s %s: the first sent must win", i,
