@@ -260,7 +260,7 @@ const (
 // received commands until ctx is done. Jobs still running then finish with
 // FAILED/REJECTED "agent_shutdown" before Run returns; the ledger is closed.
 func (e *Engine) Run(ctx context.Context) error {
-	defer e.ledger.Close()
+	defer func() { _ = e.ledger.Close() }()
 	e.reconcile(ctx)
 
 	var bg sync.WaitGroup
