@@ -190,7 +190,10 @@ var fuzzSeq atomic.Int64
 // ⇒ every admission rule held, recomputed independently (admissible).
 // Every request must get a final response.
 func FuzzAdmission(f *testing.F) {
-	h := newHarness(f, func(c *command.Config) { c.LedgerRetention = 0 })
+	h := newHarness(f, func(c *command.Config) {
+		c.LedgerRetention = 0
+		c.Commands[3].ArmTimeout = dur(200 * time.Millisecond) // an armed input waits in real time
+	})
 	f.Add(uint8(0), "", uint8(0), "", uint8(0), "", uint8(1), "", uint8(0), int64(0), "", uint8(0), int64(30_000), "", true)
 	f.Add(uint8(0), "", uint8(0), "", uint8(0), "", uint8(1), "", uint8(0), int64(0), "", uint8(0), int64(288230376151741456), "", true)
 	f.Add(uint8(0), "", uint8(0), "", uint8(0), "", uint8(1), "", uint8(1), int64(0), "9223372036854775807", uint8(1), int64(0), "1", true)
@@ -258,7 +261,7 @@ func FuzzAdmission(f *testing.F) {
 			return ""
 		}()
 		if issuedMode%4 != 3 {
-			b.WriteString(`,"issued_at":` + issued)
+			field("issued_at", issued)
 		}
 		valid := func() string {
 			switch validMode % 4 {
@@ -272,7 +275,7 @@ func FuzzAdmission(f *testing.F) {
 			return ""
 		}()
 		if validMode%4 != 3 {
-			b.WriteString(`,"valid_ms":` + valid)
+			field("valid_ms", valid)
 		}
 		b.WriteString("}")
 		payload := []byte(b.String())
