@@ -17,7 +17,8 @@ import (
 )
 
 // mosquitto is Debian's broker on a loopback port (plaintext, anonymous,
-// TCP_NODELAY), stopped when the test ends.
+// TCP_NODELAY), stopped when the test ends. Tests using it skip when it is
+// not installed, unless TCU_REQUIRE_MOSQUITTO=1 (scripts/ci.d).
 type mosquitto struct{ addr string }
 
 func startMosquitto(tb testing.TB) *mosquitto {
@@ -31,7 +32,10 @@ func startMosquitto(tb testing.TB) *mosquitto {
 		}
 	}
 	if err != nil {
-		tb.Skip("mosquitto not installed (apt-get install mosquitto)")
+		if os.Getenv("TCU_REQUIRE_MOSQUITTO") == "1" {
+			tb.Fatal("mosquitto not installed (TCU_REQUIRE_MOSQUITTO=1)")
+		}
+		tb.Skip("mosquitto not installed: apt-get install mosquitto (scripts/ci.d/25-commands.sh)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
