@@ -7,6 +7,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 CMDS    := tcu-agent tcu-sim tcu-devcloud
 FUZZTIME ?= 30s
+# FUZZTIME_COMMANDS: the command admission property (frame sent => every rule held).
+FUZZTIME_COMMANDS ?= 10m
 
 .DEFAULT_GOAL := help
 
@@ -68,10 +70,11 @@ tidy-check: ## fail when go.mod/go.sum are not `go mod tidy` clean
 	$(GO) mod tidy -diff
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each; FuzzAdmission for FUZZTIME_COMMANDS (10m)
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    t=$(FUZZTIME); [ "$$f" = FuzzAdmission ] && t=$(FUZZTIME_COMMANDS); \
+	    echo "== $$pkg $$f ($$t)"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $$t $$pkg || exit 1; \
 	  done; \
 	done
 

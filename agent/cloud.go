@@ -149,10 +149,11 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	// engineCtx ends only after the MQTT session has stopped (see below).
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
+	resp := &responder{q: q, log: &a.cmds, logger: log.With("component", "command")}
 	engine, err := command.New(command.Options{
 		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
 		Signals: a.signals, Transmitter: a.transmitter,
-		Responder: &responder{q: q, log: &a.cmds}, Now: a.now, ClockTrusted: a.clockTrusted,
+		Responder: resp, Now: a.now, ClockTrusted: a.clockTrusted,
 		Logger:    log.With("component", "command"),
 		Heartbeat: cmdLoop.Beat,
 	})
@@ -169,12 +170,15 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	sess, err := uplink.New(uplink.Options{
 		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
 		Subscriptions: engine.Topics(),
-		Handler:       func(topic string, payload []byte) { engine.Handle(engineCtx, topic, payload) },
-		Logger:        log.With("component", "uplink"), Now: a.now,
+		Handler: func(m uplink.Message) {
+			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
+		},
+		Logger: log.With("component", "uplink"), Now: a.now,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt session: %w", err)
 	}
+	resp.sess.Store(sess)
 	shadow := uplink.NewShadow(uplink.ShadowOptions{Publisher: sess, Thing: thing, Logger: log.With("component", "shadow")})
 	a.mu.Lock()
 	a.session, a.engine = sess, engine
@@ -204,6 +208,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	// agent_shutdown), and its response lands in the buffer.
 	stopEngine()
 	wg.Wait()
+	resp.audit.Wait()
 	return err
 }
 
@@ -287,45 +292,63 @@ func Provision(ctx context.Context, c *config.Config, sec *Sections, log *slog.L
 	return p.Ensure(ctx)
 }
 
-// responder enqueues command responses in the buffer's highest class: the
-// response itself as a direct message, and final ones also as a
-// command_result event for the audit stream.
+// responder publishes command responses directly on the MQTT session
+// (QoS 1) and returns once the broker acknowledged them: the engine's
+// ledger then marks them responded, and retries the ones that failed
+// (offline) until acknowledged, across restarts. Final responses are also
+// queued as a command_result event (buffer, highest class) for the audit
+// stream.
 type responder struct {
-	q   *buffer.Queue
-	log *commandLog
+	q      *buffer.Queue
+	log    *commandLog
+	logger *slog.Logger
+	sess   atomic.Pointer[uplink.Session]
+	audit  sync.WaitGroup // command_result events being queued
 }
 
 func (r *responder) Respond(ctx context.Context, resp command.Response) error {
-	r.log.record(resp)
+	r.log.record(resp) // the status shows the latest answer, delivered or not
 	payload, err := resp.Payload()
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
-	b, err := record.Record{Kind: record.KindCommandResponse, Time: resp.Time(), Topic: resp.Topic, Body: payload}.Marshal()
-	if err != nil {
+	s := r.sess.Load()
+	if s == nil {
+		return fmt.Errorf("publish response: %w", uplink.ErrNotConnected)
+	}
+	if err := s.Publish(ctx, resp.Topic, payload); err != nil {
 		return err
 	}
-	if _, err := r.q.Append(ctx, buffer.ClassCritical, b); err != nil {
-		return fmt.Errorf("enqueue response: %w", err)
+	if resp.Final() {
+		// Off the response path: the engine marks the response delivered
+		// as soon as this returns, and the buffer's group commit must not
+		// widen the window in which a crash re-sends it.
+		r.audit.Go(func() {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			r.queueResult(actx, resp)
+		})
 	}
-	if !resp.Final() {
-		return nil
-	}
+	return nil
+}
+
+// queueResult queues a final response's command_result audit event.
+func (r *responder) queueResult(ctx context.Context, resp command.Response) {
 	ev, err := json.Marshal(struct {
 		ID         string             `json:"id"`
 		Status     command.Status     `json:"status"`
 		ReasonCode string             `json:"reason_code"`
 		State      map[string]float64 `json:"state,omitempty"`
 	}{resp.ID, resp.Status, resp.ReasonCode, resp.State})
-	if err != nil {
-		return err
+	if err == nil {
+		var b []byte
+		if b, err = (record.Record{Kind: record.KindCommandResult, Time: resp.Time(), Body: ev}).Marshal(); err == nil {
+			_, err = r.q.Append(ctx, buffer.ClassCritical, b)
+		}
 	}
-	b, err = record.Record{Kind: record.KindCommandResult, Time: resp.Time(), Body: ev}.Marshal()
 	if err != nil {
-		return err
+		r.logger.Warn("command result event not queued", "cmd_id", resp.ID, "err", err)
 	}
-	_, err = r.q.Append(ctx, buffer.ClassCritical, b)
-	return err
 }
 
 // feedShadow pushes the shadowed signals and the agent version once a

@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -40,6 +41,10 @@ type Options struct {
 	ExtraEvents []string
 	// BackoffMax replaces [mqtt] backoff_max ("2s").
 	BackoffMax string
+	// Broker, when set (host:port), is an external broker (e.g. Debian's
+	// mosquitto) the agent connects to instead of the dev cloud; the dev
+	// cloud's observers (Stream, Responses) then see nothing from it.
+	Broker string
 	// BrokerDown leaves the broker stopped after Start (its address is
 	// fixed all the same); StartBroker starts it.
 	BrokerDown bool
@@ -119,7 +124,7 @@ func Start(t testing.TB, opts Options) *System {
 	busSock := s.startVehicle(ctx, &wg)
 	s.startCloud(ctx)
 	s.cfgPath, err = writeConfig(root, dir, opts, paths{
-		dir: dir, stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: s.Cloud.Addr(),
+		dir: dir, stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: cmp.Or(opts.Broker, s.Cloud.Addr()),
 	})
 	if err != nil {
 		t.Fatal(err)

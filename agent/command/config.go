@@ -254,7 +254,7 @@ func (s *Spec) actuator() string {
 
 // counterModulo returns the rolling counter's range.
 func (s *Spec) counterModulo() uint64 {
-	if s.CounterModulo == 0 {
+	if s.CounterModulo <= 0 { // Validate refuses negative values
 		return 256
 	}
 	return uint64(s.CounterModulo)

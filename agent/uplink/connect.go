@@ -22,9 +22,14 @@ type connectParams struct {
 	clientID string
 	tls      *tls.Config // nil for plaintext
 	clean    bool
-	will     *will
-	onMsg    mqtt.MessageHandler
-	onLost   func(error)
+	// manualAck: inbound messages are handed over in arrival order on one
+	// goroutine and acknowledged only by Message.Ack (the session's
+	// durable command intake). Otherwise paho acknowledges each message
+	// when its handler returns.
+	manualAck bool
+	will      *will
+	onMsg     mqtt.MessageHandler
+	onLost    func(error)
 }
 
 type will struct {
@@ -60,7 +65,8 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	o.SetConnectRetry(false)
 	o.SetResumeSubs(false)
 	o.SetStore(nopStore{})
-	o.SetOrderMatters(false)
+	o.SetOrderMatters(p.manualAck)
+	o.SetAutoAckDisabled(p.manualAck)
 	o.SetKeepAlive(p.cfg.KeepAlive.Std())
 	o.SetPingTimeout(min(p.cfg.KeepAlive.Std()/2, 20*time.Second))
 	o.SetConnectTimeout(p.cfg.ConnectTimeout.Std())

@@ -34,9 +34,18 @@ type Options struct {
 	Queue Queue
 	// Subscriptions are QoS 1 filters (≤ 50), e.g. cmd/tcu/{thing}/request/+.
 	Subscriptions []string
-	// Handler receives inbound messages. It runs on its own goroutine per
-	// message and should return promptly (the PUBACK waits for it).
-	Handler func(topic string, payload []byte)
+	// Handler receives inbound messages, one at a time in arrival order,
+	// on paho's router goroutine: it must return at once (it blocks the
+	// reading of the connection, PUBACKs of our own publishes included).
+	// Acknowledgement is manual: the broker gets the PUBACK only when the
+	// handler (or whoever it hands the message to) calls Message.Ack. A
+	// message never acknowledged is redelivered by the broker (persistent
+	// session) after the next reconnect. Acknowledgement is manual for
+	// every message of the session: anything else that subscribes on it
+	// (paho callbacks included) must call Ack too, or the broker's window
+	// of unacknowledged messages (mosquitto 20, AWS IoT 100) fills and it
+	// stops delivering, commands included.
+	Handler func(Message)
 	// Logger is required.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -253,7 +262,7 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 	}
 	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow)}
 	cd, err := connect(ctx, connectParams{
-		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false,
+		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false, manualAck: true,
 		will:   &will{topic: s.topics.status, payload: s.statusPayload("offline")},
 		onMsg:  s.inbound,
 		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
@@ -282,12 +291,35 @@ func (s *Session) statusPayload(state string) []byte {
 	return append(b, '}')
 }
 
-func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
-	s.rate.take() // inbound publishes count against the same limit
-	s.st.received.Add(1)
-	if s.opts.Handler != nil {
-		s.opts.Handler(m.Topic(), m.Payload())
+// Message is one inbound message.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Duplicate is the MQTT DUP flag: the broker delivered this message
+	// before (and got no PUBACK for it).
+	Duplicate bool
+	ack       func()
+}
+
+// Ack sends the message's PUBACK (QoS 1); later calls do nothing. An
+// acknowledgement after the connection it arrived on was lost is dropped
+// by paho; the broker then redelivers the message on the next connection.
+func (m Message) Ack() {
+	if m.ack != nil {
+		m.ack()
 	}
+}
+
+func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
+	// Inbound publishes count against the same limit; take never blocks
+	// for long, but it runs on the router goroutine, so only bookkeeping.
+	s.rate.take()
+	s.st.received.Add(1)
+	if s.opts.Handler == nil {
+		m.Ack() // nobody will: do not leave it unacknowledged forever
+		return
+	}
+	s.opts.Handler(Message{Topic: m.Topic(), Payload: m.Payload(), Duplicate: m.Duplicate(), ack: m.Ack})
 }
 
 // Connected reports whether the session is online.
