@@ -43,6 +43,7 @@ type batcher struct {
 	since      time.Time // connection start (wall clock): older records are backlog
 	thing      string
 	compact    bool            // compact encoding (agent/record/wire) instead of the JSON envelope
+	compress   byte            // compact encoding's compressor (zstd; deflate in benchmarks)
 	encoders   []*wire.Encoder // free compact encoders
 
 	open    map[string]*openBatch
@@ -58,7 +59,7 @@ func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Dura
 	return &batcher{
 		maxPayload: maxPayload, latency: latency, prefix: p,
 		telemetry: topics.telemetry, events: topics.events, since: since,
-		thing: thing, compact: encoding == EncodingCompact,
+		thing: thing, compact: encoding == EncodingCompact, compress: wire.CompressZstd,
 		open: make(map[string]*openBatch),
 	}
 }
@@ -163,7 +164,7 @@ func (b *batcher) encoder() *wire.Encoder {
 		b.encoders = b.encoders[:n-1]
 	} else {
 		var err error
-		if e, err = wire.NewEncoder(wire.CompressZstd); err != nil {
+		if e, err = wire.NewEncoder(b.compress); err != nil {
 			panic(err) // only for an unknown compression
 		}
 	}
