@@ -134,3 +134,30 @@ func TestDrainCompact(t *testing.T) {
 	}
 	t.Logf("%d records in %d compact messages, %.1f bytes/record", n, col.messages, float64(col.wireBytes)/n)
 }
+
+// TestBasicIngestTopic: with telemetry_topic on Basic Ingest the drain
+// publishes there (the devcloud routes it to the rule like AWS) and
+// every record is acknowledged.
+func TestBasicIngestTopic(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	col := collect(cloud, "dt/tcu/+/telemetry") // what the rule sees
+	q := uplinktest.NewQueue()
+	const n = 500
+	appendTelemetry(t, q, n, time.Now())
+	cfg := fastConfig(cloud.Addr())
+	cfg.TelemetryTopic = "$aws/rules/tcu_telemetry/dt/tcu/{thing}/telemetry"
+	cfg.Encoding = uplink.EncodingCompact
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-BI", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSession(t, s)
+	eventually(t, 30*time.Second, "all records acked", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
+	stop()
+	if got, dups := col.distinct(); got != n || dups != 0 {
+		t.Errorf("rule saw %d distinct seqs, %d duplicates; want %d, 0", got, dups, n)
+	}
+	if st := cloud.Stats("TCU-BI"); st.Disconnects != 0 {
+		t.Errorf("devcloud disconnected the session: %s", st.LastViolation)
+	}
+}
