@@ -28,18 +28,23 @@ func mqttPublishOverhead(topic string, n int) int {
 // encoding, compression).
 func BenchmarkEncodeCity(b *testing.B) {
 	const n = 100_000
-	recs := cityStream(n)
 	topics := DefaultConfig().streamTopics("demo-car-001")
+	streams := map[bool][]Record{false: cityStream(n, false), true: cityStream(n, true)}
 	for _, tc := range []struct {
 		name     string
 		encoding string
 		compress byte
+		noisy    bool
 	}{
-		{"json", EncodingJSON, 0},
-		{"compact-zstd", EncodingCompact, wire.CompressZstd},
-		{"compact-deflate", EncodingCompact, wire.CompressDeflate},
-		{"compact-none", EncodingCompact, wire.CompressNone},
+		{"city/json", EncodingJSON, 0, false},
+		{"city/compact-zstd", EncodingCompact, wire.CompressZstd, false},
+		{"city/compact-deflate", EncodingCompact, wire.CompressDeflate, false},
+		{"city/compact-none", EncodingCompact, wire.CompressNone, false},
+		{"noisy/json", EncodingJSON, 0, true},
+		{"noisy/compact-zstd", EncodingCompact, wire.CompressZstd, true},
+		{"noisy/compact-deflate", EncodingCompact, wire.CompressDeflate, true},
 	} {
+		recs := streams[tc.noisy]
 		b.Run(tc.name, func(b *testing.B) {
 			var payload, framed, msgs int
 			cpu0 := processCPU()
@@ -78,7 +83,7 @@ func BenchmarkEncodeCity(b *testing.B) {
 
 // TestCityStreamShape pins the stream the benchmark measures.
 func TestCityStreamShape(t *testing.T) {
-	recs := cityStream(20_000)
+	recs := cityStream(20_000, false)
 	var events, telemetry int
 	for _, r := range recs {
 		if r.Class == ClassEvent {

@@ -31,8 +31,9 @@ type citySignal struct {
 // event record per change that passes the signal's filters, one
 // telemetry record per second with the signals that changed. Filler
 // signals are 16 CAN messages × 2 signals at 100 ms: a counter and a
-// noisy sensor. Deterministic.
-func cityStream(n int) []Record {
+// noisy sensor; with noisy the sensors are uniformly random 12-bit values
+// instead (a pessimistic case for any compressor). Deterministic.
+func cityStream(n int, noisy bool) []Record {
 	r := rand.New(rand.NewPCG(20, 26))
 	speed := func(t float64) float64 {
 		switch c := math.Mod(t, 60); {
@@ -79,7 +80,12 @@ func cityStream(n int) []Record {
 			&citySignal{name: fmt.Sprintf("Filler.M%03X.Counter", id), source: fmt.Sprintf("FILLER_%03X.Counter", id), factor: 1, minInterval: 100 * time.Millisecond,
 				value: func(t float64, _ *rand.Rand) int64 { return int64(t*10) % 16 }},
 			&citySignal{name: fmt.Sprintf("Filler.M%03X.Sensor", id), source: fmt.Sprintf("FILLER_%03X.Sensor", id), factor: 0.1, deadband: 0.2, minInterval: 100 * time.Millisecond,
-				value: func(t float64, r *rand.Rand) int64 { return 200 + int64(50*math.Sin(t/float64(m+3))) + r.Int64N(5) }})
+				value: func(t float64, r *rand.Rand) int64 {
+					if noisy {
+						return r.Int64N(4096)
+					}
+					return 200 + int64(50*math.Sin(t/float64(m+3))) + r.Int64N(5)
+				}})
 	}
 	start := time.UnixMilli(1_764_930_000_000)
 	var out []Record
@@ -140,4 +146,4 @@ func b2i(b bool) int64 {
 }
 
 // CityStream exports cityStream to the package's external tests.
-func CityStream(n int) []Record { return cityStream(n) }
+func CityStream(n int) []Record { return cityStream(n, false) }
