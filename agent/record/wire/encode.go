@@ -388,21 +388,25 @@ func (e *Encoder) number(s *scanner) error {
 		return errSyntax
 	}
 	if !exp {
-		digits, scale := text, 0
+		scale := 0
 		if dot >= 0 {
 			scale = s.i - dot - 1
-			digits = append(append(make([]byte, 0, 24), s.b[start:dot]...), s.b[dot+1:s.i]...)
 		}
-		if scale <= maxScale {
-			if m, err := strconv.ParseInt(string(digits), 10, 64); err == nil && !(m == 0 && text[0] == '-') {
-				if scale == 0 {
-					e.recs = append(e.recs, tagInt)
-				} else {
-					e.recs = append(e.recs, tagDecimal, byte(scale))
-				}
-				e.recs = binary.AppendVarint(e.recs, m)
-				return nil
+		m, ok := mantissa(text)
+		switch {
+		case ok && m == 0 && text[0] == '-': // -0: a float below
+		case ok && scale <= maxScale:
+			if scale == 0 {
+				e.recs = append(e.recs, tagInt)
+			} else {
+				e.recs = append(e.recs, tagDecimal, byte(scale))
 			}
+			e.recs = binary.AppendVarint(e.recs, m)
+			return nil
+		default: // too many digits for int64: keep the exact text
+			e.recs = append(e.recs, tagNumber)
+			e.recs = binary.AppendUvarint(e.recs, e.internBytes(text))
+			return nil
 		}
 	}
 	if f, err := strconv.ParseFloat(string(text), 64); err == nil && !math.IsInf(f, 0) {
@@ -413,6 +417,30 @@ func (e *Encoder) number(s *scanner) error {
 	e.recs = append(e.recs, tagNumber)
 	e.recs = binary.AppendUvarint(e.recs, e.internBytes(text))
 	return nil
+}
+
+// mantissa returns the digits of a number without exponent (the '.'
+// skipped) as an int64, false if they do not fit.
+func mantissa(text []byte) (int64, bool) {
+	neg := text[0] == '-'
+	if neg {
+		text = text[1:]
+	}
+	var m int64
+	for _, c := range text {
+		if c == '.' {
+			continue
+		}
+		d := int64(c - '0')
+		if m > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		m = m*10 + d
+	}
+	if neg {
+		m = -m
+	}
+	return m, true
 }
 
 // validNumber checks the JSON number grammar.
