@@ -35,6 +35,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = send(ctx, args[1:], stdout, stderr)
 	case "mint":
 		err = mint(args[1:], stdout, stderr)
+	case "decode":
+		err = decode(args[1:], stdin, stdout)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -71,5 +73,7 @@ verbs:
          exit 0 on SUCCEEDED, 1 otherwise
   mint   issue a certificate from the test CA
          --ca-dir DIR (--thing NAME | --claim NAME) [--out DIR] [--valid 8760h]
+  decode print a compact batch (docs/wire.md) as the JSON envelope
+         FILE | -
 `)
 }
