@@ -29,6 +29,8 @@ var wantFiles = []string{
 	"/usr/bin/tcu-agent",
 	"/usr/lib/systemd/system/tcu-agent.service",
 	"/usr/lib/sysusers.d/tcu-agent.conf",
+	"/usr/lib/tcu-agent/can-setup",
+	"/usr/lib/tcu-agent/vcan-setup",
 	"/usr/lib/tmpfiles.d/tcu-agent.conf",
 	"/usr/share/doc/tcu-agent/examples/80-can0.network",
 	"/usr/share/doc/tcu-agent/operations.md",
@@ -44,6 +46,8 @@ var sameAsSource = map[string]string{
 	"usr/lib/tmpfiles.d/tcu-agent.conf":        tmpfilesFile,
 	"etc/tcu-agent/tcu-agent.toml":             "../configs/tcu-agent.toml",
 	"usr/share/doc/tcu-agent/operations.md":    "../docs/operations.md",
+	"usr/lib/tcu-agent/can-setup":              "../scripts/can-setup.sh",
+	"usr/lib/tcu-agent/vcan-setup":             "../scripts/vcan-setup.sh",
 }
 
 // findPackage returns the newest package in $TCU_PACKAGE_DIR matching glob,
