@@ -32,6 +32,7 @@ var wantFiles = []string{
 	"/usr/lib/tcu-agent/can-setup",
 	"/usr/lib/tcu-agent/vcan-setup",
 	"/usr/lib/tmpfiles.d/tcu-agent.conf",
+	"/usr/share/doc/tcu-agent/copyright",
 	"/usr/share/doc/tcu-agent/examples/80-can0.network",
 	"/usr/share/doc/tcu-agent/operations.md",
 }
@@ -47,6 +48,7 @@ var sameAsSource = map[string]string{
 	"etc/tcu-agent/tcu-agent.toml":             "../configs/tcu-agent.toml",
 	"usr/share/doc/tcu-agent/operations.md":    "../docs/operations.md",
 	"usr/lib/tcu-agent/can-setup":              "../scripts/can-setup.sh",
+	"usr/share/doc/tcu-agent/copyright":        "copyright",
 	"usr/lib/tcu-agent/vcan-setup":             "../scripts/vcan-setup.sh",
 }
 
