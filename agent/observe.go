@@ -40,7 +40,11 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 	})
 	if p := a.cfg.Health.CtlSocket; p != "" {
 		wg.Go(func() { // stops with ctx
-			if err := ctl.Serve(ctx, p, a.status); err != nil {
+			var opts []ctl.Option
+			if a.level != nil {
+				opts = append(opts, ctl.WithLogLevel(a.level))
+			}
+			if err := ctl.Serve(ctx, p, a.status, opts...); err != nil {
 				a.log.Warn("control socket unavailable", "path", p, "err", err)
 			}
 		})
