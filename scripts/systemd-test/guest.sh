@@ -46,6 +46,7 @@ fresh_journal_mark() { journalctl -q --no-pager -n0 --show-cursor | sed -n 's/^-
 
 stage=1
 [ -e $S/stage2 ] && stage=2
+echo # the firmware's last line has no newline
 
 if [ $stage = 2 ]; then
 	# Boot -> READY: systemd's monotonic clock starts at kernel boot;
@@ -72,6 +73,13 @@ timing boot_userspace_settled "$(awk -v s="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN
 while read -r m; do insmod "$S/canmods/$m.ko" 2>/dev/null; done <"$S/canmods/order"
 ip link add dev vcan0 type vcan && ip link set vcan0 up
 check vcan0-up "$(ip link show vcan0 >/dev/null 2>&1; echo $?)" "$(ip -br link show vcan0 2>&1)"
+
+# The GNSS receiver: the PCI 16550 UART (the console is the ISA one).
+gnss=
+for d in /sys/class/tty/ttyS*; do
+	case $(readlink -f "$d/device") in */pci*) gnss=/dev/${d##*/}; break ;; esac
+done
+check gnss-uart "$([ -n "$gnss" ] && [ -c "$gnss" ]; echo $?)" "device=${gnss:-none} group=$(stat -c %G "${gnss:-/nonexistent}" 2>/dev/null)"
 
 # A broker (the dev cloud) and a simulated vehicle on vcan0, as units.
 install -m755 "$P/tcu-devcloud" "$P/tcu-sim" /usr/local/bin/
@@ -105,7 +113,8 @@ check purge "$([ $rc = 0 ] && [ "$warn" = 0 ] && [ ! -e /etc/tcu-agent ] && [ -e
 
 # 3. The previous version with the test configuration, then the upgrade.
 dpkg -i "$P/prev.deb" >/dev/null 2>&1
-install -m644 "$P/test.toml" /etc/tcu-agent/tcu-agent.toml
+sed "s|@GNSS@|$gnss|" "$P/test.toml" >$S/test.toml
+install -m644 $S/test.toml /etc/tcu-agent/tcu-agent.toml
 systemctl restart $unit
 wait_for 60 is_active
 pid_old=$(prop $unit MainPID)
@@ -118,7 +127,7 @@ timing dpkg_upgrade "$(elapsed "$t")"
 wait_for 60 is_active
 pid_new=$(prop $unit MainPID)
 ver_new=$(tcu-agent version 2>&1)
-kept=$(cmp -s "$P/test.toml" /etc/tcu-agent/tcu-agent.toml && echo kept || echo replaced)
+kept=$(cmp -s $S/test.toml /etc/tcu-agent/tcu-agent.toml && echo kept || echo replaced)
 check upgrade "$([ $rc = 0 ] && is_active && [ "$pid_old" != "$pid_new" ] && [ "$ver_old" != "$ver_new" ] && [ $kept = kept ]; echo $?)" \
 	"rc=$rc '$ver_old' -> '$ver_new' pid $pid_old -> $pid_new config $kept"
 
@@ -130,8 +139,19 @@ for _ in $(seq 1 60); do
 	sleep 1
 done
 check telemetry "$got" "$(journalctl -u devcloud --no-pager -o cat | grep -E -m1 "telemetry +$THING: " | cut -c1-160)"
-frames=$(tcu-agent status --json 2>/dev/null | sed -n 's/.*"frames": *\([0-9]*\).*/\1/p' | head -1)
-check can-vcan0 "$([ "${frames:-0}" -gt 0 ]; echo $?)" "frames=${frames:-none}"
+# Per-driver frame counters from the status JSON ("driver" comes before
+# "frames" in each bus object).
+bus_frames() {
+	tcu-agent status --json 2>/dev/null | awk -v drv="$1" '
+		/"driver":/ { gsub(/[",]/, "", $2); d = $2 }
+		/"frames":/ && d == drv { gsub(/,/, "", $2); print $2; exit }'
+}
+both_buses() { [ "$(bus_frames body)" -gt 0 ] 2>/dev/null && [ "$(bus_frames gnss)" -gt 0 ] 2>/dev/null; }
+wait_for 30 both_buses
+frames=$(bus_frames body)
+check can-vcan0 "$([ "${frames:-0}" -gt 0 ]; echo $?)" "body frames=${frames:-none}"
+fixes=$(bus_frames gnss)
+check gnss-uart-fixes "$([ "${fixes:-0}" -gt 0 ]; echo $?)" "gnss frames=${fixes:-none} on $gnss"
 
 # 5. Sandbox: no permission denials, exposure.
 denials=$(journalctl -u $unit --no-pager -o cat | grep -Eic 'permission denied|operation not permitted|EACCES|EPERM' || true)
