@@ -227,3 +227,22 @@ func TestLogLevel(t *testing.T) {
 		t.Errorf("LogLevel without a server: %v, want ErrNotRunning", err)
 	}
 }
+
+// FuzzParseLevel: the PUT body of LogLevelPath comes from a socket client.
+// ParseLevel never panics and accepts only the four level names.
+func FuzzParseLevel(f *testing.F) {
+	for _, s := range []string{"debug", " INFO\n", "warn", "error", "", "verbose", "DEBUG+2", "info\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLevel(s)
+		if err != nil {
+			return
+		}
+		switch l {
+		case slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError:
+		default:
+			t.Fatalf("ParseLevel(%q) = %v", s, l)
+		}
+	})
+}
