@@ -126,10 +126,7 @@ mkfs.ext4 -q -F -L payload -d "$work/payload" "$work/payload.img"
 "$here/initrd.sh" "$base" "$mods" "$work/initrd"
 log "disks ready in $((SECONDS - t)) s"
 
-# 5. Boot twice on the same disks: stage 1 (the package checks), stage 2
-# (boot -> READY). A reboot inside one qemu hangs in the firmware when the
-# kernel is booted through PVH, so the host starts qemu again.
-# A GNSS receiver on a real 16550 UART in the guest (qemu pci-serial),
+# 5. A GNSS receiver on a real 16550 UART in the guest (qemu pci-serial),
 # fed with NMEA by tcu-sim on the host through a pseudo-terminal.
 CGO_ENABLED=0 go build -o "$work/tcu-sim" ./cmd/tcu-sim
 "$work/tcu-sim" --vbus "$work/vbus.sock" --scenario parked --nmea-pty --nmea-link "$work/gnss" >"$work/sim.log" 2>&1 &
@@ -137,6 +134,9 @@ sim=$!
 trap 'kill $sim 2>/dev/null || true; [ -n "${SYSTEMD_TEST_KEEP:-}" ] || rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do [ -e "$work/gnss" ] && break; sleep 0.1; done
 [ -e "$work/gnss" ] || { cat "$work/sim.log" >&2; log "tcu-sim made no NMEA pty"; exit 1; }
+# 6. Boot twice on the same disks: stage 1 (the package checks), stage 2
+# (boot -> READY). A reboot inside one qemu hangs in the firmware when the
+# kernel is booted through PVH, so the host starts qemu again.
 vm=0
 for stage in 1 2; do
 	t=$SECONDS
@@ -151,7 +151,7 @@ for stage in 1 2; do
 done
 cat "$work"/console[12].log >"$work/console.log" 2>/dev/null
 
-# 6. Report.
+# 7. Report.
 read -r -a xfail <<<"${SYSTEMD_TEST_XFAIL:-}"
 fails=0
 echo
