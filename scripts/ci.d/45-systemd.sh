@@ -5,7 +5,7 @@
 # checks the service at each step. The root file system is cached in
 # ~/.cache/tcu-agent (a cold build is a debootstrap, about a minute here);
 # the kernel comes from 30-vmtest.sh's cache in .vm/. Measured here 6.5
-# minutes with a cold root file system cache, 4.6 warm, most of it the two
+# minutes with a cold root file system cache, 5 warm, most of it the two
 # guest boots under TCG (docs/perf/packaging.md).
 #
 # The check fresh-install-no-claim-active needs the agent to wait for a
