@@ -218,6 +218,11 @@ func (bc *Conn) Send(ctx context.Context, f Frame) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	select {
+	case <-bc.rxDone: // the peer has gone: do not write into a dead stream
+		return fmt.Errorf("send on virtual can bus: %w", bc.rxErr)
+	default:
+	}
 	bc.wmu.Lock()
 	defer bc.wmu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {

@@ -49,7 +49,11 @@ type Reopener struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex // serialises (re)opening
+	// opening serialises (re)opening: a one-slot semaphore rather than a
+	// mutex, so that a Send waiting for the socket honours its context
+	// while Receive sits in the backoff.
+	opening  chan struct{}
+	mu       sync.Mutex // guards the fields below
 	cur      atomic.Pointer[busBox]
 	base     Stats     // counters of closed sockets; guarded by mu
 	fails    int       // consecutive failures (opens, short-lived sockets); guarded by mu
@@ -75,7 +79,8 @@ func Reopen(iface string, opts Options, b Backoff) *Reopener {
 }
 
 func newReopener(iface string, opts Options, b Backoff, open func(string, Options) (bus, error)) *Reopener {
-	return &Reopener{iface: iface, opts: opts, backoff: b, log: opts.logger(), open: open, done: make(chan struct{})}
+	return &Reopener{iface: iface, opts: opts, backoff: b, log: opts.logger(), open: open,
+		done: make(chan struct{}), opening: make(chan struct{}, 1)}
 }
 
 // Receive returns the next frame, reopening the socket as needed.
@@ -147,8 +152,14 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 	if box := r.cur.Load(); box != nil {
 		return box.b, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	select {
+	case r.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.done:
+		return nil, fmt.Errorf("reopen %s: %w", r.iface, net.ErrClosed)
+	}
+	defer func() { <-r.opening }()
 	for {
 		if r.closed() {
 			return nil, fmt.Errorf("reopen %s: %w", r.iface, net.ErrClosed)
@@ -156,14 +167,18 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 		if box := r.cur.Load(); box != nil {
 			return box.b, nil
 		}
-		if r.churn {
-			r.churn = false
-			if err := r.waitLocked(ctx); err != nil {
+		r.mu.Lock()
+		churn := r.churn
+		r.churn = false
+		r.mu.Unlock()
+		if churn {
+			if err := r.wait(ctx); err != nil {
 				return nil, err
 			}
 		}
 		b, err := r.open(r.iface, r.opts)
 		if err == nil {
+			r.mu.Lock()
 			r.cur.Store(&busBox{b})
 			r.openedAt = time.Now()
 			if r.down || r.reopens.Load() > 0 {
@@ -171,28 +186,33 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 			}
 			r.down = false
 			r.reopens.Add(1)
+			r.mu.Unlock()
 			return b, nil
 		}
 		if !errors.Is(err, drivers.ErrNotReady) {
 			return nil, err
 		}
+		r.mu.Lock()
 		if !r.down {
 			r.log.Warn("can interface not ready", "iface", r.iface, "err", err)
 			r.down = true
 		}
-		if err := r.waitLocked(ctx); err != nil {
+		r.mu.Unlock()
+		if err := r.wait(ctx); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// waitLocked sleeps the next backoff interval, or until ctx or Close.
-func (r *Reopener) waitLocked(ctx context.Context) error {
+// wait sleeps the next backoff interval, or until ctx or Close.
+func (r *Reopener) wait(ctx context.Context) error {
+	r.mu.Lock()
 	d := r.backoff.Min << min(r.fails, 20)
 	if d > r.backoff.Max || d <= 0 {
 		d = r.backoff.Max
 	}
 	r.fails++
+	r.mu.Unlock()
 	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2))
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -221,6 +241,9 @@ func (r *Reopener) Close() error {
 	})
 	return err
 }
+
+// Connected reports whether a socket is open right now.
+func (r *Reopener) Connected() bool { return r.cur.Load() != nil }
 
 // Opens returns how many times a socket was opened (1 + reopens).
 func (r *Reopener) Opens() uint64 { return r.reopens.Load() }
