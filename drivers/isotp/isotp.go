@@ -129,7 +129,12 @@ type Receiver struct {
 	// Limit, if > 0, is the longest message accepted; a longer first
 	// frame is answered with FlowOverflow.
 	Limit int
-	buf   []byte
+	// BlockSize, if > 0, is the block size this receiver announces in its
+	// flow control: Feed asks for another flow control frame after every
+	// BlockSize consecutive frames.
+	BlockSize int
+	block     int
+	buf       []byte
 	want  int
 	seq   byte
 	busy  bool
@@ -142,7 +147,7 @@ type Result int
 const (
 	Nothing  Result = iota // frame consumed, message incomplete
 	Complete               // a message is complete (Feed returned it)
-	SendFlow               // a first frame arrived: send flow control (continue)
+	SendFlow               // a first frame or a full block arrived: send flow control (continue)
 	Abort                  // a first frame too long: send flow control (overflow)
 )
 
@@ -183,7 +188,7 @@ func (r *Receiver) Feed(data []byte) ([]byte, Result, error) {
 		if n > r.limit() {
 			return nil, Abort, fmt.Errorf("%w: %d bytes, limit %d", ErrOverflow, n, r.limit())
 		}
-		r.busy, r.want, r.seq = true, n, 1
+		r.busy, r.want, r.seq, r.block = true, n, 1, 0
 		r.buf = append(r.buf[:0], data[2:FrameLen]...)
 		return nil, SendFlow, nil
 	case pciConsecutive:
@@ -202,6 +207,10 @@ func (r *Receiver) Feed(data []byte) ([]byte, Result, error) {
 		}
 		r.buf = append(r.buf, chunk...)
 		if len(r.buf) < r.want {
+			if r.block++; r.BlockSize > 0 && r.block >= r.BlockSize {
+				r.block = 0
+				return nil, SendFlow, nil
+			}
 			return nil, Nothing, nil
 		}
 		r.busy = false

@@ -24,12 +24,11 @@ type pipeLink struct {
 	flows     chan Flow
 	got       []byte
 	frames    []Frame
-	sinceFC   int
 	sentAt    []time.Time
 }
 
 func newPipe(bs int, stmin byte) *pipeLink {
-	return &pipeLink{blockSize: bs, stmin: stmin, flows: make(chan Flow, 64)}
+	return &pipeLink{rx: Receiver{BlockSize: bs}, blockSize: bs, stmin: stmin, flows: make(chan Flow, 64)}
 }
 
 func (p *pipeLink) fc() {
@@ -54,16 +53,9 @@ func (p *pipeLink) Send(_ context.Context, f Frame) error {
 	}
 	switch res {
 	case SendFlow:
-		p.sinceFC = 0
 		p.fc()
 	case Complete:
 		p.got = append([]byte(nil), msg...)
-	case Nothing:
-		p.sinceFC++
-		if p.blockSize > 0 && p.sinceFC == p.blockSize {
-			p.sinceFC = 0
-			p.fc()
-		}
 	}
 	return nil
 }
