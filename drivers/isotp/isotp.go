@@ -135,9 +135,9 @@ type Receiver struct {
 	BlockSize int
 	block     int
 	buf       []byte
-	want  int
-	seq   byte
-	busy  bool
+	want      int
+	seq       byte
+	busy      bool
 }
 
 // Result tells the caller what to do after Feed.
