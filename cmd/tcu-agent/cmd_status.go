@@ -146,6 +146,9 @@ func identityLine(id ctl.Identity, now time.Time) string {
 			s += ", certificate expires " + id.CertExpiry.UTC().Format(time.DateOnly) + ", in " + strconv.Itoa(int(left.Hours()/24)) + "d"
 		}
 	}
+	if id.VIN != "" {
+		s += ", VIN " + id.VIN
+	}
 	return s + ")"
 }
 
