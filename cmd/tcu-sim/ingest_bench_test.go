@@ -149,3 +149,40 @@ func BenchmarkIngestEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(p1.Records-p0.Records), "records")
 	b.ReportMetric(float64(s1-s0)/el.Seconds(), "samples/s")
 }
+
+// BenchmarkIngestIdle is BenchmarkIngestEndToEnd's fixed cost: the same
+// queue and telemetry pipeline with no bus, over the same window. Its
+// cpu-ms/s is paid whatever the frame rate (Badger's and the runtime's
+// background work); run with -benchtime=1x.
+func BenchmarkIngestIdle(b *testing.B) {
+	const window = 5 * time.Second
+	dir := b.TempDir()
+	q, err := buffer.Open(buffer.Options{Dir: filepath.Join(dir, "queue")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	live := signals.New()
+	pipe, err := telemetry.New(telemetry.Options{
+		Interval: time.Second, MaxPending: 16384, Observe: live.Set,
+		Append: func(ctx context.Context, _ telemetry.Class, data [][]byte) error {
+			_, err := q.AppendBatch(ctx, buffer.ClassTelemetry, data)
+			return err
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pipe.Run(ctx) })
+	time.Sleep(2 * time.Second)
+	c0, t0 := processCPU(), time.Now()
+	b.ResetTimer()
+	time.Sleep(window)
+	b.StopTimer()
+	c1, el := processCPU(), time.Since(t0)
+	cancel()
+	wg.Wait()
+	b.ReportMetric(float64((c1-c0).Milliseconds())/el.Seconds(), "cpu-ms/s")
+}

@@ -86,42 +86,61 @@ func serveConn(ctx context.Context, c net.Conn, v *Virtual) {
 	ep.Close()
 }
 
-// WireCoalesce is how long Serve's writer gathers frames for a
-// connection after the first one before writing them as one batch: on a
-// busy bus the peer then reads a millisecond of traffic with one system
-// call and one wake-up instead of one per frame. A quiet bus's frames wait
-// at most this long.
-var WireCoalesce = time.Millisecond
+// WireCoalesce is how long Serve's writer gathers frames for a busy
+// connection after a batch's first one before writing them as one batch:
+// the peer then reads milliseconds of traffic with one system call and one
+// wake-up instead of one per frame. A connection is busy while its
+// batches are at least wireBusy frames; a quiet one's frames are written
+// at once (no added latency).
+var WireCoalesce = 4 * time.Millisecond
 
-// writeFrames copies frames from ep to w in batches: everything that
-// arrives within WireCoalesce of a batch's first frame (or until the
-// batch buffer is full) is written at once.
+// wireBusy is the batch size from which the writer coalesces.
+const wireBusy = 8
+
+// writeFrames copies frames from ep to w in batches: what is queued is
+// written at once, and on a busy bus everything that arrives within
+// WireCoalesce of a batch's first frame (or until the batch buffer is
+// full) too.
 func writeFrames(ctx context.Context, w io.Writer, ep *Endpoint) {
 	buf := make([]byte, 0, 32<<10)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	last := 0 // frames in the previous batch
 	for {
 		f, err := ep.Receive(ctx)
 		if err != nil {
 			return
 		}
 		buf = AppendWire(buf[:0], &f)
-		t.Reset(WireCoalesce)
-	gather:
+		n := 1
 		for len(buf) < cap(buf)-MaxWireLen {
-			select {
-			case f := <-ep.queue:
-				buf = AppendWire(buf, &f)
-			case <-t.C:
-				break gather
-			case <-ep.done:
-				return
-			case <-ctx.Done():
-				return
+			f, ok := ep.tryReceive()
+			if !ok {
+				break
 			}
+			buf = AppendWire(buf, &f)
+			n++
 		}
-		t.Stop()
+		if last >= wireBusy || n >= wireBusy {
+			t.Reset(WireCoalesce)
+		gather:
+			for len(buf) < cap(buf)-MaxWireLen {
+				select {
+				case f := <-ep.queue:
+					buf = AppendWire(buf, &f)
+					n++
+				case <-t.C:
+					break gather
+				case <-ep.done:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			t.Stop()
+		}
+		last = n
 		if _, err := w.Write(buf); err != nil {
 			return
 		}
