@@ -66,7 +66,10 @@ type Reopener struct {
 
 type busBox struct{ b bus }
 
-var _ canbus.Bus = (*Reopener)(nil)
+var (
+	_ canbus.Bus           = (*Reopener)(nil)
+	_ canbus.BatchReceiver = (*Reopener)(nil)
+)
 
 // Reopen returns a Reopener for iface. It does not open the socket until
 // the first Receive or Send.
@@ -93,6 +96,22 @@ func (r *Reopener) Receive(ctx context.Context) (canbus.Frame, error) {
 		f, err := b.Receive(ctx)
 		if err == nil || !r.retryable(b, err) {
 			return f, err
+		}
+	}
+}
+
+// ReceiveBatch returns the next frames (at least one), reopening the
+// socket as needed; it reads several per system call where the socket
+// can (Conn.ReceiveBatch, recvmmsg).
+func (r *Reopener) ReceiveBatch(ctx context.Context, fs []canbus.Frame) (int, error) {
+	for {
+		b, err := r.conn(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n, err := canbus.ReceiveBatch(ctx, b, fs)
+		if err == nil || !r.retryable(b, err) {
+			return n, err
 		}
 	}
 }
