@@ -61,14 +61,21 @@ func TestVcanDriverAgainstKernelISOTP(t *testing.T) {
 	answer := kernelISOTP(t, 0x7E0, 0x7E8, 0, 0)  // answers out, flow control in
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	defer func() { cancel(); unix.Close(reqs); wg.Wait() }()
+	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() {
 		buf := make([]byte, 64)
 		for ctx.Err() == nil {
+			// Closing a socket does not end a blocked read: poll.
+			pfd := []unix.PollFd{{Fd: int32(reqs), Events: unix.POLLIN}}
+			if k, err := unix.Poll(pfd, 100); err != nil || k == 0 {
+				continue
+			}
 			n, err := unix.Read(reqs, buf)
 			if err != nil || n < 2 {
+				t.Logf("kernel isotp read: %d, %v", n, err)
 				return
 			}
+			t.Logf("ECU got request % X", buf[:n])
 			var resp []byte
 			switch {
 			case buf[0] == 0x01 && buf[1] == 0x00:
@@ -84,6 +91,20 @@ func TestVcanDriverAgainstKernelISOTP(t *testing.T) {
 				t.Errorf("kernel isotp write: %v", err)
 				return
 			}
+		}
+	})
+	spy, err := socketcan.Open("vcan0", socketcan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	wg.Go(func() { // logs the first frames on the wire, for diagnosis
+		for range 12 {
+			f, err := spy.Receive(ctx)
+			if err != nil {
+				return
+			}
+			t.Logf("wire: %03X % X", f.ID, f.Payload())
 		}
 	})
 	d := New(drivertest.Params(t))
@@ -105,7 +126,7 @@ func TestVcanDriverAgainstKernelISOTP(t *testing.T) {
 		t.Fatalf("VIN = %+v, %v; want %s (stats %+v)", s, ok, vin, d.Stats())
 	}
 	if s, ok := sink.Wait(30*time.Second, drivertest.Named("Vehicle.OBD.Speed")); !ok || s.Value != 66 {
-		t.Fatalf("speed = %+v, %v; want 66", s, ok)
+		t.Fatalf("speed = %+v, %v; want 66 (stats %+v)", s, ok, d.Stats())
 	}
 }
 
