@@ -235,6 +235,7 @@ func TestDecodeTransmitAndStats(t *testing.T) {
 		t.Error("LastSeen has no time for a received signal")
 	}
 
+	txAt := time.Now()
 	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"LockRequest": 2, "CommandCounter": 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,6 +255,9 @@ func TestDecodeTransmitAndStats(t *testing.T) {
 	}
 	if st := d.Stats(); st.TxFrames != 1 {
 		t.Errorf("TxFrames = %d, want 1", st.TxFrames)
+	}
+	if until := canbus.QuietUntil(canbus.BusKey(TransportVBus, b.path)); until.Before(txAt.Add(ActuationQuiet)) {
+		t.Errorf("no quiet window for pollers after Transmit (until %v)", until)
 	}
 }
 

@@ -91,6 +91,18 @@ func (d *Driver) attach() canbus.Bus {
 	return canbus.NewRedialer(canbus.RedialOptions{Dial: dial, Lost: gone, Name: d.where(), Logger: d.log})
 }
 
+// ActuationQuiet is how long after each transmitted frame other drivers
+// polling the same bus (the obd driver) hold their requests.
+const ActuationQuiet = time.Second
+
+// busKey names the bus for canbus.Quiet.
+func (d *Driver) busKey() string {
+	if d.Transport == TransportVBus {
+		return canbus.BusKey(TransportVBus, d.Address)
+	}
+	return canbus.BusKey(TransportSocketCAN, d.Interface)
+}
+
 // TransmitWait bounds how long Transmit waits for a bus that is being
 // reconnected (the caller's context may end the wait sooner).
 const TransmitWait = 2 * time.Second
@@ -122,6 +134,8 @@ func (d *Driver) Transmit(ctx context.Context, message string, signals map[strin
 		d.txErrors.Add(1)
 		return fmt.Errorf("transmit %s on %s: %w: bus not open", message, d.where(), drivers.ErrNotReady)
 	}
+	// An actuation is under way: pollers of this bus (OBD-II) keep off it.
+	canbus.Quiet(d.busKey(), ActuationQuiet)
 	sctx, cancel := context.WithTimeout(ctx, TransmitWait)
 	defer cancel()
 	if err := r.Send(sctx, f); err != nil {

@@ -10,7 +10,9 @@
 //
 // It is polite on the bus: one request in flight, a P2 timeout per
 // request (P2* after "response pending"), a pause between requests, and
-// exponential back-off while no ECU answers (ignition off, no OBD port).
+// exponential back-off while no ECU answers (ignition off, no OBD port),
+// and no requests while the can driver actuates on the same bus (a remote
+// command's frames; canbus.Quiet).
 package obd
 
 import (
@@ -105,7 +107,7 @@ type Driver struct {
 	vin   string // guarded by vinMu
 
 	requests, responses, timeouts, errs, samples atomic.Uint64
-	backoffs                                     atomic.Uint64
+	backoffs, holds                              atomic.Uint64
 	supported                                    atomic.Uint64 // PIDs found supported
 	silent                                       atomic.Int32  // 1 while backing off
 }
@@ -231,6 +233,8 @@ type Stats struct {
 	Supported uint64
 	// Silent is 1 while backing off.
 	Silent int
+	// Holds counts pauses for an actuation on the same bus.
+	Holds uint64
 }
 
 // Stats returns the counters.
@@ -238,6 +242,6 @@ func (d *Driver) Stats() Stats {
 	return Stats{
 		Requests: d.requests.Load(), Responses: d.responses.Load(), Timeouts: d.timeouts.Load(),
 		Errors: d.errs.Load(), Samples: d.samples.Load(), Backoffs: d.backoffs.Load(),
-		Supported: d.supported.Load(), Silent: int(d.silent.Load()),
+		Supported: d.supported.Load(), Silent: int(d.silent.Load()), Holds: d.holds.Load(),
 	}
 }

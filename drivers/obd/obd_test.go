@@ -286,3 +286,39 @@ func TestInitErrors(t *testing.T) {
 		t.Error("kind obd is not registered")
 	}
 }
+
+// TestNoRequestsDuringActuation: while a driver actuating on the same bus
+// has asked for quiet (the can driver does on every Transmit), no request
+// goes out.
+func TestNoRequestsDuringActuation(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false, sim.ECUKnobs{})
+	d, sink, stop := r.driver(t, func(d *Driver) {
+		d.PIDs = []PIDConfig{{PID: 0x0D, Interval: canmap.Duration(time.Millisecond)}}
+	})
+	defer stop()
+	if _, ok := sink.Wait(20*time.Second, drivertest.Named("Vehicle.OBD.Speed")); !ok {
+		t.Fatal("no polling before the actuation")
+	}
+	const hold = 500 * time.Millisecond
+	start := time.Now()
+	canbus.Quiet(canbus.BusKey(TransportVBus, r.path), hold)
+	deadline := time.Now().Add(20 * time.Second)
+	for d.Stats().Requests < 10 || time.Since(start) < hold+100*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("polling did not resume after the quiet window")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A request already in flight may finish; none may start later in
+	// the window (its P2 and gap give it 100 ms).
+	from, to := start.Add(100*time.Millisecond), start.Add(hold)
+	for _, f := range r.frames() {
+		if f.ID == funcID11 && f.Time.After(from) && f.Time.Before(to) {
+			t.Errorf("request %X at +%v, inside the quiet window", f.Payload()[:3], f.Time.Sub(start))
+		}
+	}
+	if d.Stats().Holds == 0 {
+		t.Error("Stats().Holds = 0")
+	}
+}

@@ -47,6 +47,14 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	return err
 }
 
+// busKey names the bus for canbus.Quiet, as the can driver does.
+func (d *Driver) busKey() string {
+	if d.Transport == TransportVBus {
+		return canbus.BusKey(TransportVBus, d.Address)
+	}
+	return canbus.BusKey(TransportSocketCAN, d.Interface)
+}
+
 // attach returns the self-reconnecting bus of the configured transport.
 func (d *Driver) attach() canbus.Bus {
 	if d.Transport == TransportSocketCAN {
@@ -145,6 +153,9 @@ func (s *session) loop(ctx context.Context) error {
 		if err := s.pause(ctx); err != nil {
 			return err
 		}
+		if err := s.holdForActuation(ctx); err != nil {
+			return err
+		}
 		switch {
 		case !s.discovered:
 			s.discover(ctx)
@@ -184,6 +195,22 @@ func (s *session) due() int {
 		return 0
 	}
 	return best
+}
+
+// holdForActuation waits while a driver actuating on the same bus (a
+// remote command's frames, see canbus.Quiet) asked for quiet.
+func (s *session) holdForActuation(ctx context.Context) error {
+	key := s.d.busKey()
+	for {
+		wait := time.Until(canbus.QuietUntil(key))
+		if wait <= 0 {
+			return nil
+		}
+		s.d.holds.Add(1)
+		if err := s.sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
 }
 
 // pause backs off while the ECUs are silent.
