@@ -22,12 +22,12 @@ import (
 // Accept fails for another reason.
 func Serve(ctx context.Context, l net.Listener, v *Virtual) error {
 	if err := checkLocal(l.Addr()); err != nil {
-		l.Close()
+		_ = l.Close()
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { l.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = l.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -58,18 +58,18 @@ func checkLocal(a net.Addr) error {
 // serveConn bridges one connection to a new endpoint of v until either side
 // ends.
 func serveConn(ctx context.Context, c net.Conn, v *Virtual) {
-	stopHello := context.AfterFunc(ctx, func() { c.Close() })
+	stopHello := context.AfterFunc(ctx, func() { _ = c.Close() })
 	err := handshake(c, helloTimeout)
 	stopHello()
 	if err != nil {
-		c.Close()
+		_ = c.Close()
 		return
 	}
 	ep := v.Attach()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
-		c.Close()
-		ep.Close()
+		_ = c.Close()
+		_ = ep.Close()
 	})
 	defer stop()
 	done := make(chan struct{})
@@ -82,8 +82,8 @@ func serveConn(ctx context.Context, c net.Conn, v *Virtual) {
 	readFrames(ctx, c, ep)
 	cancel()
 	<-done
-	c.Close()
-	ep.Close()
+	_ = c.Close()
+	_ = ep.Close()
 }
 
 // WireCoalesce is how long Serve's writer gathers frames for a busy
@@ -225,7 +225,7 @@ func Dial(ctx context.Context, address string) (*Conn, error) {
 		timeout = min(timeout, time.Until(dl))
 	}
 	if err := handshake(c, timeout); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("dial virtual can bus %s: %w", path, err)
 	}
 	return newConn(c), nil
@@ -250,7 +250,7 @@ func (bc *Conn) Send(ctx context.Context, f Frame) error {
 	defer bc.wmu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = bc.c.SetWriteDeadline(dl)
-		defer bc.c.SetWriteDeadline(noDeadline)
+		defer func() { _ = bc.c.SetWriteDeadline(noDeadline) }()
 	}
 	bc.wbuf = AppendWire(bc.wbuf[:0], &f)
 	if _, err := bc.c.Write(bc.wbuf); err != nil {

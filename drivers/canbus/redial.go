@@ -266,7 +266,7 @@ func (r *Redialer) wait(ctx context.Context, fails int) error {
 	if d > r.o.Max || d <= 0 {
 		d = r.o.Max
 	}
-	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2)) //nolint:gosec // backoff jitter, not a secret
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -2,7 +2,6 @@ package obd
 
 import (
 	"fmt"
-	"strings"
 )
 
 // A PIDInfo describes one standard mode 01 PID: its SAE J1979 scaling and
@@ -97,11 +96,20 @@ const VINLen = 17
 // characters remain and all are VIN characters (ISO 3779: digits and
 // capital letters except I, O and Q).
 func ParseVIN(data []byte) (string, error) {
-	s := strings.Trim(string(data), "\x00 \xff")
-	if len(s) == VINLen+1 && s[0] == 0x01 {
-		s = s[1:]
+	pad := func(c byte) bool { return c == 0x00 || c == ' ' || c == 0xFF }
+	for len(data) > 0 && pad(data[0]) {
+		data = data[1:]
 	}
-	s = strings.Trim(s, "\x00 \x01")
+	for len(data) > 0 && pad(data[len(data)-1]) {
+		data = data[:len(data)-1]
+	}
+	if len(data) == VINLen+1 && data[0] == 0x01 { // the message count byte
+		data = data[1:]
+	}
+	for len(data) > 0 && (pad(data[0]) || data[0] == 0x01) {
+		data = data[1:]
+	}
+	s := string(data)
 	if len(s) != VINLen {
 		return "", fmt.Errorf("vin: %d characters, want %d", len(s), VINLen)
 	}

@@ -232,7 +232,7 @@ func (r *Reopener) wait(ctx context.Context) error {
 	}
 	r.fails++
 	r.mu.Unlock()
-	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2)) //nolint:gosec // backoff jitter, not a secret
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
