@@ -135,6 +135,9 @@ func suffix(why string) string {
 
 func identityLine(id ctl.Identity, now time.Time) string {
 	if id.Thing == "" {
+		if id.VIN != "" {
+			return "not provisioned (" + dash(id.Source) + ", VIN " + id.VIN + ")"
+		}
 		return "not provisioned (" + dash(id.Source) + ")"
 	}
 	s := id.Thing + " (" + dash(id.Source)
