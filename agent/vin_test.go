@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/drivers"
@@ -31,5 +32,27 @@ func TestDeviceParamsCarryTheVIN(t *testing.T) {
 	}
 	if got := vehicleVIN(nil); got != "" {
 		t.Errorf("vehicleVIN(nil) = %q", got)
+	}
+}
+
+// pendingDriver reads its VIN after a delay and says so meanwhile.
+type pendingDriver struct {
+	vinDriver
+	at time.Time
+}
+
+func (d pendingDriver) VIN() string {
+	if time.Now().After(d.at) {
+		return "WTCUSXM0ZABC12345"
+	}
+	return ""
+}
+func (d pendingDriver) VINPending() bool { return d.VIN() == "" }
+
+func TestDeviceParamsWaitForAPendingVIN(t *testing.T) {
+	t.Parallel()
+	c := &config.Config{Drivers: []config.Driver{{Name: "obd", Driver: pendingDriver{at: time.Now().Add(300 * time.Millisecond)}}}}
+	if got := deviceParams(c)(); got["Vin"] != "WTCUSXM0ZABC12345" {
+		t.Errorf("deviceParams = %v, want the VIN read meanwhile", got)
 	}
 }

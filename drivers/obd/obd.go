@@ -103,8 +103,10 @@ type Driver struct {
 	log    *slog.Logger
 	polls  []poll
 
-	vinMu sync.Mutex
-	vin   string // guarded by vinMu
+	vinMu   sync.Mutex
+	vin     string // guarded by vinMu
+	running atomic.Bool
+	noVIN   atomic.Bool // the ECUs answered without a usable VIN
 
 	requests, responses, timeouts, errs, samples atomic.Uint64
 	backoffs, holds                              atomic.Uint64
@@ -217,6 +219,13 @@ func (d *Driver) VIN() string {
 	d.vinMu.Lock()
 	defer d.vinMu.Unlock()
 	return d.vin
+}
+
+// VINPending reports whether a VIN is expected soon: the driver is
+// configured to read it, is running, has not read it yet and its ECUs are
+// not silent (ignition off). Provisioning waits a little for it.
+func (d *Driver) VINPending() bool {
+	return d.ReadVIN && d.running.Load() && d.VIN() == "" && d.silent.Load() == 0 && !d.noVIN.Load()
 }
 
 // Stats are the driver's counters.

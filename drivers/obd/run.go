@@ -31,6 +31,8 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	if d.polls == nil {
 		return &drivers.FatalError{Err: fmt.Errorf("obd driver %s: run before init", d.params.Name)}
 	}
+	d.running.Store(true)
+	defer d.running.Store(false)
 	bus := d.attach()
 	rx := make(chan canbus.Frame, 256)
 	readErr := make(chan error, 1)
@@ -330,6 +332,7 @@ func (s *session) readVIN(ctx context.Context) {
 	if len(rs) > 0 || s.silentN == 0 {
 		// Answered without a usable VIN (or negatively): do not ask again.
 		s.vinDone = true
+		d.noVIN.Store(true) // nothing to wait for (VINPending)
 	}
 }
 
