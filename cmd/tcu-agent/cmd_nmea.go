@@ -29,6 +29,10 @@ type nmeaFix struct {
 	Speed  *float64 `json:"speed,omitempty"`
 	Course *float64 `json:"course,omitempty"`
 	Mode   int      `json:"mode"`
+	// Status is gpsd's TPV status, printed as gpsd does only from 2 on
+	// (2 DGPS, 3 RTK fixed, 4 RTK float, 5 dead reckoning, 7 time only,
+	// 8 simulated, 9 PPS; docs/gnss.md).
+	Status int `json:"status,omitempty"`
 }
 
 // runNMEA prints one JSON object per fix (epoch) of the capture FILE ("-"
@@ -37,7 +41,7 @@ func runNMEA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("nmea", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tcu-agent nmea FILE\n\nDecodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D).")
+		fmt.Fprintln(stderr, "usage: tcu-agent nmea FILE\n\nDecodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D), status (as gpsd's:\nonly from 2 DGPS on; 8 = simulated, never a real position).")
 	}
 	if err := fs.Parse(args); err != nil {
 		return &exitCodeError{code: 2, err: err}
@@ -92,6 +96,9 @@ func toNMEAFix(f gnss.Fix) nmeaFix {
 		Speed:  opt(f.Speed, f.HasSpeed),
 		Course: opt(f.Course, f.HasCourse),
 		Mode:   int(f.Mode),
+	}
+	if f.Status >= gnss.StatusDGPS {
+		out.Status = int(f.Status)
 	}
 	if !f.Time.IsZero() {
 		out.Time = f.Time.UTC().Format(time.RFC3339Nano)

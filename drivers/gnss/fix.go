@@ -211,7 +211,9 @@ func (d *Decoder) applyRMC(s Sentence) error {
 	}
 	e := &d.cur
 	e.rmc, e.rmcOK = true, r.Valid
-	if r.HasDate {
+	// Like gpsd, take the date only from a valid RMC: receivers without a
+	// fix (or in demo mode) send placeholder dates.
+	if r.HasDate && r.Valid && r.Time.Valid {
 		d.date, d.hasDate, d.lastDay = r.Date, true, r.Time.D
 		e.dateSet = true
 	}
