@@ -70,6 +70,9 @@ type epoch struct {
 	gnsSats   int
 	// simulated: a GGA quality 8 or FAA mode S was seen in the epoch.
 	simulated bool
+	// validAfterGGA: a valid RMC, GLL or GNS with a position came after
+	// the epoch's GGA (gpsd lets the later sentence decide the mode).
+	validAfterGGA bool
 }
 
 // Decoder assembles sentences into one Fix per epoch. It is a pure state
@@ -230,6 +233,7 @@ func (d *Decoder) applyRMC(s Sentence) error {
 	}
 	if r.Valid && r.HasPos {
 		e.fix.Lat, e.fix.Lon, e.fix.HasPos = r.Lat, r.Lon, true
+		e.validAfterGGA = e.gga
 	}
 	if r.HasSpeed {
 		e.fix.Speed, e.fix.HasSpeed = r.Speed, true
@@ -284,6 +288,9 @@ func (d *Decoder) applyGLL(s Sentence) error {
 	case !g.Valid:
 	case g.FAA != 0:
 		d.status = faaStatus(g.FAA)
+	}
+	if g.Valid && g.HasPos {
+		e.validAfterGGA = e.gga
 	}
 	if g.HasPos && !e.fix.HasPos {
 		e.fix.Lat, e.fix.Lon, e.fix.HasPos = g.Lat, g.Lon, true
@@ -393,6 +400,14 @@ func (d *Decoder) mode(e *epoch) Mode {
 	invalid := (e.rmc && !e.rmcOK) || (e.gll && !e.gllOK)
 	valid := (e.rmc && e.rmcOK) || (e.gll && e.gllOK)
 	switch {
+	case e.gga && e.ggaQual > 0 && e.ggaNoSats && e.validAfterGGA:
+		// Receivers that report 0 satellites used in GGA (some Garmins)
+		// but a valid GLL/RMC after it: as in gpsd, the later sentence
+		// decides; the GGA's altitude makes it 3D.
+		if e.ggaAlt {
+			return Mode3D
+		}
+		return Mode2D
 	case e.gga && (e.ggaQual == 0 || e.ggaNoSats):
 		return ModeNoFix
 	case !e.gga && e.gns && e.gnsAlt && e.gnsSats > 3:

@@ -95,7 +95,10 @@ func TestDecoderStatus(t *testing.T) {
 		{"dgps", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,2,05,1.2,746.1,M,44.2,M,,"}, Mode3D, StatusDGPS, true},
 		{"rtk fixed", []string{"GNGGA,120000,4221.3871,N,01322.0800,E,4,12,0.6,746.1,M,44.2,M,1.0,0001"}, Mode3D, StatusRTKFixed, true},
 		{"rtk float", []string{"GNGGA,120000,4221.3871,N,01322.0800,E,5,12,0.6,746.1,M,44.2,M,1.0,0001"}, Mode3D, StatusRTKFloat, true},
-		{"dead reckoning", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,6,00,,746.1,M,44.2,M,,", "GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,E"}, ModeNoFix, StatusDR, false},
+		// 0 satellites in the GGA, then a valid RMC: the later sentence
+		// decides (as in gpsd); the GGA's altitude makes it 3D.
+		{"dead reckoning", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,6,00,,746.1,M,44.2,M,,", "GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,E"}, Mode3D, StatusDR, true},
+		{"gga without satellites, rmc before it", []string{"GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,A", "GPGGA,120000,4221.3871,N,01322.0800,E,1,00,,746.1,M,44.2,M,,"}, ModeNoFix, StatusFix, false},
 		{"rmc faa d", []string{"GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,D"}, Mode2D, StatusDGPS, true},
 		// A Garmin in demo mode (gpsd: test/daemon/GPSmap-76S.log): GGA
 		// quality 8, RMC and GLL status V with FAA mode S.
