@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -335,6 +336,15 @@ func (bc *Conn) fill(ctx context.Context) error {
 		}
 	}
 	if err == nil || errors.Is(err, bufio.ErrBufferFull) {
+		return nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !bc.closed() {
+		// A deadline set by an earlier call's cancellation that landed
+		// after that call had cleared it: clear it and read again.
+		_ = bc.c.SetReadDeadline(noDeadline)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return nil
 	}
 	if bc.closed() {

@@ -251,3 +251,31 @@ func TestConnReceiveBatchAndContext(t *testing.T) {
 		t.Errorf("%d frames took %d ReceiveBatch calls: not batched", n, calls)
 	}
 }
+
+// TestConnSurvivesStaleDeadline: a read deadline left in the past by an
+// earlier call's cancellation must not end the connection for the next
+// caller.
+func TestConnSurvivesStaleDeadline(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := serveTemp(t, v)
+	ctx := context.Background()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitEndpoints(t, v, 1)
+	ep := v.Attach()
+	defer ep.Close()
+	_ = c.c.SetReadDeadline(aLongTimeAgo) // as a late cancellation hook would
+	if err := ep.Send(ctx, frame(0x55, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f, err := c.Receive(rctx)
+	if err != nil || f.ID != 0x55 {
+		t.Fatalf("Receive() after a stale deadline = %03X, %v", f.ID, err)
+	}
+}

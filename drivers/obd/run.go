@@ -46,6 +46,9 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	if ctx.Err() != nil {
 		return nil
 	}
+	if errors.Is(err, errors.ErrUnsupported) { // no AF_CAN: retrying cannot help
+		return &drivers.FatalError{Err: err}
+	}
 	return err
 }
 
