@@ -109,7 +109,7 @@ type Driver struct {
 	noVIN   atomic.Bool // the ECUs answered without a usable VIN
 
 	requests, responses, timeouts, errs, samples atomic.Uint64
-	backoffs, holds                              atomic.Uint64
+	backoffs, holds, sendErrs                    atomic.Uint64
 	supported                                    atomic.Uint64 // PIDs found supported
 	silent                                       atomic.Int32  // 1 while backing off
 }
@@ -244,6 +244,8 @@ type Stats struct {
 	Silent int
 	// Holds counts pauses for an actuation on the same bus.
 	Holds uint64
+	// SendErrors counts requests the bus refused (also in Errors).
+	SendErrors uint64
 }
 
 // Stats returns the counters.
@@ -252,5 +254,6 @@ func (d *Driver) Stats() Stats {
 		Requests: d.requests.Load(), Responses: d.responses.Load(), Timeouts: d.timeouts.Load(),
 		Errors: d.errs.Load(), Samples: d.samples.Load(), Backoffs: d.backoffs.Load(),
 		Supported: d.supported.Load(), Silent: int(d.silent.Load()), Holds: d.holds.Load(),
+		SendErrors: d.sendErrs.Load(),
 	}
 }

@@ -195,7 +195,7 @@ func TestOneRequestInFlight(t *testing.T) {
 		case f.ID == funcID11:
 			requests++
 			if pending != nil && f.Time.Sub(pending.Time) < DefaultP2 {
-				t.Errorf("request %X at %v while %X from %v was unanswered", f.Payload()[:3], f.Time, pending.Payload()[:3], pending.Time)
+				t.Errorf("request %X at %v while %X from %v was unanswered (stats %+v)", f.Payload()[:3], f.Time, pending.Payload()[:3], pending.Time, d.Stats())
 				break
 			}
 			pending = &f

@@ -381,8 +381,12 @@ func (s *session) request(ctx context.Context, req []byte) []response {
 	err = s.bus.Send(sctx, d.frame(d.functionalID(), sf))
 	cancel()
 	if err != nil {
+		// The frame may have gone out all the same: treat it as in
+		// flight for P2 before anything else is sent.
 		d.errs.Add(1)
+		d.sendErrs.Add(1)
 		s.silentN++
+		_ = s.sleep(ctx, d.P2.Std())
 		return nil
 	}
 	d.requests.Add(1)
