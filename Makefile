@@ -7,6 +7,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 CMDS    := tcu-agent tcu-sim tcu-devcloud
 FUZZTIME ?= 30s
+# FUZZTIME_COMMANDS: the command admission property (frame sent => every rule held).
+FUZZTIME_COMMANDS ?= 10m
 
 .DEFAULT_GOAL := help
 
@@ -46,15 +48,33 @@ vmtest: ## run the SocketCAN tests on a real kernel (qemu, vcan) for amd64 and a
 	bash scripts/vmtest.sh amd64 arm64
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: golangci-lint ## gofmt, go vet and golangci-lint (.golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GOLANGCI_LINT) run ./...
+
+# golangci-lint is pinned; `make golangci-lint` installs that version with
+# `go install` (through the module proxy) unless it is already there.
+GOLANGCI_LINT_VERSION := 2.15.0
+GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+
+.PHONY: golangci-lint
+golangci-lint: ## install the pinned golangci-lint if missing
+	@if [ "$$($(GOLANGCI_LINT) version --short 2>/dev/null)" != "$(GOLANGCI_LINT_VERSION)" ]; then \
+	  echo "installing golangci-lint v$(GOLANGCI_LINT_VERSION) to $(GOLANGCI_LINT)"; \
+	  GOBIN=$(dir $(GOLANGCI_LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$(GOLANGCI_LINT_VERSION); \
+	fi
+
+.PHONY: tidy-check
+tidy-check: ## fail when go.mod/go.sum are not `go mod tidy` clean
+	$(GO) mod tidy -diff
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each; FuzzAdmission for FUZZTIME_COMMANDS (10m)
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    t=$(FUZZTIME); [ "$$f" = FuzzAdmission ] && t=$(FUZZTIME_COMMANDS); \
+	    echo "== $$pkg $$f ($$t)"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $$t $$pkg || exit 1; \
 	  done; \
 	done
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure an Agent.
@@ -47,8 +49,12 @@ type Agent struct {
 	cmds    commandLog
 	rates   rates
 
+	reloadMu sync.Mutex
+	reloadCh chan struct{} // guarded by reloadMu; closed by Reload
+
 	mu      sync.Mutex
-	queue   *buffer.Queue       // guarded by mu; set while Run opens it
+	store   *store              // guarded by mu; set by Run
+	queue   *buffer.Queue       // guarded by mu; set once the buffer is open
 	session *uplink.Session     // guarded by mu; nil until an identity exists
 	engine  *command.Engine     // guarded by mu
 	pipe    *telemetry.Pipeline // guarded by mu
@@ -73,36 +79,52 @@ func New(opts Options) (*Agent, error) {
 		}
 	}
 	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now,
-		signals: signals.New(), health: health.New(opts.Now), started: opts.Now()}, nil
+		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{})}, nil
 }
+
+// ErrConfig marks a configuration error Run found at start (such as a
+// state_dir that is not a directory): the process should exit with 78
+// (EX_CONFIG) rather than be restarted.
+var ErrConfig = errors.New("configuration error")
+
+// stopGrace bounds how long a clean stop keeps writing the samples the
+// drivers already emitted.
+const stopGrace = 5 * time.Second
 
 // Run starts everything and blocks until ctx is done, then shuts down in
 // stages (drivers → telemetry → commands and uplink → buffer). Cancellation
 // is not an error.
+//
+// Capture (drivers → telemetry → buffer) is the core: nothing else ends
+// it. The cloud side (identity, provisioning, commands, MQTT) runs under a
+// supervisor that restarts it with backoff and reports why in health and
+// status; a buffer that cannot be opened at start is retried with backoff
+// while records are held in memory. The only errors Run returns are
+// configuration errors found at start (wrapping ErrConfig).
 func (a *Agent) Run(ctx context.Context) error {
 	stateDir := a.cfg.Agent.StateDir
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("create state dir: %w", err)
-	}
-	q, err := a.openQueue(ctx)
-	if err != nil {
+	if err := checkStateDir(stateDir); err != nil {
 		return err
 	}
+	st := newStore(a.cfg.Telemetry.MaxPending, a.log.With("component", "buffer"))
+	a.mu.Lock()
+	a.store = st
+	a.mu.Unlock()
 	pipe, err := telemetry.New(telemetry.Options{
 		Interval:   a.cfg.Telemetry.Interval.Std(),
 		Events:     a.cfg.Telemetry.Events,
 		MaxPending: a.cfg.Telemetry.MaxPending,
-		Append:     queueAppender(q),
+		Append:     st.append,
 		Observe:    a.signals.Set,
 		Logger:     a.log.With("component", "telemetry"),
 		Now:        a.now,
+		StopGrace:  stopGrace,
 	})
 	if err != nil {
-		_ = q.Close()
-		return err
+		return fmt.Errorf("%w: telemetry: %w", ErrConfig, err)
 	}
 	a.mu.Lock()
-	a.queue, a.pipe = q, pipe
+	a.pipe = pipe
 	a.mu.Unlock()
 
 	// Stage contexts are independent of ctx so that shutdown can run them
@@ -110,14 +132,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	drvCtx, stopDrivers := context.WithCancel(context.WithoutCancel(ctx))
 	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
 	cloudCtx, stopCloud := context.WithCancel(context.WithoutCancel(ctx))
+	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	obsCtx, stopObs := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDrivers()
 	defer stopPipe()
 	defer stopCloud()
-
-	obsCtx, stopObs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStore()
 	defer stopObs()
 
-	var pipeWG, drvWG, cloudWG, obsWG sync.WaitGroup
+	var pipeWG, drvWG, cloudWG, storeWG, obsWG sync.WaitGroup
 	pipeLoop := a.health.Loop("telemetry", true)
 	pipe.SetHeartbeat(pipeLoop.Beat)
 	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
@@ -126,45 +149,199 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.sups = append(a.sups, s)
 		drvWG.Go(func() { s.run(drvCtx) }) // stopped by stopDrivers
 	}
-	cloudErr := make(chan error, 1)
-	cloudWG.Go(func() { cloudErr <- a.runCloud(cloudCtx, q) }) // stopped by stopCloud
+	// Capture runs (into memory) while the buffer opens. The first open is
+	// waited for (up to openWait) so that a healthy start is ready at
+	// once; a failed one is retried in the background, and one that hangs
+	// is left to finish while capture goes on.
+	opened := a.openAsync()
+	select {
+	case r := <-opened:
+		if r.err == nil {
+			a.adoptQueue(st, r.q)
+		} else {
+			a.storeFault(st, r.err)
+			storeWG.Go(func() { a.reopenQueue(storeCtx, st) }) // stopped by stopStore
+		}
+	case <-time.After(openWait):
+		st.setFault(errors.New("buffer open did not finish"))
+		a.health.SetDegraded("storage", fmt.Sprintf("opening the buffer takes more than %v (records held in memory)", openWait))
+		a.log.Error("buffer open is taking too long: capturing into memory meanwhile", "waited", openWait)
+		storeWG.Go(func() { a.awaitOpen(storeCtx, st, opened) }) // stopped by stopStore
+	case <-ctx.Done(): // stopped while the buffer opens
+		storeWG.Go(func() { a.awaitOpen(storeCtx, st, opened) }) // stopped by stopStore
+	}
+	cloudWG.Go(func() { a.superviseCloud(cloudCtx, st) }) // stopped by stopCloud
 	a.startObservability(obsCtx, &obsWG)
-	// The store is open, drivers run and identity resolution has started.
+	// Drivers run, the store is open (or being retried) and identity
+	// resolution has started.
 	if err := sdnotify.Ready(); err != nil {
 		a.log.Warn("sd_notify READY failed", "err", err)
 	}
 	a.log.Info("agent started", "version", a.version, "drivers", len(a.cfg.Drivers), "state_dir", stateDir)
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-cloudErr:
-		if runErr != nil {
-			a.log.Error("cloud side failed", "err", runErr)
-		}
-	}
+	<-ctx.Done()
 	a.log.Info("agent stopping")
 	_ = sdnotify.Stopping()
 	stopDrivers()
 	drvWG.Wait()
+	// Every sample the drivers emitted is in the pipeline now; it writes
+	// them (within stopGrace) before it returns.
 	stopPipe()
 	pipeWG.Wait()
 	pipeLoop.Close()
+	stopStore()
+	storeWG.Wait()
 	stopCloud()
 	cloudWG.Wait()
 	stopObs()
 	obsWG.Wait()
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+	st.close(flushCtx)
+	cancelFlush()
 	a.mu.Lock()
+	q := a.queue
 	a.queue, a.session = nil, nil
 	a.mu.Unlock()
-	if err := q.Close(); err != nil {
-		a.log.Error("close buffer", "err", err)
+	if q != nil {
+		if err := q.Close(); err != nil {
+			a.log.Error("close buffer", "err", err)
+		}
 	}
 	a.log.Info("agent stopped")
-	return runErr
+	return nil
 }
 
-func (a *Agent) openQueue(ctx context.Context) (*buffer.Queue, error) {
+// checkStateDir creates the state directory. A path that is (or is under)
+// a regular file, or that cannot be created at all, is a configuration
+// error; an existing directory the agent cannot write is a storage fault
+// the buffer retries (reported, not fatal).
+func checkStateDir(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: [agent] state_dir %s is not a directory", ErrConfig, dir)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: [agent] state_dir %s cannot be created: %w", ErrConfig, dir, err)
+	}
+	return nil
+}
+
+// adoptQueue makes q the agent's buffer.
+func (a *Agent) adoptQueue(st *store, q *buffer.Queue) {
+	if s := q.Stats(); s.Degraded != "" {
+		a.log.Error("buffer degraded", "reason", s.Degraded)
+	}
+	st.setQueue(q)
+	a.mu.Lock()
+	a.queue = q
+	a.mu.Unlock()
+	a.health.Clear("storage")
+}
+
+// storeFault reports that the buffer could not be opened.
+func (a *Agent) storeFault(st *store, err error) {
+	kind := "cannot open the buffer"
+	if isStorageFault(err) {
+		kind = "storage fault"
+	}
+	st.setFault(err)
+	a.health.SetDegraded("storage", fmt.Sprintf("%s (records held in memory, retrying): %v", kind, err))
+	a.log.Error("buffer unavailable: capturing into memory and retrying", "kind", kind, "err", err,
+		"held_max", a.cfg.Telemetry.MaxPending)
+}
+
+// openWait bounds how long Run waits for the buffer to open before it
+// starts capture into memory.
+const openWait = 10 * time.Second
+
+type openResult struct {
+	q   *buffer.Queue
+	err error
+}
+
+// openAsync opens the buffer in a goroutine of its own, which ends when
+// buffer.Open returns: a store that hangs (a spinning or blocked open)
+// never holds capture or shutdown up. The result channel is buffered, so
+// an abandoned open does not block.
+func (a *Agent) openAsync() <-chan openResult {
+	res := make(chan openResult, 1)
+	go func() { // ends when buffer.Open returns
+		q, err := a.openQueue()
+		res <- openResult{q, err}
+	}()
+	return res
+}
+
+// awaitOpen adopts the buffer once a slow first open finishes, or retries
+// if it failed. If ctx ends first the open is abandoned: its goroutine
+// ends when buffer.Open returns (the process is exiting by then).
+func (a *Agent) awaitOpen(ctx context.Context, st *store, opened <-chan openResult) {
+	select {
+	case <-ctx.Done():
+		select {
+		case r := <-opened: // finished just now: adopt it so that Run closes it
+			if r.err == nil {
+				a.adoptQueue(st, r.q)
+			}
+		default:
+		}
+		return
+	case r := <-opened:
+		if r.err == nil {
+			a.log.Info("buffer opened after a slow start")
+			a.adoptQueue(st, r.q)
+			return
+		}
+		a.storeFault(st, r.err)
+	}
+	a.reopenQueue(ctx, st)
+}
+
+// reopenQueue retries opening the buffer with backoff (and at once on
+// Reload) until it opens or ctx ends.
+func (a *Agent) reopenQueue(ctx context.Context, st *store) {
+	bo := backoff.New(time.Second, 30*time.Second)
+	last := ""
+	for {
+		wake := a.reloaded()
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-time.After(bo.Next()):
+		}
+		var r openResult
+		select {
+		case <-ctx.Done():
+			return // an open in progress is abandoned: the process is stopping
+		case r = <-a.openAsync():
+		}
+		q, err := r.q, r.err
+		if err == nil {
+			a.log.Info("buffer opened after a storage fault", "attempts", bo.Attempt())
+			a.adoptQueue(st, q)
+			return
+		}
+		if err.Error() != last {
+			a.storeFault(st, err)
+			last = err.Error()
+		}
+	}
+}
+
+// openQueue opens the buffer. A panic inside buffer.Open (a store damaged
+// in a way the buffer does not recover from itself) is turned into an
+// error: capture then goes on into memory and the open is retried, rather
+// than the process dying into a restart loop.
+func (a *Agent) openQueue() (q *buffer.Queue, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			q, err = nil, fmt.Errorf("open buffer: panicked: %v", r)
+			a.log.Error("buffer open panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	b := a.cfg.Buffer
 	opts := buffer.DefaultOptions(filepath.Join(a.cfg.Agent.StateDir, "queue"))
 	opts.MaxBytes = int64(b.MaxBytes)
@@ -175,27 +352,31 @@ func (a *Agent) openQueue(ctx context.Context) (*buffer.Queue, error) {
 	if b.TelemetryTTL > 0 {
 		opts.TTL = map[buffer.Class]time.Duration{buffer.ClassTelemetry: b.TelemetryTTL.Std()}
 	}
+	opts.MinFree = int64(b.MinFree) // 0: the buffer's automatic floor
 	opts.Logger = a.log.With("component", "buffer")
-	q, err := buffer.Open(opts)
+	q, err = buffer.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open buffer: %w", err)
-	}
-	if st := q.Stats(); st.Degraded != "" {
-		a.log.Error("buffer degraded", "reason", st.Degraded)
 	}
 	return q, nil
 }
 
-// queueAppender maps telemetry classes onto buffer classes.
-func queueAppender(q *buffer.Queue) telemetry.AppendFunc {
-	return func(ctx context.Context, c telemetry.Class, data [][]byte) error {
-		class := buffer.ClassTelemetry
-		if c == telemetry.ClassEvent {
-			class = buffer.ClassEvent
-		}
-		_, err := q.AppendBatch(ctx, class, data)
-		return err
-	}
+// reloaded returns a channel closed by the next Reload.
+func (a *Agent) reloaded() <-chan struct{} {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.reloadCh
+}
+
+// Reload re-checks now what the agent is waiting for (identity and claim
+// files, a provisioning hold, a buffer that would not open); the caller
+// (SIGHUP) reloads the settings that are safe to change at run time.
+func (a *Agent) Reload() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	close(a.reloadCh)
+	a.reloadCh = make(chan struct{})
+	a.log.Info("reload: re-checking identity, claim and storage now")
 }
 
 // transmitter finds the driver instance named bus that can transmit.

@@ -1,14 +1,14 @@
 package agent
 
 import (
-	"log/slog"
-	"os"
-
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +18,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
@@ -35,6 +36,101 @@ var shadowSignals = []string{
 	"Vehicle.CurrentLocation.Longitude",
 }
 
+// claimRecheck is how often a missing claim is looked for again (also at
+// once on Reload).
+const claimRecheck = 30 * time.Second
+
+// superviseCloud runs the cloud side (identity and provisioning, command
+// engine, MQTT session) once the buffer is open, until ctx ends. Whatever
+// the cloud side does — an error, a panic in its goroutine, a missing claim,
+// a provisioning hold — it never ends capture: it reports the cause as the
+// "cloud" degradation (health, status, sd_notify STATUS, metrics) and tries
+// again after jittered backoff, after claimRecheck for a missing claim, at
+// the hold's end for a hold, and at once on Reload.
+func (a *Agent) superviseCloud(ctx context.Context, st *store) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-st.ready:
+	}
+	q := st.queue()
+	bo := backoff.New(time.Second, 2*time.Minute)
+	lastLogged := ""
+	for {
+		wake := a.reloaded()
+		start := time.Now()
+		err := a.runCloudSafe(ctx, q)
+		a.mu.Lock()
+		a.session, a.engine = nil, nil
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			bo.Reset()
+		}
+		if err == nil {
+			err = errors.New("cloud side returned without error before shutdown")
+		}
+		var wait time.Duration
+		var reason string
+		until, onHold := holdUntil(err)
+		if onHold {
+			wait = max(time.Until(until), time.Second)
+			reason = fmt.Sprintf("provisioning on hold until %s (SIGHUP retries now): %v", until.UTC().Format(time.RFC3339), err)
+		} else if isNoClaim(err) {
+			wait = claimRecheck
+			reason = fmt.Sprintf("waiting for the claim certificate (re-checked every %v and on SIGHUP): %v", claimRecheck, err)
+		} else {
+			wait = bo.Next()
+			reason = fmt.Sprintf("cloud side failed, retrying with backoff: %v", err)
+		}
+		a.health.SetDegraded("cloud", reason)
+		if reason != lastLogged {
+			a.log.Error("cloud side not running; capture continues", "reason", reason, "retry_in", wait.Round(time.Millisecond))
+			lastLogged = reason
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+			a.log.Info("cloud side: retrying now (reload)")
+			if onHold {
+				a.liftHold()
+			}
+		case <-time.After(wait):
+		}
+	}
+}
+
+// liftHold clears a persisted provisioning hold: SIGHUP is the operator's
+// "try again now" (after fixing the template or the claim's policy). The
+// certificate loop breaker is not reset: it trips again on the next
+// attempt if the device has minted too many certificates.
+func (a *Agent) liftHold() {
+	p, err := a.provisioner()
+	if err == nil {
+		err = p.ResetHold()
+	}
+	if err != nil {
+		a.log.Warn("reload: cannot lift the provisioning hold", "err", err)
+		return
+	}
+	a.log.Info("reload: provisioning hold lifted")
+}
+
+// runCloudSafe is runCloud with a panic in its goroutine turned into an
+// error.
+func (a *Agent) runCloudSafe(ctx context.Context, q *buffer.Queue) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cloud side panicked: %v", r)
+			a.log.Error("cloud side panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	return a.runCloud(ctx, q)
+}
+
 // runCloud resolves the identity (provisioning if needed), then runs the
 // command engine and the MQTT session until ctx is done.
 func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
@@ -46,23 +142,25 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		return err
 	}
 	log := a.log.With("thing", thing)
+	a.health.Clear("cloud")
 
 	cmdLoop := a.health.Loop("command", true)
 	defer cmdLoop.Close()
 	// engineCtx ends only after the MQTT session has stopped (see below).
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
+	resp := &responder{q: q, log: &a.cmds, logger: log.With("component", "command")}
 	engine, err := command.New(command.Options{
 		Config: a.sec.Commands, Thing: thing, StateDir: a.cfg.Agent.StateDir, ConfigDir: a.cfg.Dir,
 		Signals: a.signals, Transmitter: a.transmitter,
-		Responder: &responder{q: q, log: &a.cmds}, Now: a.now, ClockTrusted: a.clockTrusted,
+		Responder: resp, Now: a.now, ClockTrusted: a.clockTrusted,
 		Logger:    log.With("component", "command"),
 		Heartbeat: cmdLoop.Beat,
 	})
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
 	}
-	defer engine.Close()
+	defer func() { _ = engine.Close() }()
 	var certFn func() (*tls.Certificate, error)
 	var cert atomic.Pointer[tls.Certificate]
 	if id != nil {
@@ -72,12 +170,15 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	sess, err := uplink.New(uplink.Options{
 		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
 		Subscriptions: engine.Topics(),
-		Handler:       func(topic string, payload []byte) { engine.Handle(engineCtx, topic, payload) },
-		Logger:        log.With("component", "uplink"), Now: a.now,
+		Handler: func(m uplink.Message) {
+			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
+		},
+		Logger: log.With("component", "uplink"), Now: a.now,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt session: %w", err)
 	}
+	resp.sess.Store(sess)
 	shadow := uplink.NewShadow(uplink.ShadowOptions{Publisher: sess, Thing: thing, Logger: log.With("component", "shadow")})
 	a.mu.Lock()
 	a.session, a.engine = sess, engine
@@ -107,6 +208,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	// agent_shutdown), and its response lands in the buffer.
 	stopEngine()
 	wg.Wait()
+	resp.audit.Wait()
 	return err
 }
 
@@ -122,6 +224,10 @@ func (a *Agent) identity(ctx context.Context) (string, *provisioning.Identity, e
 		a.setIdentity(identityInfo{thing: id.Thing, source: id.Source, notAfter: id.NotAfter})
 		return id.Thing, id, nil
 	}
+	if isStorageFault(err) {
+		// The identity may well be intact: never provision it away.
+		return "", nil, fmt.Errorf("read identity: %w", err)
+	}
 	if !errors.Is(err, provisioning.ErrNoIdentity) {
 		a.log.Error("identity unreadable, provisioning again", "err", err)
 	}
@@ -135,6 +241,7 @@ func (a *Agent) identity(ctx context.Context) (string, *provisioning.Identity, e
 		return "", nil, err
 	}
 	a.setIdentity(identityInfo{source: "provisioning"})
+	a.health.SetDegraded("cloud", "no identity yet: provisioning (retrying transient failures)")
 	id, err = p.Ensure(ctx)
 	if err != nil {
 		return "", nil, err
@@ -154,12 +261,13 @@ func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func(
 	mqttCfg := sec.MQTT
 	return provisioning.New(provisioning.Options{
 		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
-		Progress: progress, DeviceParams: deviceParams(c),
+		Progress: progress, EventTopicPrefix: mqttCfg.TopicPrefix, DeviceParams: deviceParams(c),
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
 			c, err := uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
-			if errors.Is(err, uplink.ErrAuth) {
-				// A refused certificate (e.g. a revoked claim) is a
-				// rejection, not a network failure to retry fast.
+			if errors.Is(err, uplink.ErrRefused) {
+				// An authenticated refusal (e.g. a revoked claim) counts
+				// towards a hold; a broker certificate we cannot verify
+				// (uplink.ErrBrokerCert), DNS, TCP and timeouts do not.
 				return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
 			}
 			if err != nil {
@@ -184,45 +292,63 @@ func Provision(ctx context.Context, c *config.Config, sec *Sections, log *slog.L
 	return p.Ensure(ctx)
 }
 
-// responder enqueues command responses in the buffer's highest class: the
-// response itself as a direct message, and final ones also as a
-// command_result event for the audit stream.
+// responder publishes command responses directly on the MQTT session
+// (QoS 1) and returns once the broker acknowledged them: the engine's
+// ledger then marks them responded, and retries the ones that failed
+// (offline) until acknowledged, across restarts. Final responses are also
+// queued as a command_result event (buffer, highest class) for the audit
+// stream.
 type responder struct {
-	q   *buffer.Queue
-	log *commandLog
+	q      *buffer.Queue
+	log    *commandLog
+	logger *slog.Logger
+	sess   atomic.Pointer[uplink.Session]
+	audit  sync.WaitGroup // command_result events being queued
 }
 
 func (r *responder) Respond(ctx context.Context, resp command.Response) error {
-	r.log.record(resp)
+	r.log.record(resp) // the status shows the latest answer, delivered or not
 	payload, err := resp.Payload()
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
-	b, err := record.Record{Kind: record.KindCommandResponse, Time: resp.Time(), Topic: resp.Topic, Body: payload}.Marshal()
-	if err != nil {
+	s := r.sess.Load()
+	if s == nil {
+		return fmt.Errorf("publish response: %w", uplink.ErrNotConnected)
+	}
+	if err := s.Publish(ctx, resp.Topic, payload); err != nil {
 		return err
 	}
-	if _, err := r.q.Append(ctx, buffer.ClassCritical, b); err != nil {
-		return fmt.Errorf("enqueue response: %w", err)
+	if resp.Final() {
+		// Off the response path: the engine marks the response delivered
+		// as soon as this returns, and the buffer's group commit must not
+		// widen the window in which a crash re-sends it.
+		r.audit.Go(func() {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			r.queueResult(actx, resp)
+		})
 	}
-	if !resp.Final() {
-		return nil
-	}
+	return nil
+}
+
+// queueResult queues a final response's command_result audit event.
+func (r *responder) queueResult(ctx context.Context, resp command.Response) {
 	ev, err := json.Marshal(struct {
 		ID         string             `json:"id"`
 		Status     command.Status     `json:"status"`
 		ReasonCode string             `json:"reason_code"`
 		State      map[string]float64 `json:"state,omitempty"`
 	}{resp.ID, resp.Status, resp.ReasonCode, resp.State})
-	if err != nil {
-		return err
+	if err == nil {
+		var b []byte
+		if b, err = (record.Record{Kind: record.KindCommandResult, Time: resp.Time(), Body: ev}).Marshal(); err == nil {
+			_, err = r.q.Append(ctx, buffer.ClassCritical, b)
+		}
 	}
-	b, err = record.Record{Kind: record.KindCommandResult, Time: resp.Time(), Body: ev}.Marshal()
 	if err != nil {
-		return err
+		r.logger.Warn("command result event not queued", "cmd_id", resp.ID, "err", err)
 	}
-	_, err = r.q.Append(ctx, buffer.ClassCritical, b)
-	return err
 }
 
 // feedShadow pushes the shadowed signals and the agent version once a

@@ -4,16 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent"
+	"github.com/tcu-agent/tcu-agent/agent/agenttest"
+	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/fleetprov"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
@@ -132,7 +138,9 @@ func TestProvisionByClaimThenPublish(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r := newProvisionRig(t, ctx, "")
+	began := time.Now()
 	r.runAgent(60*time.Second, "telemetry from the provisioned thing", r.published)
+	t.Logf("start -> provisioned -> first telemetry -> stopped: %s", time.Since(began).Round(10*time.Millisecond))
 	if n := r.fp.Issued(); n != 1 {
 		t.Errorf("certificates issued = %d, want 1", n)
 	}
@@ -155,12 +163,19 @@ func TestProvisionByClaimThenPublish(t *testing.T) {
 }
 
 // TestRenewalThroughDevcloud: with a renewal window longer than the
-// certificate's life, the running agent renews at once over its own
-// identity, adopts the new certificate, and keeps publishing as its thing.
+// certificate's life, the running agent renews at once over its own MQTT
+// session (the broker allows one connection per client ID), switches
+// the session to the new certificate without two connections of one
+// client ID overlapping or coming within a second of each other, and
+// publishes the certificate event, after which the old certificate is
+// INACTIVE: exactly one ACTIVE certificate. The renewed identity keeps
+// publishing as its thing and works on the next boot.
 func TestRenewalThroughDevcloud(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r := newProvisionRig(t, ctx, "")
+	logs := &lockedBuffer{}
+	r.log = slog.New(slog.NewTextHandler(io.MultiWriter(logs, logSink()), nil))
 	r.runAgent(60*time.Second, "telemetry from the provisioned thing", r.published)
 	state := filepath.Join(r.dir, "state")
 	before, err := provisioning.Load(state)
@@ -173,19 +188,131 @@ func TestRenewalThroughDevcloud(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, r.cfgPath, strings.Replace(string(cfg), "[provisioning]", "[provisioning]\nrenew_before = \"2000000h\"", 1))
-	r.runAgent(90*time.Second, "a renewed certificate in use", func() bool {
+	connectsBefore := len(r.cloud.Connects())
+	r.runAgent(90*time.Second, "a renewed certificate in use and the old one deactivated", func() bool {
 		id, err := provisioning.Load(state)
-		return err == nil && !bytes.Equal(before.Certificate.Certificate[0], id.Certificate.Certificate[0])
+		return err == nil && !bytes.Equal(before.Certificate.Certificate[0], id.Certificate.Certificate[0]) &&
+			r.fp.Count(fleetprov.StatusActive, rigSerial) == 1 && r.fp.Count(fleetprov.StatusInactive, rigSerial) == 1
 	})
 	id, err := provisioning.Load(state)
-	if err != nil || id.Thing != rigSerial || r.fp.Issued() < 2 {
-		t.Fatalf("identity after renewal = %+v, %v (issued %d)", id, err, r.fp.Issued())
+	if err != nil || id.Thing != rigSerial || r.fp.Issued() != 2 {
+		t.Fatalf("identity after renewal = %+v, %v (issued %d, want 2)", id, err, r.fp.Issued())
+	}
+	events := r.cloud.Connects()[connectsBefore:]
+	if v := connectRateViolations(events); len(v) != 0 {
+		t.Errorf("connect-rate violations during renewal: %v", v)
+	}
+	if n := len(events); n != 2 {
+		t.Errorf("%d connects during the renewal run, want 2 (start, switch): %v", n, events)
+	}
+	if strings.Contains(logs.String(), "renewal failed") {
+		t.Errorf("a renewal attempt failed:\n%s", logs.String())
+	}
+	_, sec, err := agent.LoadConfig(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := uplink.DialConn(ctx, sec.MQTT, before.Certificate, rigSerial, r.log); !errors.Is(err, uplink.ErrRefused) {
+		if c != nil {
+			_ = c.Close()
+		}
+		t.Errorf("connect with the retired certificate = %v, want a refusal", err)
 	}
 	r.mu.Lock()
 	r.devices = nil
 	r.mu.Unlock()
 	// The renewed identity on disk works on the next boot.
 	r.runAgent(60*time.Second, "telemetry with the renewed certificate", r.published)
+}
+
+// connectRateViolations lists CONNECTs of one client ID less than a
+// second after the previous one (AWS IoT allows one per second).
+func connectRateViolations(events []devcloud.ConnectEvent) []string {
+	var out []string
+	last := map[string]time.Time{}
+	for _, e := range events {
+		if t, ok := last[e.ClientID]; ok && e.Time.Sub(t) < time.Second {
+			out = append(out, fmt.Sprintf("%s after %s", e.ClientID, e.Time.Sub(t)))
+		}
+		last[e.ClientID] = e.Time
+	}
+	return out
+}
+
+// TestTLSFailureIsNoHold: a broker whose certificate the device cannot
+// verify (a captive portal, TLS interception, a wrong endpoint) is a
+// transport failure: many failed handshakes set no hold, and once the
+// right broker is reachable the device provisions at once.
+func TestTLSFailureIsNoHold(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r := newProvisionRig(t, ctx, "")
+	other, err := devcloud.LoadOrCreateCA("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongCA := filepath.Join(r.dir, "wrong-ca.pem")
+	mustWrite(t, wrongCA, string(other.CertPEM))
+	good, err := os.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(r.dir, "ca", devcloud.CACertFile)
+	mustWrite(t, r.cfgPath, strings.Replace(string(good), caFile, wrongCA, 1))
+	cfg, sec, err := agent.LoadConfig(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 7*time.Second) // connects of one client ID are paced 1.1 s apart
+	var steps int
+	_, err = agent.Provision(pctx, cfg, sec, r.log, func(s string) {
+		if s == provisioning.ProgressConnect {
+			steps++
+		}
+	})
+	pcancel()
+	var hold *provisioning.HoldError
+	if err == nil || errors.As(err, &hold) || errors.Is(err, provisioning.ErrRejected) {
+		t.Fatalf("Provision against an unverifiable broker = %v, want a transient error", err)
+	}
+	if steps <= 3 {
+		t.Errorf("%d connect attempts in 7 s, want more than max_rejections (3)", steps)
+	}
+	mustWrite(t, r.cfgPath, string(good))
+	if cfg, sec, err = agent.LoadConfig(r.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel = context.WithTimeout(ctx, 30*time.Second)
+	defer pcancel()
+	id, err := agent.Provision(pctx, cfg, sec, r.log, nil)
+	if err != nil || id.Thing != rigSerial {
+		t.Fatalf("Provision with the right broker = %+v, %v: want an identity at once (no hold)", id, err)
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func logSink() io.Writer {
+	if testing.Verbose() {
+		return os.Stderr
+	}
+	return io.Discard
 }
 
 // writeTLSConfig derives an mTLS + fleet provisioning config from the demo.
@@ -223,4 +350,97 @@ retry_max = "2s"
 	}
 	mustWrite(t, filepath.Join(dir, "vehicle.dbc"), string(dbcText))
 	return path
+}
+
+// TestRealBinaryKillDuringProvisioning is the field reproduction with
+// the shipped binary: the devcloud carries a request out but holds its
+// answer back; the agent process is SIGKILLed in that window and
+// restarted without the delay.
+//   - inside RegisterThing: the certificate is ACTIVE, the single-use
+//     token cannot be used again; the restarted agent must find the
+//     certificate ACTIVE by connecting with it (1 issued, 1 ACTIVE);
+//   - inside the create request: a PENDING certificate is left behind,
+//     the restart mints another (2 issued, 1 ACTIVE, 1 PENDING).
+//
+// Either way the thing then publishes telemetry.
+func TestRealBinaryKillDuringProvisioning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the agent binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := agenttest.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                   string
+		window                 string
+		inWindow               func(fp *fleetprov.Server) bool
+		issued, active, pendng int
+	}{
+		{name: "register", window: "RegisterThing carried out, answer held back",
+			inWindow: func(fp *fleetprov.Server) bool { return fp.Count(fleetprov.StatusActive, rigSerial) == 1 },
+			issued:   1, active: 1},
+		{name: "create", window: "certificate minted, answer held back",
+			inWindow: func(fp *fleetprov.Server) bool { return fp.Count(fleetprov.StatusPending, "") == 1 },
+			issued:   2, active: 1, pendng: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel() // before the rig's cleanups, which wait for ctx
+			r := newProvisionRig(t, ctx, "")
+			r.fp.SetFaults(fleetprov.Faults{Delay: 5 * time.Second}) // every answer arrives 5 s late
+			first := startBinary(t, bin, r, "agent-1")
+			waitFor(t, tt.window, 90*time.Second, func() bool { return tt.inWindow(r.fp) })
+			if err := first.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = first.Wait()
+			if _, err := provisioning.Load(filepath.Join(r.dir, "state")); !errors.Is(err, provisioning.ErrNoIdentity) {
+				t.Fatalf("identity committed before the answer arrived: %v", err)
+			}
+			r.fp.SetFaults(fleetprov.Faults{})
+			second := startBinary(t, bin, r, "agent-2")
+			waitFor(t, "telemetry from the provisioned thing after the restart", 90*time.Second, r.published)
+			if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			_ = second.Wait()
+			issued, active, pending := r.fp.Issued(), r.fp.Count(fleetprov.StatusActive, ""), r.fp.Count(fleetprov.StatusPending, "")
+			if issued != tt.issued || active != tt.active || pending != tt.pendng {
+				t.Errorf("issued %d, ACTIVE %d, PENDING %d: want %d, %d, %d", issued, active, pending, tt.issued, tt.active, tt.pendng)
+			}
+		})
+	}
+}
+
+// startBinary runs tcu-agent run with the rig's config.
+func startBinary(t *testing.T, bin string, r *provisionRig, name string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(r.dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logf.Close() }()
+	cmd := exec.Command(bin, "run", "--config", r.cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC" && k != "WATCHDOG_PID" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(r.dir, name+".log"))
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+	return cmd
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -219,6 +218,23 @@ func (s *spine) maxSeq() uint64 {
 	return m
 }
 
+// missingAfter returns the seqs in (before, end] not seen yet, sorted,
+// where end is the newest seq seen.
+func (s *spine) missingAfter(before uint64) (missing []uint64, end uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end = before
+	for q := range s.seen {
+		end = max(end, q)
+	}
+	for q := before + 1; q <= end; q++ {
+		if !s.seen[q] {
+			missing = append(missing, q)
+		}
+	}
+	return missing, end
+}
+
 func (s *spine) lockFrames(value float64) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -317,20 +333,12 @@ func TestSpineEndToEnd(t *testing.T) {
 		t.Fatalf("restart broker: %v", err)
 	}
 	waitFor(t, "records produced during the outage", 60*time.Second, func() bool { return s.maxSeq() >= before+3 })
-	time.Sleep(2 * time.Second) // let the backlog drain completely
-	s.mu.Lock()
-	var missing []uint64
-	end := before
-	for q := range s.seen {
-		end = max(end, q)
+	// The backlog is served newest first, so the newest seq arrives before
+	// the older ones: wait until nothing after `before` is missing.
+	missing, end := s.missingAfter(before)
+	for deadline := time.Now().Add(60 * time.Second); len(missing) > 0 && time.Now().Before(deadline); missing, end = s.missingAfter(before) {
+		time.Sleep(20 * time.Millisecond)
 	}
-	for q := before + 1; q <= end; q++ {
-		if !s.seen[q] {
-			missing = append(missing, q)
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
 	if len(missing) > 0 {
 		t.Errorf("after the outage, seqs %d..%d arrived with gaps: missing %v", before+1, end, missing)
 	}

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // probeEvery is how often liveness probes exercise each component.
@@ -40,18 +43,53 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 	})
 	if p := a.cfg.Health.CtlSocket; p != "" {
 		wg.Go(func() { // stops with ctx
-			if err := ctl.Serve(ctx, p, a.status); err != nil {
-				a.log.Warn("control socket unavailable", "path", p, "err", err)
-			}
+			a.keepServing(ctx, "ctl_socket", p, func() (net.Listener, error) { return ctl.Listen(p) },
+				func(ctx context.Context, ln net.Listener) error { return ctl.ServeListener(ctx, ln, a.status) })
 		})
 	}
 	if addr := a.cfg.Health.MetricsAddr; addr != "" {
 		reg := a.metrics()
 		wg.Go(func() { // stops with ctx
-			if err := metrics.Serve(ctx, addr, reg); err != nil {
-				a.log.Warn("metrics endpoint unavailable", "addr", addr, "err", err)
-			}
+			a.keepServing(ctx, "metrics", addr, func() (net.Listener, error) { return metrics.Listen(addr) },
+				func(ctx context.Context, ln net.Listener) error { return metrics.ServeListener(ctx, ln, reg) })
 		})
+	}
+}
+
+// keepServing runs serve until ctx ends, restarting it with backoff when
+// it fails (socket directory missing, address in use...): an endpoint
+// that is down is reported (degraded), never a reason to stop the agent.
+func (a *Agent) keepServing(ctx context.Context, name, where string, listen func() (net.Listener, error), serve func(context.Context, net.Listener) error) {
+	bo := backoff.New(time.Second, time.Minute)
+	last := ""
+	for {
+		ln, err := listen()
+		if err == nil {
+			if last != "" {
+				a.log.Info(name+" available again", "at", where)
+				last = ""
+			}
+			a.health.Clear(name)
+			start := time.Now()
+			err = serve(ctx, ln) // closes ln
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				err = errors.New("stopped without error")
+			}
+			if time.Since(start) > time.Minute {
+				bo.Reset()
+			}
+		}
+		if err.Error() != last {
+			a.log.Warn(name+" unavailable, retrying with backoff", "at", where, "err", err)
+			last = err.Error()
+		}
+		a.health.SetDegraded(name, fmt.Sprintf("%s unavailable: %v", where, err))
+		if !backoff.Wait(ctx, bo.Next()) {
+			return
+		}
 	}
 }
 
@@ -126,6 +164,15 @@ func (a *Agent) queueStats() buffer.Stats {
 	} else {
 		a.health.Clear("buffer")
 	}
+	// The store is open: a fault now is one of its appends (read-only
+	// remount, I/O error, disk full), with the records held in memory.
+	if s := a.currentStore(); s != nil {
+		if err := s.fault(); err != nil {
+			a.health.SetDegraded("storage", fmt.Sprintf("buffer refuses records (held in memory, retried with the next ones): %v", err))
+		} else {
+			a.health.Clear("storage")
+		}
+	}
 	return st
 }
 
@@ -146,6 +193,9 @@ func (a *Agent) statusLine() string {
 	parts = append(parts, fmt.Sprintf("queue %d rec", recs))
 	for _, b := range st.Buses {
 		parts = append(parts, b.Driver+" "+b.State)
+	}
+	for _, d := range st.Health.Degraded {
+		parts = append(parts, d.Component+": "+d.Reason)
 	}
 	return strings.Join(parts, "; ")
 }

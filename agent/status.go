@@ -92,6 +92,7 @@ func (a *Agent) status() ctl.Status {
 			st.Connection.State = "connected"
 		}
 		st.Connection.Reconnects, st.Connection.Published, st.Connection.Acked = ss.Reconnects, ss.Published, ss.Acked
+		st.Connection.LastError = ss.LastError
 	}
 	qs := a.queueStats()
 	for c := buffer.Class(0); c < buffer.NumClasses; c++ {
@@ -101,6 +102,9 @@ func (a *Agent) status() ctl.Status {
 		st.OldestUnsentSeconds = max(st.OldestUnsentSeconds, cs.OldestAge.Seconds())
 	}
 	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, Torn: qs.Torn, DiskBytes: qs.DiskBytes}
+	if s := a.currentStore(); s != nil {
+		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
+	}
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
 		c := driverCounters(s.drv)
@@ -154,6 +158,23 @@ func (a *Agent) metrics() *metrics.Registry {
 		for c := buffer.Class(0); c < buffer.NumClasses; c++ {
 			emit(float64(qs.Classes[c].Shed), c.String(), "shed")
 			emit(float64(qs.Classes[c].Expired), c.String(), "expired")
+		}
+	})
+	r.GaugeFunc("tcu_records_held", "Records held in memory because the store refuses them (storage fault).", func() float64 {
+		if s := a.currentStore(); s != nil {
+			return float64(s.heldN.Load())
+		}
+		return 0
+	})
+	r.CounterFunc("tcu_records_held_dropped_total", "Records held in memory and lost (over the bound, or never taken by the store).", func() float64 {
+		if s := a.currentStore(); s != nil {
+			return float64(s.drops.Load())
+		}
+		return 0
+	})
+	r.CollectFunc("tcu_degraded", "1 for each component working in a degraded mode (see tcu-agent status).", metrics.TypeGauge, []string{"component"}, func(emit metrics.EmitFunc) {
+		for _, d := range a.health.Snapshot().Degraded {
+			emit(1, d.Component)
 		}
 	})
 	r.CounterFunc("tcu_queue_appends_total", "Records appended to the queue.", func() float64 { return float64(a.queueStats().Appends) })
@@ -210,4 +231,10 @@ func (a *Agent) metrics() *metrics.Registry {
 		return float64(p.Stats().Dropped)
 	})
 	return r
+}
+
+func (a *Agent) currentStore() *store {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.store
 }

@@ -3,12 +3,16 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/tcu-agent/tcu-agent/agent/internal/backoff"
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
+	"github.com/tcu-agent/tcu-agent/provisioning"
 )
 
 // driverState is what the supervisor knows about one driver.
@@ -55,7 +59,7 @@ func (s *supervisor) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		s.state.Store(int32(driverRunning))
 		start := time.Now()
-		err := s.drv.Run(ctx, s.sink)
+		err := runDriver(ctx, s.drv, s.sink)
 		if ctx.Err() != nil {
 			return
 		}
@@ -91,4 +95,57 @@ func (s *supervisor) status() (state driverState, restarts uint64, lastErr strin
 		lastErr = *p
 	}
 	return driverState(s.state.Load()), s.restarts.Load(), lastErr
+}
+
+// Fault classification. These helpers are the one place that knows how the
+// buffer and provisioning packages report the faults the agent treats
+// specially; they switch to sentinels (buffer.ErrStorage,
+// provisioning.ErrNoClaim, *provisioning.HoldError) once those exist.
+
+// isStorageFault reports whether err is caused by the environment of a
+// store (permissions, read-only or full file system, I/O error, a path
+// component that is not a directory) rather than by its content: the data
+// on disk is intact and the operation is worth retrying later.
+func isStorageFault(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EROFS, syscall.EIO, syscall.ENOSPC, syscall.EDQUOT,
+		syscall.ENOTDIR, syscall.EACCES, syscall.EPERM, syscall.ENXIO, syscall.ENODEV, syscall.EMFILE, syscall.ENFILE} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// isNoClaim reports whether provisioning failed because the claim
+// certificate or key is missing or unreadable (a waiting state).
+func isNoClaim(err error) bool {
+	return errors.Is(err, provisioning.ErrNoClaim)
+}
+
+// holdUntil reports whether provisioning is on hold (after repeated
+// authenticated refusals, or by its certificate loop breaker) and until
+// when.
+func holdUntil(err error) (time.Time, bool) {
+	var h *provisioning.HoldError
+	if errors.As(err, &h) {
+		return h.Until, true
+	}
+	return time.Time{}, false
+}
+
+// runDriver runs drv, turning a panic in its goroutine into an error: a
+// faulty driver is restarted with backoff, it does not end the process.
+func runDriver(ctx context.Context, drv drivers.Driver, sink drivers.Sink) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("driver panicked: %v", r)
+		}
+	}()
+	return drv.Run(ctx, sink)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,4 +68,39 @@ func TestSupervisorRestartsAndStopsOnFatal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// panicDriver panics on its first runs, then runs until cancelled.
+type panicDriver struct{ runs atomic.Int32 }
+
+func (p *panicDriver) Init() error { return nil }
+
+func (p *panicDriver) Run(ctx context.Context, _ drivers.Sink) error {
+	if p.runs.Add(1) <= 2 {
+		panic("driver bug")
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// TestSupervisorSurvivesADriverPanic: a panicking driver is restarted
+// like a failing one; the process does not die.
+func TestSupervisorSurvivesADriverPanic(t *testing.T) {
+	t.Parallel()
+	drv := &panicDriver{}
+	s := newSupervisor("test", drv, drivers.SinkFunc(func(drivers.Sample) {}), slog.New(slog.DiscardHandler))
+	s.backoff.Base, s.backoff.Max = time.Millisecond, 5*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for drv.runs.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st, restarts, lastErr := s.status()
+	if drv.runs.Load() < 3 || restarts != 2 || !strings.Contains(lastErr, "driver panicked") {
+		t.Errorf("runs %d, state %v, restarts %d, last error %q", drv.runs.Load(), st, restarts, lastErr)
+	}
+	cancel()
+	<-done
 }

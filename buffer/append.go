@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -98,7 +97,9 @@ func (q *Queue) enqueue(reqs ...*appendReq) error {
 		return ErrClosed
 	}
 	q.pending = append(q.pending, reqs...)
-	full := len(q.pending) >= groupMax
+	// A window that has collected groupMax records, or a critical record
+	// (a command response waits on it), is committed at once.
+	full := len(q.pending) >= groupMax || hasCritical(reqs)
 	q.pendMu.Unlock()
 	select {
 	case q.kick <- struct{}{}:
@@ -111,6 +112,15 @@ func (q *Queue) enqueue(reqs ...*appendReq) error {
 		}
 	}
 	return nil
+}
+
+func hasCritical(reqs []*appendReq) bool {
+	for _, r := range reqs {
+		if r.class == ClassCritical {
+			return true
+		}
+	}
+	return false
 }
 
 // commitLoop is the committer goroutine: it collects pending appends (for
@@ -156,13 +166,14 @@ func (q *Queue) commitLoop() {
 
 // commit writes batch, syncs per policy and completes every request.
 func (q *Queue) commit(batch []*appendReq) {
-	last, err := q.writeBatch(batch)
-	if err == nil && last > 0 && q.opts.Sync != SyncNone {
-		if err = q.db.Sync(); err != nil {
-			err = fmt.Errorf("sync store: %w", err)
-		} else {
-			q.syncs.Add(1)
+	last, err, repaired := q.writeSync(batch)
+	if repaired {
+		// The store panicked and was replaced by a fresh one: none of
+		// these appends returned, so write them there.
+		for _, r := range batch {
+			r.err, r.seq = nil, 0
 		}
+		last, err, _ = q.writeSync(batch)
 	}
 	if err == nil && last > 0 {
 		q.mu.Lock()
@@ -186,13 +197,47 @@ func (q *Queue) commit(batch []*appendReq) {
 	}
 }
 
-// classify maps store errors the caller can act on to sentinels.
-func classify(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w: %w", ErrFull, err)
+// writeSync writes batch and syncs it per policy. repaired reports that
+// the store panicked and was replaced (the batch is not in the new one).
+func (q *Queue) writeSync(batch []*appendReq) (last uint64, err error, repaired bool) { //nolint:revive // repaired is a flag beside the error
+	db, last, err := q.writeBatch(batch)
+	if errors.Is(err, errRepaired) {
+		return 0, err, true
 	}
-	return err
+	if err != nil || last == 0 || q.opts.Sync == SyncNone {
+		return last, err, false
+	}
+	q.swapMu.RLock()
+	if q.db != db {
+		q.swapMu.RUnlock()
+		return 0, errRepaired, true // replaced by another caller before the sync
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = panicError("sync", r)
+			}
+		}()
+		err = db.Sync()
+	}()
+	q.swapMu.RUnlock()
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		q.mu.Lock()
+		q.log.Error("queue store panicked", "op", "sync", "err", err)
+		q.repairLocked(db, err)
+		broken := q.broken
+		q.mu.Unlock()
+		return 0, err, broken == nil
+	case err != nil:
+		return 0, fmt.Errorf("sync store: %w", err), false
+	}
+	q.syncs.Add(1)
+	return last, nil, false
 }
+
+// errRepaired: the store panicked during the commit and was replaced.
+var errRepaired = errors.New("store replaced")
 
 // writeBatch assigns seqs, evicts to make room and writes the batch (not
 // synced). It returns the highest seq written (0 when nothing was).
@@ -200,23 +245,39 @@ func classify(err error) error {
 //
 // The batch is ordered by class so that each class's records get
 // consecutive seqs and are packed into as few chunks as possible.
-func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
+func (q *Queue) writeBatch(batch []*appendReq) (db *badger.DB, last uint64, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.checkDiskLocked() {
-		for _, r := range batch {
-			r.err = ErrFull
-			q.cls[r.class].shed++
-		}
-		return 0, nil
+	if err := q.usableLocked(); err != nil {
+		return nil, 0, err
 	}
+	db = q.db
+	defer func() {
+		if err != nil && errors.Is(err, ErrCorrupt) && q.db != db && q.broken == nil {
+			err = fmt.Errorf("%w: %w", errRepaired, err)
+		}
+	}()
+	defer q.catchLocked("append", &err)
+	critOnly, none := q.guardLocked()
+	if critOnly {
+		kept := batch[:0:0]
+		for _, r := range batch {
+			if none || r.class != ClassCritical {
+				r.err = fmt.Errorf("%w: disk nearly full", ErrFull)
+				q.cls[r.class].shed++
+			} else {
+				kept = append(kept, r)
+			}
+		}
+		batch = kept
+	}
+	q.hook("append")
 	slices.SortStableFunc(batch, func(a, b *appendReq) int { return cmp.Compare(a.class, b.class) })
 	ev := newEvictor(q)
 	defer ev.close()
 	w := newTxnWriter(q.db, q.opts.Sync != SyncNone)
 	defer w.discard()
 	p := packer{w: w, t: q.opts.Now()}
-	var last uint64
 	for _, r := range batch {
 		size := recordBytes(len(r.data))
 		if !q.makeRoomLocked(ev, r.class, size) {
@@ -232,7 +293,7 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 		q.next++
 		if err := p.add(r); err != nil {
 			q.failLocked(err)
-			return 0, err
+			return db, 0, err
 		}
 		q.cls[r.class].records++
 		q.cls[r.class].bytes += size
@@ -240,20 +301,20 @@ func (q *Queue) writeBatch(batch []*appendReq) (uint64, error) {
 	}
 	if err := p.flush(); err != nil {
 		q.failLocked(err)
-		return 0, err
+		return db, 0, err
 	}
 	if last == 0 && !ev.evicted {
-		return 0, nil
+		return db, 0, nil
 	}
 	if err := q.writeMetaLocked(w, last); err != nil {
 		q.failLocked(err)
-		return 0, err
+		return db, 0, err
 	}
 	if err := w.commit(); err != nil {
 		q.failLocked(err)
-		return 0, err
+		return db, 0, err
 	}
-	return last, nil
+	return db, last, nil
 }
 
 // packer packs consecutive requests of one class into chunks.

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -46,7 +47,10 @@ func badgerOptions(o Options) badger.Options {
 		// 18-24 MB to 26-39 MB (5 runs each; 8 MB: 18-24 MB). The head file
 		// cannot be collected: up to 8 MB stay on disk after a complete
 		// drain. Badger maps the head file at 2x, far below 32-bit limits.
-		WithValueLogFileSize(8 << 20).
+		// On a small file system (< 128 MiB) files are smaller, 1/16 of
+		// it and at least 1 MiB: disk space comes back one whole file at
+		// a time (gc.go), and the head file always stays.
+		WithValueLogFileSize(cmp.Or(o.vlogFileSize, maxVlogFileSize)).
 		// The tree is small; 2 MB tables keep the number of files low
 		// (and 1 MB tables made Badger v4.9.6 lose data more often on
 		// 32-bit, docs/buffer.md). The base level holds the whole tree so
@@ -76,6 +80,16 @@ func badgerOptions(o Options) badger.Options {
 	return bo
 }
 
+// maxVlogFileSize is the value-log file size (badgerOptions).
+const maxVlogFileSize = 8 << 20
+
+// vlogFileSize returns the value-log file size for a file system of total
+// bytes: 1/16 of it within [1 MiB, maxVlogFileSize], in whole MiB.
+func vlogFileSize(total uint64) int64 {
+	mb := min(max(total/16>>20, 1), maxVlogFileSize>>20)
+	return int64(mb) << 20 //nolint:gosec // at most 8
+}
+
 // valueThreshold: chunks of at least 4 KiB go to the value log; smaller
 // values (small chunks, gone sets, meta keys) stay inline in the tree.
 //
@@ -88,6 +102,20 @@ func badgerOptions(o Options) badger.Options {
 // disk bytes per payload byte at 200 records/s with 4 KiB, 11.0 with every
 // chunk in the value log. Bulk commits go to the value log either way.
 const valueThreshold = 4 << 10
+
+// smallValueThreshold replaces valueThreshold (and alwaysValueThreshold)
+// on a file system smaller than smallDisk: there, free space matters more
+// than the second synced file. Inline chunks live in the LSM tree, whose
+// compactions write new tables (through mmap: SIGBUS when the space runs
+// out) before deleting the old ones; with chunks of 1 KiB or more in the
+// value log the tree holds little more than keys and pointers, and its
+// compactions stay small (TestSpaceGuardTmpfs: a 16 MB tmpfs died in a
+// compaction with 4 KiB).
+const smallValueThreshold = 1 << 10
+
+// smallDisk: below this file system size the queue uses
+// smallValueThreshold.
+const smallDisk = 128 << 20
 
 // alwaysValueThreshold replaces valueThreshold under SyncAlways, where every
 // commit is synced and the number of files per sync dominates: a typical

@@ -34,7 +34,6 @@ type chunk struct {
 func (ch *chunk) len() int            { return len(ch.off) - 1 }
 func (ch *chunk) record(i int) []byte { return ch.data[ch.off[i]:ch.off[i+1]] }
 func (ch *chunk) recordLen(i int) int { return ch.off[i+1] - ch.off[i] }
-func (ch *chunk) bytesOf(i int) int64 { return int64(ch.recordLen(i)) + RecordOverhead }
 func (ch *chunk) matches(r chunkRef) bool {
 	return ch.len() == int(r.n) && len(ch.data) == int(r.data)
 }

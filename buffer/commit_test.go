@@ -58,55 +58,6 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// TestDiskFull: below MinFreeBytes, Append fails with ErrFull, the oldest
-// records of the lowest class are shed, and appends work again once space
-// is back.
-func TestDiskFull(t *testing.T) {
-	t.Parallel()
-	o := testOptions(t)
-	o.MinFreeBytes = 1 << 20
-	var mu sync.Mutex
-	free := uint64(1 << 30)
-	buffer.SetFreeSpace(&o, func(string) (uint64, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return free, nil
-	})
-	setFree := func(n uint64) { mu.Lock(); free = n; mu.Unlock() }
-	q := mustOpen(t, o)
-	for range 16 {
-		mustAppend(t, q, buffer.ClassTelemetry, "t")
-	}
-	mustAppend(t, q, buffer.ClassCritical, "r")
-
-	setFree(1000)
-	_, err := q.Append(context.Background(), buffer.ClassCritical, []byte("r2"))
-	if !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("Append on a full disk = %v, want ErrFull", err)
-	}
-	s := q.Stats()
-	if s.Classes[buffer.ClassTelemetry].Evicted != 2 || s.Classes[buffer.ClassCritical].Evicted != 0 {
-		t.Fatalf("evicted telemetry %d critical %d, want 2 (an eighth) and 0",
-			s.Classes[buffer.ClassTelemetry].Evicted, s.Classes[buffer.ClassCritical].Evicted)
-	}
-	if s.Degraded == "" {
-		t.Fatal("not degraded while the disk is full")
-	}
-	// Until a GC pass has had its chance to give space back, further
-	// appends are refused without shedding more.
-	if _, err := q.Append(context.Background(), buffer.ClassTelemetry, []byte("t")); !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("second Append on a full disk = %v, want ErrFull", err)
-	}
-	if ev := q.Stats().Classes[buffer.ClassTelemetry].Evicted; ev > 2+2 {
-		t.Fatalf("evicted %d telemetry after two refused appends, want at most one more eighth", ev)
-	}
-	setFree(1 << 30)
-	mustAppend(t, q, buffer.ClassCritical, "r3")
-	if d := q.Stats().Degraded; d != "" {
-		t.Fatalf("still degraded after space came back: %q", d)
-	}
-}
-
 func TestAppendInvalid(t *testing.T) {
 	t.Parallel()
 	q := mustOpen(t, testOptions(t))

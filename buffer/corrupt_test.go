@@ -16,7 +16,7 @@ func TestCorruptChunkDropped(t *testing.T) {
 	t.Parallel()
 	o := DefaultOptions(t.TempDir() + "/queue")
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	q, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestTornTailDropped(t *testing.T) {
 	o := DefaultOptions(t.TempDir() + "/queue")
 	o.Sync = SyncAlways
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	q, err := Open(o)
 	if err != nil {
 		t.Fatal(err)

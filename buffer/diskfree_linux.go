@@ -7,14 +7,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// freeSpace returns the bytes available to unprivileged users on the file
-// system holding path.
-func freeSpace(path string) (uint64, error) {
+// diskSpace returns the bytes available to unprivileged users and the
+// size of the file system holding path.
+func diskSpace(path string) (free, total uint64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return st.Bavail * uint64(st.Bsize), nil //nolint:gosec // Bsize is positive.
+	bs := uint64(st.Bsize) //nolint:gosec // Bsize is positive.
+	return st.Bavail * bs, st.Blocks * bs, nil
 }
 
 // allocated returns the bytes a file occupies on disk.
@@ -24,3 +25,6 @@ func allocated(fi fs.FileInfo) int64 {
 	}
 	return fi.Size()
 }
+
+// accessRW checks that this process may list, read and write dir.
+func accessRW(dir string) error { return unix.Access(dir, unix.R_OK|unix.W_OK|unix.X_OK) }

@@ -11,10 +11,12 @@ import (
 	"github.com/tcu-agent/tcu-agent/buffer"
 )
 
-// TestDiskFullTmpfs fills a real 96 MiB tmpfs: appends must end in ErrFull
-// (never a crash: Badger writes through mmap, where ENOSPC is a SIGBUS), and
-// after a drain and GC the space comes back. Needs root (mount); skipped
-// otherwise.
+// TestDiskFullTmpfs fills a real 96 MiB tmpfs at full speed with the
+// default space guard: nothing crashes (Badger writes through mmap, where
+// ENOSPC is a SIGBUS), the guard sheds (evicts old telemetry) instead of
+// refusing, and after a drain and GC appends work again and shedding ends.
+// Needs root (mount); skipped otherwise. TestSpaceGuardTmpfs checks the
+// guard's behaviour in detail.
 func TestDiskFullTmpfs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a tmpfs")
@@ -34,21 +36,27 @@ func TestDiskFullTmpfs(t *testing.T) {
 	for i := range batch {
 		batch[i] = make([]byte, 2000)
 	}
-	var err error
-	for i := 0; i < 10000 && err == nil; i++ {
-		_, err = q.AppendBatch(context.Background(), buffer.ClassTelemetry, batch)
-	}
-	if !errors.Is(err, buffer.ErrFull) {
-		t.Fatalf("filling the disk ended with %v, want ErrFull", err)
+	for i := 0; i < 2*96<<20/(64*2000); i++ { // twice the disk
+		if _, err := q.AppendBatch(context.Background(), buffer.ClassTelemetry, batch); err != nil && !errors.Is(err, buffer.ErrFull) {
+			t.Fatalf("filling the disk: %v", err)
+		}
 	}
 	s := q.Stats()
-	t.Logf("full: %d records, %d evicted, degraded %q", s.Records, s.Classes[buffer.ClassTelemetry].Evicted, s.Degraded)
-	if s.Degraded == "" || s.Classes[buffer.ClassTelemetry].Evicted == 0 {
-		t.Fatalf("full disk: degraded %q, evicted %d; want both", s.Degraded, s.Classes[buffer.ClassTelemetry].Evicted)
+	t.Logf("full: %d records, %d evicted, %d shed, disk %+v", s.Records, s.Classes[buffer.ClassTelemetry].Evicted, s.Classes[buffer.ClassTelemetry].Shed, s.Disk)
+	if s.Classes[buffer.ClassTelemetry].Evicted == 0 || s.Records == 0 {
+		t.Fatalf("full disk: %d records, evicted %d; want old records evicted, new ones kept", s.Records, s.Classes[buffer.ClassTelemetry].Evicted)
 	}
 	drain(t, q)
-	q.CollectGarbage()
-	if _, err := q.Append(context.Background(), buffer.ClassCritical, []byte("after")); err != nil {
-		t.Fatalf("Append after drain and GC: %v", err)
+	for i := 0; ; i++ {
+		q.CollectGarbage()
+		if _, err := q.Append(context.Background(), buffer.ClassCritical, []byte("after")); err != nil {
+			t.Fatalf("Append after drain and GC: %v", err)
+		}
+		if !q.Stats().Disk.Shedding {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("still shedding after the drain: %+v", q.Stats().Disk)
+		}
 	}
 }

@@ -104,11 +104,12 @@ func (q *Queue) totalsLocked() (records, bytes int64) {
 // makeRoomLocked evicts until a record of class k and size bytes fits the
 // bounds. Victims are the oldest records of the lowest class present, but
 // never of a class more important than k: then it returns false and the
-// incoming record is shed instead.
+// incoming record is shed instead. The limit is MaxBytes, or the space
+// guard's disk cap (guard.go) for non-critical records.
 func (q *Queue) makeRoomLocked(e *evictor, k Class, size int64) bool {
 	for {
 		n, b := q.totalsLocked()
-		if (q.opts.MaxRecords == 0 || n+1 <= q.opts.MaxRecords) && b+size <= q.opts.MaxBytes {
+		if (q.opts.MaxRecords == 0 || n+1 <= q.opts.MaxRecords) && b+size <= q.capFor(k) {
 			return true
 		}
 		if !q.evictOneLocked(e, k) {
@@ -131,50 +132,6 @@ func (q *Queue) evictOneLocked(e *evictor, k Class) bool {
 		}
 	}
 	return false
-}
-
-// checkDiskLocked reports whether the disk is too full to write. When it
-// is, it sheds the oldest eighth of the lowest non-critical class present
-// and asks the GC goroutine to give the space back; it sheds again only
-// after that GC pass, so a disk filled by someone else does not wipe the
-// queue one commit at a time.
-func (q *Queue) checkDiskLocked() bool {
-	if q.opts.InMemory || q.opts.MinFreeBytes < 0 {
-		return false
-	}
-	free, err := q.opts.freeSpace(q.opts.Dir)
-	if err != nil || free >= uint64(q.opts.MinFreeBytes) {
-		if q.diskLow {
-			q.log.Info("queue disk space recovered", "free_bytes", free)
-		}
-		q.diskLow = false
-		return false
-	}
-	if !q.diskLow {
-		q.log.Warn("queue disk nearly full, shedding", "free_bytes", free, "min_free_bytes", q.opts.MinFreeBytes)
-	}
-	q.diskLow = true
-	if q.shedPending {
-		return true
-	}
-	e := newEvictor(q)
-	defer e.close()
-	for c := Class(NumClasses - 1); c > ClassCritical; c-- {
-		if n := q.cls[c].records; n > 0 {
-			for range max(n/8, 1) {
-				if !q.evictOneLocked(e, c) {
-					break
-				}
-			}
-			break
-		}
-	}
-	q.shedPending = true
-	select {
-	case q.gcKick <- struct{}{}:
-	default:
-	}
-	return true
 }
 
 // expireLocked drops records older than their class TTL from the head of

@@ -31,17 +31,27 @@ func (q *Queue) gcLoop() {
 		case <-q.gcKick:
 			force = true
 		}
-		q.mu.Lock()
-		if err := q.expireLocked(q.opts.Now(), 10000); err != nil {
-			q.log.Warn("queue ttl sweep failed", "err", err)
-		} else if err := q.saveLoLocked(); err != nil {
-			q.log.Warn("queue ttl sweep not saved", "err", err)
-		}
-		q.mu.Unlock()
+		q.sweep()
 		if force || time.Since(last) >= q.opts.GCInterval {
 			last = time.Now()
 			q.collect()
 		}
+	}
+}
+
+// sweep expires records past their TTL.
+func (q *Queue) sweep() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.db == nil {
+		return
+	}
+	var err error
+	defer q.catchLocked("ttl sweep", &err)
+	if err = q.expireLocked(q.opts.Now(), 10000); err != nil {
+		q.log.Warn("queue ttl sweep failed", "err", err)
+	} else if err = q.saveLoLocked(); err != nil {
+		q.log.Warn("queue ttl sweep not saved", "err", err)
 	}
 }
 
@@ -50,12 +60,22 @@ func (q *Queue) gcLoop() {
 // rewrite, then measures the directory.
 func (q *Queue) collect() {
 	q.mu.Lock()
-	err := q.saveLoLocked()
-	if err == nil && q.deleted > 0 && !q.opts.InMemory {
-		if err = q.compactLocked(); err == nil {
-			q.deleted = 0
-		}
+	if q.closed || q.db == nil {
+		q.mu.Unlock()
+		return
 	}
+	db := q.db
+	err := func() (err error) {
+		defer q.catchLocked("gc", &err)
+		q.hook("gc")
+		err = q.saveLoLocked()
+		if err == nil && q.deleted > 0 && !q.opts.InMemory {
+			if err = q.compactLocked(); err == nil {
+				q.deleted = 0
+			}
+		}
+		return err
+	}()
 	q.mu.Unlock()
 	if err != nil {
 		q.log.Warn("queue compaction failed", "err", err)
@@ -63,19 +83,35 @@ func (q *Queue) collect() {
 	if q.opts.InMemory {
 		return
 	}
-	for range 64 {
-		if err := q.db.RunValueLogGC(vlogDiscardRatio); err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				q.log.Warn("queue value log gc failed", "err", err)
+	var perr error
+	q.swapMu.RLock()
+	if q.db == db {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					perr = panicError("value log gc", r)
+				}
+			}()
+			for range 64 {
+				if err := db.RunValueLogGC(vlogDiscardRatio); err != nil {
+					if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+						q.log.Warn("queue value log gc failed", "err", err)
+					}
+					break
+				}
 			}
-			break
-		}
+		}()
 	}
+	q.swapMu.RUnlock()
 	size := dirSize(q.opts.Dir)
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if perr != nil {
+		q.log.Error("queue store panicked", "op", "value log gc", "err", perr)
+		q.repairLocked(db, perr)
+	}
 	q.dirBytes = size
-	q.shedPending = false
-	q.mu.Unlock()
+	q.afterGCLocked()
 }
 
 // vlogDiscardRatio: a value-log file is rewritten when at least half of it

@@ -2,6 +2,7 @@ package buffer_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -86,7 +87,7 @@ func TestFaulty(t *testing.T) {
 	f := buffertest.NewFaulty(q)
 	boom := context.DeadlineExceeded
 	f.FailAppend(boom)
-	if _, err := f.Append(context.Background(), buffer.ClassEvent, []byte("x")); err != boom {
+	if _, err := f.Append(context.Background(), buffer.ClassEvent, []byte("x")); !errors.Is(err, boom) {
 		t.Fatalf("Append = %v, want injected error", err)
 	}
 	f.FailAppend(nil)
@@ -95,14 +96,14 @@ func TestFaulty(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.FailAck(boom)
-	if err := f.Ack(s); err != boom {
+	if err := f.Ack(s); !errors.Is(err, boom) {
 		t.Fatalf("Ack = %v, want injected error", err)
 	}
 	if q.Stats().Records != 1 {
 		t.Fatal("failed Ack deleted the record")
 	}
 	f.FailLease(boom)
-	if _, err := f.Lease(1, 0); err != boom {
+	if _, err := f.Lease(1, 0); !errors.Is(err, boom) {
 		t.Fatalf("Lease = %v, want injected error", err)
 	}
 	if a, k := f.Calls(); a != 2 || k != 1 {

@@ -2,6 +2,9 @@ package buffer_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -14,7 +17,7 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func testOptions(t testing.TB) buffer.Options {
 	o := buffer.DefaultOptions(t.TempDir() + "/queue")
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	return o
 }
 
@@ -51,4 +54,22 @@ func leaseAll(t testing.TB, q *buffer.Queue) []buffer.Record {
 		}
 		all = append(all, recs...)
 	}
+}
+
+// openAsEnv names the store directory when the test binary runs as the
+// unprivileged opener of TestOpenStorageFaults.
+const openAsEnv = "TCU_BUFFER_OPEN_AS"
+
+// openAs opens the queue in $TCU_BUFFER_OPEN_AS and prints the outcome:
+// "ok <records>" or "err storage=<bool> <message>".
+func openAs() {
+	o := buffer.DefaultOptions(os.Getenv(openAsEnv))
+	q, err := buffer.Open(o)
+	if err != nil {
+		fmt.Printf("err storage=%v %v\n", errors.Is(err, buffer.ErrStorage), err)
+		os.Exit(0)
+	}
+	fmt.Printf("ok %d\n", q.Stats().Records)
+	_ = q.Close()
+	os.Exit(0)
 }

@@ -9,7 +9,7 @@ func openInternal(t *testing.T, maxRecords int64) (*Queue, Options) {
 	t.Helper()
 	o := DefaultOptions(t.TempDir() + "/queue")
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	o.MaxRecords = maxRecords
 	q, err := Open(o)
 	if err != nil {

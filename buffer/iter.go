@@ -65,6 +65,7 @@ func (ci *chunkIter) close()             { ci.it.Close() }
 // mark moves the mark up to the oldest chunk found, so the tombstones of
 // deleted chunks below it are not walked again. Call with q.mu held.
 func (q *Queue) scanChunks(txn *badger.Txn, c Class, from uint64, fn func(r chunkRef, it *badger.Item) (bool, error)) error {
+	q.hook("scan")
 	ci := newChunkIter(txn, c)
 	defer ci.close()
 	first := true
@@ -100,7 +101,7 @@ func findChunk(txn *badger.Txn, c Class, seq uint64) (chunkRef, bool) {
 		last := min(seq, bucket<<bucketBits|(1<<bucketBits-1))
 		it.Seek(append(chunkSeek(c, last), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
 		var r chunkRef
-		var err error = errBadKey
+		err := errBadKey
 		if it.Valid() {
 			_, r, err = decodeChunkKey(it.Item().Key())
 		}

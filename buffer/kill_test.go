@@ -27,7 +27,7 @@ func killWriter() {
 	o := buffer.DefaultOptions(os.Getenv(killEnv))
 	o.Sync = buffer.SyncPolicy(os.Getenv(killEnv + "_SYNC"))
 	o.LiveWindow = -1
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	q, err := buffer.Open(o)
 	if err != nil {

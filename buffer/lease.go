@@ -18,17 +18,28 @@ import (
 // lease. Within a class, first the live records (appended less than
 // LiveWindow ago, at most the 4096 most recent), newest first; then the
 // rest, oldest first. Records past their class TTL are not returned.
-func (q *Queue) Lease(max int, maxBytes int) ([]Record, error) {
+func (q *Queue) Lease(max int, maxBytes int) (recs []Record, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return nil, fmt.Errorf("lease: %w", ErrClosed)
 	}
+	if err := q.usableLocked(); err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	defer q.catchLocked("lease", &err)
 	if max <= 0 {
 		return nil, nil
 	}
 	l := leaser{q: q, max: max, maxBytes: maxBytes, now: q.opts.Now()}
-	err := q.db.View(func(txn *badger.Txn) error {
+	defer func() {
+		if err != nil { // a failed or panicked lease hands nothing out
+			for _, r := range l.out {
+				delete(q.leased, r.Seq)
+			}
+		}
+	}()
+	err = q.db.View(func(txn *badger.Txn) error {
 		for c := range Class(NumClasses) {
 			if l.full() {
 				break
@@ -49,10 +60,7 @@ func (q *Queue) Lease(max int, maxBytes int) ([]Record, error) {
 		err = q.dropCorruptLocked(l.bad)
 	}
 	if err != nil {
-		for _, r := range l.out {
-			delete(q.leased, r.Seq)
-		}
-		return nil, fmt.Errorf("lease: %w", err)
+		return nil, fmt.Errorf("lease: %w", classify(err))
 	}
 	return l.out, nil
 }
@@ -247,7 +255,7 @@ func (q *Queue) Release(seqs ...uint64) {
 //
 // An acked record is marked in its chunk's gone set; a chunk whose records
 // are all gone is deleted with one tombstone.
-func (q *Queue) Ack(seqs ...uint64) error {
+func (q *Queue) Ack(seqs ...uint64) (err error) {
 	if len(seqs) == 0 {
 		return nil
 	}
@@ -256,6 +264,10 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	if q.closed {
 		return fmt.Errorf("ack: %w", ErrClosed)
 	}
+	if err := q.usableLocked(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	defer q.catchLocked("ack", &err)
 	var unknown []uint64
 	for _, s := range seqs {
 		if e, ok := q.leased[s]; ok {
@@ -266,18 +278,18 @@ func (q *Queue) Ack(seqs ...uint64) error {
 	}
 	if len(unknown) > 0 {
 		if err := q.ackUnleasedLocked(unknown); err != nil {
-			return fmt.Errorf("ack: %w", err)
+			return fmt.Errorf("ack: %w", classify(err))
 		}
 	}
 	w := newTxnWriter(q.db, false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		q.failLocked(err)
-		return fmt.Errorf("ack: %w", err)
+		return fmt.Errorf("ack: %w", classify(err))
 	}
 	if err := w.commit(); err != nil {
 		q.failLocked(err)
-		return fmt.Errorf("ack: %w", err)
+		return fmt.Errorf("ack: %w", classify(err))
 	}
 	return nil
 }

@@ -11,10 +11,14 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Open opens (or creates) the queue store. A store that cannot be opened
-// or read is moved aside to <Dir>.corrupt-<unix seconds>, a fresh one is
-// opened in its place and Stats().Degraded says so: a bad disk never turns
-// into a crash loop. A store locked by another process is an error.
+// Open opens (or creates) the queue store. A store that cannot be read
+// (checksum, structure, or a panic while reading it) is moved aside to
+// <Dir>.corrupt-<unix seconds>, a fresh one is opened in its place and
+// Stats().Degraded says so: a bad disk never turns into a crash loop.
+// A store locked by another process is an error; so is a storage fault
+// (permission, read-only file system, no space, I/O error, a path that is
+// not a directory): that error wraps ErrStorage, the data is kept, and the
+// caller retries later.
 func Open(opts Options) (*Queue, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -31,35 +35,42 @@ func Open(opts Options) (*Queue, error) {
 		leased: make(map[uint64]leaseEnt),
 	}
 	if !o.InMemory {
-		if err := os.MkdirAll(filepath.Dir(filepath.Clean(o.Dir)), 0o700); err != nil {
-			return nil, fmt.Errorf("open queue: %w", err)
+		if err := checkDir(o.Dir); err != nil {
+			return nil, err
+		}
+		if _, total, err := o.diskSpace(filepath.Dir(filepath.Clean(o.Dir))); err == nil {
+			q.opts.vlogFileSize = vlogFileSize(total)
+			if total < smallDisk && opts.valueThreshold == 0 {
+				q.opts.valueThreshold = smallValueThreshold
+			}
 		}
 	}
 	storeSeq, storeEpoch, err := q.openStore()
 	// Badger can fail once after a kill while it was creating a file
-	// (dgraph-io/badger#2207) and open fine on the next try: retry before
-	// moving a store with unsent records aside.
-	for i := 0; i < 2 && err != nil && !o.InMemory && !isLocked(err); i++ {
+	// (dgraph-io/badger#2207) and open fine on the next try: retry, after a
+	// pause, before moving a store with unsent records aside.
+	for i := 0; i < len(openRetryDelays) && retryable(err) && !errors.Is(err, errChecked) && !o.InMemory; i++ {
 		q.log.Warn("queue store did not open, retrying before quarantine", "attempt", i+1, "err", err)
+		time.Sleep(openRetryDelays[i])
 		first := err
-		if storeSeq, storeEpoch, err = q.openStore(); err != nil && isLocked(err) {
+		if storeSeq, storeEpoch, err = q.openStore(); err != nil && !retryable(err) {
 			err = fmt.Errorf("%w (after %w)", err, first)
 		}
 	}
-	if err != nil && !o.InMemory && !isLocked(err) {
+	if retryable(err) && !o.InMemory {
 		reason, qerr := q.quarantine(err)
 		if qerr != nil {
-			return nil, qerr
+			return nil, classify(qerr)
 		}
 		storeSeq, storeEpoch, err = q.openStore()
 		q.degraded = reason
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
+		return nil, fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if err := q.initSeq(storeSeq, storeEpoch); err != nil {
-		_ = q.db.Close()
-		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
+		closeQuietly(q.db, q.log)
+		return nil, fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if !o.InMemory {
 		q.dirBytes = dirSize(o.Dir) // until the first GC pass measures it again
@@ -70,17 +81,42 @@ func Open(opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// openStore opens Badger and loads the queue state. On error the store is
-// closed again.
+// retryable reports whether an Open failure may be corruption: retried,
+// then quarantined. A locked store and storage faults are neither.
+func retryable(err error) bool {
+	return err != nil && !isLocked(err) && !isStorage(err)
+}
+
+// openStore checks the tables, opens Badger and loads the queue state. On
+// error the store is closed again. A panic while reading becomes an error
+// wrapping ErrCorrupt.
 func (q *Queue) openStore() (seq, epoch uint64, err error) {
+	q.suspect = ""
+	if !q.opts.InMemory {
+		suspect, err := checkTables(q.opts.Dir)
+		if err != nil && !isStorage(err) {
+			return 0, 0, fmt.Errorf("%w: %w", errChecked, err)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		q.suspect = suspect
+	}
 	db, err := openBadger(q.opts)
 	if err != nil {
 		return 0, 0, err
 	}
 	q.db = db
-	seq, epoch, err = q.load()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				err = panicError("load store", r)
+			}
+		}()
+		seq, epoch, err = q.load()
+	}()
 	if err != nil {
-		_ = db.Close()
+		closeQuietly(db, q.log)
 		q.db = nil
 		return 0, 0, err
 	}
@@ -91,7 +127,7 @@ func (q *Queue) openStore() (seq, epoch uint64, err error) {
 func openBadger(o Options) (db *badger.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: badger panicked: %v", ErrCorrupt, r)
+			err = panicError("badger open", r)
 		}
 	}()
 	return badger.Open(badgerOptions(o))
@@ -292,7 +328,13 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	path := seqPath(q.opts.Dir)
 	fs, ok, err := readSeqFile(path)
 	if err != nil {
-		return err
+		if isStorage(err) {
+			return classify(err)
+		}
+		// Not readable as a file (e.g. a directory in its place): no
+		// trustworthy mark, as for a torn file; the seq jumps forward.
+		q.log.Warn("queue seq file unreadable, seq continues from the store and the clock", "err", err)
+		ok = false
 	}
 	next := storeSeq + 1
 	// The same store as the file's: normally the epochs match; a pending
@@ -300,6 +342,10 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	// writes below, before anything could be appended.
 	same := ok && !fs.Pending && fs.Epoch == storeEpoch ||
 		ok && fs.Pending && (fs.Epoch == storeEpoch+1 || fs.Epoch == storeEpoch)
+	if same && q.suspect != "" {
+		q.log.Warn("queue store may have lost its newest entries, seq continues above the reservation", "reason", q.suspect)
+		same = false
+	}
 	if !same || q.opts.Sync == SyncNone {
 		next = max(next, fs.HW, clockFloor(q.opts.Now()))
 		if ok && !same {
@@ -332,6 +378,9 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	}
 	if seqErr == nil {
 		seqErr = writeSeqFile(seqPath(q.opts.Dir), seqState{Epoch: q.epoch, HW: hw})
+	}
+	if seqErr != nil && isStorage(seqErr) && !isNoSpace(seqErr) {
+		return classify(seqErr)
 	}
 	if seqErr != nil {
 		// Not fatal: without a trustworthy file the next Open jumps the

@@ -61,12 +61,11 @@ const (
 
 // Defaults.
 const (
-	DefaultMaxBytes     = 64 << 20
-	DefaultGroupWindow  = 20 * time.Millisecond
-	MaxGroupWindow      = 50 * time.Millisecond
-	DefaultLiveWindow   = 10 * time.Second
-	DefaultGCInterval   = time.Minute
-	DefaultMinFreeBytes = 32 << 20
+	DefaultMaxBytes    = 64 << 20
+	DefaultGroupWindow = 20 * time.Millisecond
+	MaxGroupWindow     = 50 * time.Millisecond
+	DefaultLiveWindow  = 10 * time.Second
+	DefaultGCInterval  = time.Minute
 	// MaxRecordBytes is the largest record Append accepts (AWS IoT's
 	// message limit is 128 KB; a record is at most one message).
 	MaxRecordBytes = 256 << 10
@@ -100,10 +99,11 @@ type Options struct {
 	// GCInterval is the period of range drops and value-log GC; 0 means
 	// DefaultGCInterval.
 	GCInterval time.Duration
-	// MinFreeBytes: Append fails with ErrFull (after evicting) when the
-	// file system holding Dir has less free space; 0 means
-	// DefaultMinFreeBytes, negative disables the check.
-	MinFreeBytes int64
+	// MinFree is the space guard's floor: the free bytes the queue keeps
+	// on the file system holding Dir (guard.go, docs/buffer.md "Disk
+	// space"). 0 means automatic: 1/8 of the file system's size, at least
+	// 2 MiB and at most 32 MiB. Negative disables the guard.
+	MinFree int64
 	// Logger receives the queue's and Badger's logs (Badger's info is
 	// logged at debug). nil discards.
 	Logger *slog.Logger
@@ -113,21 +113,26 @@ type Options struct {
 	// valueThreshold overrides the value-log threshold (benchmarks); 0
 	// means valueThreshold, or alwaysValueThreshold under SyncAlways.
 	valueThreshold int64
-	// freeSpace reports free bytes of the file system holding a path;
-	// tests override it to simulate a full disk.
-	freeSpace func(path string) (uint64, error)
+	// faultHook, when set, is called at the points where the store is
+	// read (tests inject panics there).
+	faultHook func(op string)
+	// vlogFileSize is the value-log file size for the file system (0 =
+	// maxVlogFileSize); set by Open.
+	vlogFileSize int64
+	// diskSpace reports the free and total bytes of the file system
+	// holding a path; tests override it to simulate a full disk.
+	diskSpace func(path string) (free, total uint64, err error)
 }
 
 // DefaultOptions returns the defaults for a store in dir.
 func DefaultOptions(dir string) Options {
 	return Options{
-		Dir:          dir,
-		MaxBytes:     DefaultMaxBytes,
-		Sync:         SyncGroup,
-		GroupWindow:  DefaultGroupWindow,
-		LiveWindow:   DefaultLiveWindow,
-		GCInterval:   DefaultGCInterval,
-		MinFreeBytes: DefaultMinFreeBytes,
+		Dir:         dir,
+		MaxBytes:    DefaultMaxBytes,
+		Sync:        SyncGroup,
+		GroupWindow: DefaultGroupWindow,
+		LiveWindow:  DefaultLiveWindow,
+		GCInterval:  DefaultGCInterval,
 	}
 }
 
@@ -166,9 +171,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.GCInterval <= 0 {
 		o.GCInterval = DefaultGCInterval
 	}
-	if o.MinFreeBytes == 0 {
-		o.MinFreeBytes = DefaultMinFreeBytes
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -181,8 +183,8 @@ func (o Options) withDefaults() (Options, error) {
 			o.valueThreshold = alwaysValueThreshold
 		}
 	}
-	if o.freeSpace == nil {
-		o.freeSpace = freeSpace
+	if o.diskSpace == nil {
+		o.diskSpace = diskSpace
 	}
 	return o, nil
 }

@@ -32,14 +32,6 @@ func TestCorruptStoreQuarantined(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"directory is a file", func(t *testing.T, dir string) {
-			if err := os.RemoveAll(dir); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dir, []byte("not a dir"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,11 @@ var (
 	ErrTooLarge = errors.New("record too large")
 	// ErrInvalid: invalid Options or arguments.
 	ErrInvalid = errors.New("invalid queue argument")
+	// ErrStorage: the environment refused (permission denied, read-only
+	// file system, no space, I/O error, a path that is not a directory).
+	// The data on disk is kept, never moved aside; the caller retries
+	// with backoff. An ENOSPC error wraps ErrFull as well.
+	ErrStorage = errors.New("queue storage unavailable")
 )
 
 // Record is one queued record as returned by Lease.
@@ -71,6 +76,25 @@ type Stats struct {
 	// Degraded is empty when healthy, else the reason (store quarantined,
 	// disk nearly full, corrupt records found).
 	Degraded string
+	// Disk is the space guard's state (zero in memory or when disabled).
+	Disk DiskStats
+}
+
+// DiskStats is the space guard's state (docs/buffer.md "Disk space").
+type DiskStats struct {
+	// Floor is the free-space floor in bytes (Options.MinFree, or the
+	// automatic one for the file system); 0 before the first append.
+	Floor int64
+	// Free is the file system's free space at the last append.
+	Free int64
+	// Shedding: free space fell below Floor and has not yet come back
+	// above Floor*1.5; non-critical records are being evicted to fit.
+	Shedding bool
+	// Cap is the limit on accounted bytes the guard imposes on
+	// non-critical records (0 = none, MaxBytes applies).
+	Cap int64
+	// Transitions counts entries into and exits from shedding since Open.
+	Transitions uint64
 }
 
 // liveEnt is a recently appended record, remembered so that Lease can take
@@ -141,15 +165,24 @@ type Queue struct {
 	cls         [NumClasses]classState // guarded by mu
 	leased      map[uint64]leaseEnt    // guarded by mu
 	degraded    string                 // guarded by mu
-	diskLow     bool                   // guarded by mu
-	// shedPending: disk-full shedding happened; no more until a GC pass.
-	shedPending bool  // guarded by mu
-	dirBytes    int64 // guarded by mu
+	guard       guardState             // guarded by mu: the space guard (guard.go)
+	dirBytes    int64                  // guarded by mu
 	// deleted counts chunks deleted since the last GC pass: their value-log
 	// space comes back only after a compaction (gc.go).
 	deleted int // guarded by mu
 
 	syncs, appends, corrupt, torn atomic.Uint64
+
+	// swapMu guards q.db against replacement (repairLocked, which holds
+	// mu too) for the users of q.db that do not hold mu: the committer's
+	// sync and the GC goroutine's value-log GC.
+	swapMu sync.RWMutex
+	// suspect says why the store's seq counter may be behind (checkTables);
+	// set by openStore.
+	suspect string
+	// broken is set when a failed store could not be replaced: every
+	// call then fails with ErrStorage. Guarded by mu.
+	broken error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -170,7 +203,22 @@ func (q *Queue) signalReady() {
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := Stats{
+	for range 2 { // a store that panics is replaced: count the fresh one
+		if s, ok := q.statsLocked(); ok {
+			return s
+		}
+	}
+	s, _ := q.statsLocked()
+	return s
+}
+
+// statsLocked builds Stats; ok is false when reading the store panicked
+// (and it was replaced).
+func (q *Queue) statsLocked() (s Stats, ok bool) {
+	var err error
+	defer func() { ok = err == nil }()
+	defer q.catchLocked("stats", &err)
+	s = Stats{
 		Leased:    len(q.leased),
 		Appends:   q.appends.Load(),
 		Syncs:     q.syncs.Load(),
@@ -180,8 +228,12 @@ func (q *Queue) Stats() Stats {
 		DiskBytes: q.dirBytes,
 		Degraded:  q.degraded,
 	}
-	if s.Degraded == "" && q.diskLow {
+	if s.Degraded == "" && (q.guard.shedding || q.guard.refusing) {
 		s.Degraded = "disk nearly full"
+	}
+	s.Disk = DiskStats{
+		Floor: q.guard.floor, Free: q.guard.free, Shedding: q.guard.shedding,
+		Cap: q.guard.cap, Transitions: q.guard.trans,
 	}
 	now := q.opts.Now()
 	for c := range q.cls {
@@ -190,7 +242,7 @@ func (q *Queue) Stats() Stats {
 			Records: cs.records, Bytes: cs.bytes,
 			Evicted: cs.evicted, Shed: cs.shed, Expired: cs.expired,
 		}
-		if cs.records > 0 && !q.closed {
+		if cs.records > 0 && !q.closed && q.db != nil {
 			if t, ok := q.oldestLocked(Class(c)); ok {
 				s.Classes[c].OldestAge = max(now.Sub(t), 0)
 			}
@@ -198,7 +250,7 @@ func (q *Queue) Stats() Stats {
 		s.Records += cs.records
 		s.Bytes += cs.bytes
 	}
-	return s
+	return s, true
 }
 
 // oldestLocked returns the append time of the oldest record of class c.
@@ -230,11 +282,27 @@ func (q *Queue) Close() error {
 		close(q.stop)
 		q.wg.Wait() // the committer drains pending appends before exiting
 		q.mu.Lock()
+		var err error
+		if q.db != nil {
+			func() {
+				defer q.catchLocked("close", &err)
+				err = q.saveLoLocked()
+			}()
+		}
 		q.closed = true
-		err := q.saveLoLocked()
+		db := q.db
 		q.mu.Unlock()
-		if cerr := q.db.Close(); err == nil {
-			err = cerr
+		if db != nil {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						err = panicError("close", r)
+					}
+				}()
+				if cerr := db.Close(); err == nil {
+					err = cerr
+				}
+			}()
 		}
 		if err != nil {
 			q.closeErr = fmt.Errorf("close queue: %w", err)

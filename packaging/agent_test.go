@@ -130,7 +130,7 @@ allow_plaintext = true
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-exited
 		}
 		if t.Failed() {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/units"
 )
 
 // Provisioning methods (Config.Method).
@@ -20,20 +22,7 @@ const (
 )
 
 // Duration is a time.Duration that reads and writes as "720h" in TOML.
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("parse duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats the duration like time.Duration.String.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+type Duration = units.Duration
 
 // Config is the [provisioning] section of tcu-agent.toml.
 type Config struct {
@@ -70,6 +59,10 @@ type Config struct {
 
 	// CertFile, KeyFile and ThingName are a pre-installed identity
 	// (method "static"); ThingName empty means the certificate's CN.
+	// For method "fleet" ThingName is the thing name the template is
+	// expected to give (empty means SerialNumber): after an interrupted
+	// RegisterThing the device connects with the certificate as that
+	// thing to learn whether the registration went through.
 	CertFile  string `toml:"cert_file"`
 	KeyFile   string `toml:"key_file"`
 	ThingName string `toml:"thing_name"`

@@ -22,6 +22,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Conn is one MQTT session as provisioning needs it. Subscribe returns
@@ -36,10 +37,23 @@ type Conn interface {
 }
 
 // Dialer opens an MQTT session authenticated by cert with the given client
-// ID. ctx bounds the dial only; the session lives until Close. Implementations should wrap ErrUnauthorized when the broker refuses
-// the credentials (CONNACK "not authorized" or a TLS handshake rejection),
-// so a revoked claim certificate is told apart from a network failure.
+// ID. ctx bounds the dial only; the session lives until Close.
+// Implementations wrap ErrUnauthorized only for an authenticated refusal:
+// the broker's certificate verified and the broker then refused ours
+// (CONNACK "not authorized", a certificate alert, a close before CONNACK).
+// A broker certificate that does not verify, DNS, TCP and timeouts are
+// transport failures: plain errors, retried with backoff, never a hold.
 type Dialer func(ctx context.Context, cert tls.Certificate, clientID string) (Conn, error)
+
+// Switcher is implemented by a Conn that can move itself to another
+// certificate (the agent's own session): it ends its connection, connects
+// again with cert and the same client ID, and returns nil once connected
+// with cert. On error it goes back to its previous certificate. Renew
+// uses it instead of a separate test connection, so two connections with
+// one client ID never overlap.
+type Switcher interface {
+	SwitchCertificate(ctx context.Context, cert tls.Certificate) error
+}
 
 var (
 	// ErrNoIdentity reports that no identity has been persisted yet.
@@ -61,7 +75,31 @@ var (
 	// ErrTimeout reports that the service did not answer within the step
 	// timeout.
 	ErrTimeout = errors.New("provisioning step timed out")
+	// ErrNoClaim reports that the claim certificate or key is missing or
+	// unreadable. Ensure returns it at once; the caller waits (re-checking
+	// every <= 30 s and on SIGHUP) and calls Ensure again.
+	ErrNoClaim = errors.New("claim certificate missing or unreadable")
 )
+
+// HoldError is returned by Ensure and Renew while provisioning is on hold:
+// after Config.MaxRejections consecutive authenticated refusals by the
+// service (Err wraps the last *RejectedError) or when the loop breaker
+// tripped (Err wraps ErrTooManyCertificates). Nothing is dialled before
+// Until; the caller idles (capturing) until then, or until SIGHUP
+// (ResetHold). The hold is persisted, so a restart does not lift it.
+type HoldError struct {
+	Until      time.Time
+	Rejections int   // consecutive refusals counted (0 for the loop breaker)
+	Err        error // cause
+}
+
+func (e *HoldError) Error() string {
+	return fmt.Sprintf("provisioning on hold until %s: %v", e.Until.UTC().Format(time.RFC3339), e.Err)
+}
+
+// Unwrap returns the cause, so errors.Is(err, ErrRejected) and
+// errors.Is(err, ErrTooManyCertificates) keep working.
+func (e *HoldError) Unwrap() error { return e.Err }
 
 // RejectedError carries the fields of an AWS .../rejected answer (or, for
 // Op "connect", a refused claim certificate).

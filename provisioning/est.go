@@ -48,6 +48,7 @@ func (p *Provisioner) attemptEST(ctx context.Context, st *state) (*Identity, err
 	if err := p.fetchCACerts(ctx, client); err != nil {
 		return nil, estErr(err)
 	}
+	p.checkCSRAttrs(ctx, client)
 	if err := p.checkLoopBreaker(st); err != nil {
 		return nil, err
 	}
@@ -81,6 +82,23 @@ func (p *Provisioner) fetchCACerts(ctx context.Context, client *est.Client) erro
 		ders[i] = c.Raw
 	}
 	return writeFileAtomic(filepath.Join(p.dir, caFile), certPEM(ders...), 0o644)
+}
+
+// checkCSRAttrs asks the server what it wants in a CSR (RFC 7030 §4.5)
+// and warns about what this device does not provide: its CSR carries a
+// P-256 key, the subject CN and an ECDSA-SHA256 signature.
+func (p *Provisioner) checkCSRAttrs(ctx context.Context, client *est.Client) {
+	attrs, err := client.CSRAttrs(ctx)
+	if err != nil {
+		p.log.Debug("est csrattrs unavailable", "err", err)
+		return
+	}
+	if curve, ok := attrs.Curve(); ok && !curve.Equal(est.OIDP256) {
+		p.log.Warn("est server asks for another key curve; this device generates P-256", "curve", curve.String())
+	}
+	if attrs.Wants(est.OIDChallengePassword) {
+		p.log.Warn("est server asks for a challengePassword; not supported, enrolling without")
+	}
 }
 
 // enroll sends a CSR for key and returns the certificate as PEM.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Directory and file names under the state directory. Introduced in v1.
@@ -56,20 +58,7 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) (err error) {
 	if err = os.Rename(tmp, name); err != nil {
 		return fmt.Errorf("rename %s: %w", name, err)
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes renames and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(dir)
 }
 
 // ensureDir creates dir with mode 0700 and tightens an existing one.
@@ -77,7 +66,7 @@ func ensureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // G302 wants 0600, but a directory needs its x bit; 0700 is owner-only
 		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	return nil

@@ -15,33 +15,59 @@ import (
 	"time"
 )
 
-// attemptFleet runs fleet provisioning by claim from st.Step.
+// attemptFleet runs fleet provisioning by claim from st.Step. Resume
+// rules after a crash or a lost session, so that exactly one certificate
+// ends up ACTIVE:
+//   - create_sent: any certificate the request minted is PENDING and
+//     AWS deletes it when its token expires; request again (counted).
+//   - cert_created: RegisterThing with the persisted token.
+//   - register_sent: the certificate may already be ACTIVE. First
+//     connect with it as the expected thing (ACTIVE works, PENDING is
+//     refused); only then RegisterThing again with the token, and only
+//     if that token is refused, mint anew (the old certificate is queued
+//     for a retire event).
 func (p *Provisioner) attemptFleet(ctx context.Context, st *state) (*Identity, error) {
 	st.Method = MethodFleet
 	if st.Step == stepRegistered {
 		return p.commit(st)
 	}
 	csrMode := p.cfg.KeyMode == KeyModeCSR
+	if st.Step == stepCreateSent {
+		p.log.Info("create request was interrupted, requesting a certificate again")
+		st.resetCredential(csrMode)
+	}
 	if csrMode && st.Step == stepStart {
 		if err := p.generateKey(st); err != nil {
 			return nil, err
+		}
+	}
+	if st.Step == stepRegisterSent { // needs no claim
+		done, err := p.resumeRegistered(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			return p.commit(st)
 		}
 	}
 	claim, err := p.claimPair()
 	if err != nil {
 		return nil, &permanentError{err}
 	}
+	if (st.Step == stepCertCreated || st.Step == stepRegisterSent) && !p.now().Before(st.TokenExpires) {
+		p.log.Info("ownership token expired, requesting a new certificate")
+		if st.Step == stepRegisterSent {
+			st.retire(st.CertificateID, "orphaned") // it may be ACTIVE under an unexpected thing name
+		}
+		st.resetCredential(csrMode) // a PENDING certificate is deleted by AWS with its token
+	}
 	p.progress(ProgressConnect)
 	conn, err := p.dial(ctx, claim, p.claimClientID())
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	if st.Step == stepCertCreated && !p.now().Before(st.TokenExpires) {
-		p.log.Info("ownership token expired, requesting a new certificate")
-		st.resetCredential(csrMode)
-	}
-	if st.Step != stepCertCreated {
+	defer func() { _ = conn.Close() }()
+	if st.Step != stepCertCreated && st.Step != stepRegisterSent {
 		if err := p.create(ctx, conn, st); err != nil {
 			return nil, err
 		}
@@ -55,11 +81,66 @@ func (p *Provisioner) attemptFleet(ctx context.Context, st *state) (*Identity, e
 	return p.commit(st)
 }
 
-// dial opens a session and maps a refused certificate to a rejection.
-func (p *Provisioner) dial(ctx context.Context, cert tls.Certificate, clientID string) (Conn, error) {
+// expectedThing is the thing name RegisterThing is expected to give:
+// Config.ThingName, else the serial number.
+func (p *Provisioner) expectedThing() string {
+	if p.cfg.ThingName != "" {
+		return p.cfg.ThingName
+	}
+	return p.cfg.SerialNumber
+}
+
+// resumeRegistered connects with the certificate of an interrupted
+// RegisterThing as the expected thing. Connected means the registration
+// went through: st advances to registered (done). A refusal means the
+// certificate is not ACTIVE (or the thing name differs): register again.
+// Any other failure is transient: nothing is re-sent.
+func (p *Provisioner) resumeRegistered(ctx context.Context, st *state) (done bool, err error) {
+	thing := p.expectedThing()
+	if !validThingName(thing) {
+		return false, nil
+	}
+	pair, _, err := loadKeyPair(filepath.Join(p.dir, st.CertFile), filepath.Join(p.dir, st.KeyFile))
+	if err != nil {
+		return false, err
+	}
+	p.progress(ProgressTestConnect)
+	conn, err := p.rawDial(ctx, pair, thing)
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		p.log.Info("interrupted registration: certificate not active as the expected thing, registering again",
+			"certificate_id", shortID(st.CertificateID), "thing", thing)
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("check interrupted registration: connect %s: %w", thing, err)
+	}
+	if err := conn.Close(); err != nil {
+		p.log.Debug("close test session", "err", err)
+	}
+	p.log.Info("interrupted registration had succeeded", "certificate_id", shortID(st.CertificateID), "thing", thing)
+	st.Step, st.Thing, st.OwnershipToken = stepRegistered, thing, ""
+	if err := st.save(p.dir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// rawDial opens a session, keeping one client ID's connects over a
+// second apart; errors are returned as the Dialer gave them.
+func (p *Provisioner) rawDial(ctx context.Context, cert tls.Certificate, clientID string) (Conn, error) {
+	if err := p.pace(ctx, clientID); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(p.cfg.StepTimeout))
 	defer cancel()
-	conn, err := p.opts.Dial(ctx, cert, clientID)
+	p.connects[clientID] = time.Now()
+	return p.opts.Dial(ctx, cert, clientID)
+}
+
+// dial opens a session and maps an authenticated refusal of the
+// certificate to a rejection; any other failure stays a transport error.
+func (p *Provisioner) dial(ctx context.Context, cert tls.Certificate, clientID string) (Conn, error) {
+	conn, err := p.rawDial(ctx, cert, clientID)
 	if errors.Is(err, ErrUnauthorized) {
 		return nil, &RejectedError{Op: "connect", StatusCode: 403, ErrorCode: "NotAuthorized", ErrorMessage: err.Error()}
 	}
@@ -72,7 +153,7 @@ func (p *Provisioner) dial(ctx context.Context, cert tls.Certificate, clientID s
 func (p *Provisioner) claimPair() (tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(p.cfg.ClaimCert, p.cfg.ClaimKey)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("load claim certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("%w: %w", ErrNoClaim, err)
 	}
 	return c, nil
 }
@@ -114,9 +195,13 @@ func (p *Provisioner) generateKey(st *state) error {
 // create asks for a certificate (CSR or create-keys) and persists it with
 // its ownership token.
 func (p *Provisioner) create(ctx context.Context, conn Conn, st *state) error {
+	prev := st.Step
+	st.Step = stepCreateSent // saved with the loop-breaker record, before the request
 	if err := p.checkLoopBreaker(st); err != nil {
+		st.Step = prev
 		return err
 	}
+	hook("create_sent")
 	p.progress(ProgressCreate)
 	op, topic, payload := "create", topicCreateKeys, []byte("{}")
 	if p.cfg.KeyMode == KeyModeCSR {
@@ -138,6 +223,7 @@ func (p *Provisioner) create(ctx context.Context, conn Conn, st *state) error {
 		// so this request does not count towards the loop breaker. A
 		// crash before this point leaves it counted.
 		st.Creates = st.Creates[:len(st.Creates)-1]
+		st.Step = prev
 		return errors.Join(err, st.save(p.dir))
 	}
 	hook("create_received")
@@ -222,7 +308,8 @@ func (p *Provisioner) parameters() map[string]string {
 	return out
 }
 
-// register calls RegisterThing with the persisted ownership token.
+// register calls RegisterThing with the persisted ownership token. The
+// step register_sent is durable before the request goes out.
 func (p *Provisioner) register(ctx context.Context, conn Conn, st *state) error {
 	p.progress(ProgressRegister)
 	payload, err := json.Marshal(map[string]any{
@@ -232,13 +319,37 @@ func (p *Provisioner) register(ctx context.Context, conn Conn, st *state) error 
 	if err != nil {
 		return fmt.Errorf("encode register request: %w", err)
 	}
+	resumed := st.Step == stepRegisterSent
+	if !resumed {
+		st.Step = stepRegisterSent
+		if err := st.save(p.dir); err != nil {
+			return err
+		}
+	}
+	hook("register_sent")
 	raw, err := call(ctx, conn, "register", topicRegister(p.cfg.Template), payload, time.Duration(p.cfg.StepTimeout))
 	var rej *RejectedError
-	if errors.As(err, &rej) && rej.ErrorCode == "InvalidCertificateOwnershipToken" {
+	switch {
+	case errors.As(err, &rej) && rej.ErrorCode == "InvalidCertificateOwnershipToken":
+		if resumed {
+			// The token was used: an interrupted RegisterThing activated
+			// the certificate under a thing name other than the expected
+			// one. Queue it for a retire event before minting anew.
+			p.log.Error("interrupted registration consumed the ownership token; retiring its certificate",
+				"certificate_id", shortID(st.CertificateID), "expected_thing", p.expectedThing())
+			st.retire(st.CertificateID, "orphaned")
+			st.resetCredential(p.cfg.KeyMode == KeyModeCSR)
+			// Our own token, consumed by our own request: not a refusal
+			// of the device, so not counted towards a hold.
+			return errors.Join(fmt.Errorf("interrupted registration: %s: minting a new certificate", rej.ErrorMessage), st.save(p.dir))
+		}
 		st.resetCredential(p.cfg.KeyMode == KeyModeCSR) // the next attempt mints again (loop breaker applies)
-	}
-	if err != nil {
-		return err
+		return errors.Join(err, st.save(p.dir))
+	case errors.As(err, &rej) && !rej.Transient():
+		st.Step = stepCertCreated // refused: the request was not carried out
+		return errors.Join(err, st.save(p.dir))
+	case err != nil:
+		return err // unanswered: stays register_sent (resume rule)
 	}
 	hook("register_received")
 	resp, err := parseRegisterResponse(raw)
@@ -268,7 +379,7 @@ func (p *Provisioner) commit(st *state) (*Identity, error) {
 		return nil, err
 	}
 	hook("committed")
-	fresh := &state{Creates: st.Creates}
+	fresh := &state{Creates: st.Creates, Retire: st.Retire}
 	if err := fresh.save(p.dir); err != nil {
 		p.log.Warn("reset provisioning state", "err", err)
 	}

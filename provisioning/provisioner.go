@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Options configure a Provisioner.
@@ -31,8 +34,13 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// DeviceParams adds RegisterThing parameters known at run time, e.g.
-	// {"Vin": "..."} once the vehicle reports it. May be nil.
+	// {"Vin": "..."} once the vehicle reports it. It is called before
+	// every RegisterThing (first boot and renewal); empty values are
+	// left out, and its keys override Config.Parameters. May be nil.
 	DeviceParams func() map[string]string
+	// EventTopicPrefix is the topic prefix of certificate events
+	// (<prefix>/<thing>/certificate/rotated); empty means "dt/tcu".
+	EventTopicPrefix string
 }
 
 // Progress step names.
@@ -61,7 +69,14 @@ type Provisioner struct {
 	now    func() time.Time
 	mu     sync.Mutex // serialises Ensure and Renew
 	random *rand.Rand
+	// connects is when each client ID last dialled (guarded by mu):
+	// CONNECTs of one client ID stay over a second apart (AWS: 1/s).
+	connects map[string]time.Time
 }
+
+// connectSpacing keeps CONNECTs of one client ID apart as the broker
+// sees them (AWS IoT allows one per second per client ID).
+const connectSpacing = 1100 * time.Millisecond
 
 // New checks opts; it does no I/O.
 func New(opts Options) (*Provisioner, error) {
@@ -81,6 +96,8 @@ func New(opts Options) (*Provisioner, error) {
 		log:    opts.Logger,
 		now:    opts.Now,
 		random: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0)), //nolint:gosec // jitter only
+
+		connects: make(map[string]time.Time),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -105,10 +122,20 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // Ensure returns the persisted identity, or provisions one. It retries
-// transient failures with exponential backoff until ctx ends; it gives up
-// with an error wrapping ErrRejected after Config.MaxRejections refusals
-// (and keeps refusing until Config.RejectHold has passed, across
-// restarts), or with ErrTooManyCertificates when the loop breaker trips.
+// transport failures (DNS, TCP, TLS, timeouts, dropped sessions, 429 and
+// 5xx answers) itself with jittered exponential backoff between
+// Config.RetryMin and Config.RetryMax until ctx ends. It returns at once,
+// without sleeping, with
+//   - an error wrapping ErrNoClaim when the claim certificate or key is
+//     missing or unreadable (the caller re-checks later);
+//   - a *HoldError while on hold: after Config.MaxRejections consecutive
+//     authenticated refusals (Err wraps the *RejectedError; held for
+//     Config.RejectHold, across restarts) or when the loop breaker
+//     tripped (Err wraps ErrTooManyCertificates).
+//
+// Before it returns an identity it waits until the last connection with
+// the thing name as client ID is over a second old, so the caller's
+// session does not exceed the broker's connect rate.
 func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,10 +156,14 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
 	wait := time.Duration(p.cfg.RetryMin)
+	var lastErr error // of the previous attempt
 	for attempt := 1; ; attempt++ {
 		id, err := p.attempt(ctx)
 		if err == nil {
 			p.log.Debug("provisioned", "thing", id.Thing, "source", id.Source, "not_after", id.NotAfter) // the caller logs the lifecycle event
+			if err := p.pace(ctx, id.Thing); err != nil {
+				return nil, fmt.Errorf("provision: %w", err)
+			}
 			p.progress(ProgressDone)
 			return id, nil
 		}
@@ -141,8 +172,9 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 			return nil, fmt.Errorf("provision: %w", perm.err)
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("provision: %w", errors.Join(ctx.Err(), err))
+			return nil, fmt.Errorf("provision: %w", errors.Join(ctx.Err(), lastErr, err))
 		}
+		lastErr = err
 		jittered := wait/2 + time.Duration(p.random.Int64N(int64(wait)))
 		p.log.Warn("provisioning attempt failed", "attempt", attempt, "retry_in", jittered, "err", err)
 		if serr := sleep(ctx, jittered); serr != nil {
@@ -152,16 +184,41 @@ func (p *Provisioner) Ensure(ctx context.Context) (*Identity, error) {
 	}
 }
 
+// ResetHold lifts a rejection hold and forgets the counted refusals (the
+// agent calls it on SIGHUP, after the operator fixed the claim or the
+// template). The loop breaker's history is kept.
+func (p *Provisioner) ResetHold() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, err := readState(p.dir)
+	if err != nil {
+		return err
+	}
+	if st.HoldUntil.IsZero() && st.Rejections == 0 {
+		return nil
+	}
+	st.HoldUntil, st.Rejections, st.LastRejected = time.Time{}, 0, nil
+	if err := ensureDir(p.dir); err != nil {
+		return err
+	}
+	return st.save(p.dir)
+}
+
+// pace waits until clientID's last connect is connectSpacing old.
+func (p *Provisioner) pace(ctx context.Context, clientID string) error {
+	last, ok := p.connects[clientID]
+	if !ok {
+		return nil
+	}
+	if d := connectSpacing - time.Since(last); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}
+
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 // attempt runs the state machine once from the persisted step.
@@ -173,9 +230,14 @@ func (p *Provisioner) attempt(ctx context.Context) (*Identity, error) {
 	if err := p.cleanOrphans(st); err != nil {
 		return nil, err
 	}
+	if staleTLSHold(st) {
+		// Written by an older version that counted a broker certificate
+		// it could not verify as a refusal: not a rejection, lift it.
+		p.log.Info("lifting a hold caused by a TLS verification failure")
+		st.HoldUntil, st.Rejections, st.LastRejected = time.Time{}, 0, nil
+	}
 	if now := p.now(); now.Before(st.HoldUntil) {
-		return nil, &permanentError{fmt.Errorf("on hold until %s after %d rejections: %w",
-			st.HoldUntil.UTC().Format(time.RFC3339), st.Rejections, st.LastRejected)}
+		return nil, &permanentError{&HoldError{Until: st.HoldUntil, Rejections: st.Rejections, Err: st.LastRejected}}
 	} else if !st.HoldUntil.IsZero() {
 		st.HoldUntil, st.Rejections = time.Time{}, 0
 	}
@@ -205,7 +267,8 @@ func (p *Provisioner) classify(st *state, err error) error {
 		"error_code", rej.ErrorCode, "error_message", rej.ErrorMessage, "rejections", st.Rejections)
 	if st.Rejections >= p.cfg.MaxRejections {
 		st.HoldUntil = p.now().Add(time.Duration(p.cfg.RejectHold))
-		err = &permanentError{err}
+		p.log.Error("provisioning on hold", "until", st.HoldUntil, "rejections", st.Rejections)
+		err = &permanentError{&HoldError{Until: st.HoldUntil, Rejections: st.Rejections, Err: err}}
 	}
 	if serr := st.save(p.dir); serr != nil {
 		return errors.Join(err, serr)
@@ -220,8 +283,8 @@ func (p *Provisioner) checkLoopBreaker(st *state) error {
 	window := time.Duration(p.cfg.LoopWindow)
 	if n := st.recentCreates(now, window); n >= p.cfg.MaxCertificates {
 		next := st.Creates[0].Add(window)
-		return &permanentError{fmt.Errorf("%w: %d in %s, next attempt after %s",
-			ErrTooManyCertificates, n, window, next.UTC().Format(time.RFC3339))}
+		return &permanentError{&HoldError{Until: next, Err: fmt.Errorf("%w: %d in %s",
+			ErrTooManyCertificates, n, window)}}
 	}
 	st.Creates = append(st.Creates, now)
 	return st.save(p.dir) // durable before the request goes out
@@ -235,7 +298,7 @@ func (p *Provisioner) retire(cause error) error {
 	if err := os.Rename(name, name+".broken"); err != nil {
 		return fmt.Errorf("retire identity: %w", errors.Join(cause, err))
 	}
-	return syncDir(p.dir)
+	return fsutil.SyncDir(p.dir)
 }
 
 // tidy removes leftovers of an interrupted write next to a committed
@@ -250,12 +313,32 @@ func (p *Provisioner) tidy() {
 	}
 }
 
+// staleTLSHold reports a persisted hold whose refusal was a broker
+// certificate this device could not verify (counted by versions before
+// the transport/refusal split).
+func staleTLSHold(st *state) bool {
+	r := st.LastRejected
+	return r != nil && r.Op == "connect" && strings.Contains(r.ErrorMessage, "broker certificate")
+}
+
 // cleanOrphans removes credential and temp files that neither the
 // committed identity nor the state machine refers to (left by a power cut).
 func (p *Provisioner) cleanOrphans(st *state) error {
 	keep := map[string]bool{st.KeyFile: true, st.CertFile: true}
-	if rec, err := readIdentityRecord(p.dir); err == nil {
+	rec, err := readIdentityRecord(p.dir)
+	if err == nil {
 		keep[filepath.Base(rec.CertFile)], keep[filepath.Base(rec.KeyFile)] = true, true
+		if r := st.Renewal; r != nil && r.CertFile == filepath.Base(rec.CertFile) {
+			// A power cut after a renewal's commit: finish it.
+			st.retire(r.OldCertificate, "renewed")
+			st.Renewal = nil
+			if err := st.save(p.dir); err != nil {
+				return err
+			}
+		}
+	}
+	if st.Renewal != nil {
+		keep[st.Renewal.KeyFile], keep[st.Renewal.CertFile] = true, true
 	}
 	ents, err := os.ReadDir(p.dir)
 	if err != nil {
@@ -274,7 +357,7 @@ func (p *Provisioner) cleanOrphans(st *state) error {
 		}
 	}
 	if removed {
-		return syncDir(p.dir)
+		return fsutil.SyncDir(p.dir)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package provisioning_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -124,7 +126,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 	e := newEnv(t)
 	e.cfg.StepTimeout = provisioning.Duration(50 * time.Millisecond)
 	e.fake.Set(provisioningtest.Knobs{Timeout: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // claim connects are paced 1.1 s apart
 	defer cancel()
 	_, err := e.provisioner(t).Ensure(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, provisioning.ErrTimeout) || errors.Is(err, provisioning.ErrRejected) {
@@ -172,5 +174,66 @@ func TestExpiredTokenIsNotReused(t *testing.T) {
 	}
 	if got := e.fake.Minted(); got != 2 {
 		t.Errorf("minted %d, want 2 (a fresh certificate for the expired token)", got)
+	}
+}
+
+// TestHoldAndNoClaimArePrompt: the errors the agent waits on come back at
+// once (no sleeping inside Ensure): ErrNoClaim for a missing claim, and a
+// *HoldError with its end for a hold; ResetHold lifts the hold.
+func TestHoldAndNoClaimArePrompt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.cfg.RetryMin, e.cfg.RetryMax = provisioning.Duration(time.Minute), provisioning.Duration(time.Hour)
+	missing := e.cfg
+	missing.ClaimCert = e.cfg.ClaimCert + ".absent"
+	p, err := provisioning.New(provisioning.Options{Config: missing, StateDir: e.stateDir, Dial: e.fake.Dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Ensure(ctx); !errors.Is(err, provisioning.ErrNoClaim) || ctx.Err() != nil {
+		t.Fatalf("Ensure without claim = %v, want ErrNoClaim at once", err)
+	}
+	e.cfg.MaxRejections = 1 // one refusal holds: no retry sleep before it
+	e.fake.Set(provisioningtest.Knobs{RevokedClaim: true})
+	_, err = e.provisioner(t).Ensure(ctx)
+	var hold *provisioning.HoldError
+	if !errors.As(err, &hold) || !errors.Is(err, provisioning.ErrRejected) || ctx.Err() != nil {
+		t.Fatalf("Ensure with a revoked claim = %v, want a HoldError at once", err)
+	}
+	if d := time.Until(hold.Until); d < time.Duration(e.cfg.RejectHold)-time.Minute || hold.Rejections != 1 {
+		t.Errorf("hold until %s (%d rejections), want ~%s from now", hold.Until, hold.Rejections, time.Duration(e.cfg.RejectHold))
+	}
+	e.fake.Set(provisioningtest.Knobs{})
+	p = e.provisioner(t)
+	if _, err := p.Ensure(ctx); !errors.As(err, &hold) {
+		t.Fatalf("Ensure during the hold = %v, want the HoldError", err)
+	}
+	if err := p.ResetHold(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Ensure(ctx); err != nil {
+		t.Fatalf("Ensure after ResetHold = %v", err)
+	}
+}
+
+// TestStaleTLSHoldIsLifted: a hold persisted by an older version because
+// the broker's certificate did not verify (no refusal by the service) is
+// lifted at once.
+func TestStaleTLSHoldIsLifted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := filepath.Join(e.stateDir, "identity")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := `{"version":1,"step":"","method":"fleet","rejections":3,"hold_until":"` + time.Now().Add(5*time.Hour).UTC().Format(time.RFC3339) + `",
+	  "last_rejected":{"op":"connect","statusCode":403,"errorCode":"NotAuthorized","errorMessage":"not authorized: dial conn tls://x: authentication failed: broker certificate: tls: failed to verify certificate"}}`
+	if err := os.WriteFile(filepath.Join(dir, "provisioning.json"), []byte(stale), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.provisioner(t).Ensure(context.Background()); err != nil {
+		t.Fatalf("Ensure under a stale TLS hold = %v, want an identity", err)
 	}
 }

@@ -223,3 +223,61 @@ func TestRenewLoopIsBounded(t *testing.T) {
 		t.Errorf("minted %d, want %d (first boot + renewals within the window)", got, e.cfg.MaxCertificates)
 	}
 }
+
+// TestFailedRenewalsAreNotCounted: renewals whose create request got no
+// certificate (the service never answered) minted nothing and must not
+// count against max_certificates; the next good renewal succeeds.
+func TestFailedRenewalsAreNotCounted(t *testing.T) {
+	t.Parallel()
+	e, _, old := provisionNearExpiry(t)
+	e.cfg.StepTimeout = provisioning.Duration(20 * time.Millisecond)
+	p := e.provisioner(t)
+	conn, err := e.fake.Dial(context.Background(), old.Certificate, old.Thing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	e.fake.Set(provisioningtest.Knobs{Timeout: true})
+	for i := range e.cfg.MaxCertificates + 2 {
+		_, err := p.Renew(context.Background(), conn)
+		var hold *provisioning.HoldError
+		if !errors.Is(err, provisioning.ErrTimeout) || errors.As(err, &hold) {
+			t.Fatalf("renewal %d = %v, want a step timeout (not counted)", i, err)
+		}
+	}
+	e.fake.Set(provisioningtest.Knobs{})
+	if _, err := p.Renew(context.Background(), conn); err != nil {
+		t.Fatalf("Renew after failures that minted nothing: %v", err)
+	}
+}
+
+// TestRenewOverOneSession: renewal over a session that switches its own
+// certificate, against the strict fake (one connection per client ID,
+// CONNECTs < 1 s apart recorded): no session kicked, no connect-rate
+// violation, and the certificate event leaves one ACTIVE certificate.
+func TestRenewOverOneSession(t *testing.T) {
+	t.Parallel()
+	e, p, old := provisionNearExpiry(t)
+	ctx := context.Background()
+	conn, err := dialSwitching(ctx, e.fake, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	id, err := p.Renew(ctx, conn)
+	if err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	if v := e.fake.ConnectRateViolations(); len(v) != 0 || e.fake.Kicked() != 0 {
+		t.Errorf("connect-rate violations %v, kicked %d: want none", v, e.fake.Kicked())
+	}
+	if n, err := e.fake.Count(provisioningtest.StatusActive, id.Thing); err != nil || n != 1 {
+		t.Errorf("%d ACTIVE certificates (%v), want 1", n, err)
+	}
+	if n, _ := e.fake.Count(provisioningtest.StatusInactive, id.Thing); n != 1 || p.PendingEvents() != 0 {
+		t.Errorf("%d INACTIVE, %d events pending: want the old certificate retired", n, p.PendingEvents())
+	}
+	if v := e.fake.Violations(); len(v) != 0 {
+		t.Errorf("protocol violations: %v", v)
+	}
+}

@@ -15,7 +15,9 @@ import (
 const (
 	stepStart        = ""              // nothing durable yet
 	stepKeyGenerated = "key_generated" // device key on disk (csr mode)
+	stepCreateSent   = "create_sent"   // create request in flight: a PENDING certificate may exist
 	stepCertCreated  = "cert_created"  // certificate + ownership token on disk
+	stepRegisterSent = "register_sent" // RegisterThing in flight: the certificate may be ACTIVE
 	stepRegistered   = "registered"    // thing name known; identity not yet committed
 )
 
@@ -46,6 +48,31 @@ type state struct {
 	Rejections   int            `json:"rejections,omitempty"`
 	HoldUntil    time.Time      `json:"hold_until,omitzero"`
 	LastRejected *RejectedError `json:"last_rejected,omitempty"`
+	// Renewal is an in-flight renewal (fleet), persisted before its
+	// RegisterThing is sent.
+	Renewal *renewal `json:"renewal,omitempty"`
+	// Retire lists certificates that may be ACTIVE in the registry but
+	// are not (or no longer) the device's identity; each is reported in
+	// a certificate event so the backend deactivates it.
+	Retire []retirement `json:"retire,omitempty"`
+}
+
+// renewal is the persisted part of a fleet renewal between its create
+// answer and the commit.
+type renewal struct {
+	Step           string    `json:"step"` // stepRegisterSent or stepRegistered
+	KeyFile        string    `json:"key_file"`
+	CertFile       string    `json:"cert_file"`
+	CertificateID  string    `json:"certificate_id"`
+	OldCertificate string    `json:"old_certificate_id,omitempty"` // retired once committed
+	OwnershipToken string    `json:"ownership_token,omitempty"`
+	TokenExpires   time.Time `json:"token_expires,omitzero"`
+}
+
+// retirement is one pending certificate event.
+type retirement struct {
+	OldCertificateID string `json:"old_certificate_id"`
+	Reason           string `json:"reason"` // "renewed", "orphaned"
 }
 
 func readState(dir string) (*state, error) {
@@ -63,7 +90,14 @@ func readState(dir string) (*state, error) {
 		return &state{Version: stateVersion}, nil
 	}
 	if !st.sane(dir) {
+		if st.Step == stepRegisterSent || st.Step == stepRegistered {
+			st.retire(st.CertificateID, "orphaned") // it may be ACTIVE
+		}
 		st.resetCredential(false) // restart the flow; keep the loop-breaker history
+	}
+	if r := st.Renewal; r != nil && !saneFile(dir, r.KeyFile) || r != nil && !saneFile(dir, r.CertFile) {
+		st.retire(r.CertificateID, "orphaned")
+		st.Renewal = nil
 	}
 	return &st, nil
 }
@@ -71,10 +105,16 @@ func readState(dir string) (*state, error) {
 // sane reports whether st's step has the files it needs, as plain names
 // inside dir.
 func (st *state) sane(dir string) bool {
+	createSent := []string{st.KeyFile} // csr mode
+	if st.KeyFile == "" {
+		createSent = nil // create-keys mode: AWS sends the key
+	}
 	need := map[string][]string{
 		stepStart:        nil,
 		stepKeyGenerated: {st.KeyFile},
+		stepCreateSent:   createSent,
 		stepCertCreated:  {st.KeyFile, st.CertFile, st.OwnershipToken},
+		stepRegisterSent: {st.KeyFile, st.CertFile, st.OwnershipToken},
 		stepRegistered:   {st.KeyFile, st.CertFile, st.Thing},
 	}
 	fields, ok := need[st.Step]
@@ -85,16 +125,34 @@ func (st *state) sane(dir string) bool {
 		if v == "" {
 			return false
 		}
-		if i < 2 { // file names
-			if filepath.Base(v) != v || v == "." || v == ".." {
-				return false
-			}
-			if _, err := os.Stat(filepath.Join(dir, v)); err != nil {
-				return false
-			}
+		if i < 2 && !saneFile(dir, v) { // file names
+			return false
 		}
 	}
 	return true
+}
+
+// saneFile reports whether name is a plain file name that exists in dir.
+func saneFile(dir, name string) bool {
+	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, name))
+	return err == nil
+}
+
+// retire queues a certificate event for id (no-op for an empty or
+// already queued id).
+func (st *state) retire(id, reason string) {
+	if id == "" {
+		return
+	}
+	for _, r := range st.Retire {
+		if r.OldCertificateID == id {
+			return
+		}
+	}
+	st.Retire = append(st.Retire, retirement{OldCertificateID: id, Reason: reason})
 }
 
 func (st *state) save(dir string) error {

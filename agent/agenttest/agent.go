@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -34,6 +35,18 @@ type Agent struct {
 // process is killed (if still running) and reaped when the test ends.
 func (s *System) StartAgent() *Agent {
 	s.t.Helper()
+	return s.startAgent(nil)
+}
+
+// StartAgentAs is StartAgent with the process running as uid:gid (tests
+// run as root, whom file permissions do not stop).
+func (s *System) StartAgentAs(uid, gid uint32) *Agent {
+	s.t.Helper()
+	return s.startAgent(&syscall.Credential{Uid: uid, Gid: gid})
+}
+
+func (s *System) startAgent(cred *syscall.Credential) *Agent {
+	s.t.Helper()
 	s.mu.Lock()
 	n := len(s.agents) + 1
 	s.mu.Unlock()
@@ -42,11 +55,12 @@ func (s *System) StartAgent() *Agent {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer logf.Close() // the child has its own descriptor
+	defer func() { _ = logf.Close() }() // the child has its own descriptor
 	cmd := exec.Command(s.opts.Binary, "run", "--config", s.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = agentEnv()
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = cred
 	a := &Agent{Run: n, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	a.Started = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -158,4 +172,43 @@ func (a *Agent) unexpectedExit() error {
 		return nil
 	}
 	return fmt.Errorf("agent run %d (pid %d) exited on its own: %v", a.Run, a.PID(), a.state)
+}
+
+// Signal sends sig to the agent (e.g. SIGHUP; SIGTERM via Terminate). A
+// terminating signal marks the exit as expected.
+func (a *Agent) Signal(sig syscall.Signal) error {
+	if sig != syscall.SIGHUP && sig != syscall.SIGUSR1 && sig != syscall.SIGUSR2 {
+		a.signalled.Store(true)
+	}
+	if err := a.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal pid %d: %w", a.PID(), err)
+	}
+	return nil
+}
+
+// Log returns what the agent wrote to stderr so far.
+func (a *Agent) Log() string {
+	b, err := os.ReadFile(a.logPath)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// RunBinary runs the binary with args to completion (at most timeout) and
+// returns its exit code and combined output.
+func RunBinary(binary string, timeout time.Duration, args ...string) (code int, output string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = agentEnv()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		return ee.ExitCode(), string(out), nil
+	}
+	if err != nil {
+		return -1, string(out), fmt.Errorf("run %s %v: %w", binary, args, err)
+	}
+	return 0, string(out), nil
 }

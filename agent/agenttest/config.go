@@ -73,6 +73,9 @@ func writeConfig(root, dir string, opts Options, p paths) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if opts.EditConfig != nil {
+		text = opts.EditConfig(text)
+	}
 	dbcText, err := os.ReadFile(filepath.Join(root, "configs", "vehicle.dbc"))
 	if err != nil {
 		return "", fmt.Errorf("read dbc: %w", err)

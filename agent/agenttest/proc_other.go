@@ -4,4 +4,4 @@ package agenttest
 
 import "syscall"
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }

@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -40,9 +41,15 @@ type Options struct {
 	ExtraEvents []string
 	// BackoffMax replaces [mqtt] backoff_max ("2s").
 	BackoffMax string
+	// Broker, when set (host:port), is an external broker (e.g. Debian's
+	// mosquitto) the agent connects to instead of the dev cloud; the dev
+	// cloud's observers (Stream, Responses) then see nothing from it.
+	Broker string
 	// BrokerDown leaves the broker stopped after Start (its address is
 	// fixed all the same); StartBroker starts it.
 	BrokerDown bool
+	// EditConfig, if set, rewrites the generated config text.
+	EditConfig func(string) string
 }
 
 // System is the in-process half of a system test (simulated vehicle,
@@ -71,6 +78,12 @@ type System struct {
 
 	bmu      sync.Mutex // not mu: the broker calls observers that take mu
 	brokerUp bool       // guarded by bmu
+
+	busMu     sync.Mutex
+	bus       *canbus.Virtual    // guarded by busMu
+	busSock   string             // guarded by busMu
+	busCancel context.CancelFunc // guarded by busMu; nil while the bus is cut
+	busWG     *sync.WaitGroup    // guarded by busMu
 }
 
 // Start brings up the vehicle, the bus, the broker and the observers and
@@ -111,7 +124,7 @@ func Start(t testing.TB, opts Options) *System {
 	busSock := s.startVehicle(ctx, &wg)
 	s.startCloud(ctx)
 	s.cfgPath, err = writeConfig(root, dir, opts, paths{
-		dir: dir, stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: s.Cloud.Addr(),
+		dir: dir, stateDir: filepath.Join(dir, "state"), busSock: busSock, ctlSock: s.ctlPath, broker: cmp.Or(opts.Broker, s.Cloud.Addr()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -125,11 +138,11 @@ func Start(t testing.TB, opts Options) *System {
 func (s *System) startVehicle(ctx context.Context, wg *sync.WaitGroup) string {
 	bus := canbus.NewVirtual()
 	sock := filepath.Join(s.dir, "vbus.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
+	s.bus, s.busSock, s.busWG = bus, sock, wg
+	if err := s.serveBus(ctx); err != nil {
 		s.t.Fatal(err)
 	}
-	wg.Go(func() { _ = canbus.Serve(ctx, ln, bus) })
+	var err error
 	s.Vehicle, err = sim.New(sim.Options{Bus: bus.Attach(), DB: s.db, Scenario: s.opts.Scenario,
 		BodyDelay: s.opts.BodyDelay, Logger: discard()})
 	if err != nil {
@@ -139,6 +152,49 @@ func (s *System) startVehicle(ctx context.Context, wg *sync.WaitGroup) string {
 	obs := bus.Attach()
 	wg.Go(func() { s.watchBus(ctx, obs) })
 	return sock
+}
+
+// serveBus serves the virtual bus on its socket until ctx ends or CutBus.
+func (s *System) serveBus(ctx context.Context) error {
+	s.busMu.Lock()
+	defer s.busMu.Unlock()
+	_ = os.Remove(s.busSock)
+	ln, err := net.Listen("unix", s.busSock)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(s.busSock, 0o666); err != nil { // agents run as another user too
+		_ = ln.Close()
+		return err
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	s.busCancel = cancel
+	s.busWG.Go(func() { _ = canbus.Serve(bctx, ln, s.bus) })
+	return nil
+}
+
+// CutBus makes the agent's CAN device go away: the bus socket closes with
+// every connection on it. RestoreBus brings it back.
+func (s *System) CutBus() {
+	s.busMu.Lock()
+	defer s.busMu.Unlock()
+	if s.busCancel != nil {
+		s.busCancel()
+		s.busCancel = nil
+	}
+}
+
+// RestoreBus serves the bus again after CutBus.
+func (s *System) RestoreBus() {
+	s.t.Helper()
+	s.busMu.Lock()
+	cut := s.busCancel == nil
+	s.busMu.Unlock()
+	if cut {
+		if err := s.serveBus(s.ctx); err != nil {
+			s.t.Fatalf("restore bus: %v", err)
+		}
+	}
 }
 
 // startCloud starts the broker (fixing its address), subscribes the
@@ -190,6 +246,12 @@ func (s *System) StopBroker() {
 
 // Thing is the agent's thing name.
 func (s *System) Thing() string { return s.opts.Thing }
+
+// ConfigPath is the agent's config file.
+func (s *System) ConfigPath() string { return s.cfgPath }
+
+// StateDir is the agent's state directory.
+func (s *System) StateDir() string { return filepath.Join(s.dir, "state") }
 
 // Dir is the test's scratch directory (config, state, sockets, logs).
 func (s *System) Dir() string { return s.dir }

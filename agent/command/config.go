@@ -5,27 +5,13 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/units"
 )
 
 // Duration is a time.Duration written in TOML as a Go duration string
 // ("250ms", "3s").
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("parse duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats d as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// Std returns d as a time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+type Duration = units.Duration
 
 // Conflict policies (Config.Conflict).
 const (
@@ -268,7 +254,7 @@ func (s *Spec) actuator() string {
 
 // counterModulo returns the rolling counter's range.
 func (s *Spec) counterModulo() uint64 {
-	if s.CounterModulo == 0 {
+	if s.CounterModulo <= 0 { // Validate refuses negative values
 		return 256
 	}
 	return uint64(s.CounterModulo)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command/ledger"
@@ -66,18 +67,30 @@ type Engine struct {
 	log    *slog.Logger
 	il     *interlocks
 	ledger *ledger.Ledger
-	intake chan delivery
 	hooks  hooks
 	beat   func()
 	stats  counters
 
-	wg sync.WaitGroup // running jobs
+	wg sync.WaitGroup // running jobs and response deliveries
 
-	mu       sync.Mutex
-	inflight map[string]*job   // guarded by mu; admitted and not yet answered, by id
-	busy     map[string]*slot  // guarded by mu; actuator → running job and queue
-	counters map[string]uint64 // guarded by mu; bus/message/counter → last value
-	seed     uint64            // first counter value base, from the start time
+	// damaged is when the ledger was found damaged (zero if never):
+	// commands issued before it (plus clock skew) may be among the lost
+	// lines and are refused.
+	damaged time.Time
+	// unsent is set when a recorded final response could not be
+	// delivered; the dispatcher then retries every resendEvery.
+	unsent atomic.Bool
+
+	inMu   sync.Mutex
+	intake []delivery    // guarded by inMu; received, not yet dispatched, in arrival order
+	wake   chan struct{} // signalled when intake becomes non-empty
+
+	mu         sync.Mutex
+	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
+	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
+	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
+	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
+	seed       uint64            // first counter value base, from the start time
 }
 
 // hooks are test seams; nil in production.
@@ -96,10 +109,29 @@ type delivery struct {
 	payload  []byte
 	size     int
 	received time.Time
+	dup      bool
+	ack      func() // nil: nothing to acknowledge
 }
 
-// intakeSize bounds the messages waiting for the dispatcher.
-const intakeSize = 256
+// Message is one received MQTT message as the session hands it over.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Duplicate is the MQTT DUP flag: the broker delivered this message
+	// before without getting its PUBACK.
+	Duplicate bool
+	// Ack acknowledges the message to the broker (PUBACK); nil when there
+	// is nothing to acknowledge. The engine calls it once the request is
+	// durably recorded in the ledger or definitively answered.
+	Ack func()
+}
+
+// maxIntake bounds the messages waiting for the dispatcher. Unacknowledged
+// QoS 1 messages are limited by the broker (mosquitto: 20 in flight per
+// client; AWS IoT: 100), so this is only reached by a broker that ignores
+// its own window; a message beyond it is left unacknowledged (the broker
+// redelivers it after the next reconnect).
+const maxIntake = 4096
 
 // ErrConfig classifies configuration errors from New.
 var ErrConfig = errors.New("invalid command configuration")
@@ -128,8 +160,9 @@ func New(opts Options) (*Engine, error) {
 		specs: map[string]*Spec{}, keys: keys, sig: opts.Signals, txFor: opts.Transmitter,
 		resp: opts.Responder, now: opts.Now, clock: opts.ClockTrusted, log: opts.Logger,
 		il:       newInterlocks(opts.Config.Interlocks, opts.Signals),
-		intake:   make(chan delivery, intakeSize),
+		wake:     make(chan struct{}, 1),
 		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
+		delivering: map[string]bool{},
 	}
 	for i := range e.cfg.Commands {
 		e.specs[e.cfg.Commands[i].Name] = &e.cfg.Commands[i]
@@ -151,7 +184,7 @@ func New(opts Options) (*Engine, error) {
 	if e.beat == nil {
 		e.beat = func() {}
 	}
-	l, err := ledger.Open(filepath.Join(opts.StateDir, "commands"))
+	l, err := ledger.OpenClock(filepath.Join(opts.StateDir, "commands"), e.now)
 	if err != nil {
 		return nil, fmt.Errorf("new command engine: %w", err)
 	}
@@ -159,54 +192,75 @@ func New(opts Options) (*Engine, error) {
 	if n := l.Corrupt(); n > 0 {
 		e.log.Error("command ledger damaged lines skipped", "lines", n)
 	}
+	if at := l.DamagedAt(); !at.IsZero() && e.now().Before(at.Add(e.cfg.MaxValidity.Std()+2*e.cfg.ClockSkew.Std())) {
+		e.damaged = at
+		e.log.Error("command ledger was damaged: refusing commands issued before the damage was found",
+			"damaged_at", at.UTC().Format(time.RFC3339Nano), "until", at.Add(e.cfg.MaxValidity.Std()+2*e.cfg.ClockSkew.Std()).UTC().Format(time.RFC3339Nano))
+	}
 	return e, nil
 }
 
 // Topics returns the MQTT subscription filters for this thing.
 func (e *Engine) Topics() []string { return e.topics.filters() }
 
-// handleWait bounds how long Handle waits for room in the intake queue.
-const handleWait = time.Second
-
-// Handle queues one received message for the dispatcher. It copies payload
-// and returns at once unless the intake queue is full (then it waits up to
-// a second and drops the message with an error log).
-func (e *Engine) Handle(ctx context.Context, topic string, payload []byte) {
+// HandleMessage queues one received message for the dispatcher and returns
+// at once; it never blocks (it runs on the MQTT client's inbound goroutine,
+// which also reads the PUBACKs of our responses). Messages are dispatched
+// in the order HandleMessage was called. m.Ack is called once the request
+// is recorded (ledger fsynced) or answered; a message the engine could not
+// take is left unacknowledged, so the broker redelivers it.
+func (e *Engine) HandleMessage(m Message) {
 	e.stats.received.Add(1)
-	d := delivery{topic: topic, size: len(payload), received: e.now()}
-	if len(payload) <= e.cfg.MaxRequestBytes {
-		d.payload = append([]byte(nil), payload...)
+	d := delivery{topic: m.Topic, size: len(m.Payload), received: e.now(), dup: m.Duplicate, ack: m.Ack}
+	if len(m.Payload) <= e.cfg.MaxRequestBytes {
+		d.payload = append([]byte(nil), m.Payload...)
+	}
+	e.inMu.Lock()
+	full := len(e.intake) >= maxIntake
+	if !full {
+		e.intake = append(e.intake, d)
+	}
+	e.inMu.Unlock()
+	if full {
+		e.stats.dropped.Add(1)
+		e.log.Error("command left unacknowledged for redelivery", "topic", clip(m.Topic), "err", "intake full")
+		return
 	}
 	select {
-	case e.intake <- d:
-		return
+	case e.wake <- struct{}{}:
 	default:
 	}
-	t := time.NewTimer(handleWait)
-	defer t.Stop()
-	select {
-	case e.intake <- d:
-	case <-ctx.Done():
-		e.stats.dropped.Add(1)
-		e.log.Error("command dropped", "topic", topic, "err", ctx.Err())
-	case <-t.C:
-		e.stats.dropped.Add(1)
-		e.log.Error("command dropped", "topic", topic, "err", "intake queue full")
-	}
+}
+
+// Handle is HandleMessage for a message with nothing to acknowledge.
+func (e *Engine) Handle(_ context.Context, topic string, payload []byte) {
+	e.HandleMessage(Message{Topic: topic, Payload: payload})
+}
+
+// takeIntake returns and clears the waiting messages.
+func (e *Engine) takeIntake() []delivery {
+	e.inMu.Lock()
+	defer e.inMu.Unlock()
+	b := e.intake
+	e.intake = nil
+	return b
 }
 
 // pruneEvery is how often the ledger is pruned and unanswered results are
 // handed to the responder again; beatEvery how often the dispatcher beats.
 const (
-	pruneEvery = 30 * time.Second
-	beatEvery  = 5 * time.Second
+	pruneEvery  = 30 * time.Second
+	beatEvery   = 5 * time.Second
+	resendEvery = time.Second
+	// maxResendTicks caps the resend backoff (in resendEvery ticks).
+	maxResendTicks = 5
 )
 
 // Run answers commands interrupted by a previous crash, then dispatches
 // received commands until ctx is done. Jobs still running then finish with
 // FAILED/REJECTED "agent_shutdown" before Run returns; the ledger is closed.
 func (e *Engine) Run(ctx context.Context) error {
-	defer e.ledger.Close()
+	defer func() { _ = e.ledger.Close() }()
 	e.reconcile(ctx)
 
 	var bg sync.WaitGroup
@@ -219,6 +273,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer tick.Stop()
 	beat := time.NewTicker(beatEvery)
 	defer beat.Stop()
+	resend := time.NewTicker(resendEvery)
+	defer resend.Stop()
+	var resendWait, resendTicks int // back off while the responder keeps failing (offline)
 	for {
 		e.beat()
 		select {
@@ -227,10 +284,20 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.wg.Wait()
 			bg.Wait()
 			return nil
-		case d := <-e.intake:
-			e.dispatch(ctx, d)
+		case <-e.wake:
+			e.dispatchBatch(ctx, e.takeIntake())
 		case <-tick.C:
 			e.maintain(ctx)
+		case <-resend.C:
+			if resendTicks++; resendTicks < resendWait || !e.unsent.Swap(false) {
+				continue
+			}
+			resendTicks = 0
+			if e.resend(ctx) {
+				resendWait = 0
+			} else {
+				resendWait = min(max(2*resendWait, 1), maxResendTicks)
+			}
 		case <-beat.C:
 		}
 	}
@@ -242,12 +309,11 @@ func (e *Engine) Run(ctx context.Context) error {
 // Run returned are never answered: stop the MQTT session first.
 func (e *Engine) drain(ctx context.Context) {
 	for {
-		select {
-		case d := <-e.intake:
-			e.dispatch(ctx, d)
-		default:
+		b := e.takeIntake()
+		if len(b) == 0 {
 			return
 		}
+		e.dispatchBatch(ctx, b)
 	}
 }
 

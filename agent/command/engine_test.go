@@ -130,7 +130,11 @@ func TestArmThenCutAtStandstill(t *testing.T) {
 	command.ObserveInterlocks(h.eng)
 	h.clock.Advance(time.Second)
 	h.emit(sigSpeed, 0)
-	time.Sleep(3 * armPollForTest) // still within the 3 s hold: nothing sent
+	// Still within the 3 s hold: the interlock the armed command waits on
+	// refuses, so nothing is sent.
+	if why := command.InterlockRefusal(h.eng, "ignition.disable"); why == "" {
+		t.Fatal("interlocks hold 1 s into the 3 s standstill hold")
+	}
 	if n := h.tx.Count(); n != 0 {
 		t.Fatalf("%d frames before the hold time, want 0", n)
 	}
@@ -139,8 +143,6 @@ func TestArmThenCutAtStandstill(t *testing.T) {
 	<-sent
 	checkFinal(t, h.final("arm-1", 1), command.StatusSucceeded, command.ReasonOK)
 }
-
-const armPollForTest = 100 * time.Millisecond
 
 // TestQueueMode: with conflict = "queue" the second command runs after the
 // first, never interleaved.
@@ -152,7 +154,7 @@ func TestQueueMode(t *testing.T) {
 	h.send(h.req("q-1", "door.lock"))
 	<-sent
 	h.send(h.req("q-2", "door.unlock"))
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, func() bool { return h.eng.Stats().InFlight == 2 }) // q-2 queued behind q-1
 	if n := h.tx.Count(); n != 1 {
 		t.Fatalf("%d frames while q-1 runs, want 1", n)
 	}

@@ -38,9 +38,7 @@ func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
 	if !ok {
 		return refuse(StatusFailed, ReasonNoTransmitter, "bus %s has no transmitter", j.spec.Bus), false
 	}
-	if !e.ledgerRoom() {
-		return refuse(StatusRejected, ReasonLedgerFull, "command ledger full (%d entries); not actuated", e.cfg.MaxLedgerEntries), false
-	}
+	// Room in the ledger was taken at admission (the received entry).
 	if err := e.ledger.Begin(j.id, j.req.Name, j.topic, e.expires(j), e.now()); err != nil {
 		j.log.Error("command ledger write failed", "err", err)
 		return refuse(StatusFailed, ReasonLedgerUnavailable, "command ledger unavailable; not actuated"), false
@@ -83,7 +81,7 @@ func (e *Engine) arm(j *job) *refusal {
 		j.log.Info("command armed", "reason", ref.reason)
 		e.progress(j, ReasonArmed, "armed, waiting for interlocks: "+ref.reason)
 		wait := j.spec.ArmTimeout.Std()
-		validEnd := time.UnixMilli(j.req.IssuedAt).Add(time.Duration(j.req.ValidMS) * time.Millisecond)
+		validEnd := time.UnixMilli(j.req.IssuedAt).Add(e.validity(j.req))
 		if left := validEnd.Sub(e.now()); left < wait {
 			wait, j.armExpiring = max(left, 0), true
 		}

@@ -10,3 +10,13 @@ func SetHooks(e *Engine, afterBegin, afterFinish func(id string)) {
 // ObserveInterlocks folds the latest samples into the interlock hold
 // tracking synchronously.
 func ObserveInterlocks(e *Engine) { e.il.observe() }
+
+// InterlockRefusal returns why command's interlocks do not hold at the
+// engine's current time, or "" when they hold: the predicate an armed
+// command's wait loop evaluates.
+func InterlockRefusal(e *Engine, command string) string {
+	if r := e.il.check(command, e.now()); r != nil {
+		return r.reason
+	}
+	return ""
+}

@@ -3,6 +3,8 @@ package command
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,10 +23,13 @@ func (e *Engine) response(j *job, st Status, code, reason string) Response {
 }
 
 // record makes j's final response durable under its id before anything
-// else sees it: a command never actuated is inserted (Record), an actuated
-// one finished (Finish). A redelivery then gets this same answer and is
-// never executed.
-func (e *Engine) record(j *job, ref *refusal, begun bool) Response {
+// else sees it: a command never actuated is recorded (Record), an actuated
+// one finished (Finish, fsynced). A redelivery then gets this same answer
+// and is never executed. With batched set the refusal is only buffered:
+// the dispatcher fsyncs the whole batch before anything is acknowledged or
+// published. It reports whether the result is recorded (a refusal is not
+// when the ledger is full).
+func (e *Engine) record(j *job, ref *refusal, begun, batched bool) (Response, bool) {
 	resp := e.response(j, ref.status, ref.code, ref.reason)
 	b, err := json.Marshal(resp)
 	switch {
@@ -33,11 +38,15 @@ func (e *Engine) record(j *job, ref *refusal, begun bool) Response {
 		err = e.ledger.Finish(j.id, e.now(), b)
 	default:
 		j.log.Info("command refused", "status", string(resp.Status), "reason_code", resp.ReasonCode, "reason", resp.Reason)
-		if !e.ledgerRoom() {
+		// An admitted command already holds its entry (received).
+		if _, known := e.ledger.Get(j.id); !known && !e.ledgerRoom() {
 			j.log.Warn("command ledger full, refusal not recorded", "entries", e.cfg.MaxLedgerEntries)
-			break
+			return resp, false
 		}
 		err = e.ledger.Record(j.id, j.req.Name, j.topic, e.expires(j), e.now(), b)
+		if err == nil && !batched {
+			err = e.ledger.Sync()
+		}
 	}
 	if err != nil {
 		j.log.Error("command ledger write failed", "err", err)
@@ -45,7 +54,7 @@ func (e *Engine) record(j *job, ref *refusal, begun bool) Response {
 	if begun && e.hooks.afterFinish != nil {
 		e.hooks.afterFinish(j.id)
 	}
-	return resp
+	return resp, err == nil
 }
 
 // progress sends j's one IN_PROGRESS response (not recorded).
@@ -64,52 +73,88 @@ func (e *Engine) progress(j *job, code, reason string) {
 	j.log.Info("command in progress", "reason_code", code)
 }
 
-// deliver hands a final response to the responder and marks it answered.
-// If the responder fails, the recorded result is handed over again by the
-// next maintenance pass or at the next start.
-func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) {
+// deliver hands a final response to the responder (which returns once the
+// broker acknowledged it) and marks it responded in the ledger. If the
+// responder fails, the recorded result is handed over again every
+// resendEvery and at the next start. It reports whether the response was
+// delivered; it does nothing (false) while another delivery of the same id
+// is under way.
+func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) bool {
+	e.mu.Lock()
+	if e.delivering[resp.ID] {
+		e.mu.Unlock()
+		return false
+	}
+	e.delivering[resp.ID] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.delivering, resp.ID)
+		e.mu.Unlock()
+	}()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), respondTimeout)
 	defer cancel()
 	if err := e.resp.Respond(rctx, resp); err != nil {
-		log.Error("command response failed", "err", err)
-		return
+		log.Warn("command response failed", "err", err)
+		if ent, ok := e.ledger.Get(resp.ID); ok && ent.State == ledger.Done {
+			e.unsent.Store(true)
+		}
+		return false
 	}
 	e.stats.finished(resp.Status)
-	if err := e.ledger.Responded(resp.ID, e.now()); err != nil {
+	if err := e.ledger.Responded(resp.ID, e.now()); err != nil && !errors.Is(err, ledger.ErrUnknown) {
 		log.Warn("command ledger update failed", "err", err)
 	}
 	log.Info("command finished", "status", string(resp.Status), "reason_code", resp.ReasonCode)
+	return true
 }
 
 // reconcile answers, at start, the commands a previous run left without a
 // delivered final response. A command interrupted after its ledger entry
 // (so possibly actuated) is reported FAILED "interrupted" and never run
-// again; a recorded result is handed over again.
+// again; one only received (admitted, never actuated) is REJECTED
+// "agent_shutdown"; a recorded result is handed over again.
 func (e *Engine) reconcile(ctx context.Context) {
 	for _, ent := range e.ledger.Unfinished() {
 		log := e.log.With("cmd_id", ent.ID)
-		if ent.State == ledger.Executing {
-			j := &job{ctx: ctx, log: log, id: ent.ID, topic: ent.Topic, spec: e.specs[ent.Name]}
-			j.req.Name = ent.Name
+		j := &job{ctx: ctx, log: log, id: ent.ID, topic: ent.Topic, spec: e.specs[ent.Name]}
+		j.req.Name = ent.Name
+		switch ent.State {
+		case ledger.Executing:
 			log.Warn("command interrupted by restart", "name", ent.Name)
 			ref := refuse(StatusFailed, ReasonInterrupted,
 				"agent restarted while executing %s; actuation may have happened, outcome unknown; not retried", ent.Name)
-			e.deliver(ctx, log, e.record(j, ref, true))
-			continue
+			resp, _ := e.record(j, ref, true, false)
+			e.deliver(ctx, log, resp)
+		case ledger.Received:
+			log.Warn("command dropped by restart before actuation", "name", ent.Name)
+			ref := refuse(StatusRejected, ReasonShutdown, "agent restarted before %s was actuated; not actuated", ent.Name)
+			resp, _ := e.record(j, ref, false, false)
+			e.deliver(ctx, log, resp)
+		default:
+			e.redeliver(ctx, log, ent)
 		}
-		e.redeliver(ctx, log, ent)
 	}
 }
 
-// redeliver hands a recorded result to the responder again.
-func (e *Engine) redeliver(ctx context.Context, log *slog.Logger, ent ledger.Entry) {
+// recorded decodes the final response recorded in ent.
+func recorded(ent ledger.Entry) (Response, error) {
 	var resp Response
 	if err := json.Unmarshal(ent.Result, &resp); err != nil {
+		return Response{}, fmt.Errorf("decode recorded result of %s: %w", ent.ID, err)
+	}
+	return resp, nil
+}
+
+// redeliver hands a recorded result to the responder again.
+func (e *Engine) redeliver(ctx context.Context, log *slog.Logger, ent ledger.Entry) bool {
+	resp, err := recorded(ent)
+	if err != nil {
 		log.Error("command ledger result unreadable", "err", err)
-		return
+		return false
 	}
 	log.Info("command result redelivered", "status", string(resp.Status))
-	e.deliver(ctx, log, resp)
+	return e.deliver(ctx, log, resp)
 }
 
 // ledgerRoom reports whether the ledger may take another entry, pruning
@@ -131,13 +176,24 @@ func (e *Engine) maintain(ctx context.Context) {
 	} else if n > 0 {
 		e.log.Debug("command ledger pruned", "entries", n)
 	}
+	_ = e.resend(ctx)
+}
+
+// resend hands recorded results not yet acknowledged by the broker to the
+// responder again, oldest first; it stops at the first failure (offline)
+// and reports whether all went out.
+func (e *Engine) resend(ctx context.Context) bool {
 	for _, ent := range e.ledger.Unfinished() {
 		e.mu.Lock()
-		busy := e.inflight[ent.ID] != nil
+		busy := e.inflight[ent.ID] != nil || e.delivering[ent.ID]
 		e.mu.Unlock()
 		if busy || ent.State != ledger.Done {
 			continue
 		}
-		e.redeliver(ctx, e.log.With("cmd_id", ent.ID), ent)
+		if !e.redeliver(ctx, e.log.With("cmd_id", ent.ID), ent) {
+			e.unsent.Store(true)
+			return false
+		}
 	}
+	return true
 }

@@ -81,7 +81,7 @@ func parse(b []byte, maxBytes int, aws bool) (Request, error) {
 			return Request{}, fmt.Errorf("%w: missing field %q", ErrMalformed, f.key)
 		}
 		if err := strictString(raw, f.dst); err != nil {
-			return Request{}, fmt.Errorf("%w: field %q: %v", ErrMalformed, f.key, err)
+			return Request{}, fmt.Errorf("%w: field %q: %w", ErrMalformed, f.key, err)
 		}
 		if f.re != nil && !f.re.MatchString(*f.dst) {
 			return Request{}, fmt.Errorf("%w: field %q: invalid value %q", ErrMalformed, f.key, clip(*f.dst))
@@ -119,7 +119,7 @@ func parseParams(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
-		return nil, fmt.Errorf("%w: field \"params\": %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: field \"params\": %w", ErrMalformed, err)
 	}
 	return buf.Bytes(), nil
 }
@@ -142,7 +142,7 @@ func topLevel(b []byte) (map[string]json.RawMessage, error) {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		key, ok := tok.(string)
 		if !ok {

@@ -51,6 +51,7 @@ const (
 	ReasonInternal          = "internal_error"
 	ReasonLedgerUnavailable = "ledger_unavailable"
 	ReasonLedgerFull        = "ledger_full"
+	ReasonLedgerDamaged     = "ledger_damaged"
 )
 
 // Response is one status report for a command. Its JSON form (v1) is the

@@ -77,9 +77,9 @@ func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), res
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { veh.Run(ctx) })
-	wg.Go(func() { drv.Run(ctx, r.cache) })
-	wg.Go(func() { r.eng.Run(ctx) })
+	wg.Go(func() { _ = veh.Run(ctx) })
+	wg.Go(func() { _ = drv.Run(ctx, r.cache) })
+	wg.Go(func() { _ = r.eng.Run(ctx) })
 	wg.Go(func() {
 		defer spy.Close()
 		for {

@@ -4,8 +4,9 @@ import "sync/atomic"
 
 // Stats are the engine's counters since New.
 type Stats struct {
-	// Received counts messages handed to Handle; Dropped those it had to
-	// drop (intake queue full).
+	// Received counts messages handed to HandleMessage; Dropped those it
+	// left unacknowledged because the intake was full (the broker
+	// redelivers them after the next reconnect).
 	Received, Dropped uint64
 	// Finished counts final responses handed to the responder, by status
 	// (redelivered recorded answers included).

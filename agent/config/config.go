@@ -63,6 +63,10 @@ type Buffer struct {
 	LiveWindow  Duration `toml:"live_window"`
 	// TelemetryTTL drops periodic telemetry older than this (0 = keep).
 	TelemetryTTL Duration `toml:"telemetry_ttl"`
+	// MinFree is the free-space floor of the state_dir's file system
+	// below which the buffer sheds; 0 ("auto") lets the buffer pick one
+	// proportional to the file system's size.
+	MinFree AutoSize `toml:"min_free"`
 }
 
 // Telemetry is the [telemetry] section.

@@ -14,7 +14,6 @@ type fakeDriver struct {
 	Port    string       `toml:"port"`
 	Rate    Duration     `toml:"rate"`
 	Signals []fakeSignal `toml:"signal"`
-	initErr error
 }
 
 type fakeSignal struct {

@@ -41,7 +41,7 @@ func Query(ctx context.Context, path string) (Status, error) {
 		}
 		return Status{}, fmt.Errorf("query %s: %w", path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return Status{}, fmt.Errorf("query %s: %s: %q", path, resp.Status, msg)

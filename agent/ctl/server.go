@@ -38,7 +38,7 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	if err := os.Chmod(path, SocketMode); err != nil {
-		ln.Close()
+		_ = ln.Close()
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return ln, nil
@@ -56,7 +56,7 @@ func removeStale(path string) error {
 		return fmt.Errorf("control socket %s: exists and is not a socket", path)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
+		_ = c.Close()
 		return fmt.Errorf("control socket %s: %w", path, ErrInUse)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

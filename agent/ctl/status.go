@@ -107,6 +107,12 @@ type Store struct {
 	Torn uint64 `json:"torn"`
 	// DiskBytes is the store directory's size at the last GC pass.
 	DiskBytes int64 `json:"disk_bytes"`
+	// Held counts records held in memory because the store refuses
+	// them (storage fault); they are written once it takes them again.
+	Held int64 `json:"held,omitempty"`
+	// HeldDropped counts records lost because more were held than the
+	// bound ([telemetry] max_pending) or the store never took them.
+	HeldDropped uint64 `json:"held_dropped,omitempty"`
 }
 
 // Bus is one vehicle bus or device read by a driver.

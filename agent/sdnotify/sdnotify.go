@@ -51,7 +51,7 @@ func send(socket, state string) error {
 	if err != nil {
 		return fmt.Errorf("sdnotify dial %s: %w", socket, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if _, err := conn.Write([]byte(state)); err != nil {
 		return fmt.Errorf("sdnotify send: %w", err)
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	Observe func(drivers.Sample)
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// StopGrace bounds how long Run keeps appending after ctx ends: the
+	// samples already emitted are written within it (default 5s).
+	StopGrace time.Duration
 }
 
 // Pipeline is a drivers.Sink that batches samples into records.
@@ -91,6 +94,9 @@ func New(opts Options) (*Pipeline, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 5 * time.Second
+	}
 	ev := make(map[string]bool, len(opts.Events))
 	for _, e := range opts.Events {
 		ev[e] = true
@@ -116,9 +122,34 @@ func (p *Pipeline) Stats() Stats {
 	return Stats{Dropped: p.dropped.Load(), Records: p.written.Load(), Failed: p.failed.Load()}
 }
 
-// Run consumes samples until ctx is done, then writes what it holds using
-// a short grace period and returns nil.
+// Run consumes samples until ctx is done, then writes what it holds
+// (every sample emitted before ctx ended) and returns nil. Appends are not
+// cut short by ctx itself, only by Options.StopGrace after it: an append in
+// flight when the stop comes completes, so nothing accepted is dropped by a
+// clean stop.
 func (p *Pipeline) Run(ctx context.Context) error {
+	actx, cancelAppends := context.WithCancel(context.WithoutCancel(ctx))
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() { // ends when Run returns
+		defer close(watched)
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(p.opts.StopGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			cancelAppends()
+		}
+	}()
+	defer func() {
+		close(done)
+		<-watched
+		cancelAppends()
+	}()
 	tick := time.NewTicker(p.opts.Interval)
 	defer tick.Stop()
 	pending := map[string]drivers.Sample{}
@@ -129,9 +160,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			p.drainInput(pending, prev)
 			p.flush(pending)
-			grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			p.commit(grace)
-			cancel()
+			p.commit(actx)
 			return nil
 		case s := <-p.in:
 			p.take(s, pending, prev)
@@ -139,7 +168,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.flush(pending)
 		}
 		if len(p.in) == 0 || p.queued() >= maxBatch {
-			p.commit(ctx)
+			p.commit(actx)
 		}
 	}
 }

@@ -190,3 +190,83 @@ func TestBurstIsOneBatch(t *testing.T) {
 		t.Errorf("500 events took %d append calls, want at most 4 (batches of %d)", st.calls, maxBatch)
 	}
 }
+
+// TestStopDuringSlowAppendLosesNothing stops the pipeline while an append
+// is in flight on a slow store: the append is not cancelled by the stop,
+// and every sample emitted before the stop is written (the bug was
+// "append batch: context canceled" dropping them).
+func TestStopDuringSlowAppendLosesNothing(t *testing.T) {
+	t.Parallel()
+	st := &memStore{}
+	entered := make(chan struct{}, 16)
+	release := make(chan struct{})
+	slow := func(ctx context.Context, c Class, data [][]byte) error {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return st.append(ctx, c, data)
+	}
+	p, err := New(Options{Interval: time.Hour, Events: []string{"Door"}, Append: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	p.Emit(drivers.Sample{Name: "Door", Value: 1})
+	<-entered // the first append is in flight
+	for i := range 10 {
+		p.Emit(drivers.Sample{Name: "Door", Value: float64(i % 2)})
+	}
+	cancel()
+	time.Sleep(50 * time.Millisecond) // the stop is seen while the append blocks
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var events int
+	for _, r := range st.snapshot() {
+		if r.rec.Kind == "event" {
+			events++
+		}
+	}
+	// 1 + the changes among the 10 (0,1,0,1,...: the first 0 is a change).
+	if events != 11 || p.Stats().Failed != 0 {
+		t.Errorf("events stored = %d (want 11), stats %+v", events, p.Stats())
+	}
+}
+
+// TestStopGraceBoundsAHungStore: a store that never answers holds the stop
+// up for StopGrace, not forever, and the loss is counted.
+func TestStopGraceBoundsAHungStore(t *testing.T) {
+	t.Parallel()
+	hung := func(ctx context.Context, _ Class, _ [][]byte) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	p, err := New(Options{Interval: time.Hour, Events: []string{"Door"}, Append: hung, StopGrace: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	p.Emit(drivers.Sample{Name: "Door", Value: 1})
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after StopGrace")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stop took %v with a 100ms grace", took)
+	}
+	if p.Stats().Failed == 0 {
+		t.Errorf("lost records not counted: %+v", p.Stats())
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/units"
 )
 
 // AWS IoT Core limits (aws-iot-reference.md §6.1). Config values are
@@ -34,23 +36,7 @@ const ALPNProtocol = "x-amzn-mqtt-ca"
 
 // Duration is a time.Duration that reads and writes as a TOML string
 // such as "30s" or "2m".
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("parse duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats d as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// D returns d as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
+type Duration = units.Duration
 
 // Config is the [mqtt] section of the agent configuration.
 type Config struct {
@@ -131,7 +117,7 @@ func (c Config) Validate() error {
 	if err := c.validateBroker(); err != nil {
 		bad("broker", "%v", err)
 	}
-	if ka := c.KeepAlive.D(); ka < AWSMinKeepAlive || ka > AWSMaxKeepAlive {
+	if ka := c.KeepAlive.Std(); ka < AWSMinKeepAlive || ka > AWSMaxKeepAlive {
 		bad("keep_alive", "%v is outside %v–%v", ka, AWSMinKeepAlive, AWSMaxKeepAlive)
 	}
 	if c.ConnectTimeout <= 0 {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -64,15 +66,15 @@ func TestTLSConfigALPNAndSNI(t *testing.T) {
 }
 
 func TestBackoffFullJitter(t *testing.T) {
-	b := backoff{initial: time.Second, max: 8 * time.Second, rand: func(n int64) int64 { return n - 1 }}
+	b := backoff.Policy{Base: time.Second, Max: 8 * time.Second, Rand: func(n int64) int64 { return n - 1 }}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
 	for attempt, w := range want {
-		if got := b.delay(attempt); got != w-1 {
+		if got := b.Delay(attempt); got != w-1 {
 			t.Errorf("delay(%d) upper bound = %v, want %v", attempt, got+1, w)
 		}
 	}
-	b.rand = func(int64) int64 { return 0 }
-	if got := b.delay(3); got != 0 {
+	b.Rand = func(int64) int64 { return 0 }
+	if got := b.Delay(3); got != 0 {
 		t.Errorf("full jitter lower bound = %v, want 0", got)
 	}
 }
@@ -117,7 +119,7 @@ func TestNextDelayClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.boff.rand = func(n int64) int64 { return n - 1 } // upper bound of each window
+	s.boff.Rand = func(n int64) int64 { return n - 1 } // upper bound of each window
 	noRoute := fmt.Errorf("dial: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)})
 	tests := []struct {
 		name    string

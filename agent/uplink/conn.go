@@ -93,7 +93,7 @@ func (c *Conn) Subscribe(ctx context.Context, topic string, fn func(topic string
 	}
 	c.handlers[topic] = fn
 	c.mu.Unlock()
-	if err := subscribe(ctx, c.client, []string{topic}, c.cfg.AckTimeout.D()); err != nil {
+	if err := subscribe(ctx, c.client, []string{topic}, c.cfg.AckTimeout.Std()); err != nil {
 		c.mu.Lock()
 		delete(c.handlers, topic)
 		c.mu.Unlock()
@@ -107,7 +107,7 @@ func (c *Conn) Unsubscribe(ctx context.Context, topic string) error {
 	c.mu.Lock()
 	delete(c.handlers, topic)
 	c.mu.Unlock()
-	if err := waitToken(ctx, c.client.Unsubscribe(topic), c.cfg.AckTimeout.D()); err != nil {
+	if err := waitToken(ctx, c.client.Unsubscribe(topic), c.cfg.AckTimeout.Std()); err != nil {
 		return fmt.Errorf("unsubscribe %s: %w", topic, err)
 	}
 	return nil
@@ -124,7 +124,7 @@ func (c *Conn) Publish(ctx context.Context, topic string, payload []byte) error 
 	if !c.rate.wait(ctx.Done(), c.lost, 1) {
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
-	if err := waitToken(ctx, c.client.Publish(topic, 1, false, payload), c.cfg.AckTimeout.D()); err != nil {
+	if err := waitToken(ctx, c.client.Publish(topic, 1, false, payload), c.cfg.AckTimeout.Std()); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil

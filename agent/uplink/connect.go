@@ -22,9 +22,14 @@ type connectParams struct {
 	clientID string
 	tls      *tls.Config // nil for plaintext
 	clean    bool
-	will     *will
-	onMsg    mqtt.MessageHandler
-	onLost   func(error)
+	// manualAck: inbound messages are handed over in arrival order on one
+	// goroutine and acknowledged only by Message.Ack (the session's
+	// durable command intake). Otherwise paho acknowledges each message
+	// when its handler returns.
+	manualAck bool
+	will      *will
+	onMsg     mqtt.MessageHandler
+	onLost    func(error)
 }
 
 type will struct {
@@ -47,7 +52,7 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse broker url: %w", err)
 	}
-	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.D()}
+	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.Std()}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := mqtt.NewClientOptions()
@@ -60,11 +65,12 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	o.SetConnectRetry(false)
 	o.SetResumeSubs(false)
 	o.SetStore(nopStore{})
-	o.SetOrderMatters(false)
-	o.SetKeepAlive(p.cfg.KeepAlive.D())
-	o.SetPingTimeout(min(p.cfg.KeepAlive.D()/2, 20*time.Second))
-	o.SetConnectTimeout(p.cfg.ConnectTimeout.D())
-	o.SetWriteTimeout(p.cfg.AckTimeout.D())
+	o.SetOrderMatters(p.manualAck)
+	o.SetAutoAckDisabled(p.manualAck)
+	o.SetKeepAlive(p.cfg.KeepAlive.Std())
+	o.SetPingTimeout(min(p.cfg.KeepAlive.Std()/2, 20*time.Second))
+	o.SetConnectTimeout(p.cfg.ConnectTimeout.Std())
+	o.SetWriteTimeout(p.cfg.AckTimeout.Std())
 	if p.will != nil {
 		o.SetBinaryWill(p.will.topic, p.will.payload, 1, true)
 	}
@@ -99,18 +105,18 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 func classifyConnect(err error, rc byte, ioErr error, afterTLS bool) error {
 	switch rc {
 	case packets.ErrRefusedNotAuthorised, packets.ErrRefusedBadUsernameOrPassword:
-		return fmt.Errorf("%w: broker refused connect: %v", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker refused connect: %w", ErrAuth, ErrRefused, err)
 	case packets.ErrRefusedIDRejected:
-		return fmt.Errorf("%w: broker rejected client id: %v", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker rejected client id: %w", ErrAuth, ErrRefused, err)
 	}
 	if errors.Is(err, ErrAuth) {
 		return err
 	}
 	if isRemoteCertAlert(ioErr) {
-		return fmt.Errorf("%w: broker rejected the client certificate: %w", ErrAuth, ioErr)
+		return fmt.Errorf("%w: %w: broker rejected the client certificate: %w", ErrAuth, ErrRefused, ioErr)
 	}
 	if afterTLS && rc == packets.ErrNetworkError && (errors.Is(ioErr, io.EOF) || errors.Is(ioErr, syscall.ECONNRESET)) {
-		return fmt.Errorf("%w: broker closed the connection before CONNACK (client certificate or policy refused): %w", ErrAuth, ioErr)
+		return fmt.Errorf("%w: %w: broker closed the connection before CONNACK (client certificate or policy refused): %w", ErrAuth, ErrRefused, ioErr)
 	}
 	if ioErr != nil && !strings.Contains(err.Error(), ioErr.Error()) {
 		return fmt.Errorf("connect: %w (%v)", err, ioErr)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // leaseMax is the most records leased at once.
@@ -89,11 +91,11 @@ func (s *Session) online(ctx context.Context, c *conn, kept bool) error {
 	if kept || pause || len(s.opts.Subscriptions) == 0 {
 		return nil
 	}
-	err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.D())
+	err := subscribe(ctx, c.client, s.opts.Subscriptions, s.cfg.AckTimeout.Std())
 	s.mu.Lock()
 	s.subsOK = err == nil
 	if errors.Is(err, errSubscribeRefused) {
-		s.subsPausedUntil = time.Now().Add(s.cfg.AuthBackoff.D())
+		s.subsPausedUntil = time.Now().Add(s.cfg.AuthBackoff.Std())
 	}
 	s.mu.Unlock()
 	return err
@@ -109,7 +111,7 @@ const liveLeaseMax = 256
 
 // drain moves records from the queue to the broker until ctx is done.
 func (s *Session) drain(ctx context.Context, c *conn) {
-	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.D(), c.since)
+	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.Std(), c.since)
 	defer func() { s.release(b.held()) }()
 	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
@@ -137,7 +139,7 @@ func (s *Session) fill(ctx context.Context, b *batcher, max int) (int, bool) {
 	recs, err := s.opts.Queue.Lease(max, s.cfg.MaxPayload)
 	if err != nil {
 		s.logRare("buffer lease failed", err)
-		sleepCtx(ctx, time.Second)
+		_ = backoff.Sleep(ctx, time.Second)
 		return 0, false
 	}
 	now := time.Now() // batch latency runs on the monotonic clock
@@ -221,7 +223,7 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 // await commits m's records on PUBACK and releases them otherwise.
 func (s *Session) await(c *conn, tok mqtt.Token, m *message) {
 	defer c.wg.Done()
-	t := time.NewTimer(s.cfg.AckTimeout.D())
+	t := time.NewTimer(s.cfg.AckTimeout.Std())
 	defer t.Stop()
 	var err error
 	select {
@@ -272,7 +274,7 @@ func (s *Session) publishWait(ctx context.Context, c *conn, topic string, payloa
 	tok := c.client.Publish(topic, 1, retained, payload)
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(payload)))
-	t := time.NewTimer(s.cfg.AckTimeout.D())
+	t := time.NewTimer(s.cfg.AckTimeout.Std())
 	defer t.Stop()
 	select {
 	case <-tok.Done():
@@ -300,7 +302,7 @@ func (s *Session) publishRetained(ctx context.Context, c *conn, topic string, pa
 func (s *Session) closeGracefully(c *conn) {
 	waited := make(chan struct{})
 	go func() { c.wg.Wait(); close(waited) }() // ends when every await returned
-	t := time.NewTimer(s.cfg.ShutdownGrace.D())
+	t := time.NewTimer(s.cfg.ShutdownGrace.Std())
 	select {
 	case <-waited:
 	case <-t.C:

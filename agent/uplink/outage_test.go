@@ -54,7 +54,8 @@ func TestOutageDeliversEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "reconnect", func() bool { return s.Stats().Reconnects >= 1 })
-	time.Sleep(500 * time.Millisecond)
+	atReconnect, _ := col.distinct()
+	eventually(t, 20*time.Second, "delivery resumed after the reconnect", func() bool { n, _ := col.distinct(); return n >= atReconnect+100 })
 	close(stop)
 	n := <-total
 	eventually(t, 30*time.Second, "queue drained", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })

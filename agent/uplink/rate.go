@@ -1,8 +1,6 @@
 package uplink
 
 import (
-	"context"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -75,42 +73,5 @@ func (l *limiter) wait(done, lost <-chan struct{}, n int) bool {
 func (l *limiter) take() {
 	if l != nil {
 		l.reserve(1)
-	}
-}
-
-// backoff computes full-jitter exponential delays.
-type backoff struct {
-	initial, max time.Duration
-	rand         func(n int64) int64
-}
-
-// delay returns a random duration in [0, min(max, initial·2^attempt)).
-func (b backoff) delay(attempt int) time.Duration {
-	w := b.initial
-	for i := 0; i < attempt && w < b.max; i++ {
-		w *= 2
-	}
-	w = min(w, b.max)
-	if w <= 0 {
-		return 0
-	}
-	return time.Duration(b.rand(int64(w)))
-}
-
-// randInt63n is the default jitter source.
-func randInt63n(n int64) int64 { return rand.Int64N(n) }
-
-// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Options configure a Session.
@@ -31,9 +34,18 @@ type Options struct {
 	Queue Queue
 	// Subscriptions are QoS 1 filters (≤ 50), e.g. cmd/tcu/{thing}/request/+.
 	Subscriptions []string
-	// Handler receives inbound messages. It runs on its own goroutine per
-	// message and should return promptly (the PUBACK waits for it).
-	Handler func(topic string, payload []byte)
+	// Handler receives inbound messages, one at a time in arrival order,
+	// on paho's router goroutine: it must return at once (it blocks the
+	// reading of the connection, PUBACKs of our own publishes included).
+	// Acknowledgement is manual: the broker gets the PUBACK only when the
+	// handler (or whoever it hands the message to) calls Message.Ack. A
+	// message never acknowledged is redelivered by the broker (persistent
+	// session) after the next reconnect. Acknowledgement is manual for
+	// every message of the session: anything else that subscribes on it
+	// (paho callbacks included) must call Ack too, or the broker's window
+	// of unacknowledged messages (mosquitto 20, AWS IoT 100) fills and it
+	// stops delivering, commands included.
+	Handler func(Message)
 	// Logger is required.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -55,6 +67,9 @@ type Stats struct {
 	BytesPublished  uint64
 	Received        uint64 // inbound messages
 	Inflight        int64  // messages awaiting PUBACK now
+	// LastError is the most recent connect failure or connection loss
+	// (empty until one happened).
+	LastError string
 }
 
 type counters struct {
@@ -62,6 +77,7 @@ type counters struct {
 	published, acked, ackedRecords, released, dropped   atomic.Uint64
 	bytes, received                                     atomic.Uint64
 	inflight                                            atomic.Int64
+	lastErr                                             atomic.Pointer[string]
 }
 
 // topicSet holds the device's own topics.
@@ -78,7 +94,7 @@ type Session struct {
 	tls     *tls.Config
 	rate    *limiter // publishes/s, inbound included
 	backlog *limiter // backlog records/s
-	boff    backoff
+	boff    backoff.Policy
 
 	mu     sync.Mutex
 	conn   *conn // guarded by mu; nil while offline
@@ -128,7 +144,7 @@ func New(opts Options) (*Session, error) {
 	// corrected backwards (GNSS, NTP) must not stall publishing.
 	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
-	s.boff = backoff{initial: cfg.BackoffInitial.D(), max: cfg.BackoffMax.D(), rand: randInt63n}
+	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
 	return s, nil
 }
 
@@ -159,7 +175,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if !last.IsZero() {
 			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
-		if !sleepCtx(ctx, wait) {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
 		last = time.Now()
@@ -169,12 +185,13 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			s.st.connectFailures.Add(1)
+			s.st.setLastError(err)
 			lastErr = err
 			attempt++
 			if errors.Is(err, ErrAuth) {
 				s.st.authFailures.Add(1)
 				if err.Error() != authSeen { // log once per distinct cause
-					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.D())
+					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.Std())
 					authSeen = err.Error()
 				}
 			} else if attempt&(attempt-1) == 0 { // 1st, 2nd, 4th, 8th... failure
@@ -188,6 +205,7 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err)
+		s.st.setLastError(err)
 	}
 }
 
@@ -197,22 +215,22 @@ func (s *Session) Run(ctx context.Context) error {
 func (s *Session) nextDelay(first bool, attempt int, lastErr error) time.Duration {
 	switch {
 	case first:
-		if j := s.cfg.FirstConnectJitter.D(); j > 0 {
-			return time.Duration(s.boff.rand(int64(j)))
+		if j := s.cfg.FirstConnectJitter.Std(); j > 0 {
+			return time.Duration(s.boff.Rand(int64(j)))
 		}
 		return 0
 	case errors.Is(lastErr, ErrAuth):
-		half := s.cfg.AuthBackoff.D() / 2
-		return half + time.Duration(s.boff.rand(int64(half)))
+		half := s.cfg.AuthBackoff.Std() / 2
+		return half + time.Duration(s.boff.Rand(int64(half)))
 	case localNetworkDown(lastErr):
 		// No route or no DNS: the attempt fails on the device without
 		// reaching the broker, so poll often to reconnect promptly when
 		// the network returns (still jittered across the fleet).
 		b := s.boff
-		b.max = min(b.max, networkPoll)
-		return b.delay(attempt)
+		b.Max = min(b.Max, networkPoll)
+		return b.Delay(attempt)
 	}
-	return s.boff.delay(attempt)
+	return s.boff.Delay(attempt)
 }
 
 // minConnectSpacing keeps CONNECTs of one client ID over 1 s apart as
@@ -244,7 +262,7 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 	}
 	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow)}
 	cd, err := connect(ctx, connectParams{
-		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false,
+		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false, manualAck: true,
 		will:   &will{topic: s.topics.status, payload: s.statusPayload("offline")},
 		onMsg:  s.inbound,
 		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
@@ -273,12 +291,35 @@ func (s *Session) statusPayload(state string) []byte {
 	return append(b, '}')
 }
 
-func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
-	s.rate.take() // inbound publishes count against the same limit
-	s.st.received.Add(1)
-	if s.opts.Handler != nil {
-		s.opts.Handler(m.Topic(), m.Payload())
+// Message is one inbound message.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Duplicate is the MQTT DUP flag: the broker delivered this message
+	// before (and got no PUBACK for it).
+	Duplicate bool
+	ack       func()
+}
+
+// Ack sends the message's PUBACK (QoS 1); later calls do nothing. An
+// acknowledgement after the connection it arrived on was lost is dropped
+// by paho; the broker then redelivers the message on the next connection.
+func (m Message) Ack() {
+	if m.ack != nil {
+		m.ack()
 	}
+}
+
+func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
+	// Inbound publishes count against the same limit; take never blocks
+	// for long, but it runs on the router goroutine, so only bookkeeping.
+	s.rate.take()
+	s.st.received.Add(1)
+	if s.opts.Handler == nil {
+		m.Ack() // nobody will: do not leave it unacknowledged forever
+		return
+	}
+	s.opts.Handler(Message{Topic: m.Topic(), Payload: m.Payload(), Duplicate: m.Duplicate(), ack: m.Ack})
 }
 
 // Connected reports whether the session is online.
@@ -296,7 +337,22 @@ func (s *Session) Stats() Stats {
 		Published: s.st.published.Load(), Acked: s.st.acked.Load(), AckedRecords: s.st.ackedRecords.Load(),
 		ReleasedRecords: s.st.released.Load(), DroppedRecords: s.st.dropped.Load(),
 		BytesPublished: s.st.bytes.Load(), Received: s.st.received.Load(), Inflight: s.st.inflight.Load(),
+		LastError: s.st.lastError(),
 	}
+}
+
+func (c *counters) setLastError(err error) {
+	if err != nil {
+		msg := err.Error()
+		c.lastErr.Store(&msg)
+	}
+}
+
+func (c *counters) lastError() string {
+	if p := c.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Publish sends payload to topic at QoS 1 and waits for the PUBACK. It

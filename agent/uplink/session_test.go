@@ -21,10 +21,11 @@ type inbox struct {
 	topics []string
 }
 
-func (i *inbox) handle(topic string, _ []byte) {
+func (i *inbox) handle(m uplink.Message) {
 	i.mu.Lock()
-	i.topics = append(i.topics, topic)
+	i.topics = append(i.topics, m.Topic)
 	i.mu.Unlock()
+	m.Ack()
 }
 
 func (i *inbox) count() int {
@@ -201,5 +202,62 @@ func TestConnectSpacing(t *testing.T) {
 			t.Errorf("connects %v apart", ev.Time.Sub(prev))
 		}
 		prev = ev.Time
+	}
+}
+
+// TestManualAckRedelivery: inbound messages arrive in publish order, and
+// one the handler never acknowledged is redelivered (DUP set) after a
+// reconnect, while acknowledged ones are not.
+func TestManualAckRedelivery(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	var (
+		mu   sync.Mutex
+		got  []uplink.Message
+		hold = map[string]bool{"cmd/tcu/TCU-A/request/held": true}
+	)
+	s, err := uplink.New(uplink.Options{Config: fastConfig(cloud.Addr()), Thing: "TCU-A", Queue: uplinktest.NewQueue(),
+		Subscriptions: []string{"cmd/tcu/TCU-A/request/+"}, Logger: testLogger(t),
+		Handler: func(m uplink.Message) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, m)
+			if !hold[m.Topic] || m.Duplicate {
+				m.Ack()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSession(t, s)
+	eventually(t, 10*time.Second, "connected", s.Connected)
+	topics := []string{"cmd/tcu/TCU-A/request/a", "cmd/tcu/TCU-A/request/held", "cmd/tcu/TCU-A/request/b"}
+	for i := 0; i < 20; i++ {
+		topics = append(topics, fmt.Sprintf("cmd/tcu/TCU-A/request/o%02d", i))
+	}
+	for _, tp := range topics {
+		if err := cloud.Publish(tp, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	eventually(t, 10*time.Second, "all messages", func() bool { return count() == len(topics) })
+	mu.Lock()
+	for i, m := range got {
+		if m.Topic != topics[i] {
+			t.Errorf("message %d is %s, want %s (arrival order)", i, m.Topic, topics[i])
+		}
+	}
+	mu.Unlock()
+	cloud.Faults().DropConnections()
+	eventually(t, 20*time.Second, "the unacknowledged message again", func() bool { return count() == len(topics)+1 })
+	// Give a wrong redelivery of an acknowledged one time to show up.
+	if err := cloud.Publish("cmd/tcu/TCU-A/request/last", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a later message", func() bool { return count() == len(topics)+2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if m := got[len(topics)]; m.Topic != "cmd/tcu/TCU-A/request/held" || !m.Duplicate {
+		t.Errorf("redelivered %s (dup %v), want the held message with DUP", m.Topic, m.Duplicate)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Publisher is what the shadow reporter needs from a session.
@@ -90,7 +92,7 @@ func (s *Shadow) Run(ctx context.Context) error {
 			return nil
 		case <-s.kick:
 		}
-		if !sleepCtx(ctx, s.opts.MinInterval) { // coalesce a burst of changes
+		if backoff.Sleep(ctx, s.opts.MinInterval) != nil { // coalesce a burst of changes
 			return nil
 		}
 		for {
@@ -101,7 +103,7 @@ func (s *Shadow) Run(ctx context.Context) error {
 			if !errors.Is(err, ErrNotConnected) {
 				s.opts.Logger.Warn("shadow update failed", "err", err)
 			}
-			if !sleepCtx(ctx, s.opts.RetryInterval) {
+			if backoff.Sleep(ctx, s.opts.RetryInterval) != nil {
 				return nil
 			}
 		}

@@ -13,15 +13,17 @@ import (
 
 // fakePublisher records shadow updates; fail makes Publish fail.
 type fakePublisher struct {
-	mu   sync.Mutex
-	got  []string
-	fail error
+	mu     sync.Mutex
+	got    []string
+	fail   error
+	failed int // publishes refused with fail
 }
 
 func (p *fakePublisher) Publish(_ context.Context, topic string, payload []byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
+		p.failed++
 		return p.fail
 	}
 	p.got = append(p.got, topic+" "+string(payload))
@@ -52,7 +54,7 @@ func TestShadowCoalesces(t *testing.T) {
 	sh.Update("locked", false)
 	sh.Update("locked", true)
 	sh.Update("ignition", "off")
-	time.Sleep(200 * time.Millisecond) // offline: retried, nothing recorded
+	eventually(t, 5*time.Second, "a retry while offline", func() bool { pub.mu.Lock(); defer pub.mu.Unlock(); return pub.failed >= 2 })
 	pub.mu.Lock()
 	pub.fail = nil
 	pub.mu.Unlock()

@@ -20,6 +20,17 @@ import (
 // bundle. The session backs off for Config.AuthBackoff after one.
 var ErrAuth = errors.New("authentication failed")
 
+// ErrBrokerCert is wrapped (with ErrAuth) when the broker's certificate
+// does not verify against the CA bundle: the broker was never
+// authenticated (wrong endpoint, captive portal, TLS interception), so
+// this is a transport failure, never a refusal by the service.
+var ErrBrokerCert = errors.New("broker certificate not verified")
+
+// ErrRefused is wrapped (with ErrAuth) for an authenticated refusal: the
+// broker's certificate verified, then the broker refused our identity
+// (CONNACK refusal code, a certificate alert, a close before CONNACK).
+var ErrRefused = errors.New("refused by the broker")
+
 // ErrNotConnected is returned by Publish while the session is offline.
 var ErrNotConnected = errors.New("not connected")
 
@@ -161,9 +172,9 @@ func classifyTLS(err error) error {
 	var verify *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host), errors.As(err, &verify):
-		return fmt.Errorf("%w: broker certificate: %w", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker certificate: %w", ErrAuth, ErrBrokerCert, err)
 	case isRemoteCertAlert(err):
-		return fmt.Errorf("%w: broker rejected the client certificate: %w", ErrAuth, err)
+		return fmt.Errorf("%w: %w: broker rejected the client certificate: %w", ErrAuth, ErrRefused, err)
 	}
 	return err
 }

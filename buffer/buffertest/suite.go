@@ -54,7 +54,7 @@ func options(t testing.TB, clk *Clock) buffer.Options {
 	o.Sync = buffer.SyncNone
 	o.LiveWindow = -1
 	o.Now = clk.Now
-	o.MinFreeBytes = -1
+	o.MinFree = -1
 	return o
 }
 

@@ -56,7 +56,7 @@ func runNMEA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		in = f
 	}
 	w := bufio.NewWriter(stdout)

@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"reflect"
 	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/tcu-agent/tcu-agent/agent"
 	"github.com/tcu-agent/tcu-agent/agent/config"
@@ -61,11 +67,18 @@ func parseAndLoad(verb string, args []string, stderr io.Writer) (*config.Config,
 }
 
 func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+	// SIGHUP reloads; it must not kill the agent (its default action),
+	// so it is caught before anything else can take time.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, sec, err := parseAndLoad("run", args, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Agent.LogLevel)
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Agent.LogLevel))
+	log := slog.New(&levelHandler{Handler: newLogger(stderr, "debug").Handler(), level: level})
 	// A soft memory limit for a small box: the collector runs before the
 	// heap doubles (the buffer's 1M-record fill peaks at 19.8-29.2 MB
 	// RssAnon without a limit, 16.8-19.0 MB with 24 MiB, at the same rate:
@@ -77,7 +90,101 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	path := cfg.File
+	var wg sync.WaitGroup
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	wg.Go(func() { // ends with hupCtx
+		for {
+			select {
+			case <-hupCtx.Done():
+				return
+			case <-hup:
+				reload(path, cfg, sec, level, log)
+				a.Reload()
+			}
+		}
+	})
+	err = a.Run(ctx)
+	stopHUP()
+	wg.Wait()
+	if errors.Is(err, agent.ErrConfig) {
+		return &exitCodeError{code: 78, err: err}
+	}
+	return err
+}
+
+// reload re-reads the config file on SIGHUP and applies what is safe to
+// change at run time: the log level. Other changes are named in the log:
+// they take effect at the next restart. An invalid file changes nothing.
+func reload(path string, running *config.Config, runningSec *agent.Sections, level *slog.LevelVar, log *slog.Logger) {
+	cfg, sec, err := agent.LoadConfig(path)
+	if err != nil {
+		log.Error("reload: config not reloaded, keeping the running one", "path", path, "err", err)
+		return
+	}
+	if lv := parseLevel(cfg.Agent.LogLevel); lv != level.Level() {
+		level.Set(lv)
+		log.Info("reload: log level changed", "log_level", cfg.Agent.LogLevel)
+	}
+	if changed := restartNeeded(running, runningSec, cfg, sec); len(changed) > 0 {
+		log.Warn("reload: changed settings take effect at the next restart", "sections", strings.Join(changed, ","))
+	}
+}
+
+// restartNeeded lists the config sections that differ between the running
+// config and a reloaded one, other than what reload applies.
+func restartNeeded(old *config.Config, oldSec *agent.Sections, cfg *config.Config, sec *agent.Sections) []string {
+	var changed []string
+	a, b := old.Agent, cfg.Agent
+	a.LogLevel, b.LogLevel = "", ""
+	// --state-dir overrides the file's state_dir: not a change.
+	b.StateDir = a.StateDir
+	for _, c := range []struct {
+		name string
+		x, y any
+	}{
+		{"agent", a, b}, {"buffer", old.Buffer, cfg.Buffer}, {"telemetry", old.Telemetry, cfg.Telemetry},
+		{"health", old.Health, cfg.Health}, {"mqtt", oldSec.MQTT, sec.MQTT},
+		{"provisioning", oldSec.Provisioning, sec.Provisioning}, {"commands", oldSec.Commands, sec.Commands},
+		{"driver", driverNames(old), driverNames(cfg)},
+	} {
+		if !reflect.DeepEqual(c.x, c.y) {
+			changed = append(changed, c.name)
+		}
+	}
+	return changed
+}
+
+func driverNames(c *config.Config) []string {
+	var n []string
+	for _, d := range c.Drivers {
+		n = append(n, d.Name)
+	}
+	return n
+}
+
+func parseLevel(s string) slog.Level {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(s)) // validated by the config loader
+	return lv
+}
+
+// levelHandler filters a handler by a level that can change at run time.
+type levelHandler struct {
+	slog.Handler
+	level *slog.LevelVar
+}
+
+func (h *levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h *levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &levelHandler{Handler: h.Handler.WithAttrs(attrs), level: h.level}
+}
+
+func (h *levelHandler) WithGroup(name string) slog.Handler {
+	return &levelHandler{Handler: h.Handler.WithGroup(name), level: h.level}
 }
 
 func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {

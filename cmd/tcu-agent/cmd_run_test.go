@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,5 +86,60 @@ func TestSampleShowsDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(secA, secB, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("commented defaults differ from code defaults (-file +uncommented):\n%s", diff)
+	}
+}
+
+// TestReloadAppliesLogLevelAndNamesRestarts: SIGHUP's reload applies the
+// log level at once, names the sections whose changes need a restart, and
+// keeps everything when the file became invalid.
+func TestReloadAppliesLogLevelAndNamesRestarts(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../configs/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbcText, err := os.ReadFile("../../configs/vehicle.dbc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vehicle.dbc"), dbcText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "tcu-agent.toml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(string(src))
+	cfg, sec, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := new(slog.LevelVar)
+	var logs bytes.Buffer
+	log := slog.New(&levelHandler{Handler: slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}), level: level})
+
+	edited := strings.Replace(string(src), `log_level = "info"`, `log_level = "debug"`, 1)
+	edited = strings.Replace(edited, `batch_latency = "500ms"`, `batch_latency = "400ms"`, 1)
+	write(edited)
+	log.Debug("before the reload")
+	reload(path, cfg, sec, level, log)
+	log.Debug("after the reload")
+	out := logs.String()
+	if strings.Contains(out, "before the reload") || !strings.Contains(out, "after the reload") {
+		t.Errorf("log level not applied:\n%s", out)
+	}
+	if !strings.Contains(out, "sections=mqtt") {
+		t.Errorf("the mqtt change is not named as needing a restart:\n%s", out)
+	}
+
+	logs.Reset()
+	write("version = 1\n[agent]\nlog_levle = \"warn\"\n")
+	reload(path, cfg, sec, level, log)
+	if level.Level() != slog.LevelDebug || !strings.Contains(logs.String(), "config not reloaded") {
+		t.Errorf("invalid file: level %v, log:\n%s", level.Level(), logs.String())
 	}
 }

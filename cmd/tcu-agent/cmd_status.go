@@ -73,7 +73,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // printStatus renders st as aligned, human-readable sections.
 func printStatus(w io.Writer, st ctl.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
+	defer func() { _ = tw.Flush() }()
 	fmt.Fprintf(tw, "agent\t%s, up %s\n", st.Version, since(st.Time, st.StartedAt))
 	fmt.Fprintf(tw, "health\t%s\n", healthLine(st.Health))
 	fmt.Fprintf(tw, "identity\t%s\n", identityLine(st.Identity, st.Time))

@@ -42,7 +42,9 @@ func listPackages(t *testing.T, args ...string) []goPackage {
 
 // TestLayering enforces docs/architecture.md: drivers/, buffer/ and
 // provisioning/ never depend on agent/ (nor buffer and provisioning on
-// drivers, nor drivers on buffer or provisioning).
+// drivers, nor drivers on buffer or provisioning); the top-level internal/
+// packages are leaves that depend on nothing of this module; the agent's
+// telemetry, command and uplink pipelines never depend on each other.
 func TestLayering(t *testing.T) {
 	t.Parallel()
 	rules := []struct {
@@ -52,8 +54,18 @@ func TestLayering(t *testing.T) {
 		{"drivers", []string{"agent", "buffer", "provisioning"}},
 		{"buffer", []string{"agent", "drivers", "provisioning"}},
 		{"provisioning", []string{"agent", "drivers", "buffer"}},
+		{"agent/telemetry", []string{"agent/command", "agent/uplink"}},
+		{"agent/command", []string{"agent/telemetry", "agent/uplink"}},
+		{"agent/uplink", []string{"agent/telemetry", "agent/command"}},
 	}
 	for _, p := range listPackages(t, "./...") {
+		if under(p.ImportPath, module+"/internal") {
+			for _, d := range p.Deps {
+				if under(d, module) && !under(d, module+"/internal") {
+					t.Errorf("%s depends on %s (rule: internal/ packages import nothing of this module)", p.ImportPath, d)
+				}
+			}
+		}
 		for _, r := range rules {
 			if !under(p.ImportPath, module+"/"+r.area) {
 				continue
@@ -69,14 +81,10 @@ func TestLayering(t *testing.T) {
 	}
 }
 
-// TestAgentBinaryDeps keeps test helpers and the dev cloud out of the
-// shipped binary. The standard "testing" package is tolerated only where a
-// third-party library pulls it in and we know why (einride's socketcan
-// package imports golang.org/x/net/nettest); a package of ours importing it
-// fails.
+// TestAgentBinaryDeps keeps test helpers, the dev cloud and the standard
+// "testing" package out of the shipped binary.
 func TestAgentBinaryDeps(t *testing.T) {
 	t.Parallel()
-	knownTestingImporters := map[string]bool{"golang.org/x/net/nettest": true}
 	for _, p := range listPackages(t, "-deps", "./cmd/tcu-agent") {
 		d := p.ImportPath
 		switch {
@@ -86,7 +94,7 @@ func TestAgentBinaryDeps(t *testing.T) {
 			t.Errorf("tcu-agent links test or dev-only package %s", d)
 		}
 		for _, imp := range p.Imports {
-			if imp == "testing" && !knownTestingImporters[d] {
+			if imp == "testing" {
 				t.Errorf("tcu-agent links testing via %s", d)
 			}
 		}

@@ -30,16 +30,16 @@ func startFleetProvisioning(cloud *devcloud.Cloud, estAddr string, log *slog.Log
 		return nil, fmt.Errorf("fleet provisioning: %w", err)
 	}
 	if estAddr == "" {
-		return func() { fp.Close() }, nil
+		return func() { _ = fp.Close() }, nil
 	}
 	srvID, err := ca.ServerIdentity()
 	if err != nil {
-		fp.Close()
+		_ = fp.Close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", estAddr)
 	if err != nil {
-		fp.Close()
+		_ = fp.Close()
 		return nil, fmt.Errorf("est: listen %s: %w", estAddr, err)
 	}
 	hs := &http.Server{Handler: fp.ESTHandler(), ReadHeaderTimeout: 10 * time.Second,
@@ -57,6 +57,6 @@ func startFleetProvisioning(cloud *devcloud.Cloud, estAddr string, log *slog.Log
 		defer cancel()
 		_ = hs.Shutdown(ctx)
 		<-done
-		fp.Close()
+		_ = fp.Close()
 	}, nil
 }

@@ -42,9 +42,9 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	sent := time.Now()
-	req := devcloud.NewRequest(*thing, *name, p, sent, cfg.AckTimeout.D())
+	req := devcloud.NewRequest(*thing, *name, p, sent, cfg.AckTimeout.Std())
 	responses := make(chan devcloud.Response, 8)
 	if err := conn.Subscribe(ctx, devcloud.ResponseTopic(*thing, req.ID), func(_ string, b []byte) {
 		if r, err := devcloud.ParseResponse(b); err == nil {

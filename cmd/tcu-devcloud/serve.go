@@ -44,7 +44,7 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	defer cloud.Close()
+	defer func() { _ = cloud.Close() }()
 	stopProv, err := startFleetProvisioning(cloud, *estAddr, log)
 	if err != nil {
 		return err

@@ -77,13 +77,13 @@ func startLoad(ctx context.Context, g *errgroup.Group, o options, attach func() 
 	}
 	l, err := sim.NewLoad(sim.LoadOptions{Bus: bus, Percent: o.load, Bitrate: o.bitrate, Exclude: exclude, Existing: existing, Seed: o.seed})
 	if err != nil {
-		bus.Close()
+		_ = bus.Close()
 		return err
 	}
 	log.Info("bus load started", "percent", o.load, "bitrate", o.bitrate,
 		"frames_per_s", int(l.Rate()), "ids", l.Messages())
 	g.Go(func() error {
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		return l.Run(ctx)
 	})
 	return nil
@@ -99,16 +99,16 @@ func startRecorder(ctx context.Context, g *errgroup.Group, path, iface string, a
 	}
 	bus, err := attach()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	w := candump.NewWriter(f, iface)
 	log.Info("recording", "file", path)
 	// Stops when ctx is done.
 	g.Go(func() error {
-		defer f.Close()
-		defer bus.Close()
-		stop := context.AfterFunc(ctx, func() { bus.Close() })
+		defer func() { _ = f.Close() }()
+		defer func() { _ = bus.Close() }()
+		stop := context.AfterFunc(ctx, func() { _ = bus.Close() })
 		defer stop()
 		return record(ctx, bus, w, f)
 	})
@@ -153,12 +153,12 @@ func startReplay(ctx context.Context, g *errgroup.Group, o options, attach func(
 	}
 	bus, err := attach()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	g.Go(func() error {
-		defer f.Close()
-		defer bus.Close()
+		defer func() { _ = f.Close() }()
+		defer func() { _ = bus.Close() }()
 		for {
 			n, err := candump.Play(ctx, f, bus, candump.PlayOptions{Speed: o.replaySpeed})
 			if err != nil || ctx.Err() != nil || !o.replayLoop || n == 0 {

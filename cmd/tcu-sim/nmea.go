@@ -26,12 +26,12 @@ func startNMEA(ctx context.Context, g *errgroup.Group, link string, v *sim.Vehic
 	if link != "" {
 		_ = os.Remove(link)
 		if err := os.Symlink(slave, link); err != nil {
-			master.Close()
+			_ = master.Close()
 			return err
 		}
 	}
 	log.Info("nmea pty ready", "device", slave, "link", link)
-	stop := context.AfterFunc(ctx, func() { master.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = master.Close() })
 	// Drains the master's read side (terminal echo) until it is closed.
 	g.Go(func() error {
 		_, _ = io.Copy(io.Discard, master)
@@ -40,9 +40,9 @@ func startNMEA(ctx context.Context, g *errgroup.Group, link string, v *sim.Vehic
 	// Stops when ctx is done.
 	g.Go(func() error {
 		defer stop()
-		defer master.Close()
+		defer func() { _ = master.Close() }()
 		if link != "" {
-			defer os.Remove(link)
+			defer func() { _ = os.Remove(link) }()
 		}
 		feedNMEA(ctx, master, v, log)
 		return nil

@@ -65,7 +65,7 @@ func startECU(ctx context.Context, g *errgroup.Group, o obdOptions, attach func(
 		return err
 	}
 	g.Go(func() error {
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		return ecu.Run(ctx)
 	})
 	log.Info("obd-ii ecu started", "vin", o.vin, "29bit", o.extended, "delay", o.delay, "silent", o.silent)

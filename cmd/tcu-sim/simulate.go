@@ -100,11 +100,11 @@ func startVehicle(ctx context.Context, g *errgroup.Group, o options, db *dbc.Dat
 		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute},
 	})
 	if err != nil {
-		bus.Close()
+		_ = bus.Close()
 		return nil, err
 	}
 	g.Go(func() error {
-		defer bus.Close()
+		defer func() { _ = bus.Close() }()
 		return v.Run(ctx)
 	})
 	if o.nmea {
@@ -130,7 +130,7 @@ func openBus(ctx context.Context, g *errgroup.Group, o options) (attach func() (
 	v := canbus.NewVirtual()
 	start := make(chan struct{})
 	g.Go(func() error {
-		defer os.Remove(o.vbus)
+		defer func() { _ = os.Remove(o.vbus) }()
 		select {
 		case <-start:
 		case <-ctx.Done(): // an early return before serve
@@ -156,7 +156,7 @@ func listenUnix(path string) (net.Listener, error) {
 		return l, nil
 	}
 	if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
-		c.Close()
+		_ = c.Close()
 		return nil, fmt.Errorf("serve vbus %s: another tcu-sim is serving it", path)
 	}
 	if err := os.Remove(path); err != nil {

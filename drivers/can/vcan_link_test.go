@@ -97,13 +97,13 @@ func TestVcanDriverRecoversAfterDownUp(t *testing.T) {
 	waitFor(t, func() bool { return d.Stats().Connected == 0 })
 	time.Sleep(3 * canbus.RedialMax) // several failed reopens
 
-	listener, err := socketcan.Open("vcan1", socketcan.Options{})
-	if err == nil {
+	if c, err := socketcan.Open("vcan1", socketcan.Options{}); err == nil {
+		_ = c.Close()
 		t.Fatal("opened vcan1 while it is down")
 	}
 	setLinkUp(t, "vcan1", true)
 	back := time.Now()
-	listener, err = socketcan.Open("vcan1", socketcan.Options{})
+	listener, err := socketcan.Open("vcan1", socketcan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Redial backoff defaults: short enough that a bus that comes back is
@@ -262,11 +263,7 @@ func (r *Redialer) conn(ctx context.Context) (Bus, error) {
 // wait sleeps the backoff after fails consecutive failures, or until ctx
 // is done or the Redialer is closed.
 func (r *Redialer) wait(ctx context.Context, fails int) error {
-	d := r.o.Min << min(fails-1, 20)
-	if d > r.o.Max || d <= 0 {
-		d = r.o.Max
-	}
-	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2)) //nolint:gosec // backoff jitter, not a secret
+	d := backoff.Policy{Base: r.o.Min, Max: r.o.Max, Spread: 0.25}.Delay(fails - 1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

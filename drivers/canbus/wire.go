@@ -40,7 +40,7 @@ const helloTimeout = 5 * time.Second
 // handshake exchanges hellos on c within timeout.
 func handshake(c net.Conn, timeout time.Duration) error {
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	defer c.SetDeadline(noDeadline)
+	defer func() { _ = c.SetDeadline(noDeadline) }()
 	if _, err := io.WriteString(c, wireHello); err != nil {
 		return fmt.Errorf("can bridge hello: %w", err)
 	}

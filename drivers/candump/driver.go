@@ -147,7 +147,7 @@ func (d *Driver) replayOnce(ctx context.Context, sink drivers.Sink) (int, error)
 		}
 		return 0, fmt.Errorf("replay candump: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	r := NewReader(f)
 	var (
 		rec   Record

@@ -15,28 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/units"
 )
 
 // Duration is a time.Duration written in config as a Go duration string
 // ("200ms", "1m").
-type Duration time.Duration
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("parse duration %q: %w", b, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalText formats d as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// Std returns d as a time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+type Duration = units.Duration
 
 // Signal maps one DBC signal to a stable name with a sampling policy. It is
 // the `[[driver.signal]]` table of the CAN drivers' config.

@@ -3,7 +3,6 @@ package dbc
 import (
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,31 +10,29 @@ import (
 	"go.einride.tech/can"
 )
 
-// sharedCorpus is the shared opendbc corpus, relative to this package.
-const sharedCorpus = "../../../shared/testdata/dbc/opendbc"
+// corpusDir is the opendbc corpus (testdata/dbc/README.md), relative to
+// this package.
+const corpusDir = "../../testdata/dbc/corpus"
 
 // TestLoadOpendbcCorpus loads every real file of the shared opendbc corpus,
 // lists per file what was skipped, requires ≥ 98 % to be usable and
 // cross-checks the bit layout of every classic-frame signal.
 func TestLoadOpendbcCorpus(t *testing.T) {
-	if _, err := os.Stat(sharedCorpus); err != nil {
-		t.Skipf("shared corpus %s absent: %v", sharedCorpus, err)
-	}
 	var files []string
-	err := filepath.WalkDir(sharedCorpus, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(corpusDir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".dbc") {
 			files = append(files, path)
 		}
 		return err
 	})
 	if err != nil {
-		t.Fatalf("walk %s: %v", sharedCorpus, err)
+		t.Fatalf("walk %s: %v", corpusDir, err)
 	}
 	usable := 0
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, f := range files {
 		db, warns, err := Load(f)
-		rel, _ := filepath.Rel(sharedCorpus, f)
+		rel, _ := filepath.Rel(corpusDir, f)
 		if err != nil {
 			t.Logf("UNUSABLE %s: %v (%d warnings)", rel, err, len(warns))
 		} else {
@@ -52,7 +49,7 @@ func TestLoadOpendbcCorpus(t *testing.T) {
 		}
 	}
 	if len(files) == 0 {
-		t.Fatalf("no .dbc files under %s", sharedCorpus)
+		t.Fatalf("no .dbc files under %s", corpusDir)
 	}
 	pct := 100 * float64(usable) / float64(len(files))
 	t.Logf("%d/%d files usable (%.1f %%)", usable, len(files), pct)

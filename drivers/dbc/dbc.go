@@ -80,12 +80,11 @@ type Message struct {
 	// Comment is the CM_ BO_ text, if any.
 	Comment string
 
-	plan    *plan
-	bySig   map[string]*Signal
-	rawID   uint32
-	file    string
-	line    int
-	muxName string // plain multiplexer switch ("M"), if any
+	plan  *plan
+	bySig map[string]*Signal
+	rawID uint32
+	file  string
+	line  int
 }
 
 // ValueType tells how a signal's raw bits are interpreted.

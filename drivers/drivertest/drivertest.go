@@ -81,8 +81,7 @@ func runUntilCancel(t *testing.T, d drivers.Driver) {
 		default:
 		}
 		cancel()
-		<-errc
-		t.Fatal("driver emitted no sample within 20s")
+		t.Fatalf("driver emitted no sample within 20s (Run returned %v after cancel)", <-errc)
 	}
 	cancel()
 	cancelled := time.Now()

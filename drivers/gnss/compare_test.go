@@ -219,11 +219,12 @@ func gpsdTable(t *testing.T, dir string, verbose bool) (string, gpsdScore) {
 }
 
 // TestGpsdTable prints the comparison table of docs/gnss.md for the
-// captures in GNSS_GPSD_DIR (default: the shared gpsd captures).
+// captures in GNSS_GPSD_DIR (default: testdata/gpsd, the shared gpsd
+// captures).
 func TestGpsdTable(t *testing.T) {
 	dir := os.Getenv("GNSS_GPSD_DIR")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "testdata", "nmea", "gpsd")
+		dir = filepath.Join("testdata", "gpsd") // the shared captures, copied
 	}
 	if len(gpsdCaptures(t, dir)) == 0 {
 		t.Skipf("no gpsd captures in %s", dir)

@@ -167,10 +167,10 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 		return err
 	}
 	// Closing the port unblocks the read below when ctx ends.
-	stop := context.AfterFunc(ctx, func() { port.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = port.Close() })
 	defer func() {
 		if stop() {
-			port.Close()
+			_ = port.Close()
 		}
 	}()
 	d.log.Info("gnss receiver open", "device", d.Device, "baud", d.Baud)

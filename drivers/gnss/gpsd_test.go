@@ -192,20 +192,6 @@ func tpvDiff(want tpv, got Fix) string {
 	return strings.Join(d, "; ")
 }
 
-func TestMatchesGpsdSharedCaptures(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "testdata", "nmea", "gpsd")
-	caps := gpsdCaptures(t, dir)
-	if len(caps) == 0 {
-		t.Skipf("no gpsd captures in %s", dir)
-	}
-	for _, c := range caps {
-		t.Run(filepath.Base(c), func(t *testing.T) {
-			t.Parallel()
-			compareWithGpsd(t, c)
-		})
-	}
-}
-
 func TestMatchesGpsdLocalCaptures(t *testing.T) {
 	caps := gpsdCaptures(t, filepath.Join("testdata", "gpsd"))
 	if len(caps) == 0 {

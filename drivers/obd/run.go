@@ -14,6 +14,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 	"github.com/tcu-agent/tcu-agent/drivers/isotp"
 	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Services.
@@ -224,10 +225,7 @@ func (s *session) pause(ctx context.Context) error {
 		return nil
 	}
 	d := s.d
-	wait := firstBackoff << min(s.backoffN, 16)
-	if wait > d.BackoffMax.Std() || wait <= 0 {
-		wait = d.BackoffMax.Std()
-	}
+	wait := backoff.Policy{Base: firstBackoff, Max: d.BackoffMax.Std()}.Nominal(s.backoffN)
 	s.backoffN++
 	s.silentN = silentLimit - 1 // one probe after the pause
 	d.backoffs.Add(1)

@@ -10,7 +10,6 @@ import (
 	"time"
 	"unsafe"
 
-	einride "go.einride.tech/can/pkg/socketcan"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
@@ -82,7 +81,7 @@ func (c *Conn) ReceiveBatch(ctx context.Context, fs []canbus.Frame) (int, error)
 		n := 0
 		for i := range m {
 			h := &c.ring.hdrs[i]
-			var ef einride.ErrorFrame
+			var ef errorFrame
 			f := &fs[n]
 			isErr, err := decodeFrame(c.ring.bufs[i][:h.n], f, &ef)
 			switch {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	einride "go.einride.tech/can/pkg/socketcan"
-
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 )
 
@@ -27,10 +25,6 @@ const (
 
 // fdFlagFDF marks a CAN FD frame in canfd_frame.flags (Linux ≥ 5.14 sets it).
 const fdFlagFDF = 0x04
-
-// errCountersClass is CAN_ERR_CNT: data[6] and data[7] hold the TX and RX
-// error counters.
-const errCountersClass = 0x200
 
 // errSkip marks a frame that is valid on the wire but not delivered
 // (remote frames: canbus.Frame has no RTR bit).
@@ -65,7 +59,7 @@ func encodeFrame(b []byte, f *canbus.Frame) ([]byte, error) {
 // decodeFrame parses a can_frame or canfd_frame as read from a CAN_RAW
 // socket. It returns isErr for error frames (their content in ef) and
 // errSkip for remote frames.
-func decodeFrame(b []byte, f *canbus.Frame, ef *einride.ErrorFrame) (isErr bool, err error) {
+func decodeFrame(b []byte, f *canbus.Frame, ef *errorFrame) (isErr bool, err error) {
 	if len(b) != classicMTU && len(b) != fdMTU {
 		return false, fmt.Errorf("%w: %d bytes is neither can_frame nor canfd_frame", canbus.ErrInvalidFrame, len(b))
 	}
@@ -74,12 +68,8 @@ func decodeFrame(b []byte, f *canbus.Frame, ef *einride.ErrorFrame) (isErr bool,
 		if len(b) != classicMTU {
 			return false, fmt.Errorf("%w: error frame of %d bytes", canbus.ErrInvalidFrame, len(b))
 		}
-		var raw einride.Frame
-		var le [classicMTU]byte // einride decodes little-endian
-		copy(le[:], b)
-		binary.LittleEndian.PutUint32(le[0:4], id)
-		raw.UnmarshalBinary(le[:])
-		*ef = raw.DecodeErrorFrame()
+		ef.class = id & maskEFF // CAN_ERR_MASK
+		copy(ef.data[:], b[8:16])
 		return true, nil
 	}
 	if id&flagRTR != 0 {
@@ -104,28 +94,24 @@ func decodeFrame(b []byte, f *canbus.Frame, ef *einride.ErrorFrame) (isErr bool,
 
 // nextState returns the controller state after error frame ef, given the
 // previous state, and the error counters when the frame carries them.
-func nextState(prev State, ef *einride.ErrorFrame) (s State, tx, rx uint8, counters bool) {
-	class := ef.ErrorClass
-	ctrl := ef.ControllerError
+func nextState(prev State, ef *errorFrame) (s State, tx, rx uint8, counters bool) {
+	ctrl := ef.data[1]
 	s = prev
 	switch {
-	case class&einride.ErrorClassBusOff != 0:
+	case ef.has(errClassBusOff):
 		s = StateBusOff
-	case class&einride.ErrorClassRestarted != 0:
+	case ef.has(errClassRestarted):
 		s = StateActive
-	case class&einride.ErrorClassController != 0:
+	case ef.has(errClassCtrl):
 		switch {
-		case ctrl&(einride.ControllerErrorRxPassive|einride.ControllerErrorTxPassive) != 0:
+		case ctrl&(ctrlRxPassive|ctrlTxPassive) != 0:
 			s = StatePassive
-		case ctrl&(einride.ControllerErrorRxWarning|einride.ControllerErrorTxWarning) != 0:
+		case ctrl&(ctrlRxWarning|ctrlTxWarning) != 0:
 			s = StateWarning
-		case ctrl&einride.ControllerErrorActive != 0:
+		case ctrl&ctrlActive != 0:
 			s = StateActive
 		}
 	}
-	if class&errCountersClass != 0 {
-		info := ef.ControllerSpecificInformation // data[5..7]
-		return s, info[1], info[2], true
-	}
-	return s, 0, 0, false
+	tx, rx, counters = ef.counters()
+	return s, tx, rx, counters
 }

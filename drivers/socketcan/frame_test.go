@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	einride "go.einride.tech/can/pkg/socketcan"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 )
@@ -46,7 +45,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				t.Fatalf("encodeFrame() wrote %d bytes, want %d", len(b), tt.wantLen)
 			}
 			var got canbus.Frame
-			var ef einride.ErrorFrame
+			var ef errorFrame
 			isErr, err := decodeFrame(b, &got, &ef)
 			if err != nil || isErr {
 				t.Fatalf("decodeFrame() = %v, %v", isErr, err)
@@ -103,7 +102,7 @@ func rawFrame(id uint32, data ...byte) []byte {
 func TestDecodeFrameSkipsAndRejects(t *testing.T) {
 	t.Parallel()
 	var f canbus.Frame
-	var ef einride.ErrorFrame
+	var ef errorFrame
 	if _, err := decodeFrame(rawFrame(0x100|flagRTR), &f, &ef); !errors.Is(err, errSkip) {
 		t.Errorf("remote frame: err = %v, want errSkip", err)
 	}
@@ -141,7 +140,7 @@ func TestErrorFrameState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var f canbus.Frame
-			var ef einride.ErrorFrame
+			var ef errorFrame
 			isErr, err := decodeFrame(tt.raw, &f, &ef)
 			if err != nil || !isErr {
 				t.Fatalf("decodeFrame() = %v, %v; want error frame", isErr, err)
@@ -161,7 +160,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add(make([]byte, fdMTU))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fr canbus.Frame
-		var ef einride.ErrorFrame
+		var ef errorFrame
 		isErr, err := decodeFrame(b, &fr, &ef)
 		if err != nil || isErr {
 			return

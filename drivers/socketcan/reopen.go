@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // bus is what Reopener needs from a Conn (a seam for tests).
@@ -226,13 +226,9 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 // wait sleeps the next backoff interval, or until ctx or Close.
 func (r *Reopener) wait(ctx context.Context) error {
 	r.mu.Lock()
-	d := r.backoff.Min << min(r.fails, 20)
-	if d > r.backoff.Max || d <= 0 {
-		d = r.backoff.Max
-	}
+	d := backoff.Policy{Base: r.backoff.Min, Max: r.backoff.Max, Spread: 0.25}.Delay(r.fails)
 	r.fails++
 	r.mu.Unlock()
-	d = time.Duration(float64(d) * (0.75 + rand.Float64()/2)) //nolint:gosec // backoff jitter, not a secret
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

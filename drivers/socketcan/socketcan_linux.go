@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
-	einride "go.einride.tech/can/pkg/socketcan"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Conn is one CAN_RAW socket bound to one interface. Send may be called
@@ -81,7 +81,7 @@ func Open(iface string, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("open %s: socket: %w", iface, err)
 	}
 	if err := setup(fd, ifi.Index, opts); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENETDOWN) {
 			err = fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
 		}
@@ -92,7 +92,7 @@ func Open(iface string, opts Options) (*Conn, error) {
 	f := os.NewFile(uintptr(fd), "can:"+iface)
 	rc, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("open %s: %w", iface, err)
 	}
 	c := &Conn{iface: iface, opts: opts, log: opts.logger(), f: f, rc: rc}
@@ -164,7 +164,7 @@ func (c *Conn) Receive(ctx context.Context) (canbus.Frame, error) {
 			}
 			continue
 		}
-		var ef einride.ErrorFrame
+		var ef errorFrame
 		isErr, err := decodeFrame(c.rbuf[:n], &f, &ef)
 		switch {
 		case errors.Is(err, errSkip):
@@ -232,7 +232,7 @@ func (c *Conn) classify(err error) error {
 }
 
 // errorFrame applies a controller error frame to the state and counters.
-func (c *Conn) errorFrame(ef *einride.ErrorFrame) {
+func (c *Conn) errorFrame(ef *errorFrame) {
 	c.errFrames.Add(1)
 	prev := State(c.state.Load())
 	s, tx, rx, ok := nextState(prev, ef)
@@ -308,25 +308,13 @@ func (c *Conn) writeLocked(ctx context.Context, b []byte) error {
 				return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
 			}
 		case errors.Is(err, unix.ENOBUFS):
-			if err := sleepCtx(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return err
 			}
 			wait = min(2*wait, 10*time.Millisecond)
 		default:
 			return fmt.Errorf("send %s: %w", c.iface, c.classify(err))
 		}
-	}
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	einride "go.einride.tech/can/pkg/socketcan"
 
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 )
@@ -35,7 +34,7 @@ func TestErrorFramesDriveStateAndCallback(t *testing.T) {
 	}
 	for _, b := range frames {
 		var f canbus.Frame
-		var ef einride.ErrorFrame
+		var ef errorFrame
 		if isErr, err := decodeFrame(b, &f, &ef); err != nil || !isErr {
 			t.Fatalf("decodeFrame() = %v, %v", isErr, err)
 		}

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
 // Media types (RFC 7030 §3.2.4).
@@ -83,7 +85,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("est url: %w", err)
 	}
 	if u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("est url %q: want https://host/...", opts.URL)
+		return nil, fmt.Errorf("est url %q: want https://host/path", opts.URL)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -155,16 +157,16 @@ func (c *Client) do(ctx context.Context, op, method string, payload []byte) ([]b
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case status == http.StatusOK:
+		switch status {
+		case http.StatusOK:
 			return body, nil
-		case status == http.StatusAccepted:
+		case http.StatusAccepted:
 			if round+1 >= c.opts.MaxPending {
 				return nil, fmt.Errorf("est %s: %w after %d rounds", op, ErrPending, round+1)
 			}
 			wait := min(max(retryAfter, time.Second), c.opts.MaxRetryAfter)
 			c.opts.Logger.Info("est enrollment pending", "op", op, "retry_in", wait)
-			if err := sleep(ctx, wait); err != nil {
+			if err := backoff.Sleep(ctx, wait); err != nil {
 				return nil, fmt.Errorf("est %s: %w", op, err)
 			}
 		default:
@@ -193,7 +195,7 @@ func (c *Client) once(ctx context.Context, op, method string, payload []byte) (i
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("est %s: %w", op, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("est %s: read body: %w", op, err)
@@ -223,15 +225,4 @@ func truncate(b []byte) string {
 		b = b[:200]
 	}
 	return string(b)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -171,6 +172,23 @@ func FuzzParseRetryAfter(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		if d, ok := ParseRetryAfter(v, now); ok && d < 0 {
 			t.Fatalf("negative wait %v", d)
+		}
+	})
+}
+
+// FuzzParseCSRAttrs: a /csrattrs body from the network never panics and
+// what parses has one entry per element.
+func FuzzParseCSRAttrs(f *testing.F) {
+	f.Add([]byte{0x30, 0x00})
+	rfc, _ := base64.StdEncoding.DecodeString("MEEGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBYGCSqGSIb3DQEJDjEJBgcrBgEBAQEWBggqhkjOPQQDAw==")
+	f.Add(rfc) // RFC 7030 §4.5.2
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := ParseCSRAttrs(b)
+		if err == nil && a == nil {
+			t.Fatal("nil result without error")
+		}
+		if err == nil {
+			_, _ = a.Curve()
 		}
 	})
 }

@@ -16,6 +16,7 @@ var ErrConnLost = errors.New("provisioningtest: connection lost")
 type conn struct {
 	f        *Fake
 	clientID string
+	certID   string // of the certificate the session authenticated with
 	done     chan struct{}
 	once     sync.Once
 	wg       sync.WaitGroup
@@ -25,8 +26,8 @@ type conn struct {
 	lost bool                            // guarded by mu
 }
 
-func newConn(f *Fake, clientID string) *conn {
-	return &conn{f: f, clientID: clientID, done: make(chan struct{}), subs: make(map[string]func(string, []byte))}
+func newConn(f *Fake, clientID, certID string) *conn {
+	return &conn{f: f, clientID: clientID, certID: certID, done: make(chan struct{}), subs: make(map[string]func(string, []byte))}
 }
 
 func (c *conn) alive() error {
@@ -82,7 +83,7 @@ func (c *conn) Publish(ctx context.Context, topic string, payload []byte) error 
 
 // Close ends the session; it is idempotent.
 func (c *conn) Close() error {
-	c.once.Do(func() { close(c.done) })
+	c.once.Do(func() { close(c.done); c.f.closed(c) })
 	c.wg.Wait()
 	return nil
 }

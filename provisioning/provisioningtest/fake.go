@@ -2,7 +2,16 @@
 // provisioning responder for tests. Fake implements provisioning.Conn
 // sessions through its Dial method and answers CreateCertificateFromCsr,
 // CreateKeysAndCertificate and RegisterThing on the exact $aws/... topics
-// with AWS's JSON payloads. Knobs inject rejections, delays, dropped
+// with AWS's JSON payloads. It is as strict as AWS documents: ownership
+// tokens are single-use and expire after an hour, certificates are
+// PENDING_ACTIVATION until RegisterThing accepts them and cannot connect
+// before, an ACTIVE certificate connects only with its thing name as
+// client ID, a second connection with one client ID disconnects the
+// first, and connects of one client ID less than a second apart are
+// recorded as violations. It also acts as the backend rule for
+// certificate events (.../certificate/rotated): the publishing
+// certificate must be new_certificate_id, and old_certificate_id of the
+// same thing becomes INACTIVE. Knobs inject rejections, delays, dropped
 // sessions, silence and a revoked claim certificate.
 package provisioningtest
 
@@ -61,13 +70,16 @@ type Options struct {
 	// CA and CAKey sign issued certificates; nil means a fresh CA.
 	CA    *x509.Certificate
 	CAKey crypto.Signer
-	// TokenKey authenticates ownership tokens. Tokens are stateless, so
-	// two Fakes with the same CA and TokenKey (e.g. in successive
-	// processes of a kill test) accept each other's tokens.
+	// TokenKey authenticates ownership tokens. Two Fakes with the same
+	// CA, TokenKey and RegistryFile (e.g. in successive processes of a
+	// kill test) are one service.
 	TokenKey []byte
-	Validity time.Duration        // of issued certificates; default 1 year
-	OnMint   func(certDER []byte) // called for every issued certificate
-	Now      func() time.Time     // clock; default time.Now
+	// RegistryFile, if set, keeps the certificate registry (states,
+	// hence used tokens) in a file; otherwise it lives in memory.
+	RegistryFile string
+	Validity     time.Duration        // of issued certificates; default 1 year
+	OnMint       func(certDER []byte) // called for every issued certificate
+	Now          func() time.Time     // clock; default time.Now
 }
 
 // Fake is the responder. Use its Dial method as a provisioning.Dialer.
@@ -82,6 +94,12 @@ type Fake struct {
 	dials      []string        // guarded by mu
 	violations []string        // guarded by mu
 	issued     map[string]bool // guarded by mu; serials this Fake issued
+
+	reg            map[string]*Certificate // guarded by mu; without RegistryFile
+	live           map[string]*conn        // guarded by mu; by client ID
+	lastConnect    map[string]time.Time    // guarded by mu
+	rateViolations []string                // guarded by mu
+	kicked         int                     // guarded by mu
 }
 
 // New returns a Fake.
@@ -106,7 +124,8 @@ func New(opts Options) (*Fake, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Fake{opts: opts, issued: make(map[string]bool)}, nil
+	return &Fake{opts: opts, issued: make(map[string]bool), reg: map[string]*Certificate{},
+		live: map[string]*conn{}, lastConnect: map[string]time.Time{}}, nil
 }
 
 // Set replaces the knobs and resets the drop counter.
@@ -175,15 +194,39 @@ func (f *Fake) Dial(ctx context.Context, cert tls.Certificate, clientID string) 
 	k := f.knobsNow()
 	f.mu.Lock()
 	f.dials = append(f.dials, clientID)
-	issued := leaf.CheckSignatureFrom(f.opts.CA) == nil
 	f.mu.Unlock()
+	issued := leaf.CheckSignatureFrom(f.opts.CA) == nil
 	if !issued && k.RevokedClaim {
 		return nil, fmt.Errorf("provisioningtest: claim certificate revoked: %w", provisioning.ErrUnauthorized)
 	}
 	if k.RefuseCert != nil && k.RefuseCert(leaf) {
 		return nil, fmt.Errorf("provisioningtest: certificate refused: %w", provisioning.ErrUnauthorized)
 	}
-	return newConn(f, clientID), nil
+	id := certID(leaf.Raw)
+	if issued {
+		var refusal error
+		if err := f.update(func(reg map[string]*Certificate) bool {
+			switch c := reg[id]; {
+			case c == nil:
+				refusal = errors.New("unknown certificate")
+			case c.Status != StatusActive:
+				refusal = fmt.Errorf("certificate is %s", c.Status)
+			case c.Thing != clientID:
+				refusal = fmt.Errorf("client ID %q is not the thing name %q", clientID, c.Thing)
+			}
+			return false
+		}); err != nil {
+			return nil, err
+		}
+		if refusal != nil {
+			return nil, fmt.Errorf("provisioningtest: connect refused: %w: %w", refusal, provisioning.ErrUnauthorized)
+		}
+	}
+	c := newConn(f, clientID, id)
+	if prev := f.connected(c); prev != nil {
+		prev.drop() // duplicate client ID: the broker disconnects the older session
+	}
+	return c, nil
 }
 
 // NewCA creates a self-signed ECDSA P-256 CA for tests.

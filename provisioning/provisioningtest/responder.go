@@ -34,6 +34,10 @@ type answer struct {
 
 // handle answers one published request.
 func (f *Fake) handle(c *conn, topic string, payload []byte) {
+	if strings.HasSuffix(topic, "/certificate/rotated") {
+		f.certificateEvent(c, payload)
+		return
+	}
 	step := StepCreate
 	if strings.HasPrefix(topic, "$aws/provisioning-templates/") {
 		step = StepRegister
@@ -128,8 +132,15 @@ func (f *Fake) mint(pub crypto.PublicKey, cn string) answer {
 		return reject(Rejection{500, "InternalFailure", err.Error()})
 	}
 	sum := sha256.Sum256(der)
+	id := hex.EncodeToString(sum[:])
+	if err := f.update(func(reg map[string]*Certificate) bool {
+		reg[id] = &Certificate{ID: id, Status: StatusPending, Minted: time.Now()}
+		return true
+	}); err != nil {
+		return reject(Rejection{500, "InternalFailure", err.Error()})
+	}
 	return answer{true, map[string]string{
-		"certificateId":             hex.EncodeToString(sum[:]),
+		"certificateId":             id,
 		"certificatePem":            string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		"certificateOwnershipToken": f.token(sum[:]),
 	}}
@@ -175,19 +186,47 @@ func (f *Fake) mac(body string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// checkToken validates a token's MAC and expiry.
-func (f *Fake) checkToken(tok string) bool {
+// checkToken validates a token's MAC and expiry and returns the ID of the
+// certificate it belongs to.
+func (f *Fake) checkToken(tok string) (string, bool) {
 	enc, sig, ok := strings.Cut(tok, ".")
 	if !ok {
-		return false
+		return "", false
 	}
 	body, err := base64.RawURLEncoding.DecodeString(enc)
 	if err != nil || !hmac.Equal([]byte(f.mac(string(body))), []byte(sig)) {
-		return false
+		return "", false
 	}
-	exp, _, _ := strings.Cut(string(body), ".")
+	exp, id, _ := strings.Cut(string(body), ".")
 	unix, err := strconv.ParseInt(exp, 10, 64)
-	return err == nil && f.opts.Now().Unix() < unix
+	return id, err == nil && f.opts.Now().Unix() < unix
+}
+
+func certID(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// certificateEvent is the backend rule for certificate events: the
+// session's certificate must be the event's new certificate, ACTIVE for
+// the same thing; then the old one of that thing becomes INACTIVE.
+func (f *Fake) certificateEvent(c *conn, payload []byte) {
+	var ev struct {
+		Old string `json:"old_certificate_id"`
+		New string `json:"new_certificate_id"`
+	}
+	if json.Unmarshal(payload, &ev) != nil || ev.New != c.certID {
+		f.violation("certificate event from %s not signed by its new certificate", c.clientID)
+		return
+	}
+	_ = f.update(func(reg map[string]*Certificate) bool {
+		n, o := reg[ev.New], reg[ev.Old]
+		if n == nil || n.Status != StatusActive || o == nil || o.Thing != n.Thing && o.Status != StatusPending {
+			return false
+		}
+		o.Status = StatusInactive
+		return true
+	})
 }
 
 func (f *Fake) register(k Knobs, topic string, payload []byte) answer {
@@ -208,14 +247,30 @@ func (f *Fake) register(k Knobs, topic string, payload []byte) answer {
 	if req.Token == "" {
 		return reject(Rejection{400, "InvalidCertificateOwnershipToken", "Certificate ownership token cannot be empty."})
 	}
-	if !f.checkToken(req.Token) {
-		return reject(Rejection{400, "InvalidCertificateOwnershipToken", "Certificate ownership token is invalid."})
+	id, ok := f.checkToken(req.Token)
+	if !ok {
+		return reject(Rejection{400, "InvalidCertificateOwnershipToken", "Certificate ownership token is invalid or expired."})
 	}
 	serial := req.Params["SerialNumber"]
 	if serial == "" {
 		return reject(Rejection{400, "InvalidParameters", "Missing parameter SerialNumber."})
 	}
 	thing := f.opts.ThingPrefix + serial
+	var rej *Rejection
+	if err := f.update(func(reg map[string]*Certificate) bool {
+		c := reg[id]
+		if c == nil || c.Status != StatusPending {
+			rej = &Rejection{400, "InvalidCertificateOwnershipToken", "Certificate ownership token has already been used."}
+			return false
+		}
+		c.Status, c.Thing = StatusActive, thing
+		return true
+	}); err != nil {
+		return reject(Rejection{500, "InternalFailure", err.Error()})
+	}
+	if rej != nil {
+		return reject(*rej)
+	}
 	f.mu.Lock()
 	f.things = append(f.things, thing)
 	f.mu.Unlock()

@@ -11,6 +11,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcu-agent/tcu-agent/internal/fsutil"
 )
 
 // Line format (v1): 8 lower-case hex digits of the CRC-32C of the JSON, one
@@ -53,7 +59,7 @@ func decodeLine(line []byte) (Entry, error) {
 		return Entry{}, errBadLine
 	}
 	switch e.State {
-	case Executing, Done, Responded:
+	case Received, Executing, Done, Responded:
 	default:
 		return Entry{}, errBadLine
 	}
@@ -94,7 +100,10 @@ func load(f *os.File) (map[string]Entry, int64, int, int, error) {
 }
 
 // compactLocked rewrites the live entries to a new file and renames it over
-// the ledger.
+// the ledger. Until the rename the old file stays the ledger; once the
+// rename is done the new file is the ledger even if a later step (the
+// directory fsync) fails, so l.f is switched to it in every case after the
+// rename: later lines must never go to the unlinked old file.
 func (l *Ledger) compactLocked() error {
 	path := filepath.Join(l.dir, fileName)
 	tmp := path + ".tmp"
@@ -102,50 +111,95 @@ func (l *Ledger) compactLocked() error {
 	if err != nil {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
-	ok := false
+	renamed := false
 	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
+		if !renamed {
+			_ = f.Close()
+			_ = os.Remove(tmp)
 		}
 	}()
-	w := bufio.NewWriter(f)
-	for _, e := range l.entries {
-		line, err := encodeLine(e)
+	var buf []byte
+	ids := make([]string, 0, len(l.entries))
+	for id := range l.entries {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return l.entries[ids[i]].Updated < l.entries[ids[j]].Updated })
+	for _, id := range ids {
+		line, err := encodeLine(l.entries[id])
 		if err != nil {
 			return fmt.Errorf("compact ledger: %w", err)
 		}
-		if _, err := w.Write(line); err != nil {
-			return fmt.Errorf("compact ledger: %w", err)
-		}
+		buf = append(buf, line...)
 	}
-	if err := w.Flush(); err != nil {
+	if _, err := l.ops.write(f, buf); err != nil {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := l.ops.sync(f); err != nil {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := l.ops.rename(tmp, path); err != nil {
 		return fmt.Errorf("compact ledger: %w", err)
 	}
-	ok = true
-	if err := syncDir(l.dir); err != nil {
-		return fmt.Errorf("compact ledger: %w", err)
-	}
+	renamed = true
 	old := l.f
-	l.f = f
-	l.lines = len(l.entries)
-	if err := old.Close(); err != nil {
-		return fmt.Errorf("compact ledger: close old file: %w", err)
+	// The new file holds every entry, buffered ones included.
+	l.f, l.off, l.lines, l.dirty, l.pending = f, int64(len(buf)), len(l.entries), false, l.pending[:0]
+	_ = old.Close()
+	if err := l.ops.syncDir(l.dir); err != nil {
+		// The rename may not be durable: a power cut could bring back the
+		// old file (a superset of the live entries, so nothing is lost),
+		// but which file later lines land in is then uncertain.
+		l.failed = fmt.Errorf("%w: compact: sync dir: %w", ErrFailed, err)
+		return l.failed
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// ops are the file system calls whose failures matter; tests inject
+// faults through them.
+type ops struct {
+	write   func(f *os.File, b []byte) (int, error)
+	sync    func(f *os.File) error
+	rename  func(from, to string) error
+	syncDir func(dir string) error
+}
+
+var osOps = ops{
+	write:   func(f *os.File, b []byte) (int, error) { return f.Write(b) },
+	sync:    func(f *os.File) error { return f.Sync() },
+	rename:  os.Rename,
+	syncDir: fsutil.SyncDir,
+}
+
+// quarantinePrefix names copies of damaged ledgers: ledger.log.damaged-<unix ms>.
+const quarantinePrefix = fileName + ".damaged-"
+
+// quarantine copies the damaged ledger aside (for forensics, and so the
+// damage time survives restarts) before it is rewritten.
+func quarantine(path string, at time.Time) error {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	dst := filepath.Join(filepath.Dir(path), quarantinePrefix+strconv.FormatInt(at.UnixMilli(), 10))
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(path))
+}
+
+// lastQuarantine returns the time of the newest quarantined copy in dir.
+func lastQuarantine(dir string) time.Time {
+	names, _ := filepath.Glob(filepath.Join(dir, quarantinePrefix+"*"))
+	var last int64
+	for _, n := range names {
+		ms, err := strconv.ParseInt(strings.TrimPrefix(filepath.Base(n), quarantinePrefix), 10, 64)
+		if err == nil && ms > last {
+			last = ms
+		}
+	}
+	if last == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(last)
 }

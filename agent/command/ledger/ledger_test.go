@@ -188,9 +188,45 @@ func TestDamagedMiddleLine(t *testing.T) {
 	if _, ok := l2.Get("c"); !ok {
 		t.Error("entry after the damaged line lost")
 	}
+	if l2.DamagedAt().IsZero() {
+		t.Error("DamagedAt is zero after damage")
+	}
+	q, _ := filepath.Glob(filepath.Join(dir, "ledger.log.damaged-*"))
+	if len(q) != 1 {
+		t.Fatalf("quarantined copies: %v, want one", q)
+	}
+	if kept, _ := os.ReadFile(q[0]); !strings.Contains(string(kept), `"x"`) {
+		t.Errorf("quarantined copy does not hold the damaged file")
+	}
 	must(t, l2.Finish("c", t0, []byte(`{}`)))
 	must(t, l2.Close())
-	if e, _ := open(t, dir).Get("c"); e.State != ledger.Done {
+	l3 := open(t, dir)
+	if e, _ := l3.Get("c"); e.State != ledger.Done {
 		t.Errorf("c = %+v after reopen, want done", e)
+	}
+	// The damage is counted once (the file was rewritten) but remembered.
+	if l3.Corrupt() != 0 || !l3.DamagedAt().Equal(l2.DamagedAt()) {
+		t.Errorf("after reopen: Corrupt() = %d, DamagedAt = %v; want 0, %v", l3.Corrupt(), l3.DamagedAt(), l2.DamagedAt())
+	}
+}
+
+// TestUnreadableIsNotDamage: a ledger that cannot be read (here: a
+// directory where the file should be) fails Open and is left alone; it is
+// not quarantined as damaged.
+func TestUnreadableIsNotDamage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "ledger.log"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := ledger.Open(dir); err == nil {
+		_ = l.Close()
+		t.Fatal("Open succeeded on an unreadable ledger")
+	}
+	if q, _ := filepath.Glob(filepath.Join(dir, "ledger.log.damaged-*")); len(q) != 0 {
+		t.Errorf("unreadable ledger quarantined: %v", q)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ledger.log")); err != nil || !fi.IsDir() {
+		t.Errorf("unreadable ledger touched: %v", err)
 	}
 }

@@ -32,7 +32,7 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
-		srv.Close()
+		_ = srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -174,7 +174,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 	if c.tlsAddr != "" {
 		ln, err := lc.Listen(ctx, "tcp", c.tlsAddr)
 		if err != nil {
-			srv.Close()
+			_ = srv.Close()
 			return fmt.Errorf("devcloud: listen %s: %w", c.tlsAddr, err)
 		}
 		c.tlsAddr = ln.Addr().String()
@@ -184,7 +184,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 		}
 	}
 	if err := srv.Serve(); err != nil {
-		srv.Close()
+		_ = srv.Close()
 		return fmt.Errorf("devcloud: serve: %w", err)
 	}
 	c.srv = srv
@@ -252,6 +252,15 @@ func (c *Cloud) Publish(topic string, payload []byte) error {
 func (c *Cloud) ActivateThing(certDER []byte, thing string) {
 	c.mu.Lock()
 	c.things[sha256.Sum256(certDER)] = thing
+	c.mu.Unlock()
+}
+
+// DeactivateCertificate makes the broker refuse a certificate activated
+// by ActivateThing (a certificate event retired it). It implements
+// fleetprov.Deactivator.
+func (c *Cloud) DeactivateCertificate(certDER []byte) {
+	c.mu.Lock()
+	delete(c.things, sha256.Sum256(certDER))
 	c.mu.Unlock()
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -27,6 +28,11 @@ type memBroker struct {
 	conns    map[*memConn]bool // guarded by mu
 	things   map[string]string // guarded by mu; cert DER -> thing
 	refuse   func(*x509.Certificate) bool
+	// AWS: one connection per client ID (a second connect disconnects
+	// the first), at most one CONNECT per second per client ID.
+	lastConnect    map[string]time.Time // guarded by mu
+	rateViolations int                  // guarded by mu
+	kicked         int                  // guarded by mu
 }
 
 type handler struct {
@@ -35,7 +41,7 @@ type handler struct {
 }
 
 func newBroker(ca *x509.Certificate) *memBroker {
-	return &memBroker{ca: ca, conns: map[*memConn]bool{}, things: map[string]string{}}
+	return &memBroker{ca: ca, conns: map[*memConn]bool{}, things: map[string]string{}, lastConnect: map[string]time.Time{}}
 }
 
 func (b *memBroker) Handle(filter string, fn func(clientID, topic string, payload []byte)) {
@@ -93,6 +99,20 @@ func (b *memBroker) ActivateThing(certDER []byte, thing string) {
 	b.things[string(certDER)] = thing
 }
 
+// DeactivateCertificate implements fleetprov.Deactivator.
+func (b *memBroker) DeactivateCertificate(certDER []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.things, string(certDER))
+}
+
+// violations returns the connect-rate violations and kicked sessions.
+func (b *memBroker) violations() (rate, kicked int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rateViolations, b.kicked
+}
+
 func (b *memBroker) thingOf(cert tls.Certificate) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -116,6 +136,17 @@ func (b *memBroker) Dial(_ context.Context, cert tls.Certificate, clientID strin
 	}
 	c := &memConn{b: b, clientID: clientID, subs: map[string]func(string, []byte){}}
 	b.mu.Lock()
+	now := time.Now()
+	if last, ok := b.lastConnect[clientID]; ok && now.Sub(last) < time.Second {
+		b.rateViolations++
+	}
+	b.lastConnect[clientID] = now
+	for o := range b.conns {
+		if o.clientID == clientID {
+			delete(b.conns, o) // the older session is disconnected
+			b.kicked++
+		}
+	}
 	b.conns[c] = true
 	b.mu.Unlock()
 	return c, nil

@@ -44,9 +44,31 @@ type ClientPublisher interface {
 
 // Registry records which certificate belongs to which thing. The broker
 // uses it to grant a certificate its thing's topics once RegisterThing
-// succeeds.
+// succeeds; until then the certificate is PENDING_ACTIVATION and the
+// broker must refuse it (it is unknown to the Registry).
 type Registry interface {
 	ActivateThing(certDER []byte, thing string)
+}
+
+// Deactivator is optionally implemented by a Registry: the certificate
+// event rule (old certificate replaced by a renewal) calls it so the
+// broker refuses the old certificate from then on.
+type Deactivator interface {
+	DeactivateCertificate(certDER []byte)
+}
+
+// Certificate states, as AWS IoT names them.
+const (
+	StatusPending  = "PENDING_ACTIVATION"
+	StatusActive   = "ACTIVE"
+	StatusInactive = "INACTIVE"
+)
+
+// Certificate is a certificate the Server issued, as its registry sees it.
+type Certificate struct {
+	ID     string
+	Status string
+	Thing  string
 }
 
 // Template is a provisioning template as the devcloud understands it.
@@ -90,6 +112,13 @@ type Faults struct {
 	// client. DropCount bounds how many requests are dropped (0 = all).
 	DropAt    string
 	DropCount int
+	// LoseAnswerAt is a step name at which the server carries the
+	// request out (mints, or registers and activates) but never answers
+	// and, if the broker is a Disconnecter, drops the client: what a
+	// device sees when it crashes or loses its session in that window.
+	// LoseCount bounds how often (0 = always).
+	LoseAnswerAt string
+	LoseCount    int
 }
 
 // Options configure a Server.

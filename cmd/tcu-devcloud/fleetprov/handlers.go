@@ -64,7 +64,9 @@ func (s *Server) handleCreateKeys(clientID, topic string, _ []byte) {
 		return
 	}
 	acc.PrivateKey = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	s.reply(clientID, topic, "/accepted", acc)
+	if !s.loseAnswer(StepCreate, clientID) {
+		s.reply(clientID, topic, "/accepted", acc)
+	}
 }
 
 func (s *Server) handleCreateCSR(clientID, topic string, payload []byte) {
@@ -85,8 +87,10 @@ func (s *Server) handleCreateCSR(clientID, topic string, payload []byte) {
 		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidPayload", ErrorMessage: "CSR is malformed"})
 		return
 	}
-	acc, ok := s.mint(clientID, topic, csr.PublicKey, csr.Subject)
-	if ok {
+	// Only the common name is taken from the CSR: a requested OU or other
+	// attribute must not give a PENDING certificate any standing.
+	acc, ok := s.mint(clientID, topic, csr.PublicKey, pkix.Name{CommonName: csr.Subject.CommonName})
+	if ok && !s.loseAnswer(StepCreate, clientID) {
 		s.reply(clientID, topic, "/accepted", acc)
 	}
 }
@@ -119,6 +123,7 @@ func (s *Server) mint(clientID, topic string, pub crypto.PublicKey, subject pkix
 	tok := newToken()
 	s.mu.Lock()
 	s.tokens[tok] = pending{certID: id, certDER: der, expires: s.opts.Now().Add(s.opts.TokenLifetime)}
+	s.certs[id] = &cert{der: der, status: StatusPending}
 	s.mu.Unlock()
 	s.log.Info("certificate created", "certificate_id", id[:12])
 	return createAccepted{
@@ -205,8 +210,13 @@ func (s *Server) handleRegister(clientID, topic string, payload []byte) {
 	}
 	s.mu.Lock()
 	p, ok := s.tokens[req.CertificateOwnershipToken]
+	used := s.used[req.CertificateOwnershipToken]
 	s.mu.Unlock()
-	if !ok || s.opts.Now().After(p.expires) {
+	switch {
+	case used:
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token has already been used."})
+		return
+	case !ok || s.opts.Now().After(p.expires):
 		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token is invalid or expired."})
 		return
 	}
@@ -216,12 +226,25 @@ func (s *Server) handleRegister(clientID, topic string, payload []byte) {
 		return
 	}
 	s.mu.Lock()
+	if s.used[req.CertificateOwnershipToken] { // a concurrent RegisterThing won
+		s.mu.Unlock()
+		s.reject(clientID, topic, Rejection{StatusCode: 400, ErrorCode: "InvalidCertificateOwnershipToken", ErrorMessage: "Certificate ownership token has already been used."})
+		return
+	}
+	delete(s.tokens, req.CertificateOwnershipToken) // single-use, as on AWS
+	s.used[req.CertificateOwnershipToken] = true
 	s.registered[p.certID] = thing
+	if c := s.certs[p.certID]; c != nil {
+		c.status, c.thing = StatusActive, thing
+	}
 	s.mu.Unlock()
 	if s.opts.Registry != nil {
 		s.opts.Registry.ActivateThing(p.certDER, thing)
 	}
 	s.log.Info("thing registered", "thing", thing, "certificate_id", p.certID[:12])
+	if s.loseAnswer(StepRegister, clientID) {
+		return
+	}
 	s.reply(clientID, topic, "/accepted", registerAccepted{DeviceConfiguration: tmpl.DeviceConfiguration, ThingName: thing})
 }
 
@@ -242,4 +265,36 @@ func thingName(tmpl Template, params map[string]string) (string, *Rejection) {
 func badThingRune(r rune) bool {
 	ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':' || r == '_' || r == '-'
 	return !ok
+}
+
+// handleEvent is the backend rule for a certificate event: the device
+// (client ID = thing) reports that old_certificate_id was replaced by
+// new_certificate_id. The new one must be ACTIVE for that thing; the old
+// one of the same thing (or a PENDING orphan) becomes INACTIVE.
+func (s *Server) handleEvent(clientID, topic string, payload []byte) {
+	var ev struct {
+		Thing string `json:"thing"`
+		Old   string `json:"old_certificate_id"`
+		New   string `json:"new_certificate_id"`
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil || ev.Thing != clientID {
+		s.log.Warn("certificate event ignored", "client_id", clientID, "topic", topic)
+		return
+	}
+	s.mu.Lock()
+	n, o := s.certs[ev.New], s.certs[ev.Old]
+	ok := n != nil && n.status == StatusActive && n.thing == clientID && o != nil && ev.Old != ev.New &&
+		(o.thing == clientID || o.status == StatusPending)
+	if ok {
+		o.status = StatusInactive
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.log.Warn("certificate event refused", "client_id", clientID)
+		return
+	}
+	if d, isD := s.opts.Registry.(Deactivator); isD {
+		d.DeactivateCertificate(o.der)
+	}
+	s.log.Info("certificate deactivated", "thing", clientID, "certificate_id", ev.Old[:min(12, len(ev.Old))])
 }

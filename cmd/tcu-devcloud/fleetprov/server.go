@@ -18,6 +18,10 @@ const (
 	filterCreate    = "$aws/certificates/create/+"
 	filterCreateCSR = "$aws/certificates/create-from-csr/+"
 	filterRegister  = "$aws/provisioning-templates/+/provision/+"
+	// filterEvents is the certificate event a renewed device publishes
+	// (provisioning.CertificateEvent); the Server plays the backend rule
+	// that deactivates the old certificate.
+	filterEvents = "dt/tcu/+/certificate/rotated"
 )
 
 // awsExpiry is when AWS IoT's own client certificates expire.
@@ -31,12 +35,22 @@ type Server struct {
 	mu         sync.Mutex
 	faults     Faults             // guarded by mu
 	dropped    int                // guarded by mu
+	lost       int                // guarded by mu; answers withheld by LoseAnswerAt
 	tokens     map[string]pending // guarded by mu; by ownership token
+	used       map[string]bool    // guarded by mu; ownership tokens RegisterThing consumed
+	certs      map[string]*cert   // guarded by mu; by certificate ID
 	issued     int                // guarded by mu
 	registered map[string]string  // guarded by mu; certificateId -> thing
 	timers     []*time.Timer      // guarded by mu
 	closed     bool               // guarded by mu
 	est        estState           // guarded by mu
+}
+
+// cert is a certificate's registry entry.
+type cert struct {
+	der    []byte
+	status string
+	thing  string
 }
 
 // pending is a certificate waiting for RegisterThing.
@@ -72,11 +86,14 @@ func New(opts Options) (*Server, error) {
 		opts:       opts,
 		log:        opts.Logger,
 		tokens:     make(map[string]pending),
+		used:       make(map[string]bool),
+		certs:      make(map[string]*cert),
 		registered: make(map[string]string),
 	}
 	opts.Broker.Handle(filterCreate, s.handleCreateKeys)
 	opts.Broker.Handle(filterCreateCSR, s.handleCreateCSR)
 	opts.Broker.Handle(filterRegister, s.handleRegister)
+	opts.Broker.Handle(filterEvents, s.handleEvent)
 	return s, nil
 }
 
@@ -85,7 +102,7 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
-	s.dropped = 0
+	s.dropped, s.lost = 0, 0
 }
 
 // Issued reports how many certificates the server has minted (MQTT and EST).
@@ -104,6 +121,29 @@ func (s *Server) Things() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// Certificates returns the registry of issued certificates (MQTT API).
+func (s *Server) Certificates() []Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Certificate, 0, len(s.certs))
+	for id, c := range s.certs {
+		out = append(out, Certificate{ID: id, Status: c.status, Thing: c.thing})
+	}
+	return out
+}
+
+// Count returns how many issued certificates have status (for thing, if
+// not empty).
+func (s *Server) Count(status, thing string) int {
+	n := 0
+	for _, c := range s.Certificates() {
+		if c.Status == status && (thing == "" || c.Thing == thing) {
+			n++
+		}
+	}
+	return n
 }
 
 // Close cancels answers still held back by Faults.Delay.
@@ -137,6 +177,28 @@ func (s *Server) intercept(step, clientID string) bool {
 		return false
 	}
 	s.log.Info("dropping provisioning request", "step", step, "client_id", clientID)
+	if d, ok := s.opts.Broker.(Disconnecter); ok {
+		if err := d.Disconnect(clientID); err != nil {
+			s.log.Warn("disconnect client", "client_id", clientID, "err", err)
+		}
+	}
+	return true
+}
+
+// loseAnswer applies the LoseAnswerAt fault after step was carried out
+// and reports whether the answer must be withheld.
+func (s *Server) loseAnswer(step, clientID string) bool {
+	s.mu.Lock()
+	f := s.faults
+	lose := f.LoseAnswerAt == step && (f.LoseCount == 0 || s.lost < f.LoseCount)
+	if lose {
+		s.lost++
+	}
+	s.mu.Unlock()
+	if !lose {
+		return false
+	}
+	s.log.Info("provisioning answer lost", "step", step, "client_id", clientID)
 	if d, ok := s.opts.Broker.(Disconnecter); ok {
 		if err := d.Disconnect(clientID); err != nil {
 			s.log.Warn("disconnect client", "client_id", clientID, "err", err)

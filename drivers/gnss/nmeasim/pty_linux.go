@@ -19,18 +19,18 @@ func OpenPTY() (master *os.File, slave string, err error) {
 		return nil, "", fmt.Errorf("open /dev/ptmx: %w", err)
 	}
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, "", fmt.Errorf("unlock pty: %w", err)
 	}
 	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
 	if err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, "", fmt.Errorf("pty number: %w", err)
 	}
 	// Non-blocking: the runtime poller then serves reads and writes and
 	// Close unblocks them.
 	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return nil, "", fmt.Errorf("set nonblock: %w", err)
 	}
 	return os.NewFile(uintptr(fd), "/dev/ptmx"), fmt.Sprintf("/dev/pts/%d", n), nil
