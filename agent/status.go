@@ -9,6 +9,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/ctl"
 	"github.com/tcu-agent/tcu-agent/agent/metrics"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
 // identityInfo is what the status shows about the identity in use.
@@ -107,6 +108,11 @@ func (a *Agent) status() ctl.Status {
 	}
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
+		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {
+			if up, why := lr.Link(); !up { // reconnecting inside Run
+				state, lastErr = driverRetrying, why
+			}
+		}
 		c := driverCounters(s.drv)
 		st.Buses = append(st.Buses, ctl.Bus{
 			Name: s.name, Driver: s.name, State: state.String(),

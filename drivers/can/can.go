@@ -212,3 +212,20 @@ func opens(b canbus.Bus) uint64 {
 	}
 	return 0
 }
+
+var _ drivers.LinkReporter = (*Driver)(nil)
+
+// Link reports whether Run has the bus open and, if not, why.
+func (d *Driver) Link() (up bool, lastErr string) {
+	r := d.bus.Load()
+	if r == nil {
+		return false, "not running"
+	}
+	if c, ok := r.Bus.(interface{ Connected() bool }); ok && c.Connected() {
+		return true, ""
+	}
+	if e, ok := r.Bus.(interface{ LastError() string }); ok && e.LastError() != "" {
+		return false, e.LastError()
+	}
+	return false, "connecting to " + d.where()
+}

@@ -360,6 +360,7 @@ func TestBusReturns(t *testing.T) {
 	// The bus goes away for a while (long enough for several failed dials).
 	stop1()
 	waitFor(t, func() bool { return d.Stats().Connected == 0 })
+	waitFor(t, func() bool { up, why := d.Link(); return !up && why != "" })
 	time.Sleep(3 * canbus.RedialMax)
 	select {
 	case err := <-errc:
@@ -399,6 +400,9 @@ func TestBusReturns(t *testing.T) {
 	}
 	if st := d.Stats(); st.Reconnects != 1 || st.Connected != 1 {
 		t.Errorf("Stats() = %+v, want 1 reconnect, connected", st)
+	}
+	if up, why := d.Link(); !up {
+		t.Errorf("Link() = down (%s) after the bus returned", why)
 	}
 }
 

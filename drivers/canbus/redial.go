@@ -69,7 +69,8 @@ type Redialer struct {
 	dialedAt time.Time
 	drops    uint64 // drops of closed connections
 
-	dials atomic.Uint64
+	dials   atomic.Uint64
+	lastErr atomic.Pointer[string]
 }
 
 type redialBox struct{ b Bus }
@@ -142,6 +143,20 @@ func (r *Redialer) Send(ctx context.Context, f Frame) error {
 // Connected reports whether a connection is open right now.
 func (r *Redialer) Connected() bool { return r.cur.Load() != nil }
 
+// LastError returns the last error that dropped the connection or failed
+// a dial ("" if none yet).
+func (r *Redialer) LastError() string {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (r *Redialer) noteErr(err error) {
+	msg := err.Error()
+	r.lastErr.Store(&msg)
+}
+
 // Dials returns how many connections were opened so far.
 func (r *Redialer) Dials() uint64 { return r.dials.Load() }
 
@@ -180,6 +195,7 @@ func (r *Redialer) lost(b Bus, err error) bool {
 		}
 		_ = b.Close()
 		r.drops += dropCount(b)
+		r.noteErr(err)
 		r.log.Warn("can bus lost, reconnecting", "bus", r.o.Name, "err", err)
 	}
 	return true
@@ -250,6 +266,7 @@ func (r *Redialer) conn(ctx context.Context) (Bus, error) {
 		if !r.o.Lost(err) {
 			return nil, err
 		}
+		r.noteErr(err)
 		r.mu.Lock()
 		r.fails++
 		if !r.down {

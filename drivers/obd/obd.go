@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
+	"github.com/tcu-agent/tcu-agent/drivers/canbus"
 	"github.com/tcu-agent/tcu-agent/drivers/canmap"
 )
 
@@ -106,7 +107,8 @@ type Driver struct {
 	vinMu   sync.Mutex
 	vin     string // guarded by vinMu
 	running atomic.Bool
-	noVIN   atomic.Bool // the ECUs answered without a usable VIN
+	bus     atomic.Pointer[busRef] // the bus while Run runs (Link)
+	noVIN   atomic.Bool            // the ECUs answered without a usable VIN
 
 	requests, responses, timeouts, errs, samples atomic.Uint64
 	backoffs, holds, sendErrs                    atomic.Uint64
@@ -256,4 +258,23 @@ func (d *Driver) Stats() Stats {
 		Supported: d.supported.Load(), Silent: int(d.silent.Load()), Holds: d.holds.Load(),
 		SendErrors: d.sendErrs.Load(),
 	}
+}
+
+type busRef struct{ canbus.Bus }
+
+var _ drivers.LinkReporter = (*Driver)(nil)
+
+// Link reports whether Run has the bus open and, if not, why.
+func (d *Driver) Link() (up bool, lastErr string) {
+	r := d.bus.Load()
+	if r == nil {
+		return false, "not running"
+	}
+	if c, ok := r.Bus.(interface{ Connected() bool }); ok && c.Connected() {
+		return true, ""
+	}
+	if e, ok := r.Bus.(interface{ LastError() string }); ok && e.LastError() != "" {
+		return false, e.LastError()
+	}
+	return false, "connecting"
 }

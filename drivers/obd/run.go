@@ -35,6 +35,8 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	d.running.Store(true)
 	defer d.running.Store(false)
 	bus := d.attach()
+	d.bus.Store(&busRef{bus})
+	defer d.bus.Store(nil)
 	rx := make(chan canbus.Frame, 256)
 	readErr := make(chan error, 1)
 	var wg sync.WaitGroup

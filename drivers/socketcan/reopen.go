@@ -62,6 +62,7 @@ type Reopener struct {
 	churn    bool      // the last socket died young: back off before reopening; guarded by mu
 
 	reopens atomic.Uint64
+	lastErr atomic.Pointer[string]
 }
 
 type busBox struct{ b bus }
@@ -154,6 +155,7 @@ func (r *Reopener) dropLocked(b bus, err error) {
 	}
 	r.base = addStats(r.base, b.Stats())
 	_ = b.Close()
+	r.noteErr(err)
 	r.log.Warn("can interface lost", "iface", r.iface, "err", err)
 }
 
@@ -211,6 +213,7 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 		if !errors.Is(err, drivers.ErrNotReady) {
 			return nil, err
 		}
+		r.noteErr(err)
 		r.mu.Lock()
 		if !r.down {
 			r.log.Warn("can interface not ready", "iface", r.iface, "err", err)
@@ -255,6 +258,20 @@ func (r *Reopener) Close() error {
 		}
 	})
 	return err
+}
+
+// LastError returns the last error that closed the socket or failed an
+// open ("" if none yet).
+func (r *Reopener) LastError() string {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (r *Reopener) noteErr(err error) {
+	msg := err.Error()
+	r.lastErr.Store(&msg)
 }
 
 // Connected reports whether a socket is open right now.
