@@ -39,6 +39,12 @@ test-system: ## run the system tests (real binary, SIGKILL) verbosely, with thei
 powercut: ## power-cut test of the buffer: writer in qemu, VM killed mid-write, verified after reboot (docs/perf/powercut.md)
 	bash scripts/powercut.sh
 
+SYSTEMD_TEST_ARCH ?= amd64
+
+.PHONY: systemd-test
+systemd-test: ## the .deb under a real systemd: Debian 12 guest in qemu, install/upgrade/remove/purge, watchdog (SYSTEMD_TEST_ARCH=amd64)
+	bash scripts/systemd-test.sh $(SYSTEMD_TEST_ARCH)
+
 .PHONY: demo
 demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; exit
 	@bash scripts/demo.sh

@@ -32,6 +32,9 @@ type Options struct {
 	Version string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// LogLevel, if set, is the level of Logger's handler: the control
+	// socket serves it (ctl.WithLogLevel) so it can change at run time.
+	LogLevel *slog.LevelVar
 }
 
 // Agent is one running tcu-agent.
@@ -41,6 +44,7 @@ type Agent struct {
 	log     *slog.Logger
 	version string
 	now     func() time.Time
+	level   *slog.LevelVar // may be nil
 
 	signals *signals.Store
 	sups    []*supervisor
@@ -78,7 +82,7 @@ func New(opts Options) (*Agent, error) {
 			l.SetLogger(opts.Logger.With("driver", d.Name))
 		}
 	}
-	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now,
+	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now, level: opts.LogLevel,
 		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{})}, nil
 }
 

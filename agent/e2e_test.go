@@ -159,13 +159,18 @@ func (s *spine) collect(payload []byte, telemetry bool) {
 		return
 	}
 	var seqs []uint64
-	for i, r := range env.Records {
+	// Within one message, records of one kind (so of one buffer class)
+	// ascend; a higher class may come first (docs/buffer.md, drain order):
+	// a command_result synced at once can precede an older event.
+	last := map[string]uint64{}
+	for _, r := range env.Records {
 		if r.TS == 0 || r.Kind == "" {
 			s.t.Errorf("record without ts/kind: %s", payload)
 		}
-		if i > 0 && r.Seq <= seqs[i-1] {
-			s.t.Errorf("records of one message not in ascending seq: %s", payload)
+		if prev, ok := last[r.Kind]; ok && r.Seq <= prev {
+			s.t.Errorf("%s records of one message not in ascending seq: %s", r.Kind, payload)
 		}
+		last[r.Kind] = r.Seq
 		seqs = append(seqs, r.Seq)
 	}
 	s.mu.Lock()

@@ -43,8 +43,12 @@ func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 	})
 	if p := a.cfg.Health.CtlSocket; p != "" {
 		wg.Go(func() { // stops with ctx
+			var opts []ctl.Option
+			if a.level != nil {
+				opts = append(opts, ctl.WithLogLevel(a.level))
+			}
 			a.keepServing(ctx, "ctl_socket", p, func() (net.Listener, error) { return ctl.Listen(p) },
-				func(ctx context.Context, ln net.Listener) error { return ctl.ServeListener(ctx, ln, a.status) })
+				func(ctx context.Context, ln net.Listener) error { return ctl.ServeListener(ctx, ln, a.status, opts...) })
 		})
 	}
 	if addr := a.cfg.Health.MetricsAddr; addr != "" {

@@ -141,6 +141,7 @@ func (a *Agent) status() ctl.Status {
 // metrics builds the Prometheus registry; every value is read at scrape time.
 func (a *Agent) metrics() *metrics.Registry {
 	r := metrics.New()
+	r.RegisterRuntime() // go_* and process_*: what stock dashboards expect
 	r.CollectFunc("tcu_queue_records", "Records in the store-and-forward queue.", metrics.TypeGauge, []string{"class"}, func(emit metrics.EmitFunc) {
 		qs := a.queueStats()
 		for c := buffer.Class(0); c < buffer.NumClasses; c++ {

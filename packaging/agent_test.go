@@ -220,4 +220,11 @@ func checkMetrics(t *testing.T, url string) {
 	if _, ok := fams["tcu_queue_records"]; !ok || len(fams) < 3 {
 		t.Errorf("metrics: %d families, tcu_queue_records present=%v", len(fams), ok)
 	}
+	// The standard families stock dashboards use.
+	for _, name := range []string{"go_goroutines", "go_gc_duration_seconds", "go_memstats_heap_alloc_bytes",
+		"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("metrics: no %s family", name)
+		}
+	}
 }

@@ -91,23 +91,63 @@ func TestDebInstallRoot(t *testing.T) {
 	if err := os.Symlink("/usr/lib/systemd/system/tcu-agent.service", filepath.Join(root, wantsLink)); err != nil {
 		t.Fatal(err)
 	}
-	dpkgRoot(t, dpkg, root, "--remove", "tcu-agent")
-	for _, gone := range []string{wantsLink, "usr/bin/tcu-agent", "usr/lib/systemd/system/tcu-agent.service"} {
-		if exists(root, gone) {
-			t.Errorf("after remove, %s still exists", gone)
+	removeAndCheck := func() {
+		t.Helper()
+		dpkgRoot(t, dpkg, root, "--remove", "tcu-agent")
+		for _, gone := range []string{wantsLink, "usr/bin/tcu-agent", "usr/lib/systemd/system/tcu-agent.service"} {
+			if exists(root, gone) {
+				t.Errorf("after remove, %s still exists", gone)
+			}
+		}
+		for _, kept := range []string{"etc/tcu-agent/tcu-agent.toml", "var/lib/tcu-agent/identity"} {
+			if !exists(root, kept) {
+				t.Errorf("after remove, %s is gone", kept)
+			}
 		}
 	}
-	for _, kept := range []string{"etc/tcu-agent/tcu-agent.toml", "var/lib/tcu-agent/identity"} {
-		if !exists(root, kept) {
-			t.Errorf("after remove, %s is gone", kept)
-		}
-	}
+	removeAndCheck()
 
-	// Purge: conffiles go, the identity and the user stay.
-	dpkgRoot(t, dpkg, root, "--purge", "tcu-agent")
-	if exists(root, "etc/tcu-agent/tcu-agent.toml") {
-		t.Error("after purge, the config still exists")
+	// Reinstall after a remove: dpkg runs postinst "configure <old>", as
+	// for an upgrade, but the unit was enabled when removed, so it is
+	// enabled again (debhelper's behaviour).
+	dpkgRoot(t, dpkg, root, "--install", deb)
+	if !exists(root, wantsLink) {
+		t.Error("install after remove left the unit disabled")
 	}
+	// Disabled by the operator, removed, reinstalled: stays disabled.
+	if err := os.Remove(filepath.Join(root, wantsLink)); err != nil {
+		t.Fatal(err)
+	}
+	removeAndCheck()
+	dpkgRoot(t, dpkg, root, "--install", deb)
+	if exists(root, wantsLink) {
+		t.Error("install after remove re-enabled a unit the operator had disabled")
+	}
+	// The claim directory belongs to the package (dpkg -S knows it).
+	if out := dpkgRoot(t, dpkg, root, "-S", "/etc/tcu-agent/claim"); !strings.HasPrefix(out, "tcu-agent: ") {
+		t.Errorf("dpkg -S /etc/tcu-agent/claim = %q, want owned by tcu-agent", out)
+	}
+	if err := os.Symlink("/usr/lib/systemd/system/tcu-agent.service", filepath.Join(root, wantsLink)); err != nil {
+		t.Fatal(err)
+	}
+	removeAndCheck()
+
+	// Purge: conffiles go, the identity and the user stay, no warning.
+	out = dpkgRoot(t, dpkg, root, "--purge", "tcu-agent")
+	if strings.Contains(out, "/etc/tcu-agent' not empty") { // (/etc itself: only in this scratch root)
+		t.Errorf("purge warned:\n%s", out)
+	}
+	for _, gone := range []string{"etc/tcu-agent", "var/lib/tcu-agent-package"} {
+		if exists(root, gone) {
+			t.Errorf("after purge, %s still exists", gone)
+		}
+	}
+	// Install after purge: a first install again.
+	dpkgRoot(t, dpkg, root, "--install", deb)
+	if !exists(root, wantsLink) {
+		t.Error("install after purge left the unit disabled")
+	}
+	dpkgRoot(t, dpkg, root, "--purge", "tcu-agent")
 	if !exists(root, "var/lib/tcu-agent/identity") {
 		t.Error("purge deleted the device identity")
 	}

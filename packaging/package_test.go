@@ -1,7 +1,9 @@
 package packaging
 
 import (
+	"compress/gzip"
 	"debug/elf"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,9 +31,14 @@ var wantFiles = []string{
 	"/usr/bin/tcu-agent",
 	"/usr/lib/systemd/system/tcu-agent.service",
 	"/usr/lib/sysusers.d/tcu-agent.conf",
+	"/usr/lib/tcu-agent/can-setup",
+	"/usr/lib/tcu-agent/vcan-setup",
 	"/usr/lib/tmpfiles.d/tcu-agent.conf",
+	"/usr/share/bash-completion/completions/tcu-agent",
+	"/usr/share/doc/tcu-agent/copyright",
 	"/usr/share/doc/tcu-agent/examples/80-can0.network",
 	"/usr/share/doc/tcu-agent/operations.md",
+	"/usr/share/man/man1/tcu-agent.1.gz",
 }
 
 // wantConfig are the files marked as configuration (kept on upgrade).
@@ -44,6 +51,9 @@ var sameAsSource = map[string]string{
 	"usr/lib/tmpfiles.d/tcu-agent.conf":        tmpfilesFile,
 	"etc/tcu-agent/tcu-agent.toml":             "../configs/tcu-agent.toml",
 	"usr/share/doc/tcu-agent/operations.md":    "../docs/operations.md",
+	"usr/lib/tcu-agent/can-setup":              "../scripts/can-setup.sh",
+	"usr/share/doc/tcu-agent/copyright":        "copyright",
+	"usr/lib/tcu-agent/vcan-setup":             "../scripts/vcan-setup.sh",
 }
 
 // findPackage returns the newest package in $TCU_PACKAGE_DIR matching glob,
@@ -116,6 +126,7 @@ func TestDebContents(t *testing.T) {
 				sameFile(t, filepath.Join(root, installed), src)
 			}
 			checkBinary(t, filepath.Join(root, "usr/bin/tcu-agent"), a.machine)
+			checkManAndCompletion(t, root)
 		})
 	}
 }
@@ -215,5 +226,39 @@ func checkBinary(t *testing.T, path string, machine elf.Machine) {
 	}
 	if f.Section(".symtab") != nil {
 		t.Error("binary is not stripped (has .symtab)")
+	}
+}
+
+// checkManAndCompletion checks the generated man page (gzip, roff, every
+// verb of the CLI) and bash completion in an unpacked package.
+func checkManAndCompletion(t *testing.T, root string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, "usr/share/man/man1/tcu-agent.1.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("man page: %v", err)
+	}
+	man, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("man page: %v", err)
+	}
+	comp, err := os.ReadFile(filepath.Join(root, "usr/share/bash-completion/completions/tcu-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(man), ".TH TCU-AGENT 1") {
+		t.Errorf("man page does not start with .TH: %.40q", man)
+	}
+	for _, verb := range []string{"run", "check\\-config", "status", "provision", "log\\-level", "version"} {
+		if !strings.Contains(string(man), `.SS "tcu\-agent `+verb) {
+			t.Errorf("man page lacks verb %s", verb)
+		}
+	}
+	if !strings.Contains(string(comp), "complete -F _tcu_agent tcu-agent") {
+		t.Error("bash completion does not register itself")
 	}
 }

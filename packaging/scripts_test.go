@@ -68,3 +68,28 @@ func TestCANScripts(t *testing.T) {
 		})
 	}
 }
+
+// TestVMScriptsParse checks that the systemd-test scripts (run only by
+// `make systemd-test`, not by go test) at least parse: bash -n for the
+// host's, sh -n for those busybox or the guest's dash run.
+func TestVMScriptsParse(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "bash")
+	for _, s := range []struct{ shell, file string }{
+		{"bash", "../scripts/systemd-test.sh"},
+		{"bash", "../scripts/systemd-test/rootfs.sh"},
+		{"bash", "../scripts/systemd-test/initrd.sh"},
+		{"bash", "../scripts/systemd-test/qemu.sh"},
+		{"bash", "../scripts/systemd-test/guest.sh"},
+		{"bash", "../scripts/gen-copyright.sh"},
+		{"sh", "../scripts/systemd-test/fixup.sh"},
+		{"sh", "../scripts/systemd-test/init"},
+		{"sh", "scripts/postinstall.sh"},
+		{"sh", "scripts/preremove.sh"},
+		{"sh", "scripts/postremove.sh"},
+	} {
+		if out, err := exec.Command(s.shell, "-n", s.file).CombinedOutput(); err != nil {
+			t.Errorf("%s -n %s: %v\n%s", s.shell, s.file, err, out)
+		}
+	}
+}

@@ -86,6 +86,7 @@ func TestUnitSettings(t *testing.T) {
 		{"Service", "Type", "notify"},
 		{"Service", "NotifyAccess", "main"},
 		{"Service", "ExecStart", "/usr/bin/tcu-agent run --config /etc/tcu-agent/tcu-agent.toml"},
+		{"Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"Service", "Restart", "always"},
 		{"Service", "RestartPreventExitStatus", "78"},
 		{"Service", "WatchdogSec", "30s"},
@@ -134,6 +135,7 @@ func scratchRoot(t *testing.T) string {
 	}
 	copyFile(t, unitFile, filepath.Join(unitDir, "tcu-agent.service"), 0o644)
 	copyFile(t, "/bin/true", filepath.Join(root, "usr/bin/tcu-agent"), 0o755)
+	copyFile(t, "/bin/true", filepath.Join(root, "bin/kill"), 0o755) // ExecReload
 	return root
 }
 

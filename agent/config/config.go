@@ -52,6 +52,9 @@ type Agent struct {
 	StateDir string `toml:"state_dir"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `toml:"log_level"`
+	// LogFormat is "text" (logfmt-like key=value) or "json" (one JSON
+	// object per line).
+	LogFormat string `toml:"log_format"`
 }
 
 // Buffer is the [buffer] section (the durable store-and-forward queue).
@@ -103,7 +106,7 @@ type Driver struct {
 func Default() Config {
 	return Config{
 		Version: CurrentVersion,
-		Agent:   Agent{StateDir: "/var/lib/tcu-agent", LogLevel: "info"},
+		Agent:   Agent{StateDir: "/var/lib/tcu-agent", LogLevel: "info", LogFormat: "text"},
 		Buffer: Buffer{
 			MaxBytes: 64 << 20, Sync: "group",
 			GroupWindow: Duration(20e6), LiveWindow: Duration(10e9),

@@ -111,6 +111,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown kind", [2]string{`kind = "fake"`, `kind = "fak"`}, []string{"bad.toml:15:", `unknown driver kind "fak"`}},
 		{"driver init error", [2]string{`port = "vcan0"`, `port = ""`}, []string{"bad.toml:13:", "port must be set"}},
 		{"ext validate", [2]string{`broker = "tcp://127.0.0.1:1883"`, `broker = ""`}, []string{"bad.toml:9:", "broker must be set"}},
+		{"bad log format", [2]string{`thing_name = "car-1"`, `log_format = "xml"`}, []string{"bad.toml:3:", "log_format \"xml\" not one of text, json"}},
 		{"wrong version", [2]string{"version = 1", "version = 2"}, []string{"bad.toml:1:", "unsupported config version 2"}},
 		{"syntax", [2]string{`port = "vcan0"`, `port = "vcan0`}, []string{"bad.toml:16:"}},
 	}

@@ -17,6 +17,9 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 	default:
 		d.errorf("agent.log_level", "log_level %q not one of debug, info, warn, error", c.Agent.LogLevel)
 	}
+	if c.Agent.LogFormat != "text" && c.Agent.LogFormat != "json" {
+		d.errorf("agent.log_format", "log_format %q not one of text, json", c.Agent.LogFormat)
+	}
 	switch c.Buffer.Sync {
 	case "always", "group", "none":
 	default:

@@ -36,7 +36,7 @@ func Query(ctx context.Context, path string) (Status, error) {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		if isNotRunning(err) {
 			return Status{}, fmt.Errorf("query %s: %w", path, ErrNotRunning)
 		}
 		return Status{}, fmt.Errorf("query %s: %w", path, err)
@@ -51,4 +51,9 @@ func Query(ctx context.Context, path string) (Status, error) {
 		return Status{}, fmt.Errorf("decode status from %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// isNotRunning reports whether a dial error means nobody serves the socket.
+func isNotRunning(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED)
 }

@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -175,4 +176,73 @@ func TestQueryErrors(t *testing.T) {
 	if _, err := Query(short, path); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Query(mute) = %v, want deadline exceeded", err)
 	}
+}
+
+// TestLogLevel sets and reads the log level over the socket, rejects a bad
+// level and reports ErrUnsupported from a server without WithLogLevel.
+func TestLogLevel(t *testing.T) {
+	t.Parallel()
+	var lv slog.LevelVar
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeListener(ctx, ln, sampleStatus, WithLogLevel(&lv)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	steps := []struct {
+		set, want string
+		wantErr   bool
+	}{
+		{set: "", want: "INFO"},
+		{set: "debug", want: "DEBUG"},
+		{set: "", want: "DEBUG"},
+		{set: " WARN\n", want: "WARN"},
+		{set: "verbose", wantErr: true},
+		{set: "", want: "WARN"},
+		{set: "error", want: "ERROR"},
+	}
+	for _, s := range steps {
+		got, err := LogLevel(context.Background(), path, s.set)
+		if (err != nil) != s.wantErr || (!s.wantErr && got != s.want) {
+			t.Fatalf("LogLevel(%q) = %q, %v; want %q, error %v", s.set, got, err, s.want, s.wantErr)
+		}
+	}
+	if lv.Level() != slog.LevelError {
+		t.Errorf("level var = %v, want ERROR", lv.Level())
+	}
+
+	old := serve(t, sampleStatus) // no WithLogLevel
+	if _, err := LogLevel(context.Background(), old, "debug"); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("LogLevel on a server without it: %v, want ErrUnsupported", err)
+	}
+	if _, err := LogLevel(context.Background(), filepath.Join(t.TempDir(), "none.sock"), ""); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("LogLevel without a server: %v, want ErrNotRunning", err)
+	}
+}
+
+// FuzzParseLevel: the PUT body of LogLevelPath comes from a socket client.
+// ParseLevel never panics and accepts only the four level names.
+func FuzzParseLevel(f *testing.F) {
+	for _, s := range []string{"debug", " INFO\n", "warn", "error", "", "verbose", "DEBUG+2", "info\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLevel(s)
+		if err != nil {
+			return
+		}
+		switch l {
+		case slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError:
+		default:
+			t.Fatalf("ParseLevel(%q) = %v", s, l)
+		}
+	})
 }

@@ -68,27 +68,30 @@ func removeStale(path string) error {
 // Serve listens on path (see Listen) and serves the document returned by
 // status at StatusPath until ctx is done; then it closes the listener,
 // removes the socket and returns nil. status is called once per request and
-// must be safe for concurrent use.
-func Serve(ctx context.Context, path string, status func() Status) error {
+// must be safe for concurrent use. opts add optional endpoints.
+func Serve(ctx context.Context, path string, status func() Status, opts ...Option) error {
 	ln, err := Listen(path)
 	if err != nil {
 		return err
 	}
-	return ServeListener(ctx, ln, status)
+	return ServeListener(ctx, ln, status, opts...)
 }
 
 // ServeListener is Serve on an existing listener, which it closes.
-func ServeListener(ctx context.Context, ln net.Listener, status func() Status) error {
-	if err := httpserve.Serve(ctx, ln, Handler(status)); err != nil {
+func ServeListener(ctx context.Context, ln net.Listener, status func() Status, opts ...Option) error {
+	if err := httpserve.Serve(ctx, ln, Handler(status, opts...)); err != nil {
 		return fmt.Errorf("serve control socket: %w", err)
 	}
 	return nil
 }
 
 // Handler returns the control API's http.Handler: GET StatusPath returns
-// status() as JSON.
-func Handler(status func() Status) http.Handler {
+// status() as JSON; opts add optional endpoints (WithLogLevel).
+func Handler(status func() Status, opts ...Option) http.Handler {
 	mux := http.NewServeMux()
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

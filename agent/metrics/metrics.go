@@ -25,6 +25,8 @@ type Type string
 const (
 	TypeCounter Type = "counter"
 	TypeGauge   Type = "gauge"
+	// TypeSummary is only used by go_gc_duration_seconds (RegisterRuntime).
+	TypeSummary Type = "summary"
 )
 
 var (

@@ -41,7 +41,16 @@ type sample struct {
 	value       float64
 }
 
+// textWriter is a family that writes its own text (a summary).
+type textWriter interface {
+	writeText(w *bufio.Writer)
+}
+
 func writeFamily(w *bufio.Writer, f family) {
+	if tw, ok := f.(textWriter); ok {
+		tw.writeText(w)
+		return
+	}
 	d := f.meta()
 	var samples []sample
 	f.collect(func(v float64, labelValues ...string) {

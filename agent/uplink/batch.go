@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/agent/record/wire"
 )
 
 // message is one MQTT publish built from leased records. seqs are exactly
@@ -27,6 +28,7 @@ type openBatch struct {
 	opened  time.Time // when the first record was added (monotonic clock)
 	oldest  time.Time
 	backlog bool
+	enc     *wire.Encoder // compact encoding; nil for JSON (buf)
 }
 
 // batcher packs leased records into messages: stream records into the
@@ -39,6 +41,10 @@ type batcher struct {
 	telemetry  string
 	events     string
 	since      time.Time // connection start (wall clock): older records are backlog
+	thing      string
+	compact    bool            // compact encoding (agent/record/wire) instead of the JSON envelope
+	compress   byte            // compact encoding's compressor (zstd; deflate in benchmarks)
+	encoders   []*wire.Encoder // free compact encoders
 
 	open    map[string]*openBatch
 	ready   []*message
@@ -46,13 +52,14 @@ type batcher struct {
 	scratch []byte
 }
 
-func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Duration, since time.Time) *batcher {
+func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Duration, since time.Time, encoding string) *batcher {
 	p := []byte(`{"v":1,"device":`)
 	p = strconv.AppendQuote(p, thing)
 	p = append(p, `,"records":[`...)
 	return &batcher{
 		maxPayload: maxPayload, latency: latency, prefix: p,
 		telemetry: topics.telemetry, events: topics.events, since: since,
+		thing: thing, compact: encoding == EncodingCompact, compress: wire.CompressZstd,
 		open: make(map[string]*openBatch),
 	}
 }
@@ -75,6 +82,10 @@ func (b *batcher) add(r Record, now time.Time) {
 	topic := b.telemetry
 	if r.Class != ClassTelemetry {
 		topic = b.events
+	}
+	if b.compact {
+		b.addCompact(topic, r.Seq, rec, now)
+		return
 	}
 	b.scratch = record.AppendEnvelope(b.scratch[:0], r.Seq, rec)
 	if len(b.prefix)+len(b.scratch)+2 > b.maxPayload {
@@ -104,6 +115,63 @@ func (b *batcher) add(r Record, now time.Time) {
 	}
 }
 
+// addCompact adds a stream record to the compact batch of its topic,
+// closing that batch first if the record would push it past maxPayload.
+func (b *batcher) addCompact(topic string, seq uint64, rec record.Record, now time.Time) {
+	backlog := rec.Time.Before(b.since)
+	key := topic
+	if backlog {
+		key += "\x00backlog"
+	}
+	for range 2 {
+		ob := b.open[key]
+		fresh := ob == nil
+		if fresh {
+			ob = &openBatch{topic: topic, opened: now, oldest: rec.Time, backlog: backlog, enc: b.encoder()}
+		}
+		if err := ob.enc.Add(seq, rec.Time.UnixMilli(), rec.Kind, rec.Body); err != nil {
+			if fresh {
+				b.encoders = append(b.encoders, ob.enc)
+			}
+			b.dropped = append(b.dropped, seq)
+			return
+		}
+		if wire.Bound(ob.enc.Len()) <= b.maxPayload {
+			if fresh {
+				b.open[key] = ob
+			}
+			ob.seqs = append(ob.seqs, seq)
+			if rec.Time.Before(ob.oldest) {
+				ob.oldest = rec.Time
+			}
+			return
+		}
+		ob.enc.Undo()
+		if fresh { // alone it does not fit
+			b.encoders = append(b.encoders, ob.enc)
+			b.dropped = append(b.dropped, seq)
+			return
+		}
+		b.close(key)
+	}
+}
+
+// encoder returns a reset compact encoder.
+func (b *batcher) encoder() *wire.Encoder {
+	var e *wire.Encoder
+	if n := len(b.encoders); n > 0 {
+		e = b.encoders[n-1]
+		b.encoders = b.encoders[:n-1]
+	} else {
+		var err error
+		if e, err = wire.NewEncoder(b.compress); err != nil {
+			panic(err) // only for an unknown compression
+		}
+	}
+	e.Reset(b.thing)
+	return e
+}
+
 // enqueue adds m to the ready list: live messages go before every backlog
 // message, each kind in order.
 func (b *batcher) enqueue(m *message) {
@@ -123,8 +191,18 @@ func (b *batcher) close(key string) {
 		return
 	}
 	delete(b.open, key)
-	ob.buf = append(ob.buf, ']', '}')
-	b.enqueue(&message{topic: ob.topic, payload: ob.buf, seqs: ob.seqs, oldest: ob.oldest, backlog: ob.backlog})
+	payload := append(ob.buf, ']', '}')
+	if ob.enc != nil {
+		var err error
+		b.scratch, err = ob.enc.Finish(b.scratch[:0])
+		b.encoders = append(b.encoders, ob.enc)
+		if err != nil || len(b.scratch) > b.maxPayload { // cannot happen: Bound holds
+			b.dropped = append(b.dropped, ob.seqs...)
+			return
+		}
+		payload = append(make([]byte, 0, len(b.scratch)), b.scratch...)
+	}
+	b.enqueue(&message{topic: ob.topic, payload: payload, seqs: ob.seqs, oldest: ob.oldest, backlog: ob.backlog})
 }
 
 // flushDue closes batches that have waited BatchLatency in the session

@@ -123,3 +123,49 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkDrainCityCapped drains a 200,000-record backlog of the city
+// stream to the in-process broker under the default 512 KiB/s
+// per-connection throughput cap (backlog_rate unlimited, so the cap and
+// the publish rate are the only limits), JSON envelope vs compact.
+func BenchmarkDrainCityCapped(b *testing.B) {
+	const n = 200_000
+	recs := uplink.CityStream(n)
+	for _, enc := range []string{uplink.EncodingJSON, uplink.EncodingCompact} {
+		b.Run(enc, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				cloud := startCloud(b, devcloud.Limits{})
+				col := collect(cloud, "dt/tcu/+/+")
+				q := uplinktest.NewQueue()
+				for _, r := range recs {
+					q.Append(r.Class, r.Time, r.Data)
+				}
+				cfg := fastConfig(cloud.Addr())
+				cfg.Encoding = enc
+				cfg.BacklogRate = 0
+				cfg.BatchLatency = uplink.DefaultConfig().BatchLatency
+				s, err := uplink.New(uplink.Options{Config: cfg, Thing: "demo-car-001", Queue: q, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				stop := runSession(b, s)
+				eventually(b, 10*time.Minute, "backlog drained", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
+				elapsed := time.Since(start)
+				b.StopTimer()
+				stop()
+				if got, _ := col.distinct(); got != n {
+					b.Fatalf("%d distinct records arrived, want %d", got, n)
+				}
+				st := s.Stats()
+				b.ReportMetric(elapsed.Seconds(), "s/drain")
+				b.ReportMetric(float64(n)/elapsed.Seconds(), "records/s")
+				b.ReportMetric(float64(st.BytesPublished)/elapsed.Seconds()/1024, "KiB/s")
+				b.ReportMetric(float64(st.BytesPublished)/n, "payload-B/record")
+				cloud.Close()
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,6 +26,13 @@ const (
 	AWSMaxFiltersPerSubscribe = 8
 	// AWSMaxSubscriptions is the number of subscriptions per connection.
 	AWSMaxSubscriptions = 50
+	// AWSMaxThroughput is the per-connection throughput (bytes/s); AWS
+	// delays the excess.
+	AWSMaxThroughput = 512 * 1024
+	// AWSMaxTopicBytes and AWSMaxTopicSlashes bound a publish topic,
+	// not counting the Basic Ingest prefix $aws/rules/<rule>/.
+	AWSMaxTopicBytes   = 256
+	AWSMaxTopicSlashes = 7
 	// AWSMinKeepAlive and AWSMaxKeepAlive bound the keep-alive interval.
 	AWSMinKeepAlive = 30 * time.Second
 	AWSMaxKeepAlive = 1200 * time.Second
@@ -33,6 +41,18 @@ const (
 // ALPNProtocol is the ALPN name AWS IoT Core needs for MQTT with a client
 // certificate on port 443.
 const ALPNProtocol = "x-amzn-mqtt-ca"
+
+// Encodings of stream batches ([mqtt] encoding).
+const (
+	// EncodingJSON is the JSON envelope of PRODUCT.md.
+	EncodingJSON = "json"
+	// EncodingCompact is the compact batch of agent/record/wire
+	// (docs/wire.md).
+	EncodingCompact = "compact"
+)
+
+// basicIngestRe matches the Basic Ingest prefix $aws/rules/<rule>/.
+var basicIngestRe = regexp.MustCompile(`^\$aws/rules/([a-zA-Z0-9_]{1,128})/`)
 
 // Duration is a time.Duration that reads and writes as a TOML string
 // such as "30s" or "2m".
@@ -85,6 +105,17 @@ type Config struct {
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 	// TopicPrefix is the prefix of the device topics ("dt/tcu").
 	TopicPrefix string `toml:"topic_prefix"`
+	// TelemetryTopic and EventsTopic override where stream batches go;
+	// "{thing}" is replaced by the thing name. Empty means
+	// TopicPrefix/{thing}/telemetry and …/events. A Basic Ingest topic
+	// "$aws/rules/<rule>/<topic>" sends them straight to an IoT rule.
+	TelemetryTopic string `toml:"telemetry_topic"`
+	EventsTopic    string `toml:"events_topic"`
+	// Encoding of stream batches: "json" (the envelope) or "compact".
+	Encoding string `toml:"encoding"`
+	// MaxThroughput caps the bytes/s published on the connection (AWS:
+	// 512 KiB/s); 0 means no cap.
+	MaxThroughput units.Size `toml:"max_throughput"`
 }
 
 // DefaultConfig returns the defaults documented in configs/tcu-agent.toml.
@@ -105,6 +136,8 @@ func DefaultConfig() Config {
 		AuthBackoff:        Duration(10 * time.Minute),
 		ShutdownGrace:      Duration(2 * time.Second),
 		TopicPrefix:        "dt/tcu",
+		Encoding:           EncodingJSON,
+		MaxThroughput:      AWSMaxThroughput,
 	}
 }
 
@@ -147,7 +180,55 @@ func (c Config) Validate() error {
 	if c.TopicPrefix == "" || strings.HasPrefix(c.TopicPrefix, "$") || strings.ContainsAny(c.TopicPrefix, "+#") {
 		bad("topic_prefix", "%q is empty, reserved or has wildcards", c.TopicPrefix)
 	}
+	if c.Encoding != EncodingJSON && c.Encoding != EncodingCompact {
+		bad("encoding", "%q is neither %q nor %q", c.Encoding, EncodingJSON, EncodingCompact)
+	}
+	if c.MaxThroughput != 0 && c.MaxThroughput < units.Size(c.MaxPayload) {
+		bad("max_throughput", "%d bytes/s is below max_payload (%d); 0 means no cap", c.MaxThroughput, c.MaxPayload)
+	}
+	if err := validStreamTopic(c.TelemetryTopic); err != nil {
+		bad("telemetry_topic", "%v", err)
+	}
+	if err := validStreamTopic(c.EventsTopic); err != nil {
+		bad("events_topic", "%v", err)
+	}
 	return errors.Join(errs...)
+}
+
+// validStreamTopic checks a telemetry_topic/events_topic template with
+// the longest thing name.
+func validStreamTopic(t string) error {
+	if t == "" {
+		return nil
+	}
+	topic := strings.ReplaceAll(t, "{thing}", strings.Repeat("x", 128))
+	if m := basicIngestRe.FindString(topic); m != "" {
+		topic = topic[len(m):]
+	} else if strings.HasPrefix(topic, "$") {
+		return fmt.Errorf("%q: the only reserved topics allowed are Basic Ingest $aws/rules/<rule>/<topic>", t)
+	}
+	switch {
+	case topic == "" || strings.ContainsAny(topic, "+#") || strings.Contains(topic, "//") || strings.HasSuffix(topic, "/"):
+		return fmt.Errorf("%q is empty, has wildcards or empty levels", t)
+	case len(topic) > AWSMaxTopicBytes:
+		return fmt.Errorf("%q is longer than %d bytes with a 128-character thing name", t, AWSMaxTopicBytes)
+	case strings.Count(topic, "/") > AWSMaxTopicSlashes:
+		return fmt.Errorf("%q has more than %d slashes", t, AWSMaxTopicSlashes)
+	}
+	return nil
+}
+
+// streamTopics returns the device's topics for thing.
+func (c Config) streamTopics(thing string) topicSet {
+	base := c.TopicPrefix + "/" + thing + "/"
+	ts := topicSet{telemetry: base + "telemetry", events: base + "events", status: base + "status"}
+	if c.TelemetryTopic != "" {
+		ts.telemetry = strings.ReplaceAll(c.TelemetryTopic, "{thing}", thing)
+	}
+	if c.EventsTopic != "" {
+		ts.events = strings.ReplaceAll(c.EventsTopic, "{thing}", thing)
+	}
+	return ts
 }
 
 func (c Config) validateBroker() error {

@@ -1,15 +1,19 @@
 package uplink
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
@@ -151,3 +155,136 @@ func (nopQueue) Lease(int, int) ([]Record, error) { return nil, nil }
 func (nopQueue) Ack(...uint64) error              { return nil }
 func (nopQueue) Release(...uint64)                {}
 func (nopQueue) Ready() <-chan struct{}           { return nil }
+
+func TestConfigValidateNewKeys(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"compact", func(c *Config) { c.Encoding = EncodingCompact }, ""},
+		{"bad encoding", func(c *Config) { c.Encoding = "cbor" }, "mqtt.encoding"},
+		{"empty encoding", func(c *Config) { c.Encoding = "" }, "mqtt.encoding"},
+		{"no throughput cap", func(c *Config) { c.MaxThroughput = 0 }, ""},
+		{"throughput below payload", func(c *Config) { c.MaxThroughput = 1000 }, "mqtt.max_throughput"},
+		{"basic ingest", func(c *Config) { c.TelemetryTopic = "$aws/rules/tcu_telemetry/dt/tcu/{thing}/telemetry" }, ""},
+		{"basic ingest events", func(c *Config) { c.EventsTopic = "$aws/rules/ev/{thing}" }, ""},
+		{"other reserved", func(c *Config) { c.TelemetryTopic = "$aws/things/{thing}/x" }, "mqtt.telemetry_topic"},
+		{"rule name", func(c *Config) { c.TelemetryTopic = "$aws/rules/bad-name/x" }, "mqtt.telemetry_topic"},
+		{"wildcard", func(c *Config) { c.EventsTopic = "dt/+/events" }, "mqtt.events_topic"},
+		{"too deep", func(c *Config) { c.EventsTopic = "$aws/rules/r/a/b/c/d/e/f/g/h/i" }, "mqtt.events_topic"},
+		{"too long", func(c *Config) { c.EventsTopic = strings.Repeat("x", 129) + "/{thing}" }, "mqtt.events_topic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.change(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate() = %v, want error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStreamTopics(t *testing.T) {
+	c := DefaultConfig()
+	if got := c.streamTopics("car1"); got != (topicSet{"dt/tcu/car1/telemetry", "dt/tcu/car1/events", "dt/tcu/car1/status"}) {
+		t.Errorf("default topics %+v", got)
+	}
+	c.TelemetryTopic = "$aws/rules/tcu_telemetry/dt/tcu/{thing}/telemetry"
+	if got := c.streamTopics("car1"); got.telemetry != "$aws/rules/tcu_telemetry/dt/tcu/car1/telemetry" || got.events != "dt/tcu/car1/events" {
+		t.Errorf("basic ingest topics %+v", got)
+	}
+}
+
+// TestSampleConfigDefaults: every [mqtt] key is documented in
+// configs/tcu-agent.toml, and its commented-out "# key = value" defaults
+// equal DefaultConfig.
+func TestSampleConfigDefaults(t *testing.T) {
+	text, err := os.ReadFile("../../configs/tcu-agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := bytes.Index(text, []byte("\n[mqtt]\n"))
+	if start < 0 {
+		t.Fatal("no [mqtt] section")
+	}
+	section := text[start+1:]
+	if end := bytes.Index(section[1:], []byte("\n[")); end >= 0 {
+		section = section[:end+1]
+	}
+	commented := regexp.MustCompile(`(?m)^# ([a-z_]+ = .*)$`)
+	set := regexp.MustCompile(`(?m)^([a-z_]+) = `)
+	var lines []string
+	for _, m := range commented.FindAllSubmatch(section, -1) {
+		lines = append(lines, string(m[1]))
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal([]byte(strings.Join(lines, "\n")), &doc); err != nil {
+		t.Fatalf("commented defaults: %v", err)
+	}
+	defText, err := toml.Marshal(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var defaults map[string]any
+	if err := toml.Unmarshal(defText, &defaults); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range doc {
+		if fmt.Sprint(defaults[k]) != fmt.Sprint(v) {
+			t.Errorf("configs/tcu-agent.toml: # %s = %v, DefaultConfig has %v", k, v, defaults[k])
+		}
+	}
+	for _, m := range set.FindAllSubmatch(section, -1) {
+		doc[string(m[1])] = true
+	}
+	for k := range defaults {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("mqtt.%s is not documented in configs/tcu-agent.toml", k)
+		}
+	}
+}
+
+// TestThroughputCap: with a fake clock, publishes under the 512 KiB/s cap
+// never put more than one message above the cap into any interval, and
+// the publish rate still holds for small messages.
+func TestThroughputCap(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newPublishLimiter(90, 512*1024, func() time.Time { return now })
+	const size = 100 * 1024
+	var sent int
+	start := now
+	for range 60 { // 6 MB of messages, each waits its reservation
+		d := l.reserve(1)
+		d = max(d, l.bytes.reserve(size))
+		now = now.Add(d)
+		sent += size
+		if elapsed := now.Sub(start).Seconds(); float64(sent-size) > 512*1024*elapsed+1 {
+			t.Fatalf("%d bytes by %.3fs: above 512 KiB/s plus one message", sent, elapsed)
+		}
+	}
+	if rate := float64(sent-size) / now.Sub(start).Seconds(); rate < 0.99*512*1024 || rate > 512*1024 {
+		t.Errorf("sustained %.0f bytes/s, want just under %d", rate, 512*1024)
+	}
+	// Small messages: the 90/s publish rate binds, not the bytes.
+	now = now.Add(time.Hour)
+	start = now
+	for range 90 {
+		d := max(l.reserve(1), l.bytes.reserve(100))
+		now = now.Add(d)
+	}
+	if got := now.Sub(start); got < 980*time.Millisecond || got > time.Second {
+		t.Errorf("90 small publishes took %v, want ≈ 1s at 90/s", got)
+	}
+	if l.byteDelay() != 0 {
+		t.Errorf("byteDelay %v after small messages", l.byteDelay())
+	}
+	if newPublishLimiter(90, 0, time.Now).bytes != nil {
+		t.Error("max_throughput 0 should mean no byte cap")
+	}
+}

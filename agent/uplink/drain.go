@@ -111,12 +111,14 @@ const liveLeaseMax = 256
 
 // drain moves records from the queue to the broker until ctx is done.
 func (s *Session) drain(ctx context.Context, c *conn) {
-	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.Std(), c.since)
+	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.Std(), c.since, s.cfg.Encoding)
 	defer func() { s.release(b.held()) }()
 	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
 		if m := b.peek(); m != nil {
-			if wait := s.backlog.delay(); m.backlog && wait > 0 {
+			// Backlog messages also wait for the throughput cap here, where
+			// live records can overtake them, not in send.
+			if wait := max(s.backlog.delay(), s.rate.byteDelay()); m.backlog && wait > 0 {
 				s.throttled(ctx, b, wait) // live records may overtake meanwhile
 				continue
 			}
@@ -203,7 +205,7 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 	case <-ctx.Done():
 		return false
 	}
-	ok := s.rate.wait(ctx.Done(), nil, 1)
+	ok := s.rate.waitPublish(ctx.Done(), nil, len(m.payload))
 	if ok && m.backlog {
 		ok = s.backlog.wait(ctx.Done(), nil, len(m.seqs))
 	}
@@ -266,7 +268,7 @@ func (s *Session) publishWait(ctx context.Context, c *conn, topic string, payloa
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
 	defer func() { <-c.window }()
-	if !s.rate.wait(ctx.Done(), c.lost, 1) {
+	if !s.rate.waitPublish(ctx.Done(), c.lost, len(payload)) {
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
 	s.st.inflight.Add(1)

@@ -100,3 +100,64 @@ func TestFrozenWallClock(t *testing.T) {
 	runSession(t, s)
 	eventually(t, 20*time.Second, "500 records", func() bool { n, _ := col.distinct(); return n == 500 })
 }
+
+// TestDrainCompact: with encoding = "compact" every record arrives once,
+// in compact batches that decode to the envelope, in fewer bytes.
+func TestDrainCompact(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	col := collect(cloud, "dt/tcu/+/telemetry")
+	q := uplinktest.NewQueue()
+	const n = 5000
+	appendTelemetry(t, q, n, time.Now())
+	cfg := fastConfig(cloud.Addr())
+	cfg.Encoding = uplink.EncodingCompact
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-C", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSession(t, s)
+	eventually(t, 30*time.Second, "all records acked", func() bool {
+		stored, _, _, _ := q.Counts()
+		return stored == 0
+	})
+	stop()
+	if got, dups := col.distinct(); got != n || dups != 0 {
+		t.Errorf("broker saw %d distinct seqs, %d duplicates; want %d, 0", got, dups, n)
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.bad) > 0 || col.compact != col.messages || col.messages == 0 {
+		t.Errorf("%d of %d messages compact, bad: %v", col.compact, col.messages, col.bad)
+	}
+	if per := float64(col.wireBytes) / n; per > 40 {
+		t.Errorf("%.1f bytes per record on the wire, want well under the JSON envelope's", per)
+	}
+	t.Logf("%d records in %d compact messages, %.1f bytes/record", n, col.messages, float64(col.wireBytes)/n)
+}
+
+// TestBasicIngestTopic: with telemetry_topic on Basic Ingest the drain
+// publishes there (the devcloud routes it to the rule like AWS) and
+// every record is acknowledged.
+func TestBasicIngestTopic(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	col := collect(cloud, "dt/tcu/+/telemetry") // what the rule sees
+	q := uplinktest.NewQueue()
+	const n = 500
+	appendTelemetry(t, q, n, time.Now())
+	cfg := fastConfig(cloud.Addr())
+	cfg.TelemetryTopic = "$aws/rules/tcu_telemetry/dt/tcu/{thing}/telemetry"
+	cfg.Encoding = uplink.EncodingCompact
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-BI", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runSession(t, s)
+	eventually(t, 30*time.Second, "all records acked", func() bool { stored, _, _, _ := q.Counts(); return stored == 0 })
+	stop()
+	if got, dups := col.distinct(); got != n || dups != 0 {
+		t.Errorf("rule saw %d distinct seqs, %d duplicates; want %d, 0", got, dups, n)
+	}
+	if st := cloud.Stats("TCU-BI"); st.Disconnects != 0 {
+		t.Errorf("devcloud disconnected the session: %s", st.LastViolation)
+	}
+}

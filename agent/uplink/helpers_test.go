@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/agent/record/wire"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/agent/uplink/uplinktest"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
@@ -64,6 +65,9 @@ type collector struct {
 	messages int
 	maxBytes int
 	bad      []string
+	// wireBytes is the payload bytes as published; compact counts the
+	// compact batches among messages.
+	wireBytes, compact int
 }
 
 func collect(c *devcloud.Cloud, filter string) *collector {
@@ -78,12 +82,22 @@ func collect(c *devcloud.Cloud, filter string) *collector {
 		}
 		col.mu.Lock()
 		defer col.mu.Unlock()
+		col.wireBytes += len(b)
+		col.maxBytes = max(col.maxBytes, len(b))
+		if wire.IsCompact(b) { // the compact encoding decodes to the same envelope
+			js, err := wire.ToJSON(b)
+			if err != nil {
+				col.bad = append(col.bad, fmt.Sprintf("%s: %v", topic, err))
+				return
+			}
+			col.compact++
+			b = js
+		}
 		if err := json.Unmarshal(b, &env); err != nil || env.V != 1 {
 			col.bad = append(col.bad, fmt.Sprintf("%s: %v", topic, err))
 			return
 		}
 		col.messages++
-		col.maxBytes = max(col.maxBytes, len(b))
 		for _, r := range env.Records {
 			col.seqs[r.Seq]++
 		}

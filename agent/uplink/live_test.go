@@ -19,6 +19,23 @@ import (
 // backlog that drains at backlog_rate, records appended now reach the
 // broker within a couple of seconds instead of queueing behind it.
 func TestLiveFirstDuringBacklog(t *testing.T) {
+	liveFirst(t, 20000, func(cfg *uplink.Config) {
+		cfg.BacklogRate = 2000 // the backlog needs ≈ 10 s
+	})
+}
+
+// TestLiveFirstUnderThroughputCap: the same when the per-connection
+// throughput cap, not backlog_rate, holds the backlog back (64 KiB/s,
+// 16 KiB messages: the 8,000-record backlog needs ≈ 7 s).
+func TestLiveFirstUnderThroughputCap(t *testing.T) {
+	liveFirst(t, 8000, func(cfg *uplink.Config) {
+		cfg.BacklogRate = 0
+		cfg.MaxPayload = 16 * 1024
+		cfg.MaxThroughput = 64 * 1024
+	})
+}
+
+func liveFirst(t *testing.T, backlog int, configure func(*uplink.Config)) {
 	opts := buffer.DefaultOptions("")
 	opts.InMemory, opts.Logger, opts.Sync = true, slog.New(slog.DiscardHandler), buffer.SyncNone
 	q, err := buffer.Open(opts)
@@ -35,7 +52,6 @@ func TestLiveFirstDuringBacklog(t *testing.T) {
 		}
 		return seq
 	}
-	const backlog = 20000
 	for i := range backlog {
 		appendRec(time.Now().Add(-time.Hour), i)
 	}
@@ -54,7 +70,7 @@ func TestLiveFirstDuringBacklog(t *testing.T) {
 		mu.Unlock()
 	})
 	cfg := fastConfig(cloud.Addr())
-	cfg.BacklogRate = 2000 // the backlog needs ≈ 10 s
+	configure(&cfg)
 	cfg.BatchLatency = uplink.Duration(200 * time.Millisecond)
 	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-LIVE", Queue: bufferQueue{q}, Logger: testLogger(t)})
 	if err != nil {

@@ -130,8 +130,7 @@ func New(opts Options) (*Session, error) {
 		opts.Now = time.Now
 	}
 	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now}
-	base := cfg.TopicPrefix + "/" + opts.Thing + "/"
-	s.topics = topicSet{telemetry: base + "telemetry", events: base + "events", status: base + "status"}
+	s.topics = cfg.streamTopics(opts.Thing)
 	if cfg.tlsEnabled() {
 		tc, err := tlsConfig(cfg, opts.Certificate)
 		if err != nil {
@@ -142,7 +141,7 @@ func New(opts Options) (*Session, error) {
 	}
 	// Rates and the connect spacing use the monotonic clock: a wall clock
 	// corrected backwards (GNSS, NTP) must not stall publishing.
-	s.rate = newLimiter(cfg.MaxPublishRate, time.Now)
+	s.rate = newPublishLimiter(cfg.MaxPublishRate, int64(cfg.MaxThroughput), time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
 	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
 	return s, nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,29 +11,23 @@ import (
 )
 
 func init() {
-	register(subcommand{name: "dbc", summary: "load DBC files as the agent would and report", run: runDBC})
+	register(subcommand{name: "dbc", summary: "load DBC files as the agent would and report",
+		operands: "FILE...", minArgs: 1, maxArgs: -1,
+		description: "Prints each file's messages and signals (unless --brief) and every construct the\nloader skipped or adjusted, as file:line. Exits 1 when a file is unusable.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			brief := fs.Bool("brief", false, "print only a summary and the skipped constructs")
+			return func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+				return runDBC(ctx, args, *brief, stdout)
+			}
+		}})
 }
 
 // runDBC loads each DBC file named in args with the agent's tolerant
-// loader, prints its messages and signals (unless -brief) and then every
+// loader, prints its messages and signals (unless brief) and then every
 // skipped construct as file:line. It fails when a file is unusable.
-func runDBC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dbc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	brief := fs.Bool("brief", false, "print only a summary and the skipped constructs")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tcu-agent dbc [-brief] FILE...")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return &exitCodeError{code: 2, err: errors.New("no DBC file given")}
-	}
+func runDBC(ctx context.Context, args []string, brief bool, stdout io.Writer) error {
 	var bad []string
-	for _, path := range fs.Args() {
+	for _, path := range args {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -43,7 +36,7 @@ func runDBC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stdout, "%s: UNUSABLE: %v\n", path, err)
 			bad = append(bad, path)
 		} else {
-			printDatabase(stdout, path, db, len(warns), *brief)
+			printDatabase(stdout, path, db, len(warns), brief)
 		}
 		if len(warns) > 0 {
 			fmt.Fprintf(stdout, "%s: %d skipped or adjusted constructs:\n", path, len(warns))
@@ -53,7 +46,7 @@ func runDBC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%d of %d files unusable: %s", len(bad), fs.NArg(), strings.Join(bad, ", "))
+		return fmt.Errorf("%d of %d files unusable: %s", len(bad), len(args), strings.Join(bad, ", "))
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +58,7 @@ func TestRunDBC(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := runDBC(context.Background(), tt.args, &stdout, &stderr)
+			err := subcommands["dbc"].dispatch(context.Background(), tt.args, &stdout, &stderr)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("runDBC() error = %v, wantErr %v\nstdout:\n%s", err, tt.wantErr, stdout.String())
 			}
@@ -74,11 +73,9 @@ func TestRunDBC(t *testing.T) {
 
 func TestRunDBCNoArgsIsUsageError(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	err := runDBC(context.Background(), nil, &stdout, &stderr)
-	var ec *exitCodeError
-	if !errors.As(err, &ec) || ec.code != 2 || !strings.Contains(stderr.String(), "usage: tcu-agent dbc") {
-		t.Errorf("runDBC() = %v, stderr %q; want exit code 2 and usage", err, stderr.String())
+	code, _, stderr := runCLI(t, "dbc")
+	if code != 2 || !strings.Contains(stderr, "usage: tcu-agent dbc") {
+		t.Errorf("tcu-agent dbc: exit %d, stderr %q; want 2 and usage", code, stderr)
 	}
 }
 
@@ -101,7 +98,7 @@ func TestRunDBCOpendbcCorpus(t *testing.T) {
 	usable := 0
 	for _, f := range files {
 		var stdout, stderr bytes.Buffer
-		err := runDBC(context.Background(), []string{"-brief", f}, &stdout, &stderr)
+		err := subcommands["dbc"].dispatch(context.Background(), []string{"-brief", f}, &stdout, &stderr)
 		if err == nil {
 			usable++
 		}

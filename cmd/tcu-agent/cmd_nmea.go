@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,10 @@ import (
 )
 
 func init() {
-	register(subcommand{name: "nmea", summary: "decode an NMEA capture as the GNSS driver would", run: runNMEA})
+	register(subcommand{name: "nmea", summary: "decode an NMEA capture as the GNSS driver would",
+		operands: "FILE", minArgs: 1, maxArgs: 1,
+		description: "Decodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D), status (as gpsd's:\nonly from 2 DGPS on; 8 = simulated, never a real position). A summary goes to stderr.",
+		setup:       func(*flag.FlagSet) runFunc { return runNMEA }})
 }
 
 // nmeaFix is one line of `tcu-agent nmea` output. Fields the receiver did
@@ -38,20 +40,8 @@ type nmeaFix struct {
 // runNMEA prints one JSON object per fix (epoch) of the capture FILE ("-"
 // for stdin) on stdout, and a summary on stderr.
 func runNMEA(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("nmea", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tcu-agent nmea FILE\n\nDecodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D), status (as gpsd's:\nonly from 2 DGPS on; 8 = simulated, never a real position).")
-	}
-	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return &exitCodeError{code: 2, err: errors.New("want exactly one FILE")}
-	}
 	in := io.Reader(os.Stdin)
-	if name := fs.Arg(0); name != "-" {
+	if name := args[0]; name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			return err
@@ -76,7 +66,7 @@ func runNMEA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		err = ferr
 	}
 	if err != nil {
-		return fmt.Errorf("decode %s: %w", fs.Arg(0), err)
+		return fmt.Errorf("decode %s: %w", args[0], err)
 	}
 	fmt.Fprintf(stderr, "nmea: %d sentences, %d rejected (checksum or syntax), %d fixes\n", rd.Sentences, rd.Rejected, fixes)
 	return nil

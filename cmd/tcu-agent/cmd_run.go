@@ -28,8 +28,21 @@ const defaultMemoryLimit = 48 << 20
 const defaultConfigPath = "/etc/tcu-agent/tcu-agent.toml"
 
 func init() {
-	register(subcommand{name: "run", summary: "run the agent (default verb)", run: runAgent})
-	register(subcommand{name: "check-config", summary: "load and validate a config file, then exit", run: runCheckConfig})
+	register(subcommand{name: "run", summary: "run the agent (default verb)",
+		description: "Runs until SIGTERM or SIGINT. Exits 78 (EX_CONFIG) on a configuration error, which\nthe systemd unit does not restart on.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			cf := addConfigFlags(fs, true)
+			return func(ctx context.Context, _ []string, _, stderr io.Writer) error { return runAgent(ctx, cf, stderr) }
+		}})
+	register(subcommand{name: "check-config", summary: "load and validate a config file, then exit",
+		operands: "[FILE]", maxArgs: 1,
+		description: "FILE (or --config) defaults to " + defaultConfigPath + ". Exits 0 when valid, 78 with\nfile:line: key: problem lines when not.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			cf := addConfigFlags(fs, false)
+			return func(_ context.Context, args []string, stdout, _ io.Writer) error {
+				return runCheckConfig(fs, cf, args, stdout)
+			}
+		}})
 }
 
 // loadConfig loads path and turns configuration problems into exit code 78
@@ -45,40 +58,17 @@ func loadConfig(path string) (*config.Config, *agent.Sections, error) {
 	return cfg, sec, nil
 }
 
-// parseAndLoad parses the --config and --state-dir flags shared by the
-// verbs that run against a configuration, then loads it (--state-dir
-// overrides [agent] state_dir, e.g. with systemd's $STATE_DIRECTORY).
-func parseAndLoad(verb string, args []string, stderr io.Writer) (*config.Config, *agent.Sections, error) {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfigPath, "config file")
-	stateDir := fs.String("state-dir", "", "override [agent] state_dir (e.g. $STATE_DIRECTORY)")
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, &exitCodeError{code: 2, err: err}
-	}
-	cfg, sec, err := loadConfig(*path)
-	if err != nil {
-		return nil, nil, err
-	}
-	if *stateDir != "" {
-		cfg.Agent.StateDir = *stateDir
-	}
-	return cfg, sec, nil
-}
-
-func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 	// SIGHUP reloads; it must not kill the agent (its default action),
 	// so it is caught before anything else can take time.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, sec, err := parseAndLoad("run", args, stderr)
+	cfg, sec, err := cf.load()
 	if err != nil {
 		return err
 	}
-	level := new(slog.LevelVar)
-	level.Set(parseLevel(cfg.Agent.LogLevel))
-	log := slog.New(&levelHandler{Handler: newLogger(stderr, "debug").Handler(), level: level})
+	log, level := newLogger(stderr, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
 	// A soft memory limit for a small box: the collector runs before the
 	// heap doubles (the buffer's 1M-record fill peaks at 19.8-29.2 MB
 	// RssAnon without a limit, 16.8-19.0 MB with 24 MiB, at the same rate:
@@ -86,7 +76,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, Version: version})
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, LogLevel: level, Version: version})
 	if err != nil {
 		return err
 	}
@@ -169,33 +159,15 @@ func parseLevel(s string) slog.Level {
 	return lv
 }
 
-// levelHandler filters a handler by a level that can change at run time.
-type levelHandler struct {
-	slog.Handler
-	level *slog.LevelVar
-}
-
-func (h *levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level.Level() && h.Handler.Enabled(ctx, l)
-}
-
-func (h *levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &levelHandler{Handler: h.Handler.WithAttrs(attrs), level: h.level}
-}
-
-func (h *levelHandler) WithGroup(name string) slog.Handler {
-	return &levelHandler{Handler: h.Handler.WithGroup(name), level: h.level}
-}
-
-func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
-	}
-	path := defaultConfigPath
-	if fs.NArg() > 0 {
-		path = fs.Arg(0)
+func runCheckConfig(fs *flag.FlagSet, cf *configFlags, args []string, stdout io.Writer) error {
+	path := cf.path
+	if len(args) > 0 {
+		configSet := false
+		fs.Visit(func(f *flag.Flag) { configSet = configSet || f.Name == "config" })
+		if configSet {
+			return &exitCodeError{code: 2, err: errors.New("--config and FILE both name the file: give one")}
+		}
+		path = args[0]
 	}
 	cfg, _, err := loadConfig(path)
 	if err != nil {
@@ -203,21 +175,4 @@ func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "%s: ok (version %d, %d drivers)\n", path, cfg.Version, len(cfg.Drivers))
 	return nil
-}
-
-// newLogger returns a text logger for journald: no timestamps when stderr
-// is the journal (JOURNAL_STREAM set), since journald adds its own.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

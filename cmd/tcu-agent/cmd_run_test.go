@@ -120,7 +120,7 @@ func TestReloadAppliesLogLevelAndNamesRestarts(t *testing.T) {
 	}
 	level := new(slog.LevelVar)
 	var logs bytes.Buffer
-	log := slog.New(&levelHandler{Handler: slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}), level: level})
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
 
 	edited := strings.Replace(string(src), `log_level = "info"`, `log_level = "debug"`, 1)
 	edited = strings.Replace(edited, `batch_latency = "500ms"`, `batch_latency = "400ms"`, 1)

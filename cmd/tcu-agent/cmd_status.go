@@ -15,47 +15,67 @@ import (
 )
 
 func init() {
-	register(subcommand{name: "status", summary: "show the running agent's status", run: runStatus})
+	register(subcommand{name: "status", summary: "show the running agent's status",
+		description: "Exit status: 0 healthy, 1 a critical loop is hung, 3 the agent is not running.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			sf := addSocketFlags(fs)
+			asJSON := fs.Bool("json", false, "print the raw status document as JSON")
+			timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+			return func(ctx context.Context, _ []string, stdout, _ io.Writer) error {
+				return runStatus(ctx, fs, sf, *asJSON, *timeout, stdout)
+			}
+		}})
+}
+
+// socketFlags are --socket and --config of the verbs that talk to the
+// running agent over its control socket.
+type socketFlags struct {
+	socket, config string
+}
+
+func addSocketFlags(fs *flag.FlagSet) *socketFlags {
+	sf := &socketFlags{}
+	fs.StringVar(&sf.socket, "socket", ctl.DefaultSocket, "control `socket` of the running agent ([health] ctl_socket)")
+	fs.StringVar(&sf.config, "config", "", "read the control socket from this config `file`'s [health] ctl_socket")
+	return sf
+}
+
+// path returns the control socket to use: --socket, or the one named by
+// the --config file.
+func (sf *socketFlags) path(fs *flag.FlagSet) (string, error) {
+	if sf.config == "" {
+		return sf.socket, nil
+	}
+	socketSet := false
+	fs.Visit(func(f *flag.Flag) { socketSet = socketSet || f.Name == "socket" })
+	if socketSet {
+		return "", &exitCodeError{code: 2, err: errors.New("--config and --socket both name the socket: give one")}
+	}
+	cfg, _, err := loadConfig(sf.config)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Health.CtlSocket, nil
 }
 
 // runStatus queries the control socket and prints the status as a table
 // (or JSON with --json). Exit codes: 0 healthy, 1 a critical loop is hung,
 // 3 the agent is not running (as LSB init scripts' status).
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("socket", ctl.DefaultSocket, "control socket of the running agent ([health] ctl_socket)")
-	cfgPath := fs.String("config", "", "read the control socket from this config file's [health] ctl_socket")
-	asJSON := fs.Bool("json", false, "print the raw status document as JSON")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return &exitCodeError{code: 2, err: err}
+func runStatus(ctx context.Context, fs *flag.FlagSet, sf *socketFlags, asJSON bool, timeout time.Duration, stdout io.Writer) error {
+	socket, err := sf.path(fs)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return &exitCodeError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	if *cfgPath != "" {
-		socketSet := false
-		fs.Visit(func(f *flag.Flag) { socketSet = socketSet || f.Name == "socket" })
-		if socketSet {
-			return &exitCodeError{code: 2, err: errors.New("--config and --socket both name the socket: give one")}
-		}
-		cfg, _, err := loadConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		*socket = cfg.Health.CtlSocket
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	st, err := ctl.Query(ctx, *socket)
+	st, err := ctl.Query(ctx, socket)
 	if errors.Is(err, ctl.ErrNotRunning) {
-		return &exitCodeError{code: 3, err: fmt.Errorf("%w: nothing listens on %s (systemctl status tcu-agent)", ctl.ErrNotRunning, *socket)}
+		return notRunning(socket)
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(st); err != nil {
@@ -68,6 +88,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errSilentFailure
 	}
 	return nil
+}
+
+// notRunning is the error (exit 3) when nothing serves the socket.
+func notRunning(socket string) error {
+	return &exitCodeError{code: 3, err: fmt.Errorf("%w: nothing listens on %s (systemctl status tcu-agent)", ctl.ErrNotRunning, socket)}
 }
 
 // printStatus renders st as aligned, human-readable sections.

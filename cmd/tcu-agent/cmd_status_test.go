@@ -52,7 +52,7 @@ func TestStatusTable(t *testing.T) {
 	t.Parallel()
 	path := serveStatus(t, statusFixture())
 	var out, errOut bytes.Buffer
-	if err := runStatus(context.Background(), []string{"--socket", path}, &out, &errOut); err != nil {
+	if err := subcommands["status"].dispatch(context.Background(), []string{"--socket", path}, &out, &errOut); err != nil {
 		t.Fatalf("status: %v\n%s", err, errOut.String())
 	}
 	for _, want := range []string{
@@ -77,7 +77,7 @@ func TestStatusJSON(t *testing.T) {
 	t.Parallel()
 	path := serveStatus(t, statusFixture())
 	var out bytes.Buffer
-	if err := runStatus(context.Background(), []string{"--json", "--socket=" + path}, &out, &out); err != nil {
+	if err := subcommands["status"].dispatch(context.Background(), []string{"--json", "--socket=" + path}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	var got ctl.Status
@@ -97,7 +97,7 @@ func TestStatusExitCodes(t *testing.T) {
 	path := serveStatus(t, unhealthy)
 
 	var out bytes.Buffer
-	err := runStatus(context.Background(), []string{"--socket", path}, &out, &out)
+	err := subcommands["status"].dispatch(context.Background(), []string{"--socket", path}, &out, &out)
 	if !errors.Is(err, errSilentFailure) {
 		t.Errorf("unhealthy agent: err = %v, want errSilentFailure", err)
 	}
@@ -107,11 +107,11 @@ func TestStatusExitCodes(t *testing.T) {
 		}
 	}
 
-	err = runStatus(context.Background(), []string{"--socket", filepath.Join(t.TempDir(), "none.sock")}, &out, &out)
+	err = subcommands["status"].dispatch(context.Background(), []string{"--socket", filepath.Join(t.TempDir(), "none.sock")}, &out, &out)
 	if exitCode(err) != 3 || !errors.Is(err, ctl.ErrNotRunning) {
 		t.Errorf("no agent: err = %v (exit %d), want ErrNotRunning, exit 3", err, exitCode(err))
 	}
-	if err := runStatus(context.Background(), []string{"extra"}, &out, &out); exitCode(err) != 2 {
+	if err := subcommands["status"].dispatch(context.Background(), []string{"extra"}, &out, &out); exitCode(err) != 2 {
 		t.Errorf("bad usage: exit %d, want 2", exitCode(err))
 	}
 }
@@ -138,13 +138,13 @@ func TestStatusConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runStatus(context.Background(), []string{"--config", cfgPath}, &out, &out); err != nil {
+	if err := subcommands["status"].dispatch(context.Background(), []string{"--config", cfgPath}, &out, &out); err != nil {
 		t.Fatalf("status --config: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "tcu-0042") {
 		t.Errorf("status --config printed:\n%s", out.String())
 	}
-	err = runStatus(context.Background(), []string{"--config", cfgPath, "--socket", path}, &out, &out)
+	err = subcommands["status"].dispatch(context.Background(), []string{"--config", cfgPath, "--socket", path}, &out, &out)
 	if exitCode(err) != 2 {
 		t.Errorf("--config with --socket: exit %d, want 2", exitCode(err))
 	}

@@ -6,10 +6,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,12 +29,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE)
 
 	verb := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		verb, args = args[0], args[1:]
-	}
-	if verb == "help" || verb == "-h" || verb == "--help" {
-		usage(stdout)
-		return 0
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help" || a == "help" && len(args) == 1:
+			usage(stdout)
+			return 0
+		case a == "--version" || a == "-version":
+			args = args[1:]
+			verb = "version"
+		case a == "help":
+			// help VERB: the verb's usage.
+			if c, ok := subcommands[args[1]]; ok && len(args) == 2 {
+				c.usage(stdout)
+				return 0
+			}
+			fmt.Fprintf(stderr, "tcu-agent help: unknown verb %q\n", strings.Join(args[1:], " "))
+			usage(stderr)
+			return 2
+		case a != "" && a[0] != '-':
+			verb, args = a, args[1:]
+		}
 	}
 	c, ok := subcommands[verb]
 	if !ok {
@@ -40,9 +56,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if err := c.run(ctx, args, stdout, stderr); err != nil {
+	if err := c.dispatch(ctx, args, stdout, stderr); err != nil {
 		if errors.Is(err, errSilentFailure) {
 			return 1
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "tcu-agent %s: %v\n\n", verb, err)
+			c.usage(stderr)
+			return 2
 		}
 		fmt.Fprintf(stderr, "tcu-agent %s: %v\n", verb, err)
 		return exitCode(err)
@@ -69,12 +91,19 @@ func exitCode(err error) int {
 	if errors.As(err, &ec) {
 		return ec.code
 	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
 	return 1
 }
 
 func init() {
-	register(subcommand{name: "version", summary: "print the version", run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-		fmt.Fprintln(stdout, "tcu-agent", version)
-		return nil
-	}})
+	register(subcommand{name: "version", summary: "print the version", maxArgs: 0,
+		setup: func(*flag.FlagSet) runFunc {
+			return func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+				fmt.Fprintln(stdout, "tcu-agent", version)
+				return nil
+			}
+		}})
 }

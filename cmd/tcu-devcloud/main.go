@@ -8,12 +8,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
+
+// version is set at link time: -ldflags "-X main.version=...".
+var version = "dev"
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -35,8 +39,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = send(ctx, args[1:], stdout, stderr)
 	case "mint":
 		err = mint(args[1:], stdout, stderr)
+	case "decode":
+		err = decode(args[1:], stdin, stdout)
 	case "help", "-h", "--help":
 		usage(stdout)
+		return 0
+	case "version", "--version", "-version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "tcu-devcloud version: unexpected argument %q\n", args[1])
+			return 2
+		}
+		fmt.Fprintln(stdout, "tcu-devcloud", version)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "tcu-devcloud: unknown verb %q\n", args[0])
@@ -54,6 +67,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
+// parseFlags parses a verb's flags: -h/--help exits 0 (flag prints the
+// usage), a bad flag or a stray argument exits 2.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitError(0)
+		}
+		return exitError(2)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitError(2)
+	}
+	return nil
+}
+
 // exitError is a verb's exit code after it printed its own result.
 type exitError int
 
@@ -61,6 +91,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: tcu-devcloud <verb> [flags]
+       tcu-devcloud --help | --version
 
 verbs:
   serve  run the broker and console
@@ -71,5 +102,7 @@ verbs:
          exit 0 on SUCCEEDED, 1 otherwise
   mint   issue a certificate from the test CA
          --ca-dir DIR (--thing NAME | --claim NAME) [--out DIR] [--valid 8760h]
+  decode print a compact batch (docs/wire.md) as the JSON envelope
+         FILE | -
 `)
 }

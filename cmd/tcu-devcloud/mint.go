@@ -19,8 +19,8 @@ func mint(args []string, stdout, stderr io.Writer) error {
 	claim := fs.String("claim", "", "mint a claim (fleet provisioning) certificate with this name")
 	out := fs.String("out", "", "output directory (default: --ca-dir)")
 	valid := fs.Duration("valid", 365*24*time.Hour, "validity")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *caDir == "" || (*thing == "") == (*claim == "") {
 		return errors.New("need --ca-dir and exactly one of --thing or --claim")

@@ -23,8 +23,8 @@ func send(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "command name, e.g. door.lock")
 	params := fs.String("params", "{}", "command parameters as a JSON object")
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for the final response")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *thing == "" || *name == "" {
 		return errors.New("--thing and --name are required")

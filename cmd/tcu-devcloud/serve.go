@@ -32,8 +32,8 @@ func serve(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	caDir := fs.String("ca-dir", "", "directory of the test CA (created if absent); needed with --tls-addr")
 	quiet := fs.Bool("quiet", false, "do not print telemetry batches")
 	estAddr := fs.String("est-addr", "", "EST (RFC 7030) HTTPS listen address (empty: none)")
-	if err := fs.Parse(args); err != nil {
-		return exitError(2)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *tlsAddr != "" && *caDir == "" {
 		return errors.New("--tls-addr needs --ca-dir")

@@ -30,9 +30,12 @@ import (
 // DefaultVBus is where the virtual bus is served by default.
 const DefaultVBus = "/tmp/tcu-sim/vbus.sock"
 
+// version is set at link time: -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -123,6 +126,28 @@ func (o *options) validate() error {
 		return err
 	}
 	return nil
+}
+
+// runMain handles what prints to stdout (--version or version, -h or
+// --help alone), then runs the simulator.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) >= 1 {
+		switch args[0] {
+		case "version", "--version", "-version":
+			if len(args) > 1 {
+				fmt.Fprintf(stderr, "tcu-sim: unexpected argument %q\n", args[1])
+				return 2
+			}
+			fmt.Fprintln(stdout, "tcu-sim", version)
+			return 0
+		case "-h", "--help", "-help", "help":
+			if len(args) == 1 {
+				_, _ = parseFlags([]string{"-h"}, stdout)
+				return 0
+			}
+		}
+	}
+	return run(ctx, args, stderr)
 }
 
 // run is the whole program; it returns the exit code.

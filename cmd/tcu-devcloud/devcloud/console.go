@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/agent/record/wire"
 )
 
 // console prints one line per telemetry batch, event batch, status change
@@ -49,6 +51,16 @@ func (con *console) batch(kind, topic string, b []byte) {
 	if con.quiet && kind == "telemetry" {
 		return
 	}
+	format := ""
+	if wire.IsCompact(b) { // shown decoded, with its size on the wire
+		js, err := wire.ToJSON(b)
+		if err != nil {
+			con.printf("%-10s %s: undecodable compact batch (%d bytes): %v", kind, thingOf(topic), len(b), err)
+			return
+		}
+		format = fmt.Sprintf(" [compact %d B, JSON %d B]", len(b), len(js))
+		b = js
+	}
 	var env envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		con.printf("%-10s %s: undecodable batch (%d bytes): %v", kind, thingOf(topic), len(b), err)
@@ -59,7 +71,7 @@ func (con *console) batch(kind, topic string, b []byte) {
 		return
 	}
 	first, last := string(env.Records[0]["seq"]), string(env.Records[len(env.Records)-1]["seq"])
-	con.printf("%-10s %s: %d records seq %s..%s %s", kind, env.Device, len(env.Records), first, last, sample(env.Records[len(env.Records)-1], 4))
+	con.printf("%-10s %s: %d records seq %s..%s %s%s", kind, env.Device, len(env.Records), first, last, sample(env.Records[len(env.Records)-1], 4), format)
 }
 
 // sample formats up to n data fields of a record.

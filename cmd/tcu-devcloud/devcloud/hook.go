@@ -140,6 +140,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if !known {
 		return false
 	}
+	if rest, basic := BasicIngest(topic); basic || strings.HasPrefix(topic, "$aws/rules/") {
+		if !write || !basic { // Basic Ingest is publish only
+			return false
+		}
+		topic = rest // permitted as the topic the rule sees
+	}
 	ok := allowed(id.kind, id.thing, topic)
 	if !ok && write {
 		h.c.clientStats(cl.ID, func(s *ClientStats) { s.LastViolation = "not authorized: " + topic })

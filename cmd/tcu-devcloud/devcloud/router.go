@@ -38,6 +38,9 @@ func (r *router) add(filter string, fn func(clientID, topic string, payload []by
 }
 
 func (r *router) dispatch(clientID, topic string, payload []byte) {
+	if rest, ok := BasicIngest(topic); ok {
+		topic = rest // the rule sees the topic without $aws/rules/<rule>/
+	}
 	r.mu.Lock()
 	var fns []func(string, string, []byte)
 	for _, rt := range r.routes {
@@ -49,6 +52,22 @@ func (r *router) dispatch(clientID, topic string, payload []byte) {
 	for _, fn := range fns {
 		fn(clientID, topic, payload)
 	}
+}
+
+// BasicIngest splits an AWS IoT Basic Ingest topic
+// "$aws/rules/<rule>/<topic>" and returns <topic>. Such publishes go
+// straight to the rule: handlers see <topic>, and no MQTT client can
+// subscribe to them.
+func BasicIngest(topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, "$aws/rules/")
+	if !ok {
+		return "", false
+	}
+	rule, inner, ok := strings.Cut(rest, "/")
+	if !ok || rule == "" || inner == "" {
+		return "", false
+	}
+	return inner, true
 }
 
 // Match reports whether topic matches the MQTT filter. As the spec says,
