@@ -261,7 +261,7 @@ func newProvisioner(c *config.Config, sec *Sections, log *slog.Logger, now func(
 	mqttCfg := sec.MQTT
 	return provisioning.New(provisioning.Options{
 		Config: sec.Provisioning, StateDir: c.Agent.StateDir, Logger: log.With("component", "provisioning"), Now: now,
-		Progress: progress, EventTopicPrefix: mqttCfg.TopicPrefix,
+		Progress: progress, EventTopicPrefix: mqttCfg.TopicPrefix, DeviceParams: deviceParams(c),
 		Dial: func(ctx context.Context, cert tls.Certificate, clientID string) (provisioning.Conn, error) {
 			c, err := uplink.DialConn(ctx, mqttCfg, cert, clientID, log.With("component", "provisioning_mqtt"))
 			if errors.Is(err, uplink.ErrRefused) {

@@ -9,6 +9,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/ctl"
 	"github.com/tcu-agent/tcu-agent/agent/metrics"
 	"github.com/tcu-agent/tcu-agent/buffer"
+	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
 // identityInfo is what the status shows about the identity in use.
@@ -81,7 +82,7 @@ func (a *Agent) status() ctl.Status {
 	id, sess := a.ident, a.session
 	a.mu.Unlock()
 	st := ctl.Status{Version: a.version, Time: now, StartedAt: a.started}
-	st.Identity = ctl.Identity{Thing: id.thing, Source: id.source, CertExpiry: id.notAfter}
+	st.Identity = ctl.Identity{Thing: id.thing, Source: id.source, CertExpiry: id.notAfter, VIN: vehicleVIN(a.cfg)}
 	st.Connection = ctl.Connection{State: "connecting", Endpoint: a.sec.MQTT.Broker}
 	if id.thing == "" {
 		st.Connection.State = "offline"
@@ -107,6 +108,11 @@ func (a *Agent) status() ctl.Status {
 	}
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
+		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {
+			if up, why := lr.Link(); !up { // reconnecting inside Run
+				state, lastErr = driverRetrying, why
+			}
+		}
 		c := driverCounters(s.drv)
 		st.Buses = append(st.Buses, ctl.Bus{
 			Name: s.name, Driver: s.name, State: state.String(),

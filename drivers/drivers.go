@@ -64,6 +64,15 @@ type Transmitter interface {
 	Transmit(ctx context.Context, message string, signals map[string]float64) error
 }
 
+// A LinkReporter is implemented by drivers that keep their device open
+// themselves, reconnecting inside Run instead of returning (the can and
+// obd drivers): Link reports whether the device is connected now and, if
+// not, the last error. The agent shows such a driver as retrying while its
+// link is down.
+type LinkReporter interface {
+	Link() (up bool, lastErr string)
+}
+
 // Params are handed to a Factory.
 type Params struct {
 	// Name is the driver instance's name from config ("body", "gnss").

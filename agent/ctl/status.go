@@ -54,6 +54,9 @@ type Identity struct {
 	Source string `json:"source"`
 	// CertExpiry is the device certificate's NotAfter; zero when none.
 	CertExpiry time.Time `json:"cert_expiry,omitzero"`
+	// VIN is the vehicle identification number a driver (obd) read; empty
+	// until one has.
+	VIN string `json:"vin,omitempty"`
 }
 
 // Connection is the MQTT session's state.

@@ -16,7 +16,7 @@ import (
 func init() {
 	register(subcommand{name: "nmea", summary: "decode an NMEA capture as the GNSS driver would",
 		operands: "FILE", minArgs: 1, maxArgs: 1,
-		description: "Decodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D). A summary goes to stderr.",
+		description: "Decodes a GNSS receiver capture (raw serial bytes; \"-\" reads stdin) and prints\none JSON object per fix: time (RFC 3339 UTC), lat, lon (degrees), alt (m),\nspeed (m/s), course (degrees), mode (1 no fix, 2 2D, 3 3D), status (as gpsd's:\nonly from 2 DGPS on; 8 = simulated, never a real position). A summary goes to stderr.",
 		setup:       func(*flag.FlagSet) runFunc { return runNMEA }})
 }
 
@@ -31,6 +31,10 @@ type nmeaFix struct {
 	Speed  *float64 `json:"speed,omitempty"`
 	Course *float64 `json:"course,omitempty"`
 	Mode   int      `json:"mode"`
+	// Status is gpsd's TPV status, printed as gpsd does only from 2 on
+	// (2 DGPS, 3 RTK fixed, 4 RTK float, 5 dead reckoning, 7 time only,
+	// 8 simulated, 9 PPS; docs/gnss.md).
+	Status int `json:"status,omitempty"`
 }
 
 // runNMEA prints one JSON object per fix (epoch) of the capture FILE ("-"
@@ -82,6 +86,9 @@ func toNMEAFix(f gnss.Fix) nmeaFix {
 		Speed:  opt(f.Speed, f.HasSpeed),
 		Course: opt(f.Course, f.HasCourse),
 		Mode:   int(f.Mode),
+	}
+	if f.Status >= gnss.StatusDGPS {
+		out.Status = int(f.Status)
 	}
 	if !f.Time.IsZero() {
 		out.Time = f.Time.UTC().Format(time.RFC3339Nano)

@@ -160,6 +160,9 @@ func suffix(why string) string {
 
 func identityLine(id ctl.Identity, now time.Time) string {
 	if id.Thing == "" {
+		if id.VIN != "" {
+			return "not provisioned (" + dash(id.Source) + ", VIN " + id.VIN + ")"
+		}
 		return "not provisioned (" + dash(id.Source) + ")"
 	}
 	s := id.Thing + " (" + dash(id.Source)
@@ -170,6 +173,9 @@ func identityLine(id ctl.Identity, now time.Time) string {
 		} else {
 			s += ", certificate expires " + id.CertExpiry.UTC().Format(time.DateOnly) + ", in " + strconv.Itoa(int(left.Hours()/24)) + "d"
 		}
+	}
+	if id.VIN != "" {
+		s += ", VIN " + id.VIN
 	}
 	return s + ")"
 }

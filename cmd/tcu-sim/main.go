@@ -56,6 +56,7 @@ type options struct {
 	bitrate                                int
 	seed                                   uint64
 	verbose                                bool
+	obd                                    obdOptions
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	hold := fs.String("hold", "none", "pin the motion regardless of the scenario: none, parked or moving (at --speed)")
 	fs.Float64Var(&o.speed, "speed", 50, "speed in km/h for --hold moving")
 	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+	o.obd.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -119,6 +121,9 @@ func (o *options) validate() error {
 		return errors.New("--nmea-pty needs the vehicle model; it cannot be combined with --replay")
 	case o.bodyDelay < 0:
 		return fmt.Errorf("--body-delay %v: want >= 0", o.bodyDelay)
+	}
+	if err := o.obd.validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -54,6 +54,11 @@ func simulate(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		existing = v.FrameRate()
 	}
+	if o.obd.enabled {
+		if err := startECU(ctx, g, o.obd, attach, v, log); err != nil {
+			return err
+		}
+	}
 	if o.load > 0 {
 		if err := startLoad(ctx, g, o, attach, db.Messages, existing, log); err != nil {
 			return err

@@ -61,9 +61,10 @@ type Driver struct {
 	dec    *canmap.Decoder
 	bus    atomic.Pointer[busRef] // the open bus while Run runs, for Transmit
 
-	drops    atomic.Uint64 // of buses from earlier Runs
-	txFrames atomic.Uint64
-	txErrors atomic.Uint64
+	drops      atomic.Uint64 // of buses from earlier Runs
+	reconnects atomic.Uint64 // of buses from earlier Runs
+	txFrames   atomic.Uint64
+	txErrors   atomic.Uint64
 	// Error counters of SocketCAN connections from earlier Runs.
 	errFrames atomic.Uint64
 	busOffs   atomic.Uint64
@@ -142,6 +143,12 @@ type Stats struct {
 	// ErrorFrames and BusOffs count controller error frames and bus-off
 	// events of the open SocketCAN interface (zero for other transports).
 	ErrorFrames, BusOffs uint64
+	// Connected is 1 while Run has the bus open, else 0 (the bus is absent
+	// or being reconnected, or Run is not running).
+	Connected int
+	// Reconnects counts connections opened after the first one of a Run
+	// (summed over Runs).
+	Reconnects uint64
 }
 
 // Stats returns the driver's counters. It is safe to call at any time
@@ -153,11 +160,16 @@ func (d *Driver) Stats() Stats {
 	}
 	drops := d.drops.Load()
 	var sc socketcan.Stats
+	connected, reconnects := 0, d.reconnects.Load()
 	if r := d.bus.Load(); r != nil {
 		drops += dropped(r.Bus)
 		if c, ok := r.Bus.(interface{ Stats() socketcan.Stats }); ok {
 			sc = c.Stats()
 		}
+		if c, ok := r.Bus.(interface{ Connected() bool }); ok && c.Connected() {
+			connected = 1
+		}
+		reconnects += max(opens(r.Bus), 1) - 1
 	}
 	return Stats{
 		ErrorFrames:  d.errFrames.Load() + sc.ErrorFrames,
@@ -169,6 +181,8 @@ func (d *Driver) Stats() Stats {
 		Drops:        drops,
 		TxFrames:     d.txFrames.Load(),
 		TxErrors:     d.txErrors.Load(),
+		Connected:    connected,
+		Reconnects:   reconnects,
 	}
 }
 
@@ -186,4 +200,32 @@ func dropped(b canbus.Bus) uint64 {
 		return dc.Dropped()
 	}
 	return 0
+}
+
+// opens returns how many connections a self-reconnecting bus has opened.
+func opens(b canbus.Bus) uint64 {
+	switch c := b.(type) {
+	case *canbus.Redialer:
+		return c.Dials()
+	case *socketcan.Reopener:
+		return c.Opens()
+	}
+	return 0
+}
+
+var _ drivers.LinkReporter = (*Driver)(nil)
+
+// Link reports whether Run has the bus open and, if not, why.
+func (d *Driver) Link() (up bool, lastErr string) {
+	r := d.bus.Load()
+	if r == nil {
+		return false, "not running"
+	}
+	if c, ok := r.Bus.(interface{ Connected() bool }); ok && c.Connected() {
+		return true, ""
+	}
+	if e, ok := r.Bus.(interface{ LastError() string }); ok && e.LastError() != "" {
+		return false, e.LastError()
+	}
+	return false, "connecting to " + d.where()
 }

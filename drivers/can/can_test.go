@@ -159,19 +159,33 @@ func TestInitErrors(t *testing.T) {
 	}
 }
 
-func TestRunNotReadyWithoutBus(t *testing.T) {
+func TestTransmitNotReadyWithoutBus(t *testing.T) {
 	t.Parallel()
 	d := New(drivertest.Params(t))
 	d.Transport, d.Address, d.DBC = TransportVBus, filepath.Join(t.TempDir(), "none.sock"), vehicleDBC
 	if err := d.Init(); err != nil {
 		t.Fatal(err)
 	}
-	err := d.Run(context.Background(), &drivertest.Sink{})
-	if !errors.Is(err, drivers.ErrNotReady) {
-		t.Errorf("Run() without a bus = %v, want ErrNotReady", err)
+	if err := d.Transmit(context.Background(), "BODY_COMMAND", nil); !errors.Is(err, drivers.ErrNotReady) {
+		t.Errorf("Transmit() before Run = %v, want ErrNotReady", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx, &drivertest.Sink{}) }()
+	waitFor(t, func() bool { return d.bus.Load() != nil })
+	start := time.Now()
 	if err := d.Transmit(context.Background(), "BODY_COMMAND", nil); !errors.Is(err, drivers.ErrNotReady) {
 		t.Errorf("Transmit() without a bus = %v, want ErrNotReady", err)
+	}
+	if took := time.Since(start); took > TransmitWait+5*time.Second {
+		t.Errorf("Transmit() without a bus took %v, want about TransmitWait (%v)", took, TransmitWait)
+	}
+	if st := d.Stats(); st.Connected != 0 || st.TxErrors != 2 {
+		t.Errorf("Stats() = %+v, want not connected, 2 tx errors", st)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Run() = %v, want nil after cancel (an absent bus is retried inside Run)", err)
 	}
 }
 
@@ -221,6 +235,7 @@ func TestDecodeTransmitAndStats(t *testing.T) {
 		t.Error("LastSeen has no time for a received signal")
 	}
 
+	txAt := time.Now()
 	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"LockRequest": 2, "CommandCounter": 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +255,9 @@ func TestDecodeTransmitAndStats(t *testing.T) {
 	}
 	if st := d.Stats(); st.TxFrames != 1 {
 		t.Errorf("TxFrames = %d, want 1", st.TxFrames)
+	}
+	if until := canbus.QuietUntil(canbus.BusKey(TransportVBus, b.path)); until.Before(txAt.Add(ActuationQuiet)) {
+		t.Errorf("no quiet window for pollers after Transmit (until %v)", until)
 	}
 }
 
@@ -269,50 +287,122 @@ func TestTestdataDBCMatchesConfigs(t *testing.T) {
 	}
 }
 
-func TestRunSocketCANAbsentIsNotReady(t *testing.T) {
+func TestRunSocketCANAbsentKeepsTrying(t *testing.T) {
 	t.Parallel()
 	d := New(drivertest.Params(t))
 	d.Interface, d.DBC = "nosuchcan7", vehicleDBC
 	if err := d.Init(); err != nil {
 		t.Fatal(err)
 	}
-	err := d.Run(context.Background(), &drivertest.Sink{})
-	var fatal *drivers.FatalError
-	if !errors.Is(err, drivers.ErrNotReady) && !errors.As(err, &fatal) {
-		t.Errorf("Run() on a missing interface = %v, want ErrNotReady (or FatalError without AF_CAN)", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx, &drivertest.Sink{}) }()
+	waitFor(t, func() bool { return d.bus.Load() != nil })
+	if err := d.Transmit(ctx, "BODY_COMMAND", nil); !errors.Is(err, drivers.ErrNotReady) {
+		t.Errorf("Transmit() on a missing interface = %v, want ErrNotReady", err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Errorf("Run() on a missing interface = %v, want nil after cancel", err)
 	}
 }
 
-func TestRunNotReadyWhenServerGoes(t *testing.T) {
-	t.Parallel()
-	v := canbus.NewVirtual()
-	path := filepath.Join(t.TempDir(), "vbus.sock")
+// serveAt serves v on a unix socket at path until the returned stop is
+// called.
+func serveAt(t *testing.T, path string, v *canbus.Virtual) (stop func()) {
+	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, stopServer := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- canbus.Serve(sctx, l, v) }()
+	go func() { served <- canbus.Serve(ctx, l, v) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("Serve() = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestBusReturns is issue 13 item 6: the bus (tcu-sim) restarts; Run keeps
+// running, reconnects within its capped backoff and a command sent right
+// after the bus is back is transmitted, and frames are decoded again.
+func TestBusReturns(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "vbus.sock")
+	v1 := canbus.NewVirtual()
+	stop1 := serveAt(t, path, v1)
 	d := New(drivertest.Params(t))
 	d.Transport, d.Address, d.DBC = TransportVBus, path, vehicleDBC
+	d.Signals = vehicleSignals()
 	if err := d.Init(); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := &drivertest.Sink{}
 	errc := make(chan error, 1)
-	go func() { errc <- d.Run(context.Background(), &drivertest.Sink{}) }()
-	waitFor(t, func() bool { return v.Endpoints() == 1 })
-	stopServer()
-	if err := <-served; err != nil {
-		t.Fatal(err)
-	}
+	go func() { errc <- d.Run(ctx, sink) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+	waitFor(t, func() bool { return v1.Endpoints() == 1 && d.Stats().Connected == 1 })
+
+	// The bus goes away for a while (long enough for several failed dials).
+	stop1()
+	waitFor(t, func() bool { return d.Stats().Connected == 0 })
+	waitFor(t, func() bool { up, why := d.Link(); return !up && why != "" })
+	time.Sleep(3 * canbus.RedialMax)
 	select {
 	case err := <-errc:
-		if !errors.Is(err, drivers.ErrNotReady) {
-			t.Errorf("Run() after the server stopped = %v, want ErrNotReady", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run() did not return after the server stopped")
+		t.Fatalf("Run() returned %v when the bus went away; want it to reconnect", err)
+	default:
+	}
+
+	// The bus comes back: a command issued at once must go out.
+	v2 := canbus.NewVirtual()
+	ep := v2.Attach()
+	defer ep.Close()
+	serveAt(t, path, v2)
+	back := time.Now()
+	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"LockRequest": 1}); err != nil {
+		t.Fatalf("Transmit() right after the bus returned = %v", err)
+	}
+	ready := time.Since(back)
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if f, err := ep.Receive(rctx); err != nil || f.ID != 0x121 {
+		t.Fatalf("frame on the returned bus = %03X, %v; want BODY_COMMAND (0x121)", f.ID, err)
+	}
+	t.Logf("transmitter ready %v after the bus returned", ready)
+	// Decoding resumes too.
+	m, _ := d.db.Message("BATTERY")
+	data, err := m.Encode(map[string]float64{"BatteryVoltage": 13.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := canbus.Frame{ID: m.ID, Len: uint8(len(data))}
+	copy(f.Data[:], data)
+	if err := ep.Send(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sink.Wait(10*time.Second, drivertest.Named("Vehicle.LowVoltageBattery.CurrentVoltage")); !ok {
+		t.Error("no sample decoded after the bus returned")
+	}
+	if st := d.Stats(); st.Reconnects != 1 || st.Connected != 1 {
+		t.Errorf("Stats() = %+v, want 1 reconnect, connected", st)
+	}
+	if up, why := d.Link(); !up {
+		t.Errorf("Link() = down (%s) after the bus returned", why)
 	}
 }
 

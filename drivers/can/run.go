@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/tcu-agent/tcu-agent/drivers"
 	"github.com/tcu-agent/tcu-agent/drivers/canbus"
@@ -14,21 +15,24 @@ import (
 	"github.com/tcu-agent/tcu-agent/drivers/socketcan"
 )
 
-// Run opens the transport and decodes frames until ctx is done. It returns
-// an error wrapping drivers.ErrNotReady when the bus is absent.
+// Run attaches to the bus and decodes frames until ctx is done. A bus that
+// is absent or goes away (tcu-sim restarting, an interface going down) is
+// not an error: Run reconnects with a short capped backoff (see
+// canbus.Redialer and socketcan.Reopener), so frames flow and Transmit
+// works again within a second of the bus returning, without the agent's
+// driver restart backoff. Run returns an error only when reconnecting
+// cannot help.
 func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	if d.dec == nil {
 		return &drivers.FatalError{Err: fmt.Errorf("can driver %s: run before init", d.params.Name)}
 	}
-	bus, err := d.open(ctx)
-	if err != nil {
-		return err
-	}
+	bus := d.attach()
 	d.bus.Store(&busRef{bus})
 	defer func() {
 		d.bus.Store(nil)
 		_ = bus.Close()
 		d.drops.Add(dropped(bus))
+		d.reconnects.Add(max(opens(bus), 1) - 1)
 		if c, ok := bus.(interface{ Stats() socketcan.Stats }); ok {
 			st := c.Stats()
 			d.errFrames.Add(st.ErrorFrames)
@@ -38,26 +42,34 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 	// Closing the bus unblocks Receive on cancel.
 	stop := context.AfterFunc(ctx, func() { _ = bus.Close() })
 	defer stop()
+	fs := make([]canbus.Frame, rxBatch)
 	for {
-		f, err := bus.Receive(ctx)
+		n, err := canbus.ReceiveBatch(ctx, bus, fs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if gone(err) {
-				err = fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return &drivers.FatalError{Err: fmt.Errorf("receive %s: %w", d.where(), err)}
 			}
 			return fmt.Errorf("receive %s: %w", d.where(), err)
 		}
-		d.dec.Decode(&f, sink)
+		for i := range fs[:n] {
+			d.dec.Decode(&fs[i], sink)
+		}
 	}
 }
 
-// gone reports whether err means the bus went away (tcu-sim stopped): the
-// agent then retries as for an absent device.
+// rxBatch is how many frames Run takes from the transport per call.
+const rxBatch = 64
+
+// gone reports whether err means the bus went away (tcu-sim stopped, an
+// interface went down): the bus is then reconnected.
 func gone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, drivers.ErrNotReady) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func (d *Driver) where() string {
@@ -67,24 +79,33 @@ func (d *Driver) where() string {
 	return d.Interface
 }
 
-func (d *Driver) open(ctx context.Context) (canbus.Bus, error) {
-	if d.Open != nil {
-		return d.Open(ctx)
+// attach returns the self-reconnecting bus of the configured transport.
+func (d *Driver) attach() canbus.Bus {
+	if d.Open == nil && d.Transport == TransportSocketCAN {
+		return socketcan.Reopen(d.Interface, d.socketOptions(), socketcan.Backoff{Min: canbus.RedialMin, Max: canbus.RedialMax})
 	}
-	switch d.Transport {
-	case TransportVBus:
-		c, err := canbus.Dial(ctx, d.Address)
-		if err != nil {
-			if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-				return nil, fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
-			}
-			return nil, err
-		}
-		return c, nil
-	default:
-		return openSocketCAN(ctx, d.Interface, d.socketOptions())
+	dial := d.Open
+	if dial == nil {
+		dial = func(ctx context.Context) (canbus.Bus, error) { return canbus.Dial(ctx, d.Address) }
 	}
+	return canbus.NewRedialer(canbus.RedialOptions{Dial: dial, Lost: gone, Name: d.where(), Logger: d.log})
 }
+
+// ActuationQuiet is how long after each transmitted frame other drivers
+// polling the same bus (the obd driver) hold their requests.
+const ActuationQuiet = time.Second
+
+// busKey names the bus for canbus.Quiet.
+func (d *Driver) busKey() string {
+	if d.Transport == TransportVBus {
+		return canbus.BusKey(TransportVBus, d.Address)
+	}
+	return canbus.BusKey(TransportSocketCAN, d.Interface)
+}
+
+// TransmitWait bounds how long Transmit waits for a bus that is being
+// reconnected (the caller's context may end the wait sooner).
+const TransmitWait = 2 * time.Second
 
 // Transmit encodes signals through the DBC message and sends one frame on
 // the bus Run has open. Signals not named are raw 0. It returns an error
@@ -113,9 +134,13 @@ func (d *Driver) Transmit(ctx context.Context, message string, signals map[strin
 		d.txErrors.Add(1)
 		return fmt.Errorf("transmit %s on %s: %w: bus not open", message, d.where(), drivers.ErrNotReady)
 	}
-	if err := r.Send(ctx, f); err != nil {
+	// An actuation is under way: pollers of this bus (OBD-II) keep off it.
+	canbus.Quiet(d.busKey(), ActuationQuiet)
+	sctx, cancel := context.WithTimeout(ctx, TransmitWait)
+	defer cancel()
+	if err := r.Send(sctx, f); err != nil {
 		d.txErrors.Add(1)
-		if errors.Is(err, net.ErrClosed) {
+		if errors.Is(err, net.ErrClosed) || (ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)) || gone(err) {
 			err = fmt.Errorf("%w: %w", drivers.ErrNotReady, err)
 		}
 		return fmt.Errorf("transmit %s on %s: %w", message, d.where(), err)

@@ -4,7 +4,6 @@ package can
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -69,10 +68,10 @@ func pumpSpeed(t *testing.T, db *dbc.Database, sink *drivertest.Sink, kmh float6
 	t.Fatalf("Vehicle.Speed = %v never decoded from vcan1", kmh)
 }
 
-// TestVcanDriverRecoversAfterDownUp runs the driver under a minimal
-// supervisor (retry on ErrNotReady, as the agent does): taking vcan1 down
-// ends Run with ErrNotReady, and after the link comes back a new Run
-// decodes again.
+// TestVcanDriverRecoversAfterDownUp: taking vcan1 down does not end Run;
+// the driver reopens the socket itself, so after the link comes back a
+// command frame sent at once goes out (issue 13 item 6) and decoding
+// resumes.
 func TestVcanDriverRecoversAfterDownUp(t *testing.T) {
 	db, _, err := dbc.Load(vehicleDBC)
 	if err != nil {
@@ -85,33 +84,42 @@ func TestVcanDriverRecoversAfterDownUp(t *testing.T) {
 	}
 	sink := &drivertest.Sink{}
 	ctx, cancel := context.WithCancel(context.Background())
-	notReady := make(chan struct{}, 100)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() {
-		for ctx.Err() == nil {
-			err := d.Run(ctx, sink)
-			switch {
-			case err == nil:
-			case errors.Is(err, drivers.ErrNotReady):
-				notReady <- struct{}{}
-			default:
-				t.Errorf("Run() = %v, want nil or ErrNotReady", err)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(50 * time.Millisecond):
-			}
+		if err := d.Run(ctx, sink); err != nil {
+			t.Errorf("Run() = %v, want nil (the link is reopened inside Run)", err)
 		}
 	})
 	pumpSpeed(t, db, sink, 30)
 	setLinkUp(t, "vcan1", false)
 	t.Cleanup(func() { setLinkUp(t, "vcan1", true) })
-	select {
-	case <-notReady:
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run() did not report ErrNotReady after vcan1 went down")
+	waitFor(t, func() bool { return d.Stats().Connected == 0 })
+	time.Sleep(3 * canbus.RedialMax) // several failed reopens
+
+	if c, err := socketcan.Open("vcan1", socketcan.Options{}); err == nil {
+		_ = c.Close()
+		t.Fatal("opened vcan1 while it is down")
 	}
 	setLinkUp(t, "vcan1", true)
+	back := time.Now()
+	listener, err := socketcan.Open("vcan1", socketcan.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	if err := d.Transmit(ctx, "BODY_COMMAND", map[string]float64{"LockRequest": 1}); err != nil {
+		t.Fatalf("Transmit() right after vcan1 came back = %v", err)
+	}
+	ready := time.Since(back)
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if f, err := listener.Receive(rctx); err != nil || f.ID != 0x121 {
+		t.Fatalf("frame on vcan1 = %03X, %v; want BODY_COMMAND (0x121)", f.ID, err)
+	}
+	t.Logf("transmitter ready %v after vcan1 came back", ready)
 	pumpSpeed(t, db, sink, 40)
+	if st := d.Stats(); st.Reconnects < 1 {
+		t.Errorf("Stats() = %+v, want a reconnect", st)
+	}
 }

@@ -198,3 +198,84 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 		t.Errorf("checkLocal(127.0.0.1) = %v", err)
 	}
 }
+
+// TestConnReceiveBatchAndContext: frames sent in a burst arrive in few
+// batches (the served side coalesces them), in order; a Receive ended by
+// its context leaves the connection usable.
+func TestConnReceiveBatchAndContext(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := serveTemp(t, v)
+	ctx := context.Background()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitEndpoints(t, v, 1)
+	ep := v.Attach()
+	defer ep.Close()
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive() on a quiet bus = %v, want DeadlineExceeded", err)
+	}
+
+	const n = 500
+	for i := range n {
+		if err := ep.Send(ctx, frame(uint32(i%0x7FF), byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := make([]Frame, 64)
+	got, calls := 0, 0
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	for got < n {
+		k, err := c.ReceiveBatch(rctx, fs)
+		if err != nil {
+			t.Fatalf("ReceiveBatch() after %d frames = %v", got, err)
+		}
+		for _, f := range fs[:k] {
+			if f.ID != uint32(got%0x7FF) || f.Data[0] != byte(got) {
+				t.Fatalf("frame %d = %03X#%X, out of order", got, f.ID, f.Payload())
+			}
+			got++
+		}
+		calls++
+	}
+	// 500 frames in at most ceil(500/64)=8 full batches plus partial ones;
+	// one call per frame would mean no batching at all.
+	if calls > n/4 {
+		t.Errorf("%d frames took %d ReceiveBatch calls: not batched", n, calls)
+	}
+}
+
+// TestConnSurvivesStaleDeadline: a read deadline left in the past by an
+// earlier call's cancellation must not end the connection for the next
+// caller.
+func TestConnSurvivesStaleDeadline(t *testing.T) {
+	t.Parallel()
+	v := NewVirtual()
+	path := serveTemp(t, v)
+	ctx := context.Background()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitEndpoints(t, v, 1)
+	ep := v.Attach()
+	defer ep.Close()
+	_ = c.c.SetReadDeadline(aLongTimeAgo) // as a late cancellation hook would
+	if err := ep.Send(ctx, frame(0x55, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f, err := c.Receive(rctx)
+	if err != nil || f.ID != 0x55 {
+		t.Fatalf("Receive() after a stale deadline = %03X, %v", f.ID, err)
+	}
+}

@@ -40,6 +40,17 @@ const (
 	SignalFixType   = "Vehicle.CurrentLocation.GNSSReceiver.FixType"
 	SignalSats      = "Vehicle.CurrentLocation.GNSSReceiver.Satellites"
 	SignalHDOP      = "Vehicle.CurrentLocation.GNSSReceiver.HDOP"
+	// SignalFixStatus is the fix status (Status: 0 no fix, 1 fix, 2 DGPS,
+	// 3 RTK fixed, 4 RTK float, 5 dead reckoning, 6 GNSS+DR, 7 time
+	// only, 8 simulated, 9 PPS) with its name as label, every epoch.
+	SignalFixStatus = "Vehicle.CurrentLocation.GNSSReceiver.FixStatus"
+)
+
+// What to do with positions whose status is not a real measurement
+// (simulated, no fix, time only): the invalid_fixes key.
+const (
+	InvalidDrop = "drop" // no position samples (default)
+	InvalidFlag = "flag" // position samples, with the FixStatus sample saying what they are
 )
 
 // clockValidFor is how long a valid GNSS time keeps ClockSynced true
@@ -62,6 +73,10 @@ type Driver struct {
 	// MaxHDOP, when > 0, suppresses position samples from fixes whose
 	// HDOP is larger or unknown.
 	MaxHDOP float64 `toml:"max_hdop"`
+	// InvalidFixes is InvalidDrop (default) or InvalidFlag: what to do
+	// with positions from a receiver in simulator/demo mode or under a
+	// no-fix status. They are never published as plain real positions.
+	InvalidFixes string `toml:"invalid_fixes"`
 
 	name    string
 	log     *slog.Logger
@@ -101,7 +116,7 @@ func New(p drivers.Params) *Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{Baud: 9600, MinFix: "2d", name: p.Name, log: log, open: openSerial, now: time.Now}
+	return &Driver{Baud: 9600, MinFix: "2d", InvalidFixes: InvalidDrop, name: p.Name, log: log, open: openSerial, now: time.Now}
 }
 
 // Init validates the configuration without touching the device.
@@ -120,6 +135,9 @@ func (d *Driver) Init() error {
 		d.minMode = Mode3D
 	default:
 		errs = append(errs, fmt.Errorf("min_fix: %q not one of \"2d\", \"3d\"", d.MinFix))
+	}
+	if d.InvalidFixes != InvalidDrop && d.InvalidFixes != InvalidFlag {
+		errs = append(errs, fmt.Errorf("invalid_fixes: %q not one of %q, %q", d.InvalidFixes, InvalidDrop, InvalidFlag))
 	}
 	if d.MaxHDOP < 0 {
 		errs = append(errs, fmt.Errorf("max_hdop: %v must be ≥ 0 (0 disables the check)", d.MaxHDOP))
@@ -188,13 +206,14 @@ func (d *Driver) emit(f Fix, sink drivers.Sink) {
 		sink.Emit(drivers.Sample{Name: name, Value: v, Label: label, Time: now, Source: d.name})
 	}
 	put(SignalFixType, float64(f.Mode), fixLabel(f.Mode))
+	put(SignalFixStatus, float64(f.Status), f.Status.String())
 	if f.HasSats {
 		put(SignalSats, float64(f.Sats), "")
 	}
 	if f.HasHDOP {
 		put(SignalHDOP, f.HDOP, "")
 	}
-	if f.TimeValid {
+	if f.TimeValid && f.Status != StatusSimulated {
 		d.clock.Store(&clockReading{gnss: f.Time, local: now})
 		put(SignalTimestamp, float64(f.Time.UnixNano())/1e9, "")
 	}
@@ -221,6 +240,9 @@ func (d *Driver) usable(f Fix) bool {
 		min = Mode2D
 	}
 	if !f.HasPos || f.Mode < min {
+		return false
+	}
+	if !f.Status.Real() && d.InvalidFixes != InvalidFlag {
 		return false
 	}
 	return d.MaxHDOP <= 0 || (f.HasHDOP && f.HDOP <= d.MaxHDOP)

@@ -88,28 +88,40 @@ func TestRegistered(t *testing.T) {
 
 func TestGating(t *testing.T) {
 	t.Parallel()
-	fix2D := Fix{Mode: Mode2D, HasPos: true, Lat: 1, Lon: 2, HasHDOP: true, HDOP: 1.5}
-	fix3D := Fix{Mode: Mode3D, HasPos: true, Lat: 1, Lon: 2, HasHDOP: true, HDOP: 4, HasAlt: true, Alt: 5, HasSpeed: true, Speed: 10}
+	fix2D := Fix{Mode: Mode2D, Status: StatusFix, HasPos: true, Lat: 1, Lon: 2, HasHDOP: true, HDOP: 1.5}
+	fix3D := Fix{Mode: Mode3D, Status: StatusDGPS, HasPos: true, Lat: 1, Lon: 2, HasHDOP: true, HDOP: 4, HasAlt: true, Alt: 5, HasSpeed: true, Speed: 10}
+	sim := fix3D
+	sim.Status = StatusSimulated
+	stale := fix2D
+	stale.Status = StatusNoFix
 	tests := []struct {
 		name    string
 		minFix  string
 		maxHDOP float64
+		invalid string
 		fix     Fix
 		wantPos bool
 	}{
-		{"2d passes 2d", "2d", 0, fix2D, true},
-		{"2d fails 3d", "3d", 0, fix2D, false},
-		{"3d passes 3d", "3d", 0, fix3D, true},
-		{"hdop too high", "2d", 3, fix3D, false},
-		{"hdop ok", "2d", 3, fix2D, true},
-		{"unknown hdop with limit", "2d", 3, Fix{Mode: Mode3D, HasPos: true}, false},
-		{"no fix", "2d", 0, Fix{Mode: ModeNoFix}, false},
+		{"simulated dropped", "2d", 0, "", sim, false},
+		{"simulated flagged", "2d", 0, InvalidFlag, sim, true},
+		{"no-fix status dropped", "2d", 0, "", stale, false},
+		{"rtk float passes", "2d", 0, "", Fix{Mode: Mode3D, Status: StatusRTKFloat, HasPos: true}, true},
+		{"2d passes 2d", "2d", 0, "", fix2D, true},
+		{"2d fails 3d", "3d", 0, "", fix2D, false},
+		{"3d passes 3d", "3d", 0, "", fix3D, true},
+		{"hdop too high", "2d", 3, "", fix3D, false},
+		{"hdop ok", "2d", 3, "", fix2D, true},
+		{"unknown hdop with limit", "2d", 3, "", Fix{Mode: Mode3D, Status: StatusFix, HasPos: true}, false},
+		{"no fix", "2d", 0, "", Fix{Mode: ModeNoFix}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			d := New(drivers.Params{Name: "gps"})
 			d.Device, d.MinFix, d.MaxHDOP = "x", tt.minFix, tt.maxHDOP
+			if tt.invalid != "" {
+				d.InvalidFixes = tt.invalid
+			}
 			if err := d.Init(); err != nil {
 				t.Fatal(err)
 			}
@@ -121,6 +133,9 @@ func TestGating(t *testing.T) {
 			}
 			if _, ok := got[SignalLatitude]; ok != tt.wantPos {
 				t.Errorf("latitude emitted = %v, want %v (samples %v)", ok, tt.wantPos, c.samples)
+			}
+			if s, ok := got[SignalFixStatus]; !ok || s.Value != float64(tt.fix.Status) || s.Label != tt.fix.Status.String() {
+				t.Errorf("fix status sample = %+v, %v; want %v", s, ok, tt.fix.Status)
 			}
 			if s, ok := got[SignalFixType]; !ok || s.Value != float64(tt.fix.Mode) || s.Source != "gps" {
 				t.Errorf("fix type sample = %+v", s)

@@ -81,3 +81,51 @@ func TestDecoderEpochsAndTime(t *testing.T) {
 		t.Errorf("second fix time = %v valid %v, want %v invalid", g.Time, g.TimeValid, want)
 	}
 }
+
+func TestDecoderStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		lines  []string
+		mode   Mode
+		status Status
+		pos    bool
+	}{
+		{"autonomous", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,1,05,1.2,746.1,M,44.2,M,,"}, Mode3D, StatusFix, true},
+		{"dgps", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,2,05,1.2,746.1,M,44.2,M,,"}, Mode3D, StatusDGPS, true},
+		{"rtk fixed", []string{"GNGGA,120000,4221.3871,N,01322.0800,E,4,12,0.6,746.1,M,44.2,M,1.0,0001"}, Mode3D, StatusRTKFixed, true},
+		{"rtk float", []string{"GNGGA,120000,4221.3871,N,01322.0800,E,5,12,0.6,746.1,M,44.2,M,1.0,0001"}, Mode3D, StatusRTKFloat, true},
+		// 0 satellites in the GGA, then a valid RMC: the later sentence
+		// decides (as in gpsd); the GGA's altitude makes it 3D.
+		{"dead reckoning", []string{"GPGGA,120000,4221.3871,N,01322.0800,E,6,00,,746.1,M,44.2,M,,", "GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,E"}, Mode3D, StatusDR, true},
+		{"gga without satellites, rmc before it", []string{"GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,A", "GPGGA,120000,4221.3871,N,01322.0800,E,1,00,,746.1,M,44.2,M,,"}, ModeNoFix, StatusFix, false},
+		{"rmc faa d", []string{"GPRMC,120000,A,4221.3871,N,01322.0800,E,0.1,,150305,,,D"}, Mode2D, StatusDGPS, true},
+		// A Garmin in demo mode (gpsd: test/daemon/GPSmap-76S.log): GGA
+		// quality 8, RMC and GLL status V with FAA mode S.
+		{"simulator", []string{
+			"GPRMC,125106,V,3854.5087,N,07726.4523,W,0.0,0.0,241011,10.5,W,S",
+			"GPGGA,125106,3854.5087,N,07726.4523,W,8,10,2.0,268.8,M,-33.9,M,,",
+			"GPGSA,A,3,03,07,08,11,13,16,19,23,24,28,,,3.6,2.0,3.0",
+			"GPGLL,3854.5087,N,07726.4523,W,125106,V,S",
+		}, Mode3D, StatusSimulated, true},
+		{"gns only", []string{"GNGNS,224749.00,3333.4268304,N,11153.3538273,W,DD,19,0.6,406.110,-26.294,6.0,0138,S"}, Mode3D, StatusDGPS, true},
+		{"gns not valid", []string{"GNGNS,224749.00,3333.4268304,N,11153.3538273,W,NN,19,0.6,406.110,-26.294,,,V"}, ModeUnknown, StatusNoFix, false},
+		{"gll only", []string{"GPGLL,4916.45,N,12311.12,W,225444,A,A"}, Mode2D, StatusFix, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fixes := feedAll(t, tt.lines...)
+			if len(fixes) != 1 {
+				t.Fatalf("got %d fixes, want 1", len(fixes))
+			}
+			f := fixes[0]
+			if f.Mode != tt.mode || f.Status != tt.status || f.HasPos != tt.pos {
+				t.Errorf("fix mode %d status %v pos %v, want %d %v %v", f.Mode, f.Status, f.HasPos, tt.mode, tt.status, tt.pos)
+			}
+			if f.Status == StatusSimulated && f.Status.Real() {
+				t.Error("a simulated fix counts as real")
+			}
+		})
+	}
+}

@@ -14,14 +14,15 @@ import (
 
 // tpv is the part of a gpsd TPV report the driver must reproduce.
 type tpv struct {
-	Class string   `json:"class"`
-	Mode  int      `json:"mode"`
-	Time  string   `json:"time"`
-	Lat   *float64 `json:"lat"`
-	Lon   *float64 `json:"lon"`
-	Alt   *float64 `json:"alt"`
-	Speed *float64 `json:"speed"`
-	Track *float64 `json:"track"`
+	Class  string   `json:"class"`
+	Mode   int      `json:"mode"`
+	Status *int     `json:"status"`
+	Time   string   `json:"time"`
+	Lat    *float64 `json:"lat"`
+	Lon    *float64 `json:"lon"`
+	Alt    *float64 `json:"alt"`
+	Speed  *float64 `json:"speed"`
+	Track  *float64 `json:"track"`
 }
 
 // readTPVs returns the TPV objects of a gpsd .chk file.

@@ -71,7 +71,7 @@ func TestParseGGAEveryTalker(t *testing.T) {
 		want := GGA{
 			Time: TimeOfDay{D: 8*time.Hour + 14*time.Minute + 39*time.Second, Valid: true},
 			Lat:  52 + 12.981832/60, Lon: 6 + 53.104686/60, HasPos: true,
-			Quality: 1, Sats: 3, HasSats: true, HDOP: 2.88, HasHDOP: true, Alt: 102.93, HasAlt: true,
+			Quality: 1, HasQuality: true, Sats: 3, HasSats: true, HDOP: 2.88, HasHDOP: true, Alt: 102.93, HasAlt: true,
 		}
 		if diff := cmp.Diff(want, got, approx); diff != "" {
 			t.Errorf("%s: ParseGGA() mismatch (-want +got):\n%s", talker, diff)
@@ -98,7 +98,7 @@ func TestParseRMC(t *testing.T) {
 	}{
 		{"valid south west", "GPRMC,030719.00,A,3747.0873,S,17518.8938,W,0.69,181.39,160804,20.5,E,A", RMC{
 			Time:  TimeOfDay{D: 3*time.Hour + 7*time.Minute + 19*time.Second, Valid: true},
-			Valid: true, Lat: -(37 + 47.0873/60), Lon: -(175 + 18.8938/60), HasPos: true,
+			Valid: true, FAA: 'A', Lat: -(37 + 47.0873/60), Lon: -(175 + 18.8938/60), HasPos: true,
 			Speed: 0.69 * 1852 / 3600, HasSpeed: true, Course: 181.39, HasCourse: true,
 			Date: time.Date(2004, 8, 16, 0, 0, 0, 0, time.UTC), HasDate: true,
 		}},
@@ -108,6 +108,7 @@ func TestParseRMC(t *testing.T) {
 		}},
 		{"faa mode N is invalid", "GPRMC,081434.590,A,5212.978993,N,00653.097906,E,0.052,0.00,230808,,,N", RMC{
 			Time: TimeOfDay{D: 8*time.Hour + 14*time.Minute + 34*time.Second + 590*time.Millisecond, Valid: true},
+			FAA:  'N',
 			Date: time.Date(2008, 8, 23, 0, 0, 0, 0, time.UTC), HasDate: true,
 		}},
 		{"nineties date", "GPRMC,000000,A,0000.0000,N,00000.0000,E,,,311299,,", RMC{
@@ -189,6 +190,7 @@ func FuzzParseSentence(f *testing.F) {
 		"$GPGSV,4,1,13,01,53,280,36,03,29,301,24,04,55,223,37,08,38,166,16*7C",
 		"$GNGLL,4404.14066,N,12118.85481,W,171925.00,A,A*66",
 		"$PMTK010,001*2E",
+		"$GNGNS,224749.00,3333.4268304,N,11153.3538273,W,DD,19,0.6,406.110,-26.294,6.0,0138,S*1E",
 	} {
 		f.Add([]byte(s))
 	}
@@ -206,6 +208,7 @@ func FuzzParseSentence(f *testing.F) {
 		_, _ = ParseGLL(s)
 		_, _ = ParseGSV(s)
 		_, _ = ParseZDA(s)
+		_, _ = ParseGNS(s)
 		var d Decoder
 		_, _, _ = d.Feed(s)
 		if f, ok := d.Flush(); ok && f.HasPos && (math.Abs(f.Lat) > 90 || math.Abs(f.Lon) > 180) {

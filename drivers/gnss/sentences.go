@@ -16,9 +16,11 @@ type GGA struct {
 	// whether the sentence carried them.
 	Lat, Lon float64
 	HasPos   bool
-	// Quality is the fix quality: 0 invalid, 1 GPS, 2 DGPS, 4 RTK fixed,
-	// 5 RTK float, 6 dead reckoning, ...
-	Quality int
+	// Quality is the fix quality: 0 invalid, 1 GPS, 2 DGPS, 3 PPS, 4 RTK
+	// fixed, 5 RTK float, 6 dead reckoning, 7 manual, 8 simulator;
+	// HasQuality is false when the field is empty.
+	Quality    int
+	HasQuality bool
 	// Sats is the number of satellites used.
 	Sats    int
 	HasSats bool
@@ -32,9 +34,12 @@ type GGA struct {
 // RMC is a Recommended Minimum Specific GNSS Data sentence.
 type RMC struct {
 	Time TimeOfDay
-	// Valid is the status field: A (valid) rather than V, and an FAA mode
-	// other than N where the sentence has one.
-	Valid    bool
+	// Valid is the status field: A or D (valid) rather than V, and an FAA
+	// mode other than N where the sentence has one.
+	Valid bool
+	// FAA is the FAA mode indicator (NMEA 2.3+; 0 when the sentence has
+	// no such field, ' ' when it is empty).
+	FAA      byte
 	Lat, Lon float64
 	HasPos   bool
 	// Speed is the speed over ground in m/s.
@@ -75,6 +80,29 @@ type GLL struct {
 	Lat, Lon float64
 	HasPos   bool
 	Valid    bool
+	// FAA is the FAA mode indicator (0 when absent, ' ' when empty).
+	FAA byte
+}
+
+// GNS is a GNSS Fix Data sentence (NMEA 4.0+).
+type GNS struct {
+	Time     TimeOfDay
+	Lat, Lon float64
+	HasPos   bool
+	// Mode is the mode indicator string, one FAA letter per
+	// constellation (GPS first).
+	Mode string
+	// Sats is the number of satellites used.
+	Sats    int
+	HasSats bool
+	HDOP    float64
+	HasHDOP bool
+	// Alt is the altitude above mean sea level in metres.
+	Alt    float64
+	HasAlt bool
+	// NavStatus is the NMEA 4.1 navigational status (S safe, C caution,
+	// U unsafe, V not valid; 0 when absent).
+	NavStatus byte
 }
 
 // GSV is one GNSS Satellites in View sentence of a group.
@@ -108,7 +136,7 @@ func ParseGGA(s Sentence) (GGA, error) {
 	lat, okLat, e1 := parseLatLon(s.field(1), s.field(2), 90)
 	lon, okLon, e2 := parseLatLon(s.field(3), s.field(4), 180)
 	g.Lat, g.Lon, g.HasPos = lat, lon, okLat && okLon
-	g.Quality, _, e[1] = optInt(s.field(5))
+	g.Quality, g.HasQuality, e[1] = optInt(s.field(5))
 	g.Sats, g.HasSats, e[2] = optInt(s.field(6))
 	g.HDOP, g.HasHDOP, e[3] = optFloat(s.field(7))
 	g.Alt, g.HasAlt, e[4] = optFloat(s.field(8))
@@ -120,7 +148,8 @@ func ParseRMC(s Sentence) (RMC, error) {
 	var r RMC
 	var e [6]error
 	r.Time, e[0] = parseTimeOfDay(s.field(0))
-	r.Valid = s.field(1) == "A" && s.field(11) != "N"
+	r.Valid = (s.field(1) == "A" || s.field(1) == "D") && s.field(11) != "N"
+	r.FAA = faaAt(&s, 11)
 	lat, okLat, e1 := parseLatLon(s.field(2), s.field(3), 90)
 	lon, okLon, e2 := parseLatLon(s.field(4), s.field(5), 180)
 	r.Lat, r.Lon, r.HasPos = lat, lon, okLat && okLon
@@ -191,6 +220,7 @@ func ParseGLL(s Sentence) (GLL, error) {
 	var e3 error
 	g.Time, e3 = parseTimeOfDay(s.field(4))
 	g.Valid = s.field(5) == "A" && s.field(6) != "N"
+	g.FAA = faaAt(&s, 6)
 	if !g.Valid {
 		g.Lat, g.Lon, g.HasPos = 0, 0, false
 	}
@@ -220,4 +250,34 @@ func ParseZDA(s Sentence) (ZDA, error) {
 		z.Date, z.HasDate = time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC), true
 	}
 	return z, firstErr(&s, e[0], e[1], e[2], e[3])
+}
+
+// faaAt returns the FAA mode letter in field i: 0 when the sentence has no
+// such field, ' ' when it is empty.
+func faaAt(s *Sentence, i int) byte {
+	switch {
+	case i >= len(s.Fields):
+		return 0
+	case s.Fields[i] == "":
+		return ' '
+	}
+	return s.Fields[i][0]
+}
+
+// ParseGNS decodes a GNS sentence.
+func ParseGNS(s Sentence) (GNS, error) {
+	var g GNS
+	var e [5]error
+	g.Time, e[0] = parseTimeOfDay(s.field(0))
+	lat, okLat, e1 := parseLatLon(s.field(1), s.field(2), 90)
+	lon, okLon, e2 := parseLatLon(s.field(3), s.field(4), 180)
+	g.Lat, g.Lon, g.HasPos = lat, lon, okLat && okLon
+	g.Mode = s.field(5)
+	g.Sats, g.HasSats, e[1] = optInt(s.field(6))
+	g.HDOP, g.HasHDOP, e[2] = optFloat(s.field(7))
+	g.Alt, g.HasAlt, e[3] = optFloat(s.field(8))
+	if ns := s.field(12); ns != "" {
+		g.NavStatus = ns[0]
+	}
+	return g, firstErr(&s, e[0], e1, e2, e[1], e[2], e[3])
 }

@@ -49,7 +49,11 @@ type Reopener struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu       sync.Mutex // serialises (re)opening
+	// opening serialises (re)opening: a one-slot semaphore rather than a
+	// mutex, so that a Send waiting for the socket honours its context
+	// while Receive sits in the backoff.
+	opening  chan struct{}
+	mu       sync.Mutex // guards the fields below
 	cur      atomic.Pointer[busBox]
 	base     Stats     // counters of closed sockets; guarded by mu
 	fails    int       // consecutive failures (opens, short-lived sockets); guarded by mu
@@ -58,11 +62,15 @@ type Reopener struct {
 	churn    bool      // the last socket died young: back off before reopening; guarded by mu
 
 	reopens atomic.Uint64
+	lastErr atomic.Pointer[string]
 }
 
 type busBox struct{ b bus }
 
-var _ canbus.Bus = (*Reopener)(nil)
+var (
+	_ canbus.Bus           = (*Reopener)(nil)
+	_ canbus.BatchReceiver = (*Reopener)(nil)
+)
 
 // Reopen returns a Reopener for iface. It does not open the socket until
 // the first Receive or Send.
@@ -75,7 +83,8 @@ func Reopen(iface string, opts Options, b Backoff) *Reopener {
 }
 
 func newReopener(iface string, opts Options, b Backoff, open func(string, Options) (bus, error)) *Reopener {
-	return &Reopener{iface: iface, opts: opts, backoff: b, log: opts.logger(), open: open, done: make(chan struct{})}
+	return &Reopener{iface: iface, opts: opts, backoff: b, log: opts.logger(), open: open,
+		done: make(chan struct{}), opening: make(chan struct{}, 1)}
 }
 
 // Receive returns the next frame, reopening the socket as needed.
@@ -88,6 +97,22 @@ func (r *Reopener) Receive(ctx context.Context) (canbus.Frame, error) {
 		f, err := b.Receive(ctx)
 		if err == nil || !r.retryable(b, err) {
 			return f, err
+		}
+	}
+}
+
+// ReceiveBatch returns the next frames (at least one), reopening the
+// socket as needed; it reads several per system call where the socket
+// can (Conn.ReceiveBatch, recvmmsg).
+func (r *Reopener) ReceiveBatch(ctx context.Context, fs []canbus.Frame) (int, error) {
+	for {
+		b, err := r.conn(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n, err := canbus.ReceiveBatch(ctx, b, fs)
+		if err == nil || !r.retryable(b, err) {
+			return n, err
 		}
 	}
 }
@@ -130,6 +155,7 @@ func (r *Reopener) dropLocked(b bus, err error) {
 	}
 	r.base = addStats(r.base, b.Stats())
 	_ = b.Close()
+	r.noteErr(err)
 	r.log.Warn("can interface lost", "iface", r.iface, "err", err)
 }
 
@@ -147,8 +173,14 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 	if box := r.cur.Load(); box != nil {
 		return box.b, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	select {
+	case r.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.done:
+		return nil, fmt.Errorf("reopen %s: %w", r.iface, net.ErrClosed)
+	}
+	defer func() { <-r.opening }()
 	for {
 		if r.closed() {
 			return nil, fmt.Errorf("reopen %s: %w", r.iface, net.ErrClosed)
@@ -156,14 +188,18 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 		if box := r.cur.Load(); box != nil {
 			return box.b, nil
 		}
-		if r.churn {
-			r.churn = false
-			if err := r.waitLocked(ctx); err != nil {
+		r.mu.Lock()
+		churn := r.churn
+		r.churn = false
+		r.mu.Unlock()
+		if churn {
+			if err := r.wait(ctx); err != nil {
 				return nil, err
 			}
 		}
 		b, err := r.open(r.iface, r.opts)
 		if err == nil {
+			r.mu.Lock()
 			r.cur.Store(&busBox{b})
 			r.openedAt = time.Now()
 			if r.down || r.reopens.Load() > 0 {
@@ -171,25 +207,31 @@ func (r *Reopener) conn(ctx context.Context) (bus, error) {
 			}
 			r.down = false
 			r.reopens.Add(1)
+			r.mu.Unlock()
 			return b, nil
 		}
 		if !errors.Is(err, drivers.ErrNotReady) {
 			return nil, err
 		}
+		r.noteErr(err)
+		r.mu.Lock()
 		if !r.down {
 			r.log.Warn("can interface not ready", "iface", r.iface, "err", err)
 			r.down = true
 		}
-		if err := r.waitLocked(ctx); err != nil {
+		r.mu.Unlock()
+		if err := r.wait(ctx); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// waitLocked sleeps the next backoff interval, or until ctx or Close.
-func (r *Reopener) waitLocked(ctx context.Context) error {
+// wait sleeps the next backoff interval, or until ctx or Close.
+func (r *Reopener) wait(ctx context.Context) error {
+	r.mu.Lock()
 	d := backoff.Policy{Base: r.backoff.Min, Max: r.backoff.Max, Spread: 0.25}.Delay(r.fails)
 	r.fails++
+	r.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -217,6 +259,23 @@ func (r *Reopener) Close() error {
 	})
 	return err
 }
+
+// LastError returns the last error that closed the socket or failed an
+// open ("" if none yet).
+func (r *Reopener) LastError() string {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (r *Reopener) noteErr(err error) {
+	msg := err.Error()
+	r.lastErr.Store(&msg)
+}
+
+// Connected reports whether a socket is open right now.
+func (r *Reopener) Connected() bool { return r.cur.Load() != nil }
 
 // Opens returns how many times a socket was opened (1 + reopens).
 func (r *Reopener) Opens() uint64 { return r.reopens.Load() }

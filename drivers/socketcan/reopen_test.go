@@ -192,3 +192,45 @@ func TestReopenerNoBusyLoopOnFlappingSocket(t *testing.T) {
 		t.Errorf("opened %d times in 300ms, want 2..15", opens)
 	}
 }
+
+// TestReopenerSendDeadlineWhileReceiveBacksOff: Receive waits out a long
+// backoff for an absent interface; a Send with a deadline must not queue
+// behind it but return when its own context ends.
+func TestReopenerSendDeadlineWhileReceiveBacksOff(t *testing.T) {
+	t.Parallel()
+	notReady := fmt.Errorf("x: %w", drivers.ErrNotReady)
+	o := &fakeOpener{results: []any{notReady, notReady, notReady}}
+	r := newReopener("vcan0", Options{}, Backoff{Min: time.Hour, Max: time.Hour}, o.open)
+	rctx, stop := context.WithCancel(context.Background())
+	recv := make(chan error, 1)
+	go func() { _, err := r.Receive(rctx); recv <- err }()
+	// Wait until Receive is in its backoff (it has called open once).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o.mu.Lock()
+		n := len(o.calls)
+		o.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Receive never tried to open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := r.Send(ctx, canbus.Frame{ID: 1})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Send() = %v, want DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Send took %v with a 50ms deadline", took)
+	}
+	stop()
+	if err := <-recv; !errors.Is(err, context.Canceled) {
+		t.Errorf("Receive() = %v, want Canceled", err)
+	}
+	_ = r.Close()
+}

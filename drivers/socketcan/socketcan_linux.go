@@ -38,6 +38,7 @@ type Conn struct {
 	rmu   sync.Mutex // serialises Receive
 	rbuf  [fdMTU]byte
 	oob   [oobSize]byte
+	ring  *rxRing // ReceiveBatch's recvmmsg buffers, allocated on first use
 	rwait deadlineWatch
 
 	wmu   sync.Mutex // serialises Send
