@@ -28,9 +28,14 @@ import (
 //     back: only what the shortfall needs is evicted.
 //   - floor <= free < 2*floor: nothing changes (hysteresis: the value
 //     log frees space one whole file at a time, so free space swings).
-//   - free >= 2*floor ends shedding; when not shedding the cap grows by
-//     half the surplus (free - 2*floor) and is dropped once it reaches
+//   - free >= 2*floor ends shedding, and the cap grows by half the
+//     surplus (free - 2*floor) per pass; it is dropped once it reaches
 //     MaxBytes.
+//
+// While the guard holds the queue down (shedding, or a cap) and a commit
+// finds free >= 2*floor, it starts a pass at once (at most one per
+// gcTick): space that came back is used within about a second, without a
+// restart and without waiting for the next GCInterval.
 //
 // Lease and Ack never consult the guard: publishing never stops because
 // of it.
@@ -80,9 +85,16 @@ func (q *Queue) guardLocked() (critOnly, none bool) {
 		_, bytes := q.totalsLocked()
 		g.cap = max(bytes, 1)
 	}
-	if free < 2*g.floor {
+	switch {
+	case free < 2*g.floor:
 		// Approaching the floor: collect garbage early.
 		q.kickGCLocked(free < g.floor)
+	case g.shedding || g.cap > 0:
+		// The space came back (the queue drained, or another program
+		// freed it) while the guard still holds the queue down: a pass
+		// now ends shedding and grows the cap, rather than at the next
+		// GCInterval, while new records are refused or replace old ones.
+		q.kickGCLocked(false)
 	}
 	g.refusing = free < g.floor/2
 	return free < g.floor/2, free < g.floor/4
@@ -138,15 +150,18 @@ func (q *Queue) afterGCLocked() {
 		q.kickGCLocked(true) // give the evicted records' space back
 	case free < 2*g.floor:
 		// Hysteresis: neither shedding more nor growing.
-	case g.shedding:
-		g.shedding = false
-		g.trans++
-		q.log.Info("queue disk space recovered", "free_bytes", free, "disk_cap_bytes", g.cap)
-	case g.cap > 0:
-		// Well above the floor: grow back by half the surplus.
-		g.cap += (free - 2*g.floor) / 2
-		if g.cap >= q.opts.MaxBytes {
-			g.cap = 0
+	default:
+		if g.shedding {
+			g.shedding = false
+			g.trans++
+			q.log.Info("queue disk space recovered", "free_bytes", free, "disk_cap_bytes", g.cap)
+		}
+		if g.cap > 0 {
+			// Well above the floor: grow back by half the surplus.
+			g.cap += (free - 2*g.floor) / 2
+			if g.cap >= q.opts.MaxBytes {
+				g.cap = 0
+			}
 		}
 	}
 }

@@ -156,3 +156,54 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("cap with plenty of space = %d, want none", c)
 	}
 }
+
+// TestDiskFullRecoversPromptly: the queue was drained while the disk was
+// full (cap frozen at almost nothing, telemetry refused), then another
+// program frees the space. With GCInterval an hour, appends must be
+// accepted again within seconds, without a restart and without a GC pass
+// driven from outside: the guard re-checks the space itself.
+func TestDiskFullRecoversPromptly(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions(t.TempDir() + "/queue")
+	o.LiveWindow = -1
+	o.GCInterval = time.Hour
+	o.MinFree = 1 << 20
+	var mu sync.Mutex
+	free := uint64(900 << 10) // below the floor from the start
+	o.diskSpace = func(string) (uint64, uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return free, 1 << 40, nil
+	}
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = q.Close() }()
+	ctx := context.Background()
+	if _, err := q.Append(ctx, ClassCritical, []byte("door.lock response")); err != nil {
+		t.Fatalf("critical below the floor: %v", err)
+	}
+	rec := []byte(strings.Repeat("t", 4<<10))
+	if _, err := q.Append(ctx, ClassTelemetry, rec); !errors.Is(err, ErrFull) {
+		t.Fatalf("telemetry with the queue frozen empty = %v, want ErrFull", err)
+	}
+	mu.Lock()
+	free = 1 << 30
+	mu.Unlock()
+	freed := time.Now()
+	for {
+		_, err := q.Append(ctx, ClassTelemetry, rec)
+		if err == nil && !q.Stats().Disk.Shedding {
+			break
+		}
+		if err != nil && !errors.Is(err, ErrFull) {
+			t.Fatal(err)
+		}
+		if time.Since(freed) > 10*time.Second {
+			t.Fatalf("telemetry still refused %v after the space came back: %v, disk %+v", time.Since(freed), err, q.Stats().Disk)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("telemetry accepted again %v after the space came back; disk %+v", time.Since(freed).Round(time.Millisecond), q.Stats().Disk)
+}
