@@ -26,8 +26,11 @@ import (
 //     (1.5*floor - free), the queue evicted down to it and another pass
 //     started. One step per pass, each measured after the space came
 //     back: only what the shortfall needs is evicted.
-//   - floor <= free < 2*floor: nothing changes (hysteresis: the value
-//     log frees space one whole file at a time, so free space swings).
+//   - floor <= free < 2*floor: nothing is evicted (hysteresis: the value
+//     log frees space one whole file at a time, so free space swings);
+//     a cap below what the disk holds now is raised to the queue's size
+//     plus half of the free space above 1.75*floor, so a queue the
+//     shortfall evicted to nothing stores again.
 //   - free >= 2*floor ends shedding, and the cap grows by half the
 //     surplus (free - 2*floor) per pass; it is dropped once it reaches
 //     MaxBytes.
@@ -149,7 +152,15 @@ func (q *Queue) afterGCLocked() {
 		q.evictToCapLocked()
 		q.kickGCLocked(true) // give the evicted records' space back
 	case free < 2*g.floor:
-		// Hysteresis: neither shedding more nor growing.
+		// Hysteresis: not shedding more, and not growing past what keeps
+		// free space at floor+1.5*margin. But a cap the shortfall pushed
+		// below what the disk holds now (the queue was small next to the
+		// shortfall, or space came back part of the way) grows to it:
+		// otherwise a queue evicted to nothing would refuse every new
+		// record for as long as free space stays in this band.
+		if room := free - (g.floor + 3*margin/2); g.cap > 0 && room > 0 {
+			g.cap = max(g.cap, bytes+room/2)
+		}
 	default:
 		if g.shedding {
 			g.shedding = false
