@@ -26,11 +26,19 @@ import (
 //     (1.5*floor - free), the queue evicted down to it and another pass
 //     started. One step per pass, each measured after the space came
 //     back: only what the shortfall needs is evicted.
-//   - floor <= free < 2*floor: nothing changes (hysteresis: the value
-//     log frees space one whole file at a time, so free space swings).
-//   - free >= 2*floor ends shedding; when not shedding the cap grows by
-//     half the surplus (free - 2*floor) and is dropped once it reaches
+//   - floor <= free < 2*floor: nothing is evicted (hysteresis: the value
+//     log frees space one whole file at a time, so free space swings);
+//     a cap below what the disk holds now is raised to the queue's size
+//     plus half of the free space above 1.75*floor, so a queue the
+//     shortfall evicted to nothing stores again.
+//   - free >= 2*floor ends shedding, and the cap grows by half the
+//     surplus (free - 2*floor) per pass; it is dropped once it reaches
 //     MaxBytes.
+//
+// While the guard holds the queue down (shedding, or a cap) and a commit
+// finds free >= 2*floor, it starts a pass at once (at most one per
+// gcTick): space that came back is used within about a second, without a
+// restart and without waiting for the next GCInterval.
 //
 // Lease and Ack never consult the guard: publishing never stops because
 // of it.
@@ -80,9 +88,16 @@ func (q *Queue) guardLocked() (critOnly, none bool) {
 		_, bytes := q.totalsLocked()
 		g.cap = max(bytes, 1)
 	}
-	if free < 2*g.floor {
+	switch {
+	case free < 2*g.floor:
 		// Approaching the floor: collect garbage early.
 		q.kickGCLocked(free < g.floor)
+	case g.shedding || g.cap > 0:
+		// The space came back (the queue drained, or another program
+		// freed it) while the guard still holds the queue down: a pass
+		// now ends shedding and grows the cap, rather than at the next
+		// GCInterval, while new records are refused or replace old ones.
+		q.kickGCLocked(false)
 	}
 	g.refusing = free < g.floor/2
 	return free < g.floor/2, free < g.floor/4
@@ -137,16 +152,27 @@ func (q *Queue) afterGCLocked() {
 		q.evictToCapLocked()
 		q.kickGCLocked(true) // give the evicted records' space back
 	case free < 2*g.floor:
-		// Hysteresis: neither shedding more nor growing.
-	case g.shedding:
-		g.shedding = false
-		g.trans++
-		q.log.Info("queue disk space recovered", "free_bytes", free, "disk_cap_bytes", g.cap)
-	case g.cap > 0:
-		// Well above the floor: grow back by half the surplus.
-		g.cap += (free - 2*g.floor) / 2
-		if g.cap >= q.opts.MaxBytes {
-			g.cap = 0
+		// Hysteresis: not shedding more, and not growing past what keeps
+		// free space at floor+1.5*margin. But a cap the shortfall pushed
+		// below what the disk holds now (the queue was small next to the
+		// shortfall, or space came back part of the way) grows to it:
+		// otherwise a queue evicted to nothing would refuse every new
+		// record for as long as free space stays in this band.
+		if room := free - (g.floor + 3*margin/2); g.cap > 0 && room > 0 {
+			g.cap = max(g.cap, bytes+room/2)
+		}
+	default:
+		if g.shedding {
+			g.shedding = false
+			g.trans++
+			q.log.Info("queue disk space recovered", "free_bytes", free, "disk_cap_bytes", g.cap)
+		}
+		if g.cap > 0 {
+			// Well above the floor: grow back by half the surplus.
+			g.cap += (free - 2*g.floor) / 2
+			if g.cap >= q.opts.MaxBytes {
+				g.cap = 0
+			}
 		}
 	}
 }

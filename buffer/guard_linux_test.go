@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,4 +218,80 @@ func countNonZero(s []uint64) int {
 		}
 	}
 	return n
+}
+
+// TestSpaceGuardTmpfsSpaceBack (issue 12, item 3): another program fills
+// a real 16 MiB tmpfs to 512 KiB free while the queue has a backlog; the
+// backlog is drained (the broker came back) and the filler removed. The
+// default options (GCInterval a minute) must store telemetry again within
+// seconds, without a restart.
+func TestSpaceGuardTmpfsSpaceBack(t *testing.T) {
+	t.Parallel()
+	mnt := mountTmpfs(t, "16m")
+	o := buffer.DefaultOptions(filepath.Join(mnt, "queue"))
+	q := mustOpen(t, o)
+	ctx := context.Background()
+	batch := make([][]byte, 16)
+	for i := range batch {
+		batch[i] = make([]byte, 200)
+	}
+	for range 64 { // ~200 KB of backlog
+		if _, err := q.AppendBatch(ctx, buffer.ClassTelemetry, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillTo(t, mnt, 512<<10)
+	// Appends go on until a GC pass has seen the disk below the floor and
+	// the guard sheds (the backlog is evicted to the shortfall: the cap
+	// ends near zero).
+	refused := false
+	for start := time.Now(); !refused || !q.Stats().Disk.Shedding; {
+		_, err := q.AppendBatch(ctx, buffer.ClassTelemetry, batch)
+		switch {
+		case errors.Is(err, buffer.ErrFull):
+			refused = true
+		case err != nil:
+			t.Fatal(err)
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the full disk: refused %v, disk %+v; want refusals and shedding", refused, q.Stats().Disk)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	drain(t, q)
+	t.Logf("full disk: %+v", q.Stats().Disk)
+	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	for {
+		seqs, err := q.AppendBatch(ctx, buffer.ClassTelemetry, batch)
+		if err == nil && countNonZero(seqs) == len(batch) && !q.Stats().Disk.Shedding {
+			break
+		}
+		if err != nil && !errors.Is(err, buffer.ErrFull) {
+			t.Fatal(err)
+		}
+		if time.Since(freed) > 10*time.Second {
+			t.Fatalf("telemetry still refused %v after the space was freed: %v, disk %+v", time.Since(freed), err, q.Stats().Disk)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("telemetry stored again %v after the space was freed; disk %+v", time.Since(freed).Round(time.Millisecond), q.Stats().Disk)
+}
+
+// fillTo writes dir/filler until only leave bytes are free.
+func fillTo(t *testing.T, dir string, leave uint64) {
+	t.Helper()
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	free := sfs.Bavail * uint64(sfs.Bsize) //nolint:gosec // block size is positive
+	if free <= leave {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, "filler"), make([]byte, free-leave), 0o600); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatal(err)
+	}
 }

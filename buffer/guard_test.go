@@ -156,3 +156,129 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("cap with plenty of space = %d, want none", c)
 	}
 }
+
+// TestDiskFullRecoversPromptly: the queue was drained while the disk was
+// full (cap frozen at almost nothing, telemetry refused), then another
+// program frees the space. With GCInterval an hour, appends must be
+// accepted again within seconds, without a restart and without a GC pass
+// driven from outside: the guard re-checks the space itself.
+func TestDiskFullRecoversPromptly(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions(t.TempDir() + "/queue")
+	o.LiveWindow = -1
+	o.GCInterval = time.Hour
+	o.MinFree = 1 << 20
+	var mu sync.Mutex
+	free := uint64(900 << 10) // below the floor from the start
+	o.diskSpace = func(string) (uint64, uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return free, 1 << 40, nil
+	}
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = q.Close() }()
+	ctx := context.Background()
+	if _, err := q.Append(ctx, ClassCritical, []byte("door.lock response")); err != nil {
+		t.Fatalf("critical below the floor: %v", err)
+	}
+	rec := []byte(strings.Repeat("t", 4<<10))
+	if _, err := q.Append(ctx, ClassTelemetry, rec); !errors.Is(err, ErrFull) {
+		t.Fatalf("telemetry with the queue frozen empty = %v, want ErrFull", err)
+	}
+	mu.Lock()
+	free = 1 << 30
+	mu.Unlock()
+	freed := time.Now()
+	for {
+		_, err := q.Append(ctx, ClassTelemetry, rec)
+		if err == nil && !q.Stats().Disk.Shedding {
+			break
+		}
+		if err != nil && !errors.Is(err, ErrFull) {
+			t.Fatal(err)
+		}
+		if time.Since(freed) > 10*time.Second {
+			t.Fatalf("telemetry still refused %v after the space came back: %v, disk %+v", time.Since(freed), err, q.Stats().Disk)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("telemetry accepted again %v after the space came back; disk %+v", time.Since(freed).Round(time.Millisecond), q.Stats().Disk)
+}
+
+// TestDiskFullBandStoresAgain: the shortfall was larger than the queue
+// (another program took the space), so a pass evicted it to nothing; the
+// space then comes back only part of the way, into the hysteresis band
+// (floor <= free < 2*floor). The queue must store telemetry again there,
+// up to what keeps free space at 1.75*floor, not refuse it until free
+// space reaches twice the floor.
+func TestDiskFullBandStoresAgain(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions(t.TempDir() + "/queue")
+	o.LiveWindow = -1
+	o.GCInterval = time.Hour
+	o.MinFree = 1 << 20
+	var mu sync.Mutex
+	free := uint64(1 << 30)
+	o.diskSpace = func(string) (uint64, uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return free, 1 << 40, nil
+	}
+	setFree := func(n uint64) { mu.Lock(); free = n; mu.Unlock() }
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = q.Close() }()
+	pass := func() {
+		q.mu.Lock()
+		q.afterGCLocked()
+		q.guard.lastPass = time.Now().Add(time.Hour) // the test runs the passes
+		q.mu.Unlock()
+	}
+	ctx := context.Background()
+	rec := []byte(strings.Repeat("t", 10<<10-RecordOverhead)) // 10 KiB accounted
+	for range 20 {
+		if _, err := q.Append(ctx, ClassTelemetry, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 200 KiB queued; another program leaves 800 KiB: the shortfall to
+	// 1.5 MiB is 736 KiB, more than the queue.
+	setFree(800 << 10)
+	pass()
+	if s := q.Stats(); s.Records != 0 || !s.Disk.Shedding {
+		t.Fatalf("after the pass: %d records, %+v; want the queue evicted, shedding", s.Records, s.Disk)
+	}
+	if _, err := q.Append(ctx, ClassTelemetry, rec); !errors.Is(err, ErrFull) {
+		t.Fatalf("telemetry with the cap at nothing = %v, want ErrFull", err)
+	}
+	// Space comes back to 1942 KiB (in the band): room above 1.75 MiB
+	// (1792 KiB) is 150 KiB, the cap grows to half of it.
+	setFree(1942 << 10)
+	pass()
+	s := q.Stats()
+	if !s.Disk.Shedding || s.Disk.Cap != 75<<10 {
+		t.Fatalf("in the band: %+v; want still shedding, cap 75 KiB", s.Disk)
+	}
+	for i := range 7 {
+		if _, err := q.Append(ctx, ClassTelemetry, rec); err != nil {
+			t.Fatalf("telemetry %d in the band: %v", i, err)
+		}
+	}
+	if n := q.Stats().Records; n != 7 {
+		t.Fatalf("%d records stored in the band, want 7 (the cap: 75 KiB)", n)
+	}
+	// Below 1.75*floor the cap does not grow: new records replace old ones.
+	setFree(1700 << 10)
+	pass()
+	if _, err := q.Append(ctx, ClassTelemetry, rec); err != nil {
+		t.Fatal(err)
+	}
+	if s := q.Stats(); s.Records != 7 || s.Disk.Cap != 75<<10 || s.Disk.Transitions != 1 {
+		t.Fatalf("at 1.7 MiB free: %d records, %+v; want 7, cap unchanged, 1 transition", s.Records, s.Disk)
+	}
+}

@@ -227,12 +227,25 @@ func TestFaultDiskFull(t *testing.T) {
 			if recovery > 10*time.Second {
 				t.Errorf("telemetry resumed %v after reconnect, want within 10s", recovery)
 			}
+			// A command after reconnect gets its (final) response.
+			s.WaitFor("the agent connected", 30*time.Second, func() bool { return connected(t.Context(), s) })
+			req := s.NewRequest("door.lock", 30*time.Second)
+			sent := time.Now()
+			if err := s.SendRequest(req); err != nil {
+				t.Fatal(err)
+			}
+			s.WaitFor("a final door.lock response after reconnect", 30*time.Second, func() bool {
+				return len(finals(s.Responses(req.ID))) > 0
+			})
+			answered := time.Since(sent)
+			resp := finals(s.Responses(req.ID))[0]
 			gaps := drainAndCheck(t, s, a)
 			end := statusNow(s)
 			if uint64(gaps) > counted(end) {
 				t.Errorf("%d seqs lost, only %d counted", gaps, counted(end))
 			}
-			faultRow(t, "disk full: "+size+" tmpfs filled to 512 KiB free, broker down", captured(st), cause, fmt.Sprintf("%d gaps, %d counted", gaps, counted(end)), recovery)
+			faultRow(t, "disk full: "+size+" tmpfs filled to 512 KiB free, broker down", captured(st), cause,
+				fmt.Sprintf("%d gaps, %d counted; door.lock after reconnect answered %s in %v", gaps, counted(end), resp.Status, answered.Round(10*time.Millisecond)), recovery)
 		})
 	}
 }
