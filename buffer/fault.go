@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
 
@@ -131,42 +132,83 @@ func checkDir(dir string) error {
 // everything after it), or tables the MANIFEST does not list (Badger
 // deletes them). Open then continues the seq above the seq file's
 // reservation instead of the store's counter.
-func checkTables(dir string) (suspect string, err error) {
+func checkTables(dir string) (suspect string, orphanSeq uint64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError("table check", r)
+			suspect, orphanSeq = "", 0
 		}
 	}()
 	suspect, err = checkWALs(dir)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
 	if errors.Is(err, os.ErrNotExist) {
-		return suspect, nil
+		return suspect, 0, nil
 	}
 	if err != nil {
-		return "", classify(fmt.Errorf("check store: %w", err))
+		return "", 0, classify(fmt.Errorf("check store: %w", err))
 	}
 	mf, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(dir))
 	_ = f.Close()
 	if err != nil {
-		return "", fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
+		return "", 0, fmt.Errorf("%w: manifest: %w", ErrCorrupt, err)
 	}
 	for id, tm := range mf.Tables {
 		if err := checkTable(table.NewFilename(id, dir), tm); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
 	for _, p := range ssts {
 		if id, ok := table.ParseFileID(p); ok {
-			if _, listed := mf.Tables[id]; !listed && suspect == "" {
-				suspect = "table " + filepath.Base(p) + " not in the manifest"
+			if _, listed := mf.Tables[id]; !listed {
+				// A kill during a flush or compaction leaves such a table
+				// routinely (its data is still in the WAL or in the listed
+				// tables); only the seqs it holds can tell a damaged
+				// MANIFEST from that. Open compares them with the store's.
+				orphanSeq = max(orphanSeq, tableMaxSeq(p))
 			}
 		}
 	}
-	return suspect, nil
+	return suspect, orphanSeq, nil
+}
+
+// tableMaxSeq returns the highest seq that the table at path holds (the
+// last seq of its newest chunk, or its z/seq value), or 0 when it holds
+// none or cannot be read: a table cut short by a kill while Badger wrote
+// it is not a sign of lost seqs (its contents are still in the WAL).
+func tableMaxSeq(path string) (seq uint64) {
+	defer func() {
+		if recover() != nil {
+			seq = 0
+		}
+	}()
+	m, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = m.Close(-1) }()
+	t, err := table.OpenTable(m, table.Options{ChkMode: options.OnTableRead, BlockSize: 4 << 10})
+	if err != nil {
+		return 0
+	}
+	it := t.NewIterator(0)
+	defer func() { _ = it.Close() }()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := y.ParseKey(it.Key())
+		if string(k) == keySeq {
+			if v, err := u64(it.ValueCopy().Value); err == nil {
+				seq = max(seq, v)
+			}
+			continue
+		}
+		if _, r, err := decodeChunkKey(k); err == nil && r.n > 0 {
+			seq = max(seq, r.end()-1)
+		}
+	}
+	return seq
 }
 
 // walHeader is the size of a Badger log file's header (key id and IV).

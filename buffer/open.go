@@ -91,16 +91,16 @@ func retryable(err error) bool {
 // error the store is closed again. A panic while reading becomes an error
 // wrapping ErrCorrupt.
 func (q *Queue) openStore() (seq, epoch uint64, err error) {
-	q.suspect = ""
+	q.suspect, q.orphanSeq = "", 0
 	if !q.opts.InMemory {
-		suspect, err := checkTables(q.opts.Dir)
+		suspect, orphanSeq, err := checkTables(q.opts.Dir)
 		if err != nil && !isStorage(err) {
 			return 0, 0, fmt.Errorf("%w: %w", errChecked, err)
 		}
 		if err != nil {
 			return 0, 0, err
 		}
-		q.suspect = suspect
+		q.suspect, q.orphanSeq = suspect, orphanSeq
 	}
 	db, err := openBadger(q.opts)
 	if err != nil {
@@ -342,6 +342,10 @@ func (q *Queue) initSeq(storeSeq, storeEpoch uint64) error {
 	// writes below, before anything could be appended.
 	same := ok && !fs.Pending && fs.Epoch == storeEpoch ||
 		ok && fs.Pending && (fs.Epoch == storeEpoch+1 || fs.Epoch == storeEpoch)
+	if q.suspect == "" && q.orphanSeq > storeSeq {
+		// A table the MANIFEST does not list holds seqs the store lost.
+		q.suspect = fmt.Sprintf("a table the manifest does not list holds seq %d, above the store's %d", q.orphanSeq, storeSeq)
+	}
 	if same && q.suspect != "" {
 		q.log.Warn("queue store may have lost its newest entries, seq continues above the reservation", "reason", q.suspect)
 		same = false

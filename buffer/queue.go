@@ -180,6 +180,9 @@ type Queue struct {
 	// suspect says why the store's seq counter may be behind (checkTables);
 	// set by openStore.
 	suspect string
+	// orphanSeq is the highest seq held by tables the MANIFEST does not
+	// list (checkTables); above the store's counter it makes Open suspect.
+	orphanSeq uint64
 	// broken is set when a failed store could not be replaced: every
 	// call then fails with ErrStorage. Guarded by mu.
 	broken error
