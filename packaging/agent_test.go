@@ -49,6 +49,10 @@ func freePort(t *testing.T) string {
 type notifyRecorder struct {
 	conn *net.UnixConn
 	msgs chan string
+	// unmatched holds the messages await read but did not match: a later
+	// await may want one of them (the first STATUS= can come before
+	// READY=1, and is not sent again while it does not change).
+	unmatched []string
 }
 
 func newNotifyRecorder(t *testing.T, path string) *notifyRecorder {
@@ -76,6 +80,12 @@ func newNotifyRecorder(t *testing.T, path string) *notifyRecorder {
 // await returns once a message containing want arrived, or fails.
 func (r *notifyRecorder) await(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
+	for i, m := range r.unmatched {
+		if strings.Contains(m, want) {
+			r.unmatched = append(r.unmatched[:i], r.unmatched[i+1:]...)
+			return
+		}
+	}
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -86,6 +96,7 @@ func (r *notifyRecorder) await(t *testing.T, want string, timeout time.Duration)
 			if strings.Contains(m, want) {
 				return
 			}
+			r.unmatched = append(r.unmatched, m)
 		case <-deadline:
 			t.Fatalf("no %q on the notify socket within %v", want, timeout)
 		}
