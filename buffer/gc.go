@@ -84,25 +84,21 @@ func (q *Queue) collect() {
 		return
 	}
 	var perr error
-	q.swapMu.RLock()
-	if q.db == db {
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					perr = panicError("value log gc", r)
-				}
-			}()
-			for range 64 {
-				if err := db.RunValueLogGC(vlogDiscardRatio); err != nil {
-					if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-						q.log.Warn("queue value log gc failed", "err", err)
-					}
-					break
-				}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				perr = panicError("value log gc", r)
 			}
 		}()
-	}
-	q.swapMu.RUnlock()
+		for range 64 {
+			if err := q.valueLogGC(db); err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) && !errors.Is(err, errReplaced) {
+					q.log.Warn("queue value log gc failed", "err", err)
+				}
+				break
+			}
+		}
+	}()
 	size := dirSize(q.opts.Dir)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -113,6 +109,25 @@ func (q *Queue) collect() {
 	q.dirBytes = size
 	q.afterGCLocked()
 }
+
+// valueLogGC runs one value-log GC round (at most one file rewritten)
+// with q.mu held, so that no append or ack writes to Badger meanwhile:
+// Badger 4.9.6's rewrite reads the memtable's max version without the lock
+// its writer holds (valueLog.rewrite → DB.MaxVersion vs memTable.Put, a
+// data race the race detector reports). Queue data dies in order, so a
+// round rarely copies anything and appends wait little.
+// Holding q.mu also keeps db from being replaced (repairLocked holds it).
+func (q *Queue) valueLogGC(db *badger.DB) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.db != db {
+		return errReplaced
+	}
+	return db.RunValueLogGC(vlogDiscardRatio)
+}
+
+// errReplaced ends a GC pass whose store was closed or replaced.
+var errReplaced = errors.New("store closed or replaced")
 
 // vlogDiscardRatio: a value-log file is rewritten when at least half of it
 // is deleted chunks. Queue data dies in append order, so files are almost
