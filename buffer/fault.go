@@ -133,6 +133,7 @@ func checkDir(dir string) error {
 // deletes them). Open then continues the seq above the seq file's
 // reservation instead of the store's counter.
 func checkTables(dir string) (suspect string, orphanSeq uint64, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError("table check", r)

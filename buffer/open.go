@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -91,6 +92,11 @@ func retryable(err error) bool {
 // error the store is closed again. A panic while reading becomes an error
 // wrapping ErrCorrupt.
 func (q *Queue) openStore() (seq, epoch uint64, err error) {
+	// A damaged table can make Badger read its mmap'd file out of bounds
+	// (a fault, not a panic): in this goroutine it becomes a panic that
+	// openStore's recover turns into ErrCorrupt instead of killing the
+	// process.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	q.suspect, q.orphanSeq = "", 0
 	if !q.opts.InMemory {
 		suspect, orphanSeq, err := checkTables(q.opts.Dir)
