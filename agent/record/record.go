@@ -10,6 +10,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,9 +40,23 @@ type Record struct {
 	Body json.RawMessage
 }
 
-// stored is the on-disk form (format version 1). Field names are short
-// because every buffered record carries them.
-type stored struct {
+// The on-disk form. Format 2 (written since this release) is a binary
+// header followed by the body exactly as the envelope will carry it, so the
+// drain only splices bytes (no JSON decode, no second JSON encode):
+//
+//	0x02 | uvarint len(kind) | kind | varint ts (Unix ms) |
+//	uvarint len(topic) | topic | body (a JSON object)
+//
+// Format 1 (a JSON object {"v":1,"k":...,"t":...,"p":...,"b":...}, which
+// starts with '{') is still read, so a store written by an older release
+// drains after an upgrade.
+const (
+	storedV1 = 1
+	storedV2 = 2
+)
+
+// storedJSON is format 1.
+type storedJSON struct {
 	V     int             `json:"v"`
 	Kind  string          `json:"k"`
 	TS    int64           `json:"t"`
@@ -49,10 +64,7 @@ type stored struct {
 	Body  json.RawMessage `json:"b"`
 }
 
-// storedVersion is the current on-disk format version.
-const storedVersion = 1
-
-// Marshal encodes r for the buffer.
+// Marshal encodes r for the buffer (format 2).
 func (r Record) Marshal() ([]byte, error) {
 	if err := checkObject(r.Body); err != nil {
 		return nil, fmt.Errorf("marshal record: %w", err)
@@ -60,15 +72,79 @@ func (r Record) Marshal() ([]byte, error) {
 	if !validKind(r.Kind) {
 		return nil, fmt.Errorf("marshal record: bad kind %q", r.Kind)
 	}
-	return json.Marshal(stored{V: storedVersion, Kind: r.Kind, TS: r.Time.UnixMilli(), Topic: r.Topic, Body: r.Body})
+	body := bytes.TrimSpace(r.Body)
+	b := make([]byte, 0, 1+1+len(r.Kind)+binary.MaxVarintLen64+1+len(r.Topic)+len(body))
+	b = append(b, storedV2)
+	b = binary.AppendUvarint(b, uint64(len(r.Kind)))
+	b = append(b, r.Kind...)
+	b = binary.AppendVarint(b, r.Time.UnixMilli())
+	b = binary.AppendUvarint(b, uint64(len(r.Topic)))
+	b = append(b, r.Topic...)
+	return append(b, body...), nil
 }
 
 // ErrCorrupt marks bytes that are not a stored record.
 var ErrCorrupt = errors.New("corrupt record")
 
-// Unmarshal decodes bytes written by Marshal.
+// Unmarshal decodes bytes written by Marshal (either format). Body aliases
+// b in format 2: a caller that keeps it beyond b's lifetime copies it.
 func Unmarshal(b []byte) (Record, error) {
-	var s stored
+	if len(b) > 0 && b[0] == storedV2 {
+		return unmarshalV2(b[1:])
+	}
+	return unmarshalV1(b)
+}
+
+func unmarshalV2(b []byte) (Record, error) {
+	kind, b, ok := cutBytes(b)
+	if !ok {
+		return Record{}, fmt.Errorf("%w: truncated kind", ErrCorrupt)
+	}
+	ts, n := binary.Varint(b)
+	if n <= 0 {
+		return Record{}, fmt.Errorf("%w: bad timestamp", ErrCorrupt)
+	}
+	topic, body, ok := cutBytes(b[n:])
+	if !ok {
+		return Record{}, fmt.Errorf("%w: truncated topic", ErrCorrupt)
+	}
+	if !validKind(string(kind)) {
+		return Record{}, fmt.Errorf("%w: bad kind %q", ErrCorrupt, kind)
+	}
+	// A validity scan, not a decode: the body goes into the envelope as
+	// is, and a damaged one must not break the whole message's JSON.
+	if err := checkObject(body); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return Record{Kind: kindString(kind), Time: time.UnixMilli(ts), Topic: string(topic), Body: body}, nil
+}
+
+// kindString returns the kind without allocating for the known ones.
+func kindString(b []byte) string {
+	switch string(b) {
+	case KindTelemetry:
+		return KindTelemetry
+	case KindEvent:
+		return KindEvent
+	case KindCommandResult:
+		return KindCommandResult
+	case KindCommandResponse:
+		return KindCommandResponse
+	}
+	return string(b)
+}
+
+// cutBytes splits a uvarint-length-prefixed byte string off b.
+func cutBytes(b []byte) (field, rest []byte, ok bool) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return nil, nil, false
+	}
+	return b[n : n+int(l)], b[n+int(l):], true
+}
+
+func unmarshalV1(b []byte) (Record, error) {
+	var s storedJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
@@ -77,7 +153,7 @@ func Unmarshal(b []byte) (Record, error) {
 	if dec.More() {
 		return Record{}, fmt.Errorf("%w: trailing data", ErrCorrupt)
 	}
-	if s.V != storedVersion {
+	if s.V != storedV1 {
 		return Record{}, fmt.Errorf("%w: unsupported version %d", ErrCorrupt, s.V)
 	}
 	if !validKind(s.Kind) {
@@ -131,6 +207,11 @@ func validKind(k string) bool {
 
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(dst []byte, s string) []byte {
+	if validKind(s) { // the common case, a kind: nothing to escape
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	b, err := json.Marshal(s)
 	if err != nil { // cannot happen for a string
 		return append(dst, `""`...)

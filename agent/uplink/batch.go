@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"bytes"
 	"slices"
 	"strconv"
 	"time"
@@ -76,7 +77,8 @@ func (b *batcher) add(r Record, now time.Time) {
 			b.dropped = append(b.dropped, r.Seq)
 			return
 		}
-		b.enqueue(&message{topic: rec.Topic, payload: rec.Body, seqs: []uint64{r.Seq}, oldest: rec.Time})
+		// rec.Body aliases the leased bytes; the message outlives them.
+		b.enqueue(&message{topic: rec.Topic, payload: bytes.Clone(rec.Body), seqs: []uint64{r.Seq}, oldest: rec.Time})
 		return
 	}
 	topic := b.telemetry
