@@ -47,6 +47,13 @@ func Open(opts Options) (*Queue, error) {
 		}
 	}
 	storeSeq, storeEpoch, err := q.openStore()
+	// Badger's directory lock is an flock that a child forked elsewhere in
+	// this process holds until it execs: a lock conflict is retried for up
+	// to a second before it is reported (another agent on the same store).
+	for i := 0; i < 10 && isLocked(err); i++ {
+		time.Sleep(100 * time.Millisecond)
+		storeSeq, storeEpoch, err = q.openStore()
+	}
 	// Badger can fail once after a kill while it was creating a file
 	// (dgraph-io/badger#2207) and open fine on the next try: retry, after a
 	// pause, before moving a store with unsent records aside.
