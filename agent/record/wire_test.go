@@ -24,7 +24,7 @@ func randomBody(r *rand.Rand) string {
 		case 0:
 			v = fmt.Sprint(r.Float64() * 1000)
 		case 1:
-			v = fmt.Sprint(r.IntN(1<<40) - 1<<39)
+			v = fmt.Sprint(r.Int64N(1<<40) - 1<<39)
 		case 2:
 			v = fmt.Sprintf("%.2f", r.Float64()*100)
 		case 3:
