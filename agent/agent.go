@@ -47,7 +47,7 @@ type Agent struct {
 	level   *slog.LevelVar // may be nil
 
 	signals *signals.Store
-	sups    []*supervisor
+	capt    capture // the capture side: drivers → router → pipeline (apply.go)
 	health  *health.Tracker
 	started time.Time
 	cmds    commandLog
@@ -63,6 +63,7 @@ type Agent struct {
 	engine  *command.Engine     // guarded by mu
 	pipe    *telemetry.Pipeline // guarded by mu
 	ident   identityInfo        // guarded by mu
+	sups    []*supervisor       // guarded by mu; the running drivers (see publishCapture)
 }
 
 // New validates the wiring; it does no I/O.
@@ -83,7 +84,8 @@ func New(opts Options) (*Agent, error) {
 		}
 	}
 	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now, level: opts.LogLevel,
-		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{})}, nil
+		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{}),
+		capt: capture{quit: make(chan struct{})}}, nil
 }
 
 // ErrConfig marks a configuration error Run found at start (such as a
@@ -114,45 +116,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.store = st
 	a.mu.Unlock()
-	pipe, err := telemetry.New(telemetry.Options{
-		Interval:   a.cfg.Telemetry.Interval.Std(),
-		Events:     a.cfg.Telemetry.Events,
-		MaxPending: a.cfg.Telemetry.MaxPending,
-		Append:     st.append,
-		Observe:    a.signals.Set,
-		Logger:     a.log.With("component", "telemetry"),
-		Now:        a.now,
-		StopGrace:  stopGrace,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: telemetry: %w", ErrConfig, err)
-	}
-	a.mu.Lock()
-	a.pipe = pipe
-	a.mu.Unlock()
-
 	// Stage contexts are independent of ctx so that shutdown can run them
 	// down one after the other.
-	drvCtx, stopDrivers := context.WithCancel(context.WithoutCancel(ctx))
-	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
 	cloudCtx, stopCloud := context.WithCancel(context.WithoutCancel(ctx))
 	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
 	obsCtx, stopObs := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopDrivers()
-	defer stopPipe()
 	defer stopCloud()
 	defer stopStore()
 	defer stopObs()
 
-	var pipeWG, drvWG, cloudWG, storeWG, obsWG sync.WaitGroup
-	pipeLoop := a.health.Loop("telemetry", true)
-	pipe.SetHeartbeat(pipeLoop.Beat)
-	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
-	for _, d := range a.cfg.Drivers {
-		s := newSupervisor(d.Name, d.Driver, pipe, a.log)
-		a.sups = append(a.sups, s)
-		drvWG.Go(func() { s.run(drvCtx) }) // stopped by stopDrivers
+	var cloudWG, storeWG, obsWG sync.WaitGroup
+	// Drivers and the telemetry pipeline, replaced at run time by
+	// ApplyConfig; stopped by stopCapture.
+	if err := a.startCapture(ctx, st); err != nil {
+		return fmt.Errorf("%w: telemetry: %w", ErrConfig, err)
 	}
+	defer a.stopCapture()
 	// Capture runs (into memory) while the buffer opens. The first open is
 	// waited for (up to openWait) so that a healthy start is ready at
 	// once; a failed one is retried in the background, and one that hangs
@@ -186,13 +165,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-ctx.Done()
 	a.log.Info("agent stopping")
 	_ = sdnotify.Stopping()
-	stopDrivers()
-	drvWG.Wait()
-	// Every sample the drivers emitted is in the pipeline now; it writes
-	// them (within stopGrace) before it returns.
-	stopPipe()
-	pipeWG.Wait()
-	pipeLoop.Close()
+	// Drivers first: every sample they emitted is in the pipeline then,
+	// and it writes them (within stopGrace) before it returns.
+	a.stopCapture()
 	stopStore()
 	storeWG.Wait()
 	stopCloud()
@@ -383,11 +358,12 @@ func (a *Agent) Reload() {
 	a.log.Info("reload: re-checking identity, claim and storage now")
 }
 
-// transmitter finds the driver instance named bus that can transmit.
+// transmitter finds the running driver instance named bus that can
+// transmit (after ApplyConfig, the new one).
 func (a *Agent) transmitter(bus string) (drivers.Transmitter, bool) {
-	for _, d := range a.cfg.Drivers {
-		if d.Name == bus {
-			t, ok := d.Driver.(drivers.Transmitter)
+	for _, s := range a.supervisors() {
+		if s.name == bus {
+			t, ok := s.drv.(drivers.Transmitter)
 			return t, ok
 		}
 	}

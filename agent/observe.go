@@ -144,7 +144,7 @@ func (a *Agent) probe(ctx context.Context, wg *sync.WaitGroup, name string, fn f
 // sampleRates turns the drivers' frame counters into frames per second.
 func (a *Agent) sampleRates() {
 	now := a.now()
-	for _, s := range a.sups {
+	for _, s := range a.supervisors() {
 		a.rates.update(s.name, driverCounters(s.drv)["frames"], now)
 	}
 }

@@ -106,7 +106,7 @@ func (a *Agent) status() ctl.Status {
 	if s := a.currentStore(); s != nil {
 		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
 	}
-	for _, s := range a.sups {
+	for _, s := range a.supervisors() {
 		state, _, lastErr := s.status()
 		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {
 			if up, why := lr.Link(); !up { // reconnecting inside Run
@@ -190,7 +190,7 @@ func (a *Agent) metrics() *metrics.Registry {
 	r.GaugeFunc("tcu_queue_disk_bytes", "Size of the queue's store directory at the last GC pass.", func() float64 { return float64(a.queueStats().DiskBytes) })
 	r.GaugeFunc("tcu_queue_oldest_unsent_seconds", "Age of the oldest unacknowledged record.", func() float64 { return a.status().OldestUnsentSeconds })
 	r.CollectFunc("tcu_driver_counter_total", "Driver counters (frames, decode_errors, drops, ...) per bus.", metrics.TypeCounter, []string{"bus", "counter"}, func(emit metrics.EmitFunc) {
-		for _, s := range a.sups {
+		for _, s := range a.supervisors() {
 			c := driverCounters(s.drv)
 			keys := make([]string, 0, len(c))
 			for k := range c {
@@ -229,14 +229,9 @@ func (a *Agent) metrics() *metrics.Registry {
 		}
 	})
 	r.CounterFunc("tcu_samples_dropped_total", "Samples dropped because the telemetry pipeline fell behind.", func() float64 {
-		a.mu.Lock()
-		p := a.pipe
-		a.mu.Unlock()
-		if p == nil {
-			return 0
-		}
-		return float64(p.Stats().Dropped)
+		return float64(a.samplesDropped())
 	})
+	a.applyMetrics(r)
 	return r
 }
 

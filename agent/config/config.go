@@ -100,6 +100,10 @@ type Driver struct {
 	// Line is where the driver's table starts in the file.
 	Line   int
 	Driver drivers.Driver
+	// Table is the driver's table as decoded from TOML (name and kind
+	// included): the agent compares it to tell a changed driver from an
+	// unchanged one when a configuration is applied at run time.
+	Table map[string]any
 }
 
 // Default returns the built-in defaults; the file is decoded over them.

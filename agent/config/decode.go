@@ -161,7 +161,7 @@ func (d *decoder) decodeDrivers(raw any) []Driver {
 				d.errorf(path, "driver %q: %v", name, err)
 			}
 		}
-		out = append(out, Driver{Name: name, Kind: kind, Line: d.idx.lookup(path), Driver: drv})
+		out = append(out, Driver{Name: name, Kind: kind, Line: d.idx.lookup(path), Driver: drv, Table: m})
 	}
 	return out
 }

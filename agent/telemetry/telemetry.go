@@ -53,6 +53,10 @@ type Options struct {
 	// StopGrace bounds how long Run keeps appending after ctx ends: the
 	// samples already emitted are written within it (default 5s).
 	StopGrace time.Duration
+	// Seed are the latest known values of the signals: a pipeline that
+	// replaces another at run time does not report an unchanged event
+	// signal as a change.
+	Seed []drivers.Sample
 }
 
 // Pipeline is a drivers.Sink that batches samples into records.
@@ -154,6 +158,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer tick.Stop()
 	pending := map[string]drivers.Sample{}
 	prev := map[string]drivers.Sample{}
+	for _, s := range p.opts.Seed {
+		if p.events[s.Name] {
+			prev[s.Name] = s
+		}
+	}
 	for {
 		p.beat()
 		select {

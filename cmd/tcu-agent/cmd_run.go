@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -89,7 +88,7 @@ func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 			case <-hupCtx.Done():
 				return
 			case <-hup:
-				reload(path, cfg, sec, level, log)
+				reload(hupCtx, path, cf.stateDir, a, level, log)
 				a.Reload()
 			}
 		}
@@ -103,54 +102,36 @@ func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 	return err
 }
 
-// reload re-reads the config file on SIGHUP and applies what is safe to
-// change at run time: the log level. Other changes are named in the log:
-// they take effect at the next restart. An invalid file changes nothing.
-func reload(path string, running *config.Config, runningSec *agent.Sections, level *slog.LevelVar, log *slog.Logger) {
-	cfg, sec, err := agent.LoadConfig(path)
+// reload re-reads the config file on SIGHUP with the loader the agent
+// started with, applies the log level, and hands the rest to
+// a.ApplyConfig: the capture side (drivers, signals, DBC files, telemetry
+// interval and events) is swapped in process; changes to other sections
+// are named in the log and take effect, with everything else in the file,
+// at the next restart. An invalid file changes nothing.
+func reload(ctx context.Context, path, stateDir string, a *agent.Agent, level *slog.LevelVar, log *slog.Logger) {
+	cfg, _, err := agent.LoadConfig(path)
 	if err != nil {
 		log.Error("reload: config not reloaded, keeping the running one", "path", path, "err", err)
 		return
+	}
+	// --state-dir overrides the file's state_dir: not a change.
+	if stateDir != "" {
+		cfg.Agent.StateDir = stateDir
 	}
 	if lv := parseLevel(cfg.Agent.LogLevel); lv != level.Level() {
 		level.Set(lv)
 		log.Info("reload: log level changed", "log_level", cfg.Agent.LogLevel)
 	}
-	if changed := restartNeeded(running, runningSec, cfg, sec); len(changed) > 0 {
-		log.Warn("reload: changed settings take effect at the next restart", "sections", strings.Join(changed, ","))
+	res, err := a.ApplyConfig(ctx, cfg, path)
+	switch {
+	case err != nil:
+		log.Error("reload: configuration not applied, the running one is unchanged", "path", path, "err", err)
+	case !res.Live:
+		log.Warn("reload: changed settings take effect at the next restart (drivers and telemetry too: nothing else was applied)",
+			"sections", strings.Join(res.RestartSections, ","))
+	default:
+		log.Info("reload: configuration applied", "path", path, "capture_gap", res.Gap)
 	}
-}
-
-// restartNeeded lists the config sections that differ between the running
-// config and a reloaded one, other than what reload applies.
-func restartNeeded(old *config.Config, oldSec *agent.Sections, cfg *config.Config, sec *agent.Sections) []string {
-	var changed []string
-	a, b := old.Agent, cfg.Agent
-	a.LogLevel, b.LogLevel = "", ""
-	// --state-dir overrides the file's state_dir: not a change.
-	b.StateDir = a.StateDir
-	for _, c := range []struct {
-		name string
-		x, y any
-	}{
-		{"agent", a, b}, {"buffer", old.Buffer, cfg.Buffer}, {"telemetry", old.Telemetry, cfg.Telemetry},
-		{"health", old.Health, cfg.Health}, {"mqtt", oldSec.MQTT, sec.MQTT},
-		{"provisioning", oldSec.Provisioning, sec.Provisioning}, {"commands", oldSec.Commands, sec.Commands},
-		{"driver", driverNames(old), driverNames(cfg)},
-	} {
-		if !reflect.DeepEqual(c.x, c.y) {
-			changed = append(changed, c.name)
-		}
-	}
-	return changed
-}
-
-func driverNames(c *config.Config) []string {
-	var n []string
-	for _, d := range c.Drivers {
-		n = append(n, d.Name)
-	}
-	return n
 }
 
 func parseLevel(s string) slog.Level {

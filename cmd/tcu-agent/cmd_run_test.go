@@ -121,12 +121,16 @@ func TestReloadAppliesLogLevelAndNamesRestarts(t *testing.T) {
 	level := new(slog.LevelVar)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, LogLevel: level})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	edited := strings.Replace(string(src), `log_level = "info"`, `log_level = "debug"`, 1)
 	edited = strings.Replace(edited, `batch_latency = "500ms"`, `batch_latency = "400ms"`, 1)
 	write(edited)
 	log.Debug("before the reload")
-	reload(path, cfg, sec, level, log)
+	reload(t.Context(), path, "", a, level, log)
 	log.Debug("after the reload")
 	out := logs.String()
 	if strings.Contains(out, "before the reload") || !strings.Contains(out, "after the reload") {
@@ -138,7 +142,7 @@ func TestReloadAppliesLogLevelAndNamesRestarts(t *testing.T) {
 
 	logs.Reset()
 	write("version = 1\n[agent]\nlog_levle = \"warn\"\n")
-	reload(path, cfg, sec, level, log)
+	reload(t.Context(), path, "", a, level, log)
 	if level.Level() != slog.LevelDebug || !strings.Contains(logs.String(), "config not reloaded") {
 		t.Errorf("invalid file: level %v, log:\n%s", level.Level(), logs.String())
 	}
