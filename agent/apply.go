@@ -45,7 +45,10 @@ type ApplyResult struct {
 // had not sent one before (for measuring the gap); readySettle is how long
 // a driver without a link report must run without error to count as up.
 const (
-	readyWait   = 5 * time.Second
+	readyWait = 5 * time.Second
+	// breakWait replaces readyWait when a device was closed for its
+	// successor: the gap lasts as long as the wait.
+	breakWait   = 1500 * time.Millisecond
 	flowWait    = 2 * time.Second
 	readySettle = 300 * time.Millisecond
 	readyPoll   = 20 * time.Millisecond
@@ -483,6 +486,10 @@ func (a *Agent) swapCapture(ctx context.Context, cfg *config.Config) (ApplyResul
 	// A device that opens only once is closed before its successor starts.
 	breakAt := map[string]time.Duration{} // name → when its old instance stopped
 	retired := map[string]bool{}
+	oldUp := map[string]bool{} // before anything is stopped
+	for _, d := range p.retire {
+		oldUp[d.cfg.Name] = driverUp(d)
+	}
 	var broken []*capDriver
 	for _, d := range p.retire {
 		retired[d.cfg.Name] = true
@@ -496,7 +503,11 @@ func (a *Agent) swapCapture(ctx context.Context, cfg *config.Config) (ApplyResul
 	for _, d := range p.start {
 		started = append(started, a.startDriver(d, p.fps[d.Name]))
 	}
-	if err := a.awaitReady(ctx, started, p.retire); err != nil {
+	wait := readyWait
+	if len(broken) > 0 {
+		wait = breakWait
+	}
+	if err := a.awaitReady(ctx, started, oldUp, wait); err != nil {
 		// Undo: stop the new drivers, restart the old ones closed above.
 		for _, d := range started {
 			d.stop()
@@ -520,6 +531,8 @@ func (a *Agent) swapCapture(ctx context.Context, cfg *config.Config) (ApplyResul
 		for _, at := range breakAt {
 			gap = max(gap, mono()-at)
 		}
+		c.lastGap.Store(int64(gap))
+		c.gapTotal.Add(int64(gap))
 		return ApplyResult{Gap: gap}, err
 	}
 
@@ -592,14 +605,10 @@ func (a *Agent) swapCapture(ctx context.Context, cfg *config.Config) (ApplyResul
 // awaitReady waits until every driver in started is up: it has emitted a
 // sample, or its link is up, or (without a link report) it has run for
 // readySettle without an error. A driver that failed for good, or is not
-// up within readyWait while the driver it replaces was delivering (or it
-// replaces none), fails the apply.
-func (a *Agent) awaitReady(ctx context.Context, started, retired []*capDriver) error {
-	oldUp := map[string]bool{}
-	for _, d := range retired {
-		oldUp[d.cfg.Name] = driverUp(d)
-	}
-	deadline := time.NewTimer(readyWait)
+// up within wait while the driver it replaces was up (oldUp, taken
+// before the apply stopped anything; or it replaces none), fails the apply.
+func (a *Agent) awaitReady(ctx context.Context, started []*capDriver, oldUp map[string]bool, wait time.Duration) error {
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
@@ -637,7 +646,7 @@ func (a *Agent) awaitReady(ctx context.Context, started, retired []*capDriver) e
 						lastErr = why
 					}
 				}
-				return fmt.Errorf("driver %q did not come up within %v: %s", d.cfg.Name, readyWait, lastErr)
+				return fmt.Errorf("driver %q did not come up within %v: %s", d.cfg.Name, wait, lastErr)
 			}
 			return nil
 		}
@@ -715,10 +724,10 @@ func (a *Agent) applyMetrics(r *metrics.Registry) {
 				emit(float64(n), res)
 			}
 		})
-	r.GaugeFunc("tcu_config_apply_gap_seconds", "Capture gap of the last live configuration apply (longest time one bus had no driver delivering).", func() float64 {
+	r.GaugeFunc("tcu_config_apply_gap_seconds", "Capture gap of the last configuration apply that replaced drivers (longest time one bus had no driver delivering).", func() float64 {
 		return time.Duration(c.lastGap.Load()).Seconds()
 	})
-	r.CounterFunc("tcu_config_apply_gap_seconds_total", "Capture gaps of every live configuration apply, summed.", func() float64 {
+	r.CounterFunc("tcu_config_apply_gap_seconds_total", "Capture gaps of every configuration apply (failed ones too), summed.", func() float64 {
 		return time.Duration(c.gapTotal.Load()).Seconds()
 	})
 }
