@@ -68,6 +68,10 @@ func (r *rates) update(name string, n uint64, now time.Time) float64 {
 		r.prev[name] = rateSample{n: n, at: now}
 		return 0
 	}
+	if n < p.n { // a new driver instance (config applied): count from here
+		r.prev[name] = rateSample{n: n, at: now, rate: p.rate}
+		return p.rate
+	}
 	if dt := now.Sub(p.at).Seconds(); dt >= 0.5 && n >= p.n {
 		p = rateSample{n: n, at: now, rate: float64(n-p.n) / dt}
 		r.prev[name] = p
