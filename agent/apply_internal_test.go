@@ -329,11 +329,15 @@ func TestRestartSections(t *testing.T) {
 			return strings.Replace(s, `interval = "100ms"`, "interval = \"2s\"\nevents = [\"gnss.value\"]", 1)
 		}, ""},
 		{"drivers", func(s string) string { return s + driverTable("can", "can0", 1, false) }, ""},
-		{"max_pending", func(s string) string { return strings.Replace(s, "[telemetry]\n", "[telemetry]\nmax_pending = 50\n", 1) }, "telemetry"},
+		{"max_pending", func(s string) string {
+			return strings.Replace(s, "[telemetry]\n", "[telemetry]\nmax_pending = 50\n", 1)
+		}, "telemetry"},
 		{"log format", func(s string) string { return strings.Replace(s, "[agent]\n", "[agent]\nlog_format = \"json\"\n", 1) }, "agent"},
 		{"buffer", func(s string) string { return s + "[buffer]\nmax_bytes = \"8MiB\"\n" + "" }, "buffer"},
 		{"health", func(s string) string { return strings.Replace(s, `ctl_socket = ""`, `ctl_socket = "/tmp/x.sock"`, 1) }, "health"},
-		{"mqtt", func(s string) string { return strings.Replace(s, "allow_plaintext = true\n", "allow_plaintext = true\nbatch_latency = \"3s\"\n", 1) }, "mqtt"},
+		{"mqtt", func(s string) string {
+			return strings.Replace(s, "allow_plaintext = true\n", "allow_plaintext = true\nbatch_latency = \"3s\"\n", 1)
+		}, "mqtt"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
