@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,5 +269,51 @@ func TestStopGraceBoundsAHungStore(t *testing.T) {
 	}
 	if p.Stats().Failed == 0 {
 		t.Errorf("lost records not counted: %+v", p.Stats())
+	}
+}
+
+// TestSeedSuppressesUnchangedEvent: a pipeline seeded with the latest
+// values (one replacing another at run time) reports no event for an event
+// signal whose value did not change, and reports a change with its
+// previous value.
+func TestSeedSuppressesUnchangedEvent(t *testing.T) {
+	t.Parallel()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	for _, tc := range []struct {
+		name       string
+		seed       []drivers.Sample
+		wantEvents int
+	}{
+		{"unseeded", nil, 2},
+		{"seeded", []drivers.Sample{{Name: "Lock", Value: 1, Time: t0}, {Name: "Speed", Value: 3, Time: t0}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &memStore{}
+			p, err := New(Options{Interval: time.Hour, Events: []string{"Lock"}, Append: st.append, Seed: tc.seed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- p.Run(ctx) }()
+			p.Emit(drivers.Sample{Name: "Lock", Value: 1, Time: t0.Add(time.Second)}) // as seeded
+			p.Emit(drivers.Sample{Name: "Lock", Value: 0, Time: t0.Add(2 * time.Second)})
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			var events []string
+			for _, s := range st.snapshot() {
+				if s.class == ClassEvent {
+					events = append(events, string(s.rec.Body))
+				}
+			}
+			if len(events) != tc.wantEvents {
+				t.Fatalf("events %q, want %d", events, tc.wantEvents)
+			}
+			if !strings.Contains(events[len(events)-1], `"previous":1`) {
+				t.Errorf("the change has no previous value: %s", events[len(events)-1])
+			}
+		})
 	}
 }
