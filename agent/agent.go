@@ -358,14 +358,12 @@ func (a *Agent) Reload() {
 	a.log.Info("reload: re-checking identity, claim and storage now")
 }
 
-// transmitter finds the running driver instance named bus that can
-// transmit (after ApplyConfig, the new one).
+// transmitter returns the transmitter of the driver instance named bus.
+// Each Transmit goes to the instance running then: a command whose frames
+// straddle an ApplyConfig sends the later ones on the new driver.
 func (a *Agent) transmitter(bus string) (drivers.Transmitter, bool) {
-	for _, s := range a.supervisors() {
-		if s.name == bus {
-			t, ok := s.drv.(drivers.Transmitter)
-			return t, ok
-		}
+	if _, ok := a.currentTransmitter(bus); !ok {
+		return nil, false
 	}
-	return nil, false
+	return busTransmitter{a: a, bus: bus}, true
 }

@@ -299,6 +299,32 @@ func (a *Agent) publishCapture() {
 	a.mu.Unlock()
 }
 
+// currentTransmitter returns the running driver named bus if it transmits.
+func (a *Agent) currentTransmitter(bus string) (drivers.Transmitter, bool) {
+	for _, s := range a.supervisors() {
+		if s.name == bus {
+			t, ok := s.drv.(drivers.Transmitter)
+			return t, ok
+		}
+	}
+	return nil, false
+}
+
+// busTransmitter transmits on whichever driver instance runs bus now.
+type busTransmitter struct {
+	a   *Agent
+	bus string
+}
+
+// Transmit implements drivers.Transmitter.
+func (b busTransmitter) Transmit(ctx context.Context, message string, signals map[string]float64) error {
+	t, ok := b.a.currentTransmitter(b.bus)
+	if !ok {
+		return fmt.Errorf("bus %s: no transmitting driver since the configuration changed", b.bus)
+	}
+	return t.Transmit(ctx, message, signals)
+}
+
 // supervisors returns the running drivers' supervisors.
 func (a *Agent) supervisors() []*supervisor {
 	a.mu.Lock()

@@ -48,8 +48,11 @@ func (f *fakeSerial) release(dev string) {
 	f.mu.Unlock()
 }
 
-// serialDriver emits "<name>.value" every 5 ms from its device.
+// serialDriver emits "<name>.value" every 5 ms from its device; it
+// transmits only while running.
 type serialDriver struct {
+	running   atomic.Bool
+	sent      atomic.Int32
 	name      string
 	Device    string  `toml:"device"`
 	Value     float64 `toml:"value"`
@@ -70,6 +73,8 @@ func (d *serialDriver) Run(ctx context.Context, sink drivers.Sink) error {
 		return err
 	}
 	defer serials.release(d.Device)
+	d.running.Store(true)
+	defer d.running.Store(false)
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -80,6 +85,25 @@ func (d *serialDriver) Run(ctx context.Context, sink drivers.Sink) error {
 			sink.Emit(drivers.Sample{Name: d.name + ".value", Value: d.Value, Time: now, Source: d.name})
 		}
 	}
+}
+
+func (d *serialDriver) Transmit(context.Context, string, map[string]float64) error {
+	if !d.running.Load() {
+		return errors.New("transmit: device not open")
+	}
+	d.sent.Add(1)
+	return nil
+}
+
+func (a *Agent) driverNamed(t *testing.T, name string) *serialDriver {
+	t.Helper()
+	for _, s := range a.supervisors() {
+		if s.name == name {
+			return s.drv.(*serialDriver)
+		}
+	}
+	t.Fatalf("no driver %s", name)
+	return nil
 }
 
 func init() {
@@ -203,6 +227,13 @@ func TestApplySerialBreakBeforeMake(t *testing.T) {
 	swaps := 0
 	f.a.OnCaptureSwap(func() { swaps++ })
 	doubled := serials.doubled.Load()
+	// A transmitter taken before the apply (a command in flight) sends on
+	// the new driver after it.
+	tx, ok := f.a.transmitter("can")
+	if !ok {
+		t.Fatal("no transmitter for can")
+	}
+	oldCan := f.a.driverNamed(t, "can")
 
 	// Both drivers change: the serial one is closed first, the other is
 	// replaced make-before-break (its device is not exclusive but its
@@ -215,6 +246,12 @@ func TestApplySerialBreakBeforeMake(t *testing.T) {
 	f.waitValue("can.value", 2)
 	if n := serials.doubled.Load() - doubled; n != 0 {
 		t.Errorf("the serial device was opened while open %d times", n)
+	}
+	if err := tx.Transmit(t.Context(), "M", nil); err != nil {
+		t.Errorf("transmit after the apply: %v", err)
+	}
+	if newCan := f.a.driverNamed(t, "can"); newCan == oldCan || newCan.sent.Load() != 1 || oldCan.sent.Load() != 0 {
+		t.Errorf("the frame did not go out on the new driver: new %d, old %d", newCan.sent.Load(), oldCan.sent.Load())
 	}
 	if res.Gap <= 0 || res.Gap > 2*time.Second {
 		t.Errorf("Gap = %v, want > 0 (the device is closed first) and ≤ 2 s", res.Gap)
@@ -241,8 +278,8 @@ func TestApplySerialBreakBeforeMake(t *testing.T) {
 	if n := serials.doubled.Load() - doubled; n != 0 {
 		t.Errorf("the serial device was opened while open %d times", n)
 	}
-	if _, ok := f.a.transmitterName("gnss"); !ok {
-		t.Error("no gnss driver after the restore")
+	if f.a.driverNamed(t, "gnss").Device != "ttyS0" {
+		t.Error("the gnss driver is not the restored one")
 	}
 
 	m := metricsText(t, f.a)
@@ -347,14 +384,4 @@ func TestRestartSections(t *testing.T) {
 			}
 		})
 	}
-}
-
-// transmitterName reports whether a running driver is named bus.
-func (a *Agent) transmitterName(bus string) (*supervisor, bool) {
-	for _, s := range a.supervisors() {
-		if s.name == bus {
-			return s, true
-		}
-	}
-	return nil, false
 }
