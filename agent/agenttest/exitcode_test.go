@@ -60,7 +60,8 @@ func TestSystemExitCodes(t *testing.T) {
 
 // TestSystemSignals: SIGTERM and SIGINT stop the agent with exit 0; SIGHUP
 // does not stop it (it used to die with status 129): it reloads the log
-// level, names what needs a restart, and capture goes on.
+// level and the telemetry interval (live, docs/operations.md), and capture
+// goes on.
 func TestSystemSignals(t *testing.T) {
 	t.Parallel()
 	s := Start(t, Options{Binary: binary(t), Scenario: sim.ScenarioCity, TelemetryInterval: "100ms"})
@@ -83,7 +84,7 @@ func TestSystemSignals(t *testing.T) {
 	}
 	s.WaitFor("the reload in the log", 30*time.Second, func() bool {
 		l := a.Log()
-		return strings.Contains(l, "reload: log level changed") && strings.Contains(l, "next restart") && strings.Contains(l, "sections=telemetry")
+		return strings.Contains(l, "reload: log level changed") && strings.Contains(l, "reload: configuration applied") && strings.Contains(l, "interval=200ms")
 	})
 	n := s.Stream.Len()
 	s.WaitFor("telemetry after SIGHUP", 30*time.Second, func() bool { return s.Stream.Len() > n })
