@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/agent/metrics"
+	"github.com/tcu-agent/tcu-agent/agent/telemetry"
 	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
@@ -382,6 +383,42 @@ func TestRestartSections(t *testing.T) {
 			if got := strings.Join(RestartSections(oc, os_, c, s), ","); got != tc.want {
 				t.Errorf("RestartSections = %q, want %q", got, tc.want)
 			}
+		})
+	}
+}
+
+// BenchmarkEmitPath: a sample through a driver's gate and the router, and
+// straight into the pipeline (what drivers did before), from parallel
+// drivers.
+func BenchmarkEmitPath(b *testing.B) {
+	for _, via := range []string{"pipeline", "gate"} {
+		b.Run(via, func(b *testing.B) {
+			p, err := telemetry.New(telemetry.Options{Interval: time.Hour, MaxPending: 1 << 16,
+				Append: func(context.Context, telemetry.Class, [][]byte) error { return nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = p.Run(ctx) }()
+			var r router
+			var sink drivers.Sink = p
+			if via == "gate" {
+				g := newGate(&r)
+				r.set(p, map[*gate]bool{g: true})
+				sink = g
+			}
+			s := drivers.Sample{Name: "Vehicle.Speed", Value: 1, Time: time.Now()}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					sink.Emit(s)
+				}
+			})
+			b.StopTimer()
+			cancel()
+			<-done
 		})
 	}
 }
