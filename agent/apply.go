@@ -325,6 +325,17 @@ func (b busTransmitter) Transmit(ctx context.Context, message string, signals ma
 	return t.Transmit(ctx, message, signals)
 }
 
+// runningConfig is the start configuration with the drivers running now
+// (for the VIN a driver read).
+func (a *Agent) runningConfig() *config.Config {
+	c := *a.cfg
+	c.Drivers = nil
+	for _, s := range a.supervisors() {
+		c.Drivers = append(c.Drivers, config.Driver{Name: s.name, Driver: s.drv})
+	}
+	return &c
+}
+
 // supervisors returns the running drivers' supervisors.
 func (a *Agent) supervisors() []*supervisor {
 	a.mu.Lock()

@@ -86,7 +86,7 @@ func (a *Agent) status() ctl.Status {
 	id, sess := a.ident, a.session
 	a.mu.Unlock()
 	st := ctl.Status{Version: a.version, Time: now, StartedAt: a.started}
-	st.Identity = ctl.Identity{Thing: id.thing, Source: id.source, CertExpiry: id.notAfter, VIN: vehicleVIN(a.cfg)}
+	st.Identity = ctl.Identity{Thing: id.thing, Source: id.source, CertExpiry: id.notAfter, VIN: vehicleVIN(a.runningConfig())}
 	st.Connection = ctl.Connection{State: "connecting", Endpoint: a.sec.MQTT.Broker}
 	if id.thing == "" {
 		st.Connection.State = "offline"
