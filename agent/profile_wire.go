@@ -101,6 +101,14 @@ func (a *Agent) applyProfile(p profile.Applied) {
 		}
 		ov = append(ov, o)
 	}
+	if len(ov) > 0 {
+		// The inputs of command interlocks and feedback keep their
+		// configured sampling: a profile must never make a command that
+		// the interlocks would allow fail on a stale input.
+		for _, name := range a.commandInputs() {
+			ov = append(ov, canmap.Override{Match: name, Keep: true})
+		}
+	}
 	for _, d := range a.cfg.Drivers {
 		if s, ok := d.Driver.(interface{ SetSampling([]canmap.Override) }); ok {
 			s.SetSampling(ov)
@@ -118,6 +126,21 @@ func (a *Agent) applyProfile(p profile.Applied) {
 	if a.profile.shadow != nil {
 		a.shadowProfile(a.profile.shadow)
 	}
+}
+
+// commandInputs are the signals the command engine reads: interlock
+// inputs and feedback.
+func (a *Agent) commandInputs() []string {
+	var out []string
+	for _, il := range a.sec.Commands.Interlocks {
+		out = append(out, il.Signal)
+	}
+	for _, c := range a.sec.Commands.Commands {
+		if c.Feedback != "" {
+			out = append(out, c.Feedback)
+		}
+	}
+	return out
 }
 
 // applySession applies the uplink part of p. Called with profile.mu held.

@@ -23,6 +23,10 @@ type Override struct {
 	DeadbandPct *float64
 	MinInterval *time.Duration
 	Heartbeat   *time.Duration
+	// Keep pins the matching signals to their configured policy whatever
+	// the other overrides say (e.g. the inputs of command interlocks,
+	// which must stay fresh).
+	Keep bool
 }
 
 // SetOverrides replaces the overrides in effect: every signal gets its
@@ -34,12 +38,12 @@ type Override struct {
 func (d *Decoder) SetOverrides(ov []Override) {
 	for name, t := range d.byName {
 		p := t.base
-		hit := false
+		hit, keep := false, false
 		for _, o := range ov {
 			if ok, _ := path.Match(o.Match, name); !ok && o.Match != name {
 				continue
 			}
-			hit = true
+			hit, keep = true, keep || o.Keep
 			if o.Deadband != nil {
 				p.deadband = *o.Deadband
 			}
@@ -53,7 +57,7 @@ func (d *Decoder) SetOverrides(ov []Override) {
 				p.heartbeat = *o.Heartbeat
 			}
 		}
-		if !hit {
+		if !hit || keep {
 			t.pol.Store(&t.base)
 			continue
 		}

@@ -57,9 +57,16 @@ func TestSetOverrides(t *testing.T) {
 	if count("Other.Temp") != 22 {
 		t.Errorf("non-matching signal: %d samples, want 22 (its own heartbeat)", count("Other.Temp"))
 	}
-	d.SetOverrides(nil)
+	// Keep pins a signal to its configured policy.
+	d.SetOverrides([]Override{{Match: "*", Heartbeat: &hb}, {Match: "Other.Temp", Keep: true}})
 	r = nil
 	feed(3200, 3500, 200)
+	if count("Other.Temp") != 3 || count("Vehicle.Speed") != 0 {
+		t.Errorf("kept temp %d samples (want 3), speed %d (want 0)", count("Other.Temp"), count("Vehicle.Speed"))
+	}
+	d.SetOverrides(nil)
+	r = nil
+	feed(3500, 3800, 200)
 	if count("Vehicle.Speed") != 3 {
 		t.Errorf("restored policy: %d speed samples, want 3", count("Vehicle.Speed"))
 	}
