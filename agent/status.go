@@ -229,6 +229,11 @@ func (a *Agent) metrics() *metrics.Registry {
 			emit(float64(a.cmds.outcomes[s]), s)
 		}
 	})
+	r.CollectFunc("tcu_profile", "1 for the vehicle-state profile in effect, with the battery guard's level.", metrics.TypeGauge, []string{"profile", "battery"}, func(emit metrics.EmitFunc) {
+		if p := a.profileStatus(); p != nil {
+			emit(1, p.Name, p.Battery)
+		}
+	})
 	r.CounterFunc("tcu_samples_dropped_total", "Samples dropped because the telemetry pipeline fell behind.", func() float64 {
 		a.mu.Lock()
 		p := a.pipe
