@@ -171,7 +171,7 @@ func DefaultConfig() Config {
 			{Name: DeepSleep, TelemetryInterval: Duration(10 * time.Minute), BatchLatency: Duration(time.Minute),
 				KeepAlive: Duration(20 * time.Minute), GNSSWindow: Duration(time.Minute), GNSSPeriod: Duration(time.Hour),
 				Publish: []string{"critical", "event"},
-				Signals: []Sampling{{Match: "*", Heartbeat: dur(time.Hour), MinInterval: dur(time.Minute)}}},
+				Signals: []Sampling{{Match: "*", Heartbeat: dur(time.Hour)}}},
 		},
 		Battery: Battery{
 			Enabled: true,
