@@ -113,7 +113,9 @@ func (a *Agent) applyProfile(p profile.Applied) {
 		if s, ok := d.Driver.(interface{ SetSampling([]canmap.Override) }); ok {
 			s.SetSampling(ov)
 		}
-		if g, ok := d.Driver.(interface{ SetDutyCycle(window, period time.Duration) }); ok {
+		if g, ok := d.Driver.(interface {
+			SetDutyCycle(window, period time.Duration)
+		}); ok {
 			g.SetDutyCycle(set.GNSSWindow.Std(), set.GNSSPeriod.Std())
 		}
 	}

@@ -82,9 +82,9 @@ func TestSelectorHysteresis(t *testing.T) {
 	}{
 		{"drive, park after the entry delay, deep sleep after off_for", []step{
 			{at: 0, ign: IgnitionOn, speed: 50, lastBus: 0, want: Driving, wantNext: 60},
-			{at: 20, ign: IgnitionOff, speed: 0, lastBus: 20, want: Driving, wantNext: 50},  // parked rule must hold 30 s
-			{at: 49, ign: IgnitionOff, speed: 0, lastBus: 49, want: Driving, wantNext: 50},  // not yet
-			{at: 50, ign: IgnitionOff, speed: 0, lastBus: 50, want: Parked, wantNext: 110},  // held 30 s
+			{at: 20, ign: IgnitionOff, speed: 0, lastBus: 20, want: Driving, wantNext: 50},   // parked rule must hold 30 s
+			{at: 49, ign: IgnitionOff, speed: 0, lastBus: 49, want: Driving, wantNext: 50},   // not yet
+			{at: 50, ign: IgnitionOff, speed: 0, lastBus: 50, want: Parked, wantNext: 110},   // held 30 s
 			{at: 319, ign: IgnitionOff, speed: 0, lastBus: 300, want: Parked, wantNext: 320}, // off since 20 → 320
 			{at: 320, ign: IgnitionOff, speed: 0, lastBus: 319, want: DeepSleep, wantNext: 379},
 		}},
@@ -352,7 +352,11 @@ type lockedWriter struct {
 	mu *sync.Mutex
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.w.Write(p) }
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // TestRunEventDriven: Run applies the initial profile, follows signal
 // changes, and switches at a rule deadline with no further input.
