@@ -78,6 +78,15 @@ func (a *Agent) busFrames(sources []string) uint64 {
 	return n
 }
 
+// dutyCycler is a driver whose reading can be duty-cycled (gnss).
+type dutyCycler interface {
+	SetDutyCycle(window, period time.Duration)
+}
+
+// sampler is a driver whose signals' sampling can be overridden (can,
+// candump).
+type sampler interface{ SetSampling([]canmap.Override) }
+
 // applyProfile turns the effective profile into setter calls. Zero
 // settings restore the configured values.
 func (a *Agent) applyProfile(p profile.Applied) {
@@ -110,12 +119,10 @@ func (a *Agent) applyProfile(p profile.Applied) {
 		}
 	}
 	for _, d := range a.cfg.Drivers {
-		if s, ok := d.Driver.(interface{ SetSampling([]canmap.Override) }); ok {
+		if s, ok := d.Driver.(sampler); ok {
 			s.SetSampling(ov)
 		}
-		if g, ok := d.Driver.(interface {
-			SetDutyCycle(window, period time.Duration)
-		}); ok {
+		if g, ok := d.Driver.(dutyCycler); ok {
 			g.SetDutyCycle(set.GNSSWindow.Std(), set.GNSSPeriod.Std())
 		}
 	}
