@@ -152,6 +152,25 @@ func TestProfilesEndToEnd(t *testing.T) {
 	defer func() { _ = s.cloud.Close() }()
 	events := &profileEvents{}
 	s.cloud.Subscribe("dt/tcu/"+thing+"/events", func(_ string, p []byte) { events.collect(p) })
+	var shadowMu sync.Mutex
+	reported := map[string]any{}
+	s.cloud.Subscribe("$aws/things/"+thing+"/shadow/update", func(_ string, p []byte) {
+		var doc struct {
+			State struct {
+				Reported map[string]any `json:"reported"`
+			} `json:"state"`
+		}
+		if json.Unmarshal(p, &doc) == nil {
+			shadowMu.Lock()
+			for k, v := range doc.State.Reported {
+				reported[k] = v
+			}
+			shadowMu.Unlock()
+		}
+	})
+	shadowHas := func(k, v string) func() bool {
+		return func() bool { shadowMu.Lock(); defer shadowMu.Unlock(); return reported[k] == v }
+	}
 
 	cfgText, err := os.ReadFile("../configs/demo.toml")
 	if err != nil {
@@ -209,6 +228,11 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if st.Profile == nil || st.Profile.Name != "deep_sleep" || !strings.Contains(st.Profile.Reason, "off for") {
 		t.Fatalf("status profile = %+v", st.Profile)
 	}
+	// The profile's telemetry interval is in effect in the pipeline.
+	if st.Profile.TelemetryIntervalSeconds != 5 {
+		t.Errorf("telemetry interval in deep_sleep = %vs, want 5s", st.Profile.TelemetryIntervalSeconds)
+	}
+	waitFor(t, "the profile in the shadow", 15*time.Second, shadowHas("profile", "deep_sleep"))
 
 	// The battery discharges while parked: 0.2 V/s.
 	k := s.vehicle.Knobs()
@@ -226,6 +250,7 @@ func TestProfilesEndToEnd(t *testing.T) {
 	}
 	waitFor(t, "the battery alarm at the broker", 30*time.Second, func() bool { return events.has("alarm", "", "") })
 	waitFor(t, "the battery hook", 10*time.Second, func() bool { _, err := os.Stat(hookFile); return err == nil })
+	waitFor(t, "the guard in the shadow", 15*time.Second, shadowHas("battery_guard", "critical"))
 
 	// The bus falls asleep; a door command wakes it and is executed: the
 	// guard never blocks a command.

@@ -260,5 +260,11 @@ func (a *Agent) profileStatus() *ctl.Profile {
 		v := s.Voltage
 		p.Voltage = &v
 	}
+	a.mu.Lock()
+	pipe := a.pipe
+	a.mu.Unlock()
+	if pipe != nil {
+		p.TelemetryIntervalSeconds = pipe.Interval().Seconds()
+	}
 	return p
 }

@@ -64,6 +64,8 @@ type Profile struct {
 	// Publish lists the record classes published; empty means all (the
 	// others stay buffered).
 	Publish []string `json:"publish,omitempty"`
+	// TelemetryIntervalSeconds is the telemetry interval in effect.
+	TelemetryIntervalSeconds float64 `json:"telemetry_interval_seconds,omitempty"`
 }
 
 // Identity is the device identity in use.

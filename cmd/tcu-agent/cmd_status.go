@@ -117,6 +117,9 @@ func printStatus(w io.Writer, st ctl.Status) {
 	}
 	if p := st.Profile; p != nil {
 		fmt.Fprintf(tw, "profile\t%s for %s (%s)\n", p.Name, since(st.Time, p.Since), p.Reason)
+		if p.TelemetryIntervalSeconds > 0 {
+			fmt.Fprintf(tw, "telemetry\tevery %s\n", seconds(p.TelemetryIntervalSeconds))
+		}
 		bat := p.Battery
 		if p.Voltage != nil {
 			bat += fmt.Sprintf(" at %.2f V", *p.Voltage)
