@@ -391,3 +391,44 @@ func TestRunEventDriven(t *testing.T) {
 		t.Errorf("applied %d (first %+v), changes %+v", len(rec.applied), rec.applied, rec.changes)
 	}
 }
+
+// TestBusFramesKeepTheBusAwake: frames that the sampling policy turned
+// into no sample (deadbands, long heartbeats) still count as bus activity.
+func TestBusFramesKeepTheBusAwake(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{Profile: DeepSleep, BusSilentFor: Duration(time.Minute)}}
+	st := signals.New()
+	clk := &clock{t: t0}
+	var frames uint64
+	e, err := New(Options{Config: cfg, Signals: st, Now: clk.Now, BusFrames: func() uint64 { return frames }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 30.0; s <= 300; s += 30 { // frames flow, no samples
+		frames += 100
+		clk.Set(s)
+		e.Evaluate(clk.Now())
+	}
+	if n, _ := e.Current(); n != Driving {
+		t.Fatalf("with frames flowing: %s", n)
+	}
+	clk.Set(359)
+	if next := e.Evaluate(clk.Now()); !next.Equal(at(360)) {
+		t.Errorf("next = %v, want the silence deadline at +360s", next.Sub(t0))
+	}
+	clk.Set(360)
+	e.Evaluate(clk.Now())
+	if n, why := e.Current(); n != DeepSleep || !strings.Contains(why, "bus silent for 1m0s") {
+		t.Errorf("a minute without frames: %s (%s)", n, why)
+	}
+}
+
+func TestPublishFunc(t *testing.T) {
+	if PublishFunc(nil) != nil {
+		t.Error("no classes must mean nil (publish all)")
+	}
+	f := PublishFunc([]string{"critical", "event"})
+	if !f(ClassCritical) || !f(ClassEvent) || f(ClassTelemetry) || f(200) {
+		t.Error("filter wrong")
+	}
+}
