@@ -64,6 +64,8 @@ type Agent struct {
 	pipe    *telemetry.Pipeline // guarded by mu
 	ident   identityInfo        // guarded by mu
 	sups    []*supervisor       // guarded by mu; the running drivers (see publishCapture)
+
+	profile profileState // vehicle-state profiles (profile_wire.go)
 }
 
 // New validates the wiring; it does no I/O.
@@ -155,6 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	cloudWG.Go(func() { a.superviseCloud(cloudCtx, st) }) // stopped by stopCloud
 	a.startObservability(obsCtx, &obsWG)
+	a.startProfile(obsCtx, &obsWG, st)
 	// Drivers run, the store is open (or being retried) and identity
 	// resolution has started.
 	if err := sdnotify.Ready(); err != nil {

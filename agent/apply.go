@@ -177,10 +177,9 @@ func (c *capture) count(result string) {
 // OnCaptureSwap registers f to run after every ApplyConfig that rebuilt the
 // capture side (new drivers or pipeline), before ApplyConfig returns.
 //
-// MERGE(profile): the agent's wiring registers the profile engine here,
-// e.g. a.OnCaptureSwap(func() { eng.Reapply() }), so that the current
-// profile's overrides (sampling, interval) apply to the new drivers and
-// pipeline. This is the single call site: see captureSwapped.
+// The profile wiring (profile_wire.go) registers the profile engine's
+// Reapply here, so that the current profile's overrides (sampling,
+// interval) apply to the new drivers and pipeline.
 func (a *Agent) OnCaptureSwap(f func()) {
 	a.capt.mu.Lock()
 	defer a.capt.mu.Unlock()

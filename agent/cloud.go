@@ -183,6 +183,8 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	a.mu.Lock()
 	a.session, a.engine = sess, engine
 	a.mu.Unlock()
+	a.profileSession(sess, shadow)
+	defer a.profileSession(nil, nil)
 
 	var renewer *provisioning.Provisioner
 	if id != nil && id.Source != provisioning.MethodStatic {

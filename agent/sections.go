@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/profile"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/provisioning"
 )
@@ -18,6 +19,7 @@ type Sections struct {
 	MQTT         uplink.Config
 	Provisioning provisioning.Config
 	Commands     command.Config
+	Profile      profile.Config
 }
 
 // DefaultSections returns every subsystem's defaults.
@@ -26,12 +28,13 @@ func DefaultSections() *Sections {
 		MQTT:         uplink.DefaultConfig(),
 		Provisioning: provisioning.DefaultConfig(),
 		Commands:     command.DefaultConfig(),
+		Profile:      profile.DefaultConfig(),
 	}
 }
 
 // Extensions lists the sections for config.Load.
 func (s *Sections) Extensions() config.Extensions {
-	return config.Extensions{"mqtt": &s.MQTT, "provisioning": &s.Provisioning, "commands": &s.Commands}
+	return config.Extensions{"mqtt": &s.MQTT, "provisioning": &s.Provisioning, "commands": &s.Commands, "profile": &s.Profile}
 }
 
 // LoadConfig loads and validates path with every section this build knows.

@@ -130,6 +130,7 @@ func (a *Agent) status() ctl.Status {
 		st.LastCommand = &c
 	}
 	a.cmds.mu.Unlock()
+	st.Profile = a.profileStatus()
 	h := a.health.Snapshot()
 	ok, why := a.health.Healthy(10 * probeEvery)
 	st.Health = ctl.Health{OK: ok, Why: why}
@@ -230,6 +231,11 @@ func (a *Agent) metrics() *metrics.Registry {
 		defer a.cmds.mu.Unlock()
 		for _, s := range []string{"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"} {
 			emit(float64(a.cmds.outcomes[s]), s)
+		}
+	})
+	r.CollectFunc("tcu_profile", "1 for the vehicle-state profile in effect, with the battery guard's level.", metrics.TypeGauge, []string{"profile", "battery"}, func(emit metrics.EmitFunc) {
+		if p := a.profileStatus(); p != nil {
+			emit(1, p.Name, p.Battery)
 		}
 	})
 	r.CounterFunc("tcu_samples_dropped_total", "Samples dropped because the telemetry pipeline fell behind.", func() float64 {

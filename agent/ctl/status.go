@@ -41,6 +41,31 @@ type Status struct {
 	// LastCommand is the most recent remote command, nil if none yet.
 	LastCommand *Command `json:"last_command,omitempty"`
 	Health      Health   `json:"health"`
+	// Profile is the vehicle-state profile in effect; nil when the agent
+	// runs without profiles.
+	Profile *Profile `json:"profile,omitempty"`
+}
+
+// Profile is the vehicle-state profile in effect and the battery guard.
+type Profile struct {
+	// Name is the profile in effect ("driving", "parked", "deep_sleep").
+	Name string `json:"name"`
+	// Reason says why: the rule that matched with the values seen, the
+	// operator's force, or the battery guard.
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	// Forced is true when [profile] force pins the profile.
+	Forced bool `json:"forced,omitempty"`
+	// Battery is the battery guard's level: "normal", "low", "critical".
+	Battery       string `json:"battery"`
+	BatteryReason string `json:"battery_reason,omitempty"`
+	// Voltage is the last battery voltage seen, if any.
+	Voltage *float64 `json:"voltage,omitempty"`
+	// Publish lists the record classes published; empty means all (the
+	// others stay buffered).
+	Publish []string `json:"publish,omitempty"`
+	// TelemetryIntervalSeconds is the telemetry interval in effect.
+	TelemetryIntervalSeconds float64 `json:"telemetry_interval_seconds,omitempty"`
 }
 
 // Identity is the device identity in use.

@@ -68,6 +68,10 @@ type Pipeline struct {
 	written atomic.Uint64
 	failed  atomic.Uint64
 	beat    func()
+	// interval is the current interval (ns); SetInterval changes it and
+	// signals retick.
+	interval atomic.Int64
+	retick   chan struct{}
 	// pending holds encoded records not yet appended, per class; Run's
 	// goroutine only. They are appended as soon as the input channel is
 	// empty, so a burst of samples costs one sync, not one per record.
@@ -105,8 +109,29 @@ func New(opts Options) (*Pipeline, error) {
 	for _, e := range opts.Events {
 		ev[e] = true
 	}
-	return &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}}, nil
+	p := &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}, retick: make(chan struct{}, 1)}
+	p.interval.Store(int64(opts.Interval))
+	return p, nil
 }
+
+// SetInterval changes the telemetry interval at run time (a vehicle-state
+// profile); d ≤ 0 restores Options.Interval. What is pending is written at
+// once, then every d.
+func (p *Pipeline) SetInterval(d time.Duration) {
+	if d <= 0 {
+		d = p.opts.Interval
+	}
+	if time.Duration(p.interval.Swap(int64(d))) == d {
+		return
+	}
+	select {
+	case p.retick <- struct{}{}:
+	default:
+	}
+}
+
+// Interval returns the interval in effect.
+func (p *Pipeline) Interval() time.Duration { return time.Duration(p.interval.Load()) }
 
 // SetHeartbeat installs a function Run calls on every loop iteration
 // (health/watchdog liveness). Call before Run.
@@ -154,7 +179,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		<-watched
 		cancelAppends()
 	}()
-	tick := time.NewTicker(p.opts.Interval)
+	tick := time.NewTicker(p.Interval())
 	defer tick.Stop()
 	pending := map[string]drivers.Sample{}
 	prev := map[string]drivers.Sample{}
@@ -175,6 +200,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.take(s, pending, prev)
 		case <-tick.C:
 			p.flush(pending)
+		case <-p.retick:
+			p.flush(pending)
+			tick.Reset(p.Interval())
 		}
 		if len(p.in) == 0 || p.queued() >= maxBatch {
 			p.commit(actx)

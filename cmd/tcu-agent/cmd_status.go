@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -113,6 +114,23 @@ func printStatus(w io.Writer, st ctl.Status) {
 	fmt.Fprintf(tw, "connection\t%s (%d reconnects, %d published, %d acked)\n", conn, c.Reconnects, c.Published, c.Acked)
 	if c.LastError != "" {
 		fmt.Fprintf(tw, "last error\t%s\n", c.LastError)
+	}
+	if p := st.Profile; p != nil {
+		fmt.Fprintf(tw, "profile\t%s for %s (%s)\n", p.Name, since(st.Time, p.Since), p.Reason)
+		if p.TelemetryIntervalSeconds > 0 {
+			fmt.Fprintf(tw, "telemetry\tevery %s\n", seconds(p.TelemetryIntervalSeconds))
+		}
+		bat := p.Battery
+		if p.Voltage != nil {
+			bat += fmt.Sprintf(" at %.2f V", *p.Voltage)
+		}
+		if p.BatteryReason != "" {
+			bat += " (" + p.BatteryReason + ")"
+		}
+		if len(p.Publish) > 0 {
+			bat += "; publishing only " + strings.Join(p.Publish, ", ") + ", the rest buffered"
+		}
+		fmt.Fprintf(tw, "battery\t%s\n", bat)
 	}
 	fmt.Fprintf(tw, "oldest unsent\t%s\n", seconds(st.OldestUnsentSeconds))
 	if lc := st.LastCommand; lc != nil {

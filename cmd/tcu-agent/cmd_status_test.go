@@ -30,8 +30,12 @@ func statusFixture() ctl.Status {
 		OldestUnsentSeconds: 12.5,
 		Health: ctl.Health{OK: true, Why: "degraded: gnss: no fix",
 			Loops: []ctl.Loop{{Name: "batcher", Critical: true, AgeSeconds: 0.5}}},
+		Profile: &ctl.Profile{Name: "deep_sleep", Reason: "battery guard critical: battery 11.50 V < 11.6 V for 2m0s", Since: t0.Add(-3 * time.Minute),
+			Battery: "critical", BatteryReason: "battery 11.50 V < 11.6 V for 2m0s", Voltage: &volt, Publish: []string{"critical"}, TelemetryIntervalSeconds: 600},
 	}
 }
+
+var volt = 11.5
 
 // serveStatus serves st on a fresh control socket until the test ends.
 func serveStatus(t *testing.T, st ctl.Status) string {
@@ -61,6 +65,9 @@ func TestStatusTable(t *testing.T) {
 		"identity       tcu-0042 (provisioned, certificate expires 2026-12-22, in 30d)",
 		"connection     connected 127.0.0.1:8883 for 1m0s (2 reconnects, 100 published, 99 acked)",
 		"oldest unsent  12.5s",
+		"profile        deep_sleep for 3m0s (battery guard critical: battery 11.50 V < 11.6 V for 2m0s)",
+		"telemetry      every 10m0s",
+		"battery        critical at 11.50 V (battery 11.50 V < 11.6 V for 2m0s); publishing only critical, the rest buffered",
 		"last command   door.lock c-1 SUCCEEDED, 5s ago",
 		"telemetry  1234     56789  12.5s   4        2     1",
 		"store      64 leased, 5000 appends, 120 syncs, 0 corrupt, 0 torn at start, 7.5 MB on disk",

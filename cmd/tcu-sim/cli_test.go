@@ -33,3 +33,18 @@ func TestCLIVersionHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestParkFlags: the drive-park scenario's knobs parse and are range-checked.
+func TestParkFlags(t *testing.T) {
+	t.Parallel()
+	var errb bytes.Buffer
+	o, err := parseFlags([]string{"--scenario", "drive-park", "--sleep-after", "2m", "--drain", "0.5"}, &errb)
+	if err != nil || o.scenario != "drive-park" || o.sleepAfter.Minutes() != 2 || o.drain != 0.5 {
+		t.Errorf("parse: %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"--drain", "-1"}, {"--sleep-after", "-1s"}} {
+		if _, err := parseFlags(bad, &errb); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

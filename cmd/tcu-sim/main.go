@@ -7,6 +7,12 @@
 //
 //	tcu-sim --vbus /tmp/tcu-sim/vbus.sock --scenario city --record drive.log
 //
+// The drive-park scenario drives one trip and parks; with --sleep-after the
+// bus then falls asleep (no frames) until the TCU sends a frame (a remote
+// command wakes it), and --drain discharges the 12 V battery while parked:
+//
+//	tcu-sim --scenario drive-park --sleep-after 2m --drain 0.5
+//
 // It logs to stderr (one line per lock-state change, nothing per frame) and
 // exits 0 on SIGINT or SIGTERM.
 package main
@@ -51,6 +57,8 @@ type options struct {
 	hold                                   sim.Hold
 	speed                                  float64
 	bodyDelay                              time.Duration
+	sleepAfter                             time.Duration
+	drain                                  float64
 	ignore, fail                           bool
 	load                                   float64
 	bitrate                                int
@@ -66,7 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.vbus, "vbus", DefaultVBus, "serve a virtual CAN bus on this unix socket")
 	fs.StringVar(&o.socketcan, "socketcan", "", "use this SocketCAN interface (e.g. vcan0) instead of a virtual bus")
 	fs.StringVar(&o.dbc, "dbc", "", "vehicle DBC (default: configs/vehicle.dbc of the repository, else the built-in copy)")
-	fs.StringVar(&o.scenario, "scenario", sim.ScenarioParked, "drive cycle: parked, city or highway")
+	fs.StringVar(&o.scenario, "scenario", sim.ScenarioParked, "drive cycle: parked, city, highway or drive-park (one trip, then parked)")
+	fs.DurationVar(&o.sleepAfter, "sleep-after", 0, "put the bus to sleep (no frames) after standing this long with the ignition off; a frame from the TCU wakes it (0 = never)")
+	fs.Float64Var(&o.drain, "drain", 0, "discharge the 12 V battery by this many volts per hour while the ignition is off")
 	fs.DurationVar(&o.bodyDelay, "body-delay", sim.DefaultBodyDelay, "body controller response time")
 	fs.BoolVar(&o.ignore, "ignore-commands", false, "never answer BODY_COMMAND requests")
 	fs.BoolVar(&o.fail, "fail-commands", false, "answer lock requests with the FAULT state")
@@ -121,6 +131,10 @@ func (o *options) validate() error {
 		return errors.New("--nmea-pty needs the vehicle model; it cannot be combined with --replay")
 	case o.bodyDelay < 0:
 		return fmt.Errorf("--body-delay %v: want >= 0", o.bodyDelay)
+	case o.sleepAfter < 0:
+		return fmt.Errorf("--sleep-after %v: want >= 0", o.sleepAfter)
+	case o.drain < 0 || o.drain > 3600:
+		return fmt.Errorf("--drain %v: want 0..3600 V/h", o.drain)
 	}
 	if err := o.obd.validate(); err != nil {
 		return err

@@ -229,3 +229,11 @@ func (d *Driver) Link() (up bool, lastErr string) {
 	}
 	return false, "connecting to " + d.where()
 }
+
+// SetSampling overrides the sampling policy of matching signals at run
+// time (vehicle-state profiles); nil restores the configured policies.
+func (d *Driver) SetSampling(ov []canmap.Override) {
+	if d.dec != nil {
+		d.dec.SetOverrides(ov)
+	}
+}

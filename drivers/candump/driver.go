@@ -207,3 +207,11 @@ func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) error {
 		return nil
 	}
 }
+
+// SetSampling overrides the sampling policy of matching signals at run
+// time (vehicle-state profiles); nil restores the configured policies.
+func (d *Driver) SetSampling(ov []canmap.Override) {
+	if d.dec != nil {
+		d.dec.SetOverrides(ov)
+	}
+}

@@ -65,11 +65,11 @@ type plan struct {
 
 // target is one named output with its policy state.
 type target struct {
-	name        string
-	deadband    float64
-	deadbandPct float64
-	minInterval time.Duration
-	heartbeat   time.Duration
+	name string
+	// base is the configured policy; pol the one in effect (base, or
+	// base with SetOverrides applied), read by Decode.
+	base policy
+	pol  atomic.Pointer[policy]
 
 	// plan is the target's message; mux marks a multiplexed signal, which
 	// is not in every frame of its message and so keeps its own seenAt.
@@ -135,14 +135,12 @@ func (d *Decoder) mapSignal(db *dbc.Database, s *Signal) error {
 	}
 	p := d.plans[key(m.ID, m.Extended)]
 	t := &target{
-		plan:        p,
-		mux:         sig.MuxValue >= 0 || len(sig.MuxRanges) > 0,
-		name:        s.Name,
-		deadband:    s.Deadband,
-		deadbandPct: s.DeadbandPct,
-		minInterval: s.MinInterval.Std(),
-		heartbeat:   s.Heartbeat.Std(),
+		plan: p,
+		mux:  sig.MuxValue >= 0 || len(sig.MuxRanges) > 0,
+		name: s.Name,
+		base: policy{deadband: s.Deadband, deadbandPct: s.DeadbandPct, minInterval: s.MinInterval.Std(), heartbeat: s.Heartbeat.Std()},
 	}
+	t.pol.Store(&t.base)
 	d.byName[s.Name] = t
 	p.attach(sig, t)
 	return nil
@@ -162,6 +160,7 @@ func (d *Decoder) mapUnmapped(db *dbc.Database) {
 				continue
 			}
 			t := &target{name: name, plan: p, mux: sig.MuxValue >= 0 || len(sig.MuxRanges) > 0}
+			t.pol.Store(&t.base)
 			d.byName[name] = t
 			p.attach(sig, t)
 		}
@@ -249,15 +248,16 @@ func (t *target) observe(v float64, ns int64) bool {
 		t.seenAt.Store(ns)
 	}
 	if t.reported {
+		pol := t.pol.Load()
 		since := time.Duration(ns - t.lastAt)
 		if since < 0 { // the clock (or a replay) went backwards: start afresh
 			since = math.MaxInt64
 		}
-		if since < t.minInterval {
+		if since < pol.minInterval {
 			return false
 		}
-		beat := t.heartbeat > 0 && since >= t.heartbeat
-		if !beat && !t.changed(v) {
+		beat := pol.heartbeat > 0 && since >= pol.heartbeat
+		if !beat && !t.changed(v, pol) {
 			return false
 		}
 	}
@@ -267,15 +267,15 @@ func (t *target) observe(v float64, ns int64) bool {
 
 // changed reports whether v differs from the last reported value by more
 // than the deadbands.
-func (t *target) changed(v float64) bool {
+func (t *target) changed(v float64, pol *policy) bool {
 	if math.IsNaN(v) || math.IsNaN(t.last) {
 		return math.IsNaN(v) != math.IsNaN(t.last)
 	}
 	delta := math.Abs(v - t.last)
-	if delta <= t.deadband {
+	if delta <= pol.deadband {
 		return false
 	}
-	if t.deadbandPct > 0 && delta <= t.deadbandPct/100*math.Abs(t.last) {
+	if pol.deadbandPct > 0 && delta <= pol.deadbandPct/100*math.Abs(t.last) {
 		return false
 	}
 	return true

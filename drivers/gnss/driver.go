@@ -84,6 +84,8 @@ type Driver struct {
 	open    func(device string, baud int) (io.ReadCloser, error)
 	now     func() time.Time
 	clock   atomic.Pointer[clockReading]
+	duty    atomic.Pointer[duty]
+	dutyCh  chan struct{} // SetDutyCycle wakes Run
 
 	sentences, rejected, fixes atomic.Uint64
 }
@@ -116,7 +118,7 @@ func New(p drivers.Params) *Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{Baud: 9600, MinFix: "2d", InvalidFixes: InvalidDrop, name: p.Name, log: log, open: openSerial, now: time.Now}
+	return &Driver{Baud: 9600, MinFix: "2d", InvalidFixes: InvalidDrop, name: p.Name, log: log, open: openSerial, now: time.Now, dutyCh: make(chan struct{}, 1)}
 }
 
 // Init validates the configuration without touching the device.
@@ -160,25 +162,97 @@ func openSerial(device string, baud int) (io.ReadCloser, error) {
 
 // Run reads the receiver until ctx ends (then it returns nil). It returns
 // an error wrapping drivers.ErrNotReady when the device is absent or goes
-// away, so the agent reopens it with backoff.
+// away, so the agent reopens it with backoff. Under a duty cycle
+// (SetDutyCycle) it opens the port once per period and reads it until the
+// first usable fix or the window's end, then closes it.
 func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
+	for {
+		dc := d.dutyCycle()
+		start := d.now()
+		if err := d.read(ctx, sink, dc.window); err != nil || ctx.Err() != nil {
+			return err
+		}
+		if dc.period <= 0 || d.dutyCycle() != dc {
+			continue // the duty cycle changed while reading
+		}
+		wait := time.NewTimer(max(dc.period-d.now().Sub(start), 0))
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return nil
+		case <-d.dutyCh:
+		case <-wait.C:
+		}
+		wait.Stop()
+	}
+}
+
+// duty is a read duty cycle: at most window every period; zero period is
+// continuous reading.
+type duty struct{ window, period time.Duration }
+
+// SetDutyCycle makes Run read the receiver for at most window (until its
+// first usable fix) every period, the port closed in between; a zero
+// period reads continuously. It takes effect at once. A serial NMEA
+// receiver has no standard power-down command, so this bounds the agent's
+// wake-ups and the positions it reports, not the receiver's own power
+// (which keeps tracking, so each window starts hot).
+func (d *Driver) SetDutyCycle(window, period time.Duration) {
+	if period <= 0 || window <= 0 {
+		window, period = 0, 0
+	}
+	d.duty.Store(&duty{window: min(window, period), period: period})
+	select {
+	case d.dutyCh <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Driver) dutyCycle() duty {
+	if p := d.duty.Load(); p != nil {
+		return *p
+	}
+	return duty{}
+}
+
+// read opens the port and reads it until ctx ends, the window (if > 0)
+// ends or a usable fix arrives within one, or the duty cycle changes. It
+// returns an error only for a port that cannot be opened or read.
+func (d *Driver) read(ctx context.Context, sink drivers.Sink, window time.Duration) error {
+	wctx, cancel := context.WithCancel(ctx)
+	if window > 0 {
+		wctx, cancel = context.WithTimeout(ctx, window)
+	}
+	defer cancel()
 	port, err := d.open(d.Device, d.Baud)
 	if err != nil {
 		return err
 	}
-	// Closing the port unblocks the read below when ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = port.Close() })
+	// Closing the port unblocks the read below when the window ends.
+	stop := context.AfterFunc(wctx, func() { _ = port.Close() })
 	defer func() {
 		if stop() {
 			_ = port.Close()
 		}
 	}()
-	d.log.Info("gnss receiver open", "device", d.Device, "baud", d.Baud)
+	watched := make(chan struct{})
+	go func() { // ends with wctx (cancelled when read returns)
+		defer close(watched)
+		select {
+		case <-d.dutyCh:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	defer func() { cancel(); <-watched }()
+	if window == 0 {
+		d.log.Info("gnss receiver open", "device", d.Device, "baud", d.Baud)
+	}
 	rd := NewReader(port)
 	var dec Decoder
 	for {
 		s, err := rd.Next()
-		if ctx.Err() != nil {
+		if wctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
@@ -194,13 +268,16 @@ func (d *Driver) Run(ctx context.Context, sink drivers.Sink) error {
 		}
 		if ok {
 			d.fixes.Add(1)
-			d.emit(f, sink)
+			if d.emit(f, sink) && window > 0 {
+				return nil // this window's position is in
+			}
 		}
 	}
 }
 
-// emit turns one fix into samples, gating position on mode and HDOP.
-func (d *Driver) emit(f Fix, sink drivers.Sink) {
+// emit turns one fix into samples, gating position on mode and HDOP; it
+// reports whether the fix gave a position.
+func (d *Driver) emit(f Fix, sink drivers.Sink) bool {
 	now := d.now()
 	put := func(name string, v float64, label string) {
 		sink.Emit(drivers.Sample{Name: name, Value: v, Label: label, Time: now, Source: d.name})
@@ -218,7 +295,7 @@ func (d *Driver) emit(f Fix, sink drivers.Sink) {
 		put(SignalTimestamp, float64(f.Time.UnixNano())/1e9, "")
 	}
 	if !d.usable(f) {
-		return
+		return false
 	}
 	put(SignalLatitude, f.Lat, "")
 	put(SignalLongitude, f.Lon, "")
@@ -231,6 +308,7 @@ func (d *Driver) emit(f Fix, sink drivers.Sink) {
 	if f.HasCourse {
 		put(SignalHeading, f.Course, "")
 	}
+	return true
 }
 
 // usable applies the min_fix and max_hdop gates.

@@ -37,6 +37,7 @@ func (v *Vehicle) receive(ctx context.Context) error {
 			}
 			return err
 		}
+		v.wake(time.Now())
 		if f.ID != v.cmdMsg.ID || f.Extended != v.cmdMsg.Extended {
 			continue
 		}

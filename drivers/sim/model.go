@@ -58,6 +58,8 @@ type State struct {
 	Phase string
 	// Commands counts BODY_COMMAND frames received.
 	Commands int
+	// Wakeups counts wake-ups of a sleeping bus by a TCU frame.
+	Wakeups int
 }
 
 func initialState() State {
@@ -87,6 +89,7 @@ type driveCtl struct {
 	phase phase
 	since time.Time // when phase began
 	lap   int       // accelerate-cruise-brake laps in this trip
+	trips int       // trips completed
 }
 
 // cycle describes a scenario's drive cycle.
@@ -95,11 +98,14 @@ type cycle struct {
 	target               float64 // km/h
 	accel, brake         float64 // m/s²
 	laps                 int
+	once                 bool // one trip, then parked for good
 }
 
 var cycles = map[string]cycle{
 	ScenarioCity:    {parked: 8 * time.Second, cruise: 8 * time.Second, stop: 4 * time.Second, target: 50, accel: 2.0, brake: 3.0, laps: 3},
 	ScenarioHighway: {parked: 8 * time.Second, cruise: 40 * time.Second, stop: 5 * time.Second, target: 120, accel: 1.5, brake: 2.5, laps: 1},
+	ScenarioDrivePark: {parked: 3 * time.Second, cruise: 5 * time.Second, stop: 2 * time.Second, target: 50, accel: 2.5, brake: 3.0, laps: 1,
+		once: true},
 }
 
 // moveLocked advances motion, engine and slow analogue values by dt.
@@ -117,7 +123,12 @@ func (v *Vehicle) moveLocked(now time.Time, dt time.Duration) {
 	s.Odometer += km
 	s.Fuel = math.Max(0, s.Fuel-km*0.12)
 	s.RPM = rpm(s)
-	s.Battery = battery(s) + (v.rng.Float64()-0.5)*0.02
+	if s.Ignition == IgnitionOff {
+		v.drained += v.knobs.Drain * dt.Hours()
+	} else if s.RPM > 0 {
+		v.drained = 0 // the alternator recharges
+	}
+	s.Battery = max(battery(s)-v.drained, 9) + (v.rng.Float64()-0.5)*0.02
 }
 
 // driveLocked runs the scenario's drive cycle.
@@ -147,6 +158,9 @@ func (v *Vehicle) phaseStepLocked(c cycle, in, dt time.Duration) (phase, bool) {
 	case d.phase == phParked:
 		s.Speed, s.Gear, s.Ignition = 0, GearP, IgnitionOff
 		v.doorsLocked(in)
+		if c.once && d.trips > 0 {
+			break
+		}
 		if in >= c.parked {
 			d.lap = 0
 			return phCrank, true
@@ -185,6 +199,7 @@ func (v *Vehicle) phaseStepLocked(c cycle, in, dt time.Duration) (phase, bool) {
 	case d.phase == phStop && in >= c.stop:
 		if d.lap >= c.laps || s.Immobilized {
 			s.Gear, s.Ignition = GearP, IgnitionOff
+			d.trips++
 			return phParked, true
 		}
 		return phAccel, true

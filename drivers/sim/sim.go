@@ -31,6 +31,10 @@ const (
 	ScenarioCity = "city"
 	// ScenarioHighway loops a highway drive cycle (120 km/h).
 	ScenarioHighway = "highway"
+	// ScenarioDrivePark drives one city trip, then stays parked with the
+	// ignition off (combine with Knobs.SleepAfter and Knobs.Drain for a
+	// bus that falls asleep and a battery that discharges).
+	ScenarioDrivePark = "drive-park"
 )
 
 // DefaultBodyDelay is how long the body controller takes to move the locks
@@ -86,6 +90,18 @@ type Knobs struct {
 	// Mute names messages the vehicle stops sending ("POWERTRAIN"), as
 	// when an ECU goes silent: their signals go stale at the TCU.
 	Mute []string
+	// Asleep is a bus asleep: the ECUs send nothing. Any frame on the bus
+	// (a command from the TCU) wakes it, as a CAN transceiver's wake-up
+	// does, and clears Asleep.
+	Asleep bool
+	// SleepAfter, when > 0, puts the bus to sleep once the vehicle has
+	// stood with the ignition off and no frame from the TCU for this long.
+	SleepAfter time.Duration
+	// Drain is how fast the 12 V battery discharges while the ignition is
+	// off, in volts per hour (a parked car's quiescent load; real cars
+	// lose well under 0.01 V/h, tests use much more). A running engine
+	// recharges it at once.
+	Drain float64
 }
 
 // Vehicle is a simulated vehicle. Create it with New and start it with Run.
@@ -104,6 +120,8 @@ type Vehicle struct {
 	drive   driveCtl   // guarded by mu
 	pending []pending  // guarded by mu
 	rng     *rand.Rand // guarded by mu
+	drained float64    // guarded by mu; volts lost to Knobs.Drain
+	quiet   time.Time  // guarded by mu; since when parked with no TCU frame
 	running atomic.Bool
 }
 
@@ -116,9 +134,9 @@ func New(opts Options) (*Vehicle, error) {
 	switch opts.Scenario {
 	case "":
 		opts.Scenario = ScenarioParked
-	case ScenarioParked, ScenarioCity, ScenarioHighway:
+	case ScenarioParked, ScenarioCity, ScenarioHighway, ScenarioDrivePark:
 	default:
-		return nil, fmt.Errorf("new vehicle: scenario %q: want parked, city or highway", opts.Scenario)
+		return nil, fmt.Errorf("new vehicle: scenario %q: want parked, city, highway or drive-park", opts.Scenario)
 	}
 	cmd, ok1 := opts.DB.Message("BODY_COMMAND")
 	stat, ok2 := opts.DB.Message("BODY_STATUS")
@@ -245,5 +263,39 @@ func (v *Vehicle) step(now time.Time, dt time.Duration) []canbus.Frame {
 	defer v.mu.Unlock()
 	v.applyPendingLocked(now)
 	v.moveLocked(now, dt)
+	v.sleepLocked(now)
+	if v.knobs.Asleep {
+		return nil
+	}
 	return v.dueFramesLocked(now)
+}
+
+// sleepLocked puts the bus to sleep after Knobs.SleepAfter of standing
+// with the ignition off and no frame from the TCU.
+func (v *Vehicle) sleepLocked(now time.Time) {
+	if v.st.Ignition != IgnitionOff || v.st.Speed > 0 {
+		v.quiet = time.Time{}
+		return
+	}
+	if v.quiet.IsZero() {
+		v.quiet = now
+	}
+	if k := v.knobs.SleepAfter; k > 0 && !v.knobs.Asleep && now.Sub(v.quiet) >= k {
+		v.knobs.Asleep = true
+		v.st.Phase = "asleep"
+		v.log.Info("bus asleep: the vehicle stopped sending", "after", k)
+	}
+}
+
+// wake is a frame from the TCU: it wakes a sleeping bus and restarts the
+// sleep timer.
+func (v *Vehicle) wake(now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.quiet = now
+	if v.knobs.Asleep {
+		v.knobs.Asleep = false
+		v.st.Wakeups++
+		v.log.Info("bus woken by a frame from the TCU")
+	}
 }
