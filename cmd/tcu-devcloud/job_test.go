@@ -125,6 +125,14 @@ func TestJobPush(t *testing.T) {
 	}
 
 	dev.update(t, "small", `{"status":"FAILED","statusDetails":{"reason":"invalid_config","detail":"tcu-agent.toml:3: bad"}}`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if x, _ := cloud.Jobs().Execution("T1", "small"); x.Status == devcloud.JobFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the device's update was not applied")
+		}
+	}
 	code, out, _ = runCLI(t, "job", "list", "--thing", "T1", "--addr", cloud.Addr())
 	if code != 0 || !strings.Contains(out, `small T1 FAILED version 2 reason="invalid_config"`) || !strings.Contains(out, "large T1 QUEUED") {
 		t.Fatalf("list: %d %q", code, out)

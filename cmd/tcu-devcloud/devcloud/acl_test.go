@@ -99,3 +99,29 @@ func TestConsoleLines(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleJobsAndSignals: a line per job change with its reason, and
+// a line when a thing sends a signal for the first time.
+func TestConsoleJobsAndSignals(t *testing.T) {
+	var out strings.Builder
+	con := &console{w: &out}
+	con.job(JobExecution{JobID: "j1", ThingName: "T1", Status: JobFailed, VersionNumber: 3,
+		StatusDetails: map[string]string{"reason": "bad_hash", "other": "x"}})
+	batch := func(sigs string) {
+		con.batch("telemetry", "dt/tcu/T1/telemetry", []byte(`{"v":1,"device":"T1","records":[{"seq":1,"ts":1,"kind":"telemetry","signals":{`+sigs+`}}]}`))
+	}
+	batch(`"B":1,"A":2`)
+	batch(`"A":3`)
+	batch(`"A":3,"C":1`)
+	con.batch("events", "dt/tcu/T1/events", []byte(`{"v":1,"device":"T1","records":[{"seq":2,"ts":1,"kind":"event","signal":"C","value":1},{"seq":3,"ts":1,"kind":"event","signal":"D","value":1}]}`))
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if l = l[len("15:04:05.000 "):]; !strings.HasPrefix(l, "telemetry") && !strings.HasPrefix(l, "events") {
+			got = append(got, l)
+		}
+	}
+	want := []string{`job        T1: j1 FAILED version 3 reason="bad_hash"`, `signals    T1: new A, B`, `signals    T1: new C`, `signals    T1: new D`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -119,6 +119,7 @@ type outMsg struct {
 	clientID string // "" publishes to subscribers; else only to that connection
 	topic    string
 	payload  []byte
+	changed  *JobExecution // if set, not a message: observers see this change
 }
 
 // Jobs is the AWS IoT Jobs device MQTT API of the dev cloud: per-thing
@@ -135,6 +136,7 @@ type Jobs struct {
 	next   map[string]string                // guarded by mu; by thing: the job ID notify-next last announced
 	seq    int64                            // guarded by mu
 	pre    Presigner                        // guarded by mu
+	obs    []func(JobExecution)             // guarded by mu
 	closed bool                             // guarded by mu
 }
 
@@ -208,6 +210,7 @@ func (j *Jobs) Create(spec JobSpec) error {
 		j.execs[thing][spec.ID] = &execution{seq: j.seq, JobExecution: JobExecution{
 			JobID: spec.ID, ThingName: thing, Status: JobQueued, QueuedAt: now, LastUpdatedAt: now,
 			VersionNumber: 1, ExecutionNumber: jb.execNumbers, Document: jb.doc, InProgressTimeout: spec.InProgressTimeout}}
+		out = append(out, changedLocked(j.execs[thing][spec.ID]))
 		out = append(out, j.listChangedLocked(thing, now)...)
 	}
 	j.mu.Unlock()
@@ -229,6 +232,7 @@ func (j *Jobs) Cancel(jobID string) error {
 	for thing, m := range j.execs {
 		if e := m[jobID]; e != nil && !JobTerminal(e.Status) {
 			j.finishLocked(e, JobCanceled, now)
+			out = append(out, changedLocked(e))
 			out = append(out, j.listChangedLocked(thing, now)...)
 		}
 	}
@@ -351,9 +355,33 @@ func (j *Jobs) nextChangedLocked(thing string, now time.Time) []outMsg {
 
 func jobsPrefix(thing string) string { return "$aws/things/" + thing + "/jobs/" }
 
+// Observe calls fn after every change of an execution (creation, status
+// update, timeout, cancel), in order; fn must not call Jobs.
+func (j *Jobs) Observe(fn func(JobExecution)) {
+	j.mu.Lock()
+	j.obs = append(j.obs, fn)
+	j.mu.Unlock()
+}
+
+// changedLocked is the observers' notice of e's change.
+func changedLocked(e *execution) outMsg {
+	x := e.JobExecution
+	x.StatusDetails, x.Document = maps(e.StatusDetails), nil
+	return outMsg{changed: &x}
+}
+
 // send delivers messages in order; the caller holds sendMu.
 func (j *Jobs) send(out []outMsg) {
+	j.mu.Lock()
+	obs := j.obs
+	j.mu.Unlock()
 	for _, m := range out {
+		if m.changed != nil {
+			for _, fn := range obs {
+				fn(*m.changed)
+			}
+			continue
+		}
 		var err error
 		if m.clientID == "" {
 			err = j.c.Publish(m.topic, m.payload)
@@ -480,7 +508,7 @@ func (j *Jobs) timeout(thing, jobID string, gen int) {
 	}
 	now := time.Now()
 	j.finishLocked(e, JobTimedOut, now)
-	out := j.listChangedLocked(thing, now)
+	out := append([]outMsg{changedLocked(e)}, j.listChangedLocked(thing, now)...)
 	j.mu.Unlock()
 	j.send(out)
 }
@@ -562,12 +590,19 @@ func (j *Jobs) handle(clientID, topic string, payload []byte) {
 	case rest == "get":
 		body = j.getPendingLocked(thing)
 	case rest == "start-next":
-		body, jerr = j.startNextLocked(thing, &req, now)
+		var started *execution
+		body, started, jerr = j.startNextLocked(thing, &req, now)
+		if started != nil {
+			out = append(out, changedLocked(started))
+		}
 	case strings.HasSuffix(rest, "/get") && strings.Count(rest, "/") == 1:
 		body, jerr = j.describeLocked(thing, strings.TrimSuffix(rest, "/get"), &req)
 	case strings.HasSuffix(rest, "/update") && strings.Count(rest, "/") == 1:
 		var changed bool
 		body, changed, jerr = j.updateLocked(thing, strings.TrimSuffix(rest, "/update"), &req, now)
+		if jerr == nil {
+			out = append(out, changedLocked(j.execs[thing][strings.TrimSuffix(rest, "/update")]))
+		}
 		if changed {
 			out = append(out, j.listChangedLocked(thing, now)...)
 		} else if jerr == nil {
@@ -633,12 +668,14 @@ func (j *Jobs) getPendingLocked(thing string) map[string]any {
 	return map[string]any{"inProgressJobs": inProgress, "queuedJobs": queued}
 }
 
-func (j *Jobs) startNextLocked(thing string, req *jobsRequest, now time.Time) (map[string]any, *jobsError) {
+func (j *Jobs) startNextLocked(thing string, req *jobsRequest, now time.Time) (map[string]any, *execution, *jobsError) {
 	e := j.nextLocked(thing)
 	if e == nil {
-		return map[string]any{}, nil // nothing pending: no "execution"
+		return map[string]any{}, nil, nil // nothing pending: no "execution"
 	}
+	var started *execution
 	if e.Status == JobQueued {
+		started = e
 		e.Status, e.StartedAt, e.LastUpdatedAt = JobInProgress, now, now
 		e.VersionNumber++
 		if req.StatusDetails != nil {
@@ -652,7 +689,7 @@ func (j *Jobs) startNextLocked(thing string, req *jobsRequest, now time.Time) (m
 		}
 		j.armLocked(e, now)
 	}
-	return map[string]any{"execution": j.wireLocked(e, true)}, nil
+	return map[string]any{"execution": j.wireLocked(e, true)}, started, nil
 }
 
 func (j *Jobs) describeLocked(thing, jobID string, req *jobsRequest) (map[string]any, *jobsError) {
