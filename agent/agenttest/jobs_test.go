@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcu-agent/tcu-agent/agent/record/wire"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 	"github.com/tcu-agent/tcu-agent/drivers/dbc"
 )
@@ -43,6 +44,11 @@ type watched struct {
 }
 
 func (w *payloadWatch) add(_ string, p []byte) {
+	if wire.IsCompact(p) {
+		if js, err := wire.ToJSON(p); err == nil {
+			p = js
+		}
+	}
 	w.mu.Lock()
 	w.seen = append(w.seen, watched{at: time.Now(), text: string(p)})
 	w.mu.Unlock()
