@@ -288,6 +288,9 @@ func TestJobsEndToEnd(t *testing.T) {
 				t.Fatalf("the agent exited: %v", a.Err())
 			}
 			r.lastKnownGoodRuns(t, time.Now())
+			if tt.name == "dbc breaks decoding" {
+				r.decodingClean(t)
+			}
 		})
 	}
 
@@ -314,6 +317,31 @@ func TestJobsEndToEnd(t *testing.T) {
 		if a.Exited() {
 			t.Fatalf("the agent exited: %v", a.Err())
 		}
+	})
+}
+
+// decodingClean waits until the agent's decode error counters stop
+// rising: the broken DBC (50 undecodable frames a second) is gone.
+func (r *jobsRig) decodingClean(t *testing.T) {
+	t.Helper()
+	errs := func() (uint64, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := r.Status(ctx)
+		if err != nil {
+			return 0, false
+		}
+		var n uint64
+		for _, b := range st.Buses {
+			n += b.DecodeErrors
+		}
+		return n, true
+	}
+	r.WaitFor("decode errors to stop rising after the rollback", 60*time.Second, func() bool {
+		a, ok1 := errs()
+		time.Sleep(2 * time.Second) // a rate: the broken DBC gives ~100 errors in 2 s
+		b, ok2 := errs()
+		return ok1 && ok2 && a == b
 	})
 }
 
