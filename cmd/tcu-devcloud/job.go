@@ -196,6 +196,14 @@ func jobShow(ctx context.Context, verb string, args []string, stdout, stderr io.
 	if verb == "describe" {
 		jobID = fs.String("job", "", "job ID (default: every execution of the thing)")
 	}
+	fs.Usage = func() {
+		if verb == "describe" {
+			fmt.Fprintln(fs.Output(), "usage: tcu-devcloud job describe --thing THING [--job JOB_ID] [flags]\nprints executions with their timestamps, every statusDetails entry and the job document")
+		} else {
+			fmt.Fprintln(fs.Output(), "usage: tcu-devcloud job list --thing THING [flags]\nprints one line per execution: job, thing, status, version number, version/step/reason/detail")
+		}
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -239,6 +247,10 @@ func jobShow(ctx context.Context, verb string, args []string, stdout, stderr io.
 func jobCancel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, addr, timeout := jobFlags("cancel", stderr)
 	jobID := fs.String("job", "", "job ID (required)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: tcu-devcloud job cancel --job JOB_ID [flags]\nmoves every unfinished execution of the job to CANCELED")
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
