@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -644,8 +645,10 @@ func parseJobsRequest(payload []byte, req *jobsRequest) *jobsError {
 			if n := utf8.RuneCountInString(v); n < 1 || n > maxDetailValue {
 				return reject(CodeInvalidRequest, "statusDetails %s: value must be 1-%d characters, is %d", k, maxDetailValue, n)
 			}
-			if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-				return reject(CodeInvalidRequest, "statusDetails %s: value has a control character", k)
+			// The service's pattern is [^\p{C}]+: no control, format or
+			// private-use characters (a newline included).
+			if strings.ContainsFunc(v, func(r rune) bool { return unicode.In(r, unicode.C) }) {
+				return reject(CodeInvalidRequest, "statusDetails %s: value has a control or format character", k)
 			}
 		}
 	}

@@ -239,6 +239,7 @@ func TestJobRejections(t *testing.T) {
 		{"details value empty", "j/update", `{"status":"IN_PROGRESS","statusDetails":{"a":""}}`, devcloud.CodeInvalidRequest},
 		{"details value too long", "j/update", map[string]any{"status": "IN_PROGRESS", "statusDetails": map[string]string{"a": long}}, devcloud.CodeInvalidRequest},
 		{"details control char", "j/update", `{"status":"IN_PROGRESS","statusDetails":{"a":"x\ny"}}`, devcloud.CodeInvalidRequest},
+		{"details format char", "j/update", `{"status":"IN_PROGRESS","statusDetails":{"a":"x\u200by"}}`, devcloud.CodeInvalidRequest},
 		{"step timeout zero", "j/update", `{"status":"IN_PROGRESS","stepTimeoutInMinutes":0}`, devcloud.CodeInvalidRequest},
 		{"step timeout too long", "j/update", `{"status":"IN_PROGRESS","stepTimeoutInMinutes":10081}`, devcloud.CodeInvalidRequest},
 		{"client token too long", "j/update", map[string]any{"status": "IN_PROGRESS", "clientToken": strings.Repeat("t", 65)}, devcloud.CodeInvalidRequest},
