@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -295,14 +296,29 @@ func TestJobsEndToEnd(t *testing.T) {
 	}
 
 	t.Run("good bundle adds a signal", func(t *testing.T) {
-		// Served by URL, cut mid-body once: the agent resumes.
+		// Pushed with the real tcu-devcloud CLI, served by URL and cut
+		// mid-body once: the agent resumes.
+		devcloudBin := buildDevcloud(t)
+		bundleDir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(bundleDir, "tcu-agent.toml"), []byte(r.withSignal()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bundleDir, "vehicle.dbc"), r.baseDBC, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		r.files.SetFaults(devcloud.FileFaults{TruncateOnce: true})
 		defer r.files.SetFaults(devcloud.FileFaults{})
 		before := len(r.files.Requests())
-		id, version := r.push(t, good, r.key, true)
+		const id, version = "cfg-good", "2026-12-07.good"
+		code, out, err := RunBinary(devcloudBin, 3*time.Minute, "job", "push", bundleDir, "--thing", r.Thing(),
+			"--addr", r.Cloud.Addr(), "--url", "--job-id", id, "--version", version, "--wait", "150s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("tcu-devcloud job push: exit %d\n%s", code, out)
 		x := r.final(t, id)
-		if x.Status != devcloud.JobSucceeded {
-			t.Fatalf("good bundle ended %s %v", x.Status, x.StatusDetails)
+		if code != 0 || x.Status != devcloud.JobSucceeded {
+			t.Fatalf("good bundle ended %s %v (push exit %d)", x.Status, x.StatusDetails, code)
 		}
 		if x.StatusDetails["version"] != version {
 			t.Errorf("statusDetails version %q, want %q", x.StatusDetails["version"], version)
@@ -317,11 +333,32 @@ func TestJobsEndToEnd(t *testing.T) {
 		if a.Exited() {
 			t.Fatalf("the agent exited: %v", a.Err())
 		}
+		code, out, _ = RunBinary(devcloudBin, time.Minute, "job", "list", "--thing", r.Thing(), "--addr", r.Cloud.Addr())
+		if code != 0 || !strings.Contains(out, id+" "+r.Thing()+" SUCCEEDED") {
+			t.Errorf("job list: exit %d\n%s", code, out)
+		}
 	})
 }
 
-// decodingClean waits until the agent's decode error counters stop
-// rising: the broken DBC (50 undecodable frames a second) is gone.
+// buildDevcloud compiles cmd/tcu-devcloud into a temporary directory.
+func buildDevcloud(t *testing.T) string {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tcu-devcloud")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/tcu-devcloud")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build tcu-devcloud: %v\n%s", err, b)
+	}
+	return out
+}
+
 func (r *jobsRig) decodingClean(t *testing.T) {
 	t.Helper()
 	errs := func() (uint64, bool) {
