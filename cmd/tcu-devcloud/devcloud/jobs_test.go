@@ -2,6 +2,7 @@ package devcloud_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -370,3 +371,39 @@ func TestCancel(t *testing.T) {
 }
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestJobsMutualTLS: a thing certificate speaks the Jobs API on its own
+// topics over mutual TLS, and is disconnected for another thing's.
+func TestJobsMutualTLS(t *testing.T) {
+	c := startCloud(t, devcloud.Limits{})
+	if err := c.Jobs().Create(devcloud.JobSpec{ID: "j", Things: []string{"T1", "T2"}, Document: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.CA().MintThing("T1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &device{t: t, thing: "T1", msgs: make(chan mqtt.Message, 100), lost: make(chan struct{})}
+	o := mqtt.NewClientOptions().AddBroker("ssl://" + c.TLSAddr()).SetClientID("T1").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: c.CA().Pool(), Certificates: []tls.Certificate{id.Certificate}, MinVersion: tls.VersionTLS12})
+	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { d.msgs <- m })
+	o.SetConnectionLostHandler(func(mqtt.Client, error) { close(d.lost) })
+	d.client = mqtt.NewClient(o)
+	if tok := d.client.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer d.client.Disconnect(100)
+	// Replies reach the device without a subscription to them.
+	if e := exec(d.mustAccept("start-next", `{"clientToken":"x"}`)); e["jobId"] != "j" || e["thingName"] != "T1" {
+		t.Fatalf("start-next over mTLS: %v", e)
+	}
+	d.client.Publish("$aws/things/T2/jobs/j/update", 1, false, `{"status":"SUCCEEDED"}`)
+	select {
+	case <-d.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a thing certificate publishing on another thing's jobs topic was not disconnected")
+	}
+	if x, _ := c.Jobs().Execution("T2", "j"); x.Status != devcloud.JobQueued {
+		t.Fatalf("T1 changed T2's execution: %s", x.Status)
+	}
+}
