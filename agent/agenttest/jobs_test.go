@@ -201,6 +201,11 @@ func (r *jobsRig) push(t *testing.T, bundle []byte, key ed25519.PrivateKey, byUR
 	if err := r.Cloud.Jobs().Create(devcloud.JobSpec{ID: id, Things: []string{r.Thing()}, Document: body}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // a job left unfinished by a failed test must not block the next one
+		if x, _ := r.Cloud.Jobs().Execution(r.Thing(), id); !devcloud.JobTerminal(x.Status) {
+			_ = r.Cloud.Jobs().Cancel(id)
+		}
+	})
 	return id, version
 }
 
