@@ -556,15 +556,14 @@ func (j *Jobs) handle(clientID, topic string, payload []byte) {
 	}
 	now := time.Now()
 	var req jobsRequest
-	token := ""
 	j.sendMu.Lock()
 	defer j.sendMu.Unlock()
 	var out []outMsg
 	reply := func(suffix string, body map[string]any, jerr *jobsError) {
 		t := topic + "/" + suffix
 		body["timestamp"] = now.Unix()
-		if req.ClientToken != nil {
-			body["clientToken"] = token
+		if req.ClientToken != nil { // echoed even when the request is rejected
+			body["clientToken"] = *req.ClientToken
 		}
 		if jerr != nil {
 			t = topic + "/rejected"
@@ -580,9 +579,6 @@ func (j *Jobs) handle(clientID, topic string, payload []byte) {
 		reply("", map[string]any{}, jerr)
 		j.send(out)
 		return
-	}
-	if req.ClientToken != nil {
-		token = *req.ClientToken
 	}
 	j.mu.Lock()
 	var body map[string]any

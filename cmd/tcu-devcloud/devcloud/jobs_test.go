@@ -259,6 +259,12 @@ func TestJobRejections(t *testing.T) {
 		})
 	}
 	d.t = t
+	// A rejected request still echoes its clientToken, so that the device
+	// can match the rejection.
+	if v := d.mustReject("j/update", `{"status":"IN_PROGRESS","statusDetails":{"a":"x\ny"},"clientToken":"tok-1"}`, devcloud.CodeInvalidRequest); v["clientToken"] != "tok-1" {
+		t.Fatalf("rejection without the clientToken: %v", v)
+	}
+	d.t = t
 	x, _ := c.Jobs().Execution("T1", "j")
 	if x.Status != devcloud.JobQueued || x.VersionNumber != 1 {
 		t.Fatalf("rejected requests changed the execution: %+v", x)
