@@ -31,7 +31,25 @@ const (
 
 `
 	gnssDriver = "[[driver]]\nname = \"gnss\""
+	jobsHeader = "\n[jobs]\n"
 )
+
+// withoutGNSS drops the demo config's GNSS driver: the system tests have
+// no receiver, and a driver that cannot open its device makes the agent
+// unhealthy, which would fail every bundle's proving.
+func withoutGNSS(t *testing.T, c string) string {
+	t.Helper()
+	i := strings.Index(c, gnssDriver)
+	if i < 0 {
+		t.Fatalf("the demo config no longer has %q", gnssDriver)
+	}
+	rest := c[i+len(gnssDriver):]
+	end := len(rest)
+	if j := strings.Index(rest, "\n["); j >= 0 {
+		end = j + 1
+	}
+	return c[:i] + rest[end:]
+}
 
 // payloadWatch records every telemetry and event payload with its arrival.
 type payloadWatch struct {
@@ -121,7 +139,7 @@ proving_time = "5s"
 max_bundle_size = "256KiB"
 download_timeout = "30s"
 `, devcloud.PublicKeyBase64(key), files.CAFile())
-	s := Start(t, Options{Binary: bin, TelemetryInterval: "500ms", EditConfig: func(c string) string { return c + jobs }})
+	s := Start(t, Options{Binary: bin, TelemetryInterval: "500ms", EditConfig: func(c string) string { return withoutGNSS(t, c) + jobs }})
 	requireJobs(t, bin, s.ConfigPath())
 	s.Cloud.ServeJobs(cloudDir, files, devcloud.PublicKeyBase64(key))
 	r := &jobsRig{System: s, files: files, key: key, watch: &payloadWatch{}}
@@ -135,15 +153,16 @@ download_timeout = "30s"
 	if r.baseDBC, err = os.ReadFile(filepath.Join(s.Dir(), "vehicle.dbc")); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.base, gnssDriver) {
-		t.Fatalf("the demo config no longer has %q to insert a signal before", gnssDriver)
+	if strings.Contains(r.base, gnssDriver) || strings.Count(r.base, jobsHeader) != 1 {
+		t.Fatalf("the jobs test config is not the demo config without GNSS plus [jobs]:\n%s", r.base)
 	}
 	return r
 }
 
-// withSignal is the base config with the new signal on the CAN driver.
+// withSignal is the base config with the new signal on the CAN driver
+// (the last driver once GNSS is gone, right before [jobs]).
 func (r *jobsRig) withSignal() string {
-	return strings.Replace(r.base, gnssDriver, newSignalTOM+gnssDriver, 1)
+	return strings.Replace(r.base, jobsHeader, newSignalTOM+jobsHeader, 1)
 }
 
 // bundle builds a bundle from a config text and DBC, as job push does
@@ -273,7 +292,7 @@ func TestJobsEndToEnd(t *testing.T) {
 		{name: "download longer than declared", bundle: good, key: r.key, byURL: true, faults: devcloud.FileFaults{Oversize: 1 << 20},
 			reasons: []string{"too_large", "download_failed"}},
 		{name: "dbc breaks decoding", bundle: r.bundle(t, r.base, []byte(brokenDBC), nil), key: r.key,
-			reasons: []string{"unhealthy"}},
+			reasons: []string{"unhealthy"}, detail: "decod"}, // unhealthy because of decoding, nothing else
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
