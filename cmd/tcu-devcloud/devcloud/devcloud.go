@@ -2,8 +2,11 @@
 // MQTT broker (mochi-mqtt) with a plain listener for development and a
 // mutual-TLS listener backed by its own test CA, per-certificate topic
 // permissions, the AWS per-connection limits, fault knobs for tests, a
-// command sender and a console. It is used by cmd/tcu-devcloud and
-// in-process by tests.
+// command sender and a console; the AWS IoT Jobs device MQTT API (Jobs),
+// an HTTPS file server for job bundles with its own CA and presigned-like
+// URLs (FileServer), the tcu.config.v1 bundle builder and signer, and a
+// control plane the CLI reaches over the plain listener (ctl.go). It is
+// used by cmd/tcu-devcloud and in-process by tests.
 package devcloud
 
 import (
