@@ -46,7 +46,7 @@ systemd-test: ## the .deb under a real systemd: Debian 12 guest in qemu, install
 	bash scripts/systemd-test.sh $(SYSTEMD_TEST_ARCH)
 
 .PHONY: demo
-demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; exit
+demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; push a new signal through a configuration job; exit
 	@bash scripts/demo.sh
 
 .PHONY: vmtest

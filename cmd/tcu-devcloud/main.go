@@ -1,7 +1,8 @@
 // Command tcu-devcloud is a local stand-in for AWS IoT Core: an MQTT
 // broker with mutual TLS and a test CA, per-certificate topic
 // permissions, AWS-like limits and a console (verb serve), and a command
-// sender (verb send) and a certificate minting helper (verb mint). See
+// sender (verb send), the AWS IoT Jobs API with a file server and a job
+// pusher (verb job) and a certificate minting helper (verb mint). See
 // package devcloud.
 package main
 
@@ -37,6 +38,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = serve(ctx, args[1:], stdin, stdout, stderr)
 	case "send":
 		err = send(ctx, args[1:], stdout, stderr)
+	case "job":
+		err = job(ctx, args[1:], stdout, stderr)
 	case "mint":
 		err = mint(args[1:], stdout, stderr)
 	case "decode":
@@ -96,10 +99,17 @@ func usage(w io.Writer) {
 verbs:
   serve  run the broker and console
          --addr 127.0.0.1:1883 [--tls-addr 127.0.0.1:8883 --ca-dir DIR] [--est-addr ADDR] [--quiet]
+         [--dir DIR] [--files-addr 127.0.0.1:0] [--url-validity 1h]
+         serves the AWS IoT Jobs device API and an HTTPS file server (CA in DIR/files-ca.pem,
+         dev fleet key in DIR/fleet-key.pem, its public key in DIR/fleet-key.pub)
          on a terminal, type: lock THING | unlock THING | immobilize THING | mobilize THING
   send   send one command and wait for its final response
          --addr 127.0.0.1:1883 --thing THING --name door.lock [--timeout 15s]
          exit 0 on SUCCEEDED, 1 otherwise
+  job    queue and inspect configuration jobs on a running dev cloud
+         push BUNDLE_DIR_OR_TAR --thing THING [--version V] [--key PRIVATE_KEY] [--wait 2m]
+         list --thing THING | describe --thing THING [--job ID] | cancel --job ID
+         each takes --addr 127.0.0.1:1883; see tcu-devcloud job push --help
   mint   issue a certificate from the test CA
          --ca-dir DIR (--thing NAME | --claim NAME) [--out DIR] [--valid 8760h]
   decode print a compact batch (docs/wire.md) as the JSON envelope

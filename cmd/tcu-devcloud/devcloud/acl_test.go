@@ -17,6 +17,9 @@ func TestAllowed(t *testing.T) {
 		{"other thing", KindThing, "T1", "dt/tcu/T2/telemetry", false},
 		{"prefix of other thing", KindThing, "T1", "dt/tcu/T10/telemetry", false},
 		{"wildcard over things", KindThing, "T1", "dt/tcu/+/telemetry", false},
+		{"own jobs", KindThing, "T1", "$aws/things/T1/jobs/j-1/update", true},
+		{"other jobs", KindThing, "T1", "$aws/things/T2/jobs/notify-next", false},
+		{"thing control plane", KindThing, "T1", "devcloud/ctl/job/create", false},
 		{"other shadow", KindThing, "T1", "$aws/things/T2/shadow/update", false},
 		{"thing provisioning", KindThing, "T1", "$aws/certificates/create/json", false},
 		{"thing renewal csr", KindThing, "T1", "$aws/certificates/create-from-csr/json/accepted", true},
@@ -94,5 +97,31 @@ func TestConsoleLines(t *testing.T) {
 		if got := lines[i][len("15:04:05.000 "):]; got != w {
 			t.Errorf("line %d = %q, want %q", i, got, w)
 		}
+	}
+}
+
+// TestConsoleJobsAndSignals: a line per job change with its reason, and
+// a line when a thing sends a signal for the first time.
+func TestConsoleJobsAndSignals(t *testing.T) {
+	var out strings.Builder
+	con := &console{w: &out}
+	con.job(JobExecution{JobID: "j1", ThingName: "T1", Status: JobFailed, VersionNumber: 3,
+		StatusDetails: map[string]string{"reason": "bad_hash", "other": "x"}})
+	batch := func(sigs string) {
+		con.batch("telemetry", "dt/tcu/T1/telemetry", []byte(`{"v":1,"device":"T1","records":[{"seq":1,"ts":1,"kind":"telemetry","signals":{`+sigs+`}}]}`))
+	}
+	batch(`"B":1,"A":2`)
+	batch(`"A":3`)
+	batch(`"A":3,"C":1`)
+	con.batch("events", "dt/tcu/T1/events", []byte(`{"v":1,"device":"T1","records":[{"seq":2,"ts":1,"kind":"event","signal":"C","value":1},{"seq":3,"ts":1,"kind":"event","signal":"D","value":1}]}`))
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if l = l[len("15:04:05.000 "):]; !strings.HasPrefix(l, "telemetry") && !strings.HasPrefix(l, "events") {
+			got = append(got, l)
+		}
+	}
+	want := []string{`job        T1: j1 FAILED version 3 reason="bad_hash"`, `signals    T1: new A, B`, `signals    T1: new C`, `signals    T1: new D`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -18,6 +18,8 @@ type console struct {
 	mu    sync.Mutex
 	w     io.Writer
 	quiet bool
+	// signals are the names each thing sent so far; guarded by mu.
+	signals map[string]map[string]bool
 }
 
 func (c *Cloud) startConsole(w io.Writer, quiet bool) {
@@ -26,6 +28,58 @@ func (c *Cloud) startConsole(w io.Writer, quiet bool) {
 	c.Subscribe("dt/tcu/+/events", func(t string, b []byte) { con.batch("events", t, b) })
 	c.Subscribe("dt/tcu/+/status", con.status)
 	c.Subscribe("cmd/tcu/+/response/+", con.response)
+	c.jobs.Observe(con.job)
+}
+
+// job prints a job execution's change.
+func (con *console) job(e JobExecution) {
+	line := fmt.Sprintf("%-10s %s: %s %s version %d", "job", e.ThingName, e.JobID, e.Status, e.VersionNumber)
+	for _, k := range []string{"version", "step", "reason", "detail"} {
+		if v, ok := e.StatusDetails[k]; ok {
+			line += fmt.Sprintf(" %s=%q", k, v)
+		}
+	}
+	con.printf("%s", line)
+}
+
+// newSignals prints the signal names a thing sends for the first time:
+// the "signal" of event records and the keys of object fields.
+func (con *console) newSignals(thing string, recs []map[string]json.RawMessage) {
+	var names []string
+	con.mu.Lock()
+	if con.signals == nil {
+		con.signals = map[string]map[string]bool{}
+	}
+	seen := con.signals[thing]
+	if seen == nil {
+		seen = map[string]bool{}
+		con.signals[thing] = seen
+	}
+	add := func(n string) {
+		if n != "" && !seen[n] && len(seen) < 10000 {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, r := range recs {
+		var sig string
+		if json.Unmarshal(r["signal"], &sig) == nil {
+			add(sig)
+		}
+		for k, v := range r {
+			var obj map[string]json.RawMessage
+			if k != "signal" && json.Unmarshal(v, &obj) == nil {
+				for n := range obj {
+					add(n)
+				}
+			}
+		}
+	}
+	con.mu.Unlock()
+	if len(names) > 0 {
+		sort.Strings(names)
+		con.printf("%-10s %s: new %s", "signals", thing, strings.Join(names, ", "))
+	}
 }
 
 func (con *console) printf(format string, args ...any) {
@@ -70,6 +124,7 @@ func (con *console) batch(kind, topic string, b []byte) {
 		con.printf("%-10s %s: empty batch", kind, env.Device)
 		return
 	}
+	con.newSignals(env.Device, env.Records)
 	first, last := string(env.Records[0]["seq"]), string(env.Records[len(env.Records)-1]["seq"])
 	con.printf("%-10s %s: %d records seq %s..%s %s%s", kind, env.Device, len(env.Records), first, last, sample(env.Records[len(env.Records)-1], 4), format)
 }

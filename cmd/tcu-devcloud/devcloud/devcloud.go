@@ -2,8 +2,11 @@
 // MQTT broker (mochi-mqtt) with a plain listener for development and a
 // mutual-TLS listener backed by its own test CA, per-certificate topic
 // permissions, the AWS per-connection limits, fault knobs for tests, a
-// command sender and a console. It is used by cmd/tcu-devcloud and
-// in-process by tests.
+// command sender and a console; the AWS IoT Jobs device MQTT API (Jobs),
+// an HTTPS file server for job bundles with its own CA and presigned-like
+// URLs (FileServer), the tcu.config.v1 bundle builder and signer, and a
+// control plane the CLI reaches over the plain listener (ctl.go). It is
+// used by cmd/tcu-devcloud and in-process by tests.
 package devcloud
 
 import (
@@ -64,20 +67,25 @@ type Options struct {
 	Console io.Writer
 	// QuietTelemetry suppresses telemetry lines on the console.
 	QuietTelemetry bool
+	// JobsMinute is the length of a minute for the Jobs timers
+	// (stepTimeoutInMinutes); tests shorten it. Default one minute.
+	JobsMinute time.Duration
 	// Logger is required.
 	Logger *slog.Logger
 }
 
 // Cloud is the running devcloud.
 type Cloud struct {
-	opts   Options
-	limits Limits
-	ca     *CA
-	server *Identity
-	log    *slog.Logger
-	hook   *hook
-	faults *Faults
-	router router
+	opts    Options
+	limits  Limits
+	ca      *CA
+	server  *Identity
+	log     *slog.Logger
+	hook    *hook
+	faults  *Faults
+	router  router
+	jobs    *Jobs
+	serving jobsServing
 
 	mu       sync.Mutex
 	srv      *mqtt.Server            // guarded by mu; nil while stopped
@@ -119,6 +127,9 @@ func New(opts Options) (*Cloud, error) {
 	c.faults = &Faults{c: c}
 	c.hook = &hook{c: c, clients: make(map[*mqtt.Client]*clientState)}
 	c.router.init()
+	c.jobs = newJobs(c, opts.JobsMinute)
+	c.router.add("$aws/things/+/jobs/#", c.jobs.handle)
+	c.router.add(ctlPrefix+"#", c.control)
 	if opts.Console != nil {
 		c.startConsole(opts.Console, opts.QuietTelemetry)
 	}
@@ -225,6 +236,7 @@ func (c *Cloud) Stop() {
 func (c *Cloud) Close() error {
 	c.Stop()
 	c.faults.stopTimers()
+	c.jobs.close()
 	return nil
 }
 

@@ -146,6 +146,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		}
 		topic = rest // permitted as the topic the rule sees
 	}
+	if id.kind == kindPlain {
+		// A thing's Jobs topics belong to the connection whose client ID
+		// is the thing name, as the policy variable
+		// ${iot:Connection.Thing.ThingName} makes them on AWS.
+		if thing, ok := jobsThing(topic); ok && thing != cl.ID {
+			h.c.clientStats(cl.ID, func(s *ClientStats) { s.LastViolation = "not authorized: " + topic })
+			return false
+		}
+	}
 	ok := allowed(id.kind, id.thing, topic)
 	if !ok && write {
 		h.c.clientStats(cl.ID, func(s *ClientStats) { s.LastViolation = "not authorized: " + topic })
@@ -182,6 +191,23 @@ func allowed(kind, thing, topic string) bool {
 		}
 	}
 	return false
+}
+
+// jobsThing returns the thing of a Jobs topic or filter
+// ($aws/things/<thing>/jobs/…).
+func jobsThing(topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, "$aws/things/")
+	if !ok {
+		return "", false
+	}
+	thing, rest, _ := strings.Cut(rest, "/")
+	if thing == "#" {
+		return thing, true
+	}
+	if rest != "jobs" && !strings.HasPrefix(rest, "jobs/") && rest != "#" && rest != "+" && !strings.HasPrefix(rest, "+/") {
+		return "", false
+	}
+	return thing, true
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {

@@ -163,3 +163,25 @@ func (c *Cloud) PublishTo(clientID, topic string, payload []byte) error {
 	}
 	return nil
 }
+
+// replyTo delivers payload on topic only to the connection of clientID,
+// subscribed or not, as AWS IoT sends Jobs accepted/rejected replies to
+// the requesting connection. Delivery is QoS 0.
+func (c *Cloud) replyTo(clientID, topic string, payload []byte) error {
+	c.hook.mu.Lock()
+	var target *mqtt.Client
+	for cl := range c.hook.clients {
+		if cl.ID == clientID && !cl.Closed() {
+			target = cl
+		}
+	}
+	c.hook.mu.Unlock()
+	if target == nil {
+		return fmt.Errorf("reply to %s: not connected", clientID)
+	}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic, Payload: payload}
+	if err := target.WritePacket(pk); err != nil {
+		return fmt.Errorf("reply to %s: %w", clientID, err)
+	}
+	return nil
+}
