@@ -159,6 +159,7 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[string]chan response // guarded by mu; by clientToken
 	current string                   // guarded by mu; job being run
+	parked  string                   // guarded by mu; job its handler left IN_PROGRESS
 }
 
 type response struct {
@@ -302,6 +303,14 @@ func (c *Client) drain(ctx context.Context) error {
 		if next == nil {
 			return nil
 		}
+		c.mu.Lock()
+		parked := next.JobID == c.parked
+		c.mu.Unlock()
+		if parked {
+			// Left IN_PROGRESS by its handler in this process (it
+			// continues after a restart): nothing else may run before it.
+			return nil
+		}
 		ex, err := c.startNext(ctx)
 		if err != nil {
 			return err
@@ -328,6 +337,11 @@ func (c *Client) run(ctx context.Context, ex *Execution) {
 	j := &Job{c: c, Execution: *ex}
 	c.log.Info("jobs: running", "job_id", ex.JobID, "status", ex.Status, "version", ex.VersionNumber)
 	c.opts.Handler.Run(ctx, j)
+	if !Terminal(j.Status) {
+		c.mu.Lock()
+		c.parked = ex.JobID
+		c.mu.Unlock()
+	}
 }
 
 // describe returns the execution jobID names ("$next" allowed), or nil if
