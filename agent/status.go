@@ -126,6 +126,7 @@ func (a *Agent) status() ctl.Status {
 		st.LastCommand = &c
 	}
 	a.cmds.mu.Unlock()
+	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
 	ok, why := a.health.Healthy(10 * probeEvery)
 	st.Health = ctl.Health{OK: ok, Why: why}

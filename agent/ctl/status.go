@@ -41,6 +41,30 @@ type Status struct {
 	// LastCommand is the most recent remote command, nil if none yet.
 	LastCommand *Command `json:"last_command,omitempty"`
 	Health      Health   `json:"health"`
+	// Config is the active configuration bundle (remote configuration
+	// over Jobs); nil when [jobs] is off.
+	Config *ConfigBundle `json:"config,omitempty"`
+}
+
+// ConfigBundle is the configuration the agent runs.
+type ConfigBundle struct {
+	// Version is the bundle's version, "base" for the --config file.
+	Version string `json:"version"`
+	SHA256  string `json:"sha256,omitempty"`
+	JobID   string `json:"job_id,omitempty"`
+	// Slot is the A/B slot ("a", "b"; empty for the --config file).
+	Slot string `json:"slot,omitempty"`
+	// Trial is true while the bundle is being proven.
+	Trial   bool       `json:"trial,omitempty"`
+	LastJob *ConfigJob `json:"last_job,omitempty"`
+}
+
+// ConfigJob is the last configuration job's outcome.
+type ConfigJob struct {
+	ID      string `json:"id"`
+	Version string `json:"version,omitempty"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Identity is the device identity in use.
