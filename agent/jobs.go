@@ -99,7 +99,9 @@ func (a *Agent) jobsClient(thing string, q *buffer.Queue, log *slog.Logger) (*jo
 }
 
 // jobsPublisher publishes on the session once it exists.
-type jobsPublisher struct{ s atomic.Pointer[uplink.Session] }
+type jobsPublisher struct {
+	s atomic.Pointer[uplink.Session]
+}
 
 func (p *jobsPublisher) Publish(ctx context.Context, topic string, payload []byte) error {
 	s := p.s.Load()
