@@ -1,6 +1,6 @@
 // Package jobs is the device side of the AWS IoT Jobs MQTT API
 // (docs/aws-iot-reference.md §4) and the runner that applies signed
-// configuration bundles delivered through it (docs/jobs.md).
+// configuration bundles delivered through it (docs/operations.md, "Remote configuration (Jobs)").
 //
 // The Client speaks the protocol: it learns of pending work from
 // notify-next and from `$next/get` at start and after every reconnect,
