@@ -198,9 +198,14 @@ func (a *Agent) jobOutcome(q *buffer.Queue, o jobs.Outcome, log *slog.Logger) {
 	a.lastJob.Store(&o)
 	a.refreshBundle()
 	body, err := json.Marshal(struct {
-		Event string `json:"event"`
-		jobs.Outcome
-	}{"config_job", o})
+		Event   string `json:"event"`
+		JobID   string `json:"job_id"`
+		Version string `json:"version,omitempty"`
+		SHA256  string `json:"sha256,omitempty"`
+		Outcome string `json:"outcome"`
+		Reason  string `json:"reason,omitempty"`
+		Detail  string `json:"detail,omitempty"`
+	}{"config_job", o.JobID, o.Version, o.SHA256, o.Status, o.Reason, o.Detail})
 	if err == nil {
 		var b []byte
 		if b, err = (record.Record{Kind: record.KindEvent, Time: a.now(), Body: body}).Marshal(); err == nil {

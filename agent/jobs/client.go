@@ -267,7 +267,8 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(c.opts.Resync)
 	defer tick.Stop()
-	check := true // $next/get at start
+	// $next/get at start, or at the first connect if not connected yet.
+	check := c.opts.Connects == nil || seen > 0
 	for {
 		if check {
 			check = false
@@ -363,7 +364,7 @@ func (c *Client) describe(ctx context.Context, jobID string) (*Execution, error)
 
 // startNext moves the next pending execution to IN_PROGRESS.
 func (c *Client) startNext(ctx context.Context) (*Execution, error) {
-	req := map[string]any{"statusDetails": map[string]string{"step": "received"}}
+	req := map[string]any{}
 	if m := c.stepMinutes(); m > 0 {
 		req["stepTimeoutInMinutes"] = m
 	}

@@ -321,9 +321,6 @@ func (r *Runner) progress(ctx context.Context, j *Job, step, version string) boo
 func (r *Runner) finish(ctx context.Context, j *Job, o Outcome) {
 	o.JobID = j.JobID
 	details := map[string]string{"reason": o.Reason, "detail": Truncate(o.Detail, 1024), "version": o.Version}
-	if o.Status == StatusSucceeded {
-		details["step"] = "done"
-	}
 	err := j.Update(ctx, o.Status, details)
 	if err != nil && !errors.Is(err, ErrGone) {
 		r.o.Logger.Warn("jobs: final status not delivered; reported again when the job is resumed", "job_id", j.JobID, "err", err)

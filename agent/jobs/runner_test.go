@@ -243,6 +243,24 @@ func TestRunner(t *testing.T) {
 				exited = d.start(ctx)
 			}
 			e := waitStatus(t, d.svc, "j1")
+			// The outcome is reported (and the store's result cleared)
+			// just after the terminal update is accepted.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				d.mu.Lock()
+				n := len(d.outcomes)
+				d.mu.Unlock()
+				if n > 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			// ClearResult follows Report.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+				store, _ := abstore.Open(filepath.Join(d.stateDir, "config"))
+				if st, err := store.Load(); err == nil && st.Result == nil {
+					break
+				}
+			}
 			cancel()
 			<-exited
 			if e.Status != tc.status || e.StatusDetails["reason"] != tc.reason || !strings.Contains(e.StatusDetails["detail"], tc.detail) {
