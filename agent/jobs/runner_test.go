@@ -125,9 +125,9 @@ func (d *device) start(ctx context.Context) (exited <-chan struct{}) {
 		t.Fatal(err)
 	}
 	d.svc.Deliver = c.HandleMessage
+	d.stop = cancel // before the run: the crash hook calls it
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
-	d.stop = cancel
 	return done
 }
 
