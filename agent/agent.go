@@ -198,7 +198,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
-	_ = sdnotify.Stopping()
+	if !a.restart.requested.Load() {
+		// A restart in place (re-exec, same PID) is not a stop for
+		// systemd: STOPPING=1 would start its stop timeout.
+		_ = sdnotify.Stopping()
+	}
 	stopDrivers()
 	drvWG.Wait()
 	// Every sample the drivers emitted is in the pipeline now; it writes

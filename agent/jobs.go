@@ -32,8 +32,9 @@ func ConfigStoreDir(stateDir string) string { return filepath.Join(stateDir, "co
 // restarter carries a restart request from the jobs runner to the
 // process (cmd/tcu-agent re-executes itself after a clean stop).
 type restarter struct {
-	once sync.Once
-	ch   chan string
+	once      sync.Once
+	ch        chan string
+	requested atomic.Bool
 }
 
 // RestartRequested is closed-over by the process: it receives the
@@ -44,6 +45,7 @@ func (a *Agent) RestartRequested() <-chan string { return a.restart.ch }
 
 func (a *Agent) requestRestart(reason string) {
 	a.restart.once.Do(func() {
+		a.restart.requested.Store(true)
 		a.log.Warn("restart requested", "reason", reason)
 		a.restart.ch <- reason // buffered 1, sent once
 	})

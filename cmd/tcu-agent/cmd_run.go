@@ -161,8 +161,16 @@ func activeConfig(cf *configFlags, base *config.Config, baseSec *agent.Sections)
 		return base, baseSec, []string{"configuration store unusable, running --config: " + err.Error()}
 	}
 	st, err := store.Boot(jobs.MaxBoots)
+	if errors.Is(err, abstore.ErrCorrupt) {
+		// A damaged state file (the store writes it atomically, so only
+		// the medium damages it): start over from the --config file.
+		if rerr := store.Save(abstore.State{}); rerr != nil {
+			return base, baseSec, []string{"configuration store unusable, running --config: " + err.Error() + "; reset: " + rerr.Error()}
+		}
+		return base, baseSec, []string{"configuration store state damaged, reset to the --config file: " + err.Error()}
+	}
 	if err != nil {
-		return base, baseSec, []string{"configuration store unusable, running --config: " + err.Error()}
+		return base, baseSec, []string{"configuration store unreadable, running --config: " + err.Error()}
 	}
 	var notes []string
 	if st.Trial == nil && st.Result != nil && st.Result.Reason == bundle.ReasonCrashLoop {

@@ -110,10 +110,10 @@ func (s *Store) Load() (State, error) {
 	}
 	var st State
 	if err := json.Unmarshal(b, &st); err != nil {
-		return State{}, fmt.Errorf("config store state %s: %w", filepath.Join(s.dir, stateFile), err)
+		return State{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, filepath.Join(s.dir, stateFile), err)
 	}
 	if !validSlot(st.Good) || (st.Trial != nil && (st.Trial.Slot == "" || !validSlot(st.Trial.Slot) || st.Trial.Slot == st.Good)) {
-		return State{}, fmt.Errorf("config store state %s: bad slots", filepath.Join(s.dir, stateFile))
+		return State{}, fmt.Errorf("%w: %s: bad slots", ErrCorrupt, filepath.Join(s.dir, stateFile))
 	}
 	return st, nil
 }
@@ -164,6 +164,9 @@ func (s *Store) Save(st State) error {
 	}
 	return s.step("state-synced")
 }
+
+// ErrCorrupt means the state file does not decode (damaged medium).
+var ErrCorrupt = errors.New("config store state is damaged")
 
 // ErrBusy means a bundle is on trial: one job at a time.
 var ErrBusy = errors.New("a configuration bundle is already on trial")
