@@ -35,9 +35,6 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // the bundle, the next one rolls back to the --config file (crash_loop
 // recorded for the job), and the configuration it runs always loads.
 func TestSIGKILLCrashLoopRealBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	t.Parallel()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
