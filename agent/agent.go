@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/ctl"
 	"github.com/tcu-agent/tcu-agent/agent/health"
+	"github.com/tcu-agent/tcu-agent/agent/jobs"
 	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/signals"
 	"github.com/tcu-agent/tcu-agent/agent/telemetry"
@@ -35,6 +38,10 @@ type Options struct {
 	// LogLevel, if set, is the level of Logger's handler: the control
 	// socket serves it (ctl.WithLogLevel) so it can change at run time.
 	LogLevel *slog.LevelVar
+	// BaseFile is the operator's --config file when Config was loaded
+	// from a configuration bundle (the jobs rollback target); empty:
+	// Config.File.
+	BaseFile string
 }
 
 // Agent is one running tcu-agent.
@@ -52,6 +59,11 @@ type Agent struct {
 	started time.Time
 	cmds    commandLog
 	rates   rates
+
+	baseFile string                           // Options.BaseFile
+	restart  restarter                        // jobs: restart requests
+	bundle   atomic.Pointer[ctl.ConfigBundle] // jobs: the active configuration bundle
+	lastJob  atomic.Pointer[jobs.Outcome]     // jobs: the last configuration job's end
 
 	reloadMu sync.Mutex
 	reloadCh chan struct{} // guarded by reloadMu; closed by Reload
@@ -87,7 +99,8 @@ func New(opts Options) (*Agent, error) {
 	}
 	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now, level: opts.LogLevel,
 		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{}),
-		capt: capture{quit: make(chan struct{})}}, nil
+		capt:     capture{quit: make(chan struct{})},
+		baseFile: opts.BaseFile, restart: restarter{ch: make(chan string, 1)}}, nil
 }
 
 // ErrConfig marks a configuration error Run found at start (such as a
@@ -167,7 +180,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
-	_ = sdnotify.Stopping()
+	if !a.restart.requested.Load() {
+		// A restart in place (re-exec, same PID) is not a stop for
+		// systemd: STOPPING=1 would start its stop timeout.
+		_ = sdnotify.Stopping()
+	}
 	// Drivers first: every sample they emitted is in the pipeline then,
 	// and it writes them (within stopGrace) before it returns.
 	a.stopCapture()

@@ -161,6 +161,15 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		return fmt.Errorf("command engine: %w", err)
 	}
 	defer func() { _ = engine.Close() }()
+	jc, jpub, err := a.jobsClient(thing, q, log)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
+	subs := engine.Topics()
+	if jc != nil {
+		subs = append(subs, jc.Topics()...)
+		a.refreshBundle()
+	}
 	var certFn func() (*tls.Certificate, error)
 	var cert atomic.Pointer[tls.Certificate]
 	if id != nil {
@@ -169,8 +178,13 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	}
 	sess, err := uplink.New(uplink.Options{
 		Config: a.sec.MQTT, Thing: thing, Certificate: certFn, Queue: uplinkQueue{q},
-		Subscriptions: engine.Topics(),
+		Subscriptions: subs,
 		Handler: func(m uplink.Message) {
+			if jc != nil && jc.Owns(m.Topic) {
+				jc.HandleMessage(m.Topic, m.Payload)
+				m.Ack()
+				return
+			}
 			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
 		},
 		Logger: log.With("component", "uplink"), Now: a.now,
@@ -202,6 +216,10 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 			log.Error("command engine stopped", "err", err)
 		}
 	})
+	if jc != nil {
+		jpub.s.Store(sess)
+		wg.Go(func() { _ = jc.Run(ctx) }) // stops with ctx
+	}
 	wg.Go(func() { _ = shadow.Run(ctx) })       // stops with ctx
 	wg.Go(func() { a.feedShadow(ctx, shadow) }) // stops with ctx
 	err = sess.Run(ctx)
@@ -360,6 +378,9 @@ func (a *Agent) feedShadow(ctx context.Context, sh *uplink.Shadow) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		if b := a.bundle.Load(); b != nil {
+			sh.Update("config_bundle", map[string]string{"version": b.Version, "sha256": b.SHA256})
+		}
 		for _, name := range shadowSignals {
 			if s, ok := a.signals.Latest(name); ok {
 				sh.Update(name, s.Value)

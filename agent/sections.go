@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/jobs"
 	"github.com/tcu-agent/tcu-agent/agent/profile"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/provisioning"
@@ -20,6 +21,7 @@ type Sections struct {
 	Provisioning provisioning.Config
 	Commands     command.Config
 	Profile      profile.Config
+	Jobs         jobs.Config
 }
 
 // DefaultSections returns every subsystem's defaults.
@@ -29,12 +31,13 @@ func DefaultSections() *Sections {
 		Provisioning: provisioning.DefaultConfig(),
 		Commands:     command.DefaultConfig(),
 		Profile:      profile.DefaultConfig(),
+		Jobs:         jobs.DefaultConfig(),
 	}
 }
 
 // Extensions lists the sections for config.Load.
 func (s *Sections) Extensions() config.Extensions {
-	return config.Extensions{"mqtt": &s.MQTT, "provisioning": &s.Provisioning, "commands": &s.Commands, "profile": &s.Profile}
+	return config.Extensions{"mqtt": &s.MQTT, "provisioning": &s.Provisioning, "commands": &s.Commands, "profile": &s.Profile, "jobs": &s.Jobs}
 }
 
 // LoadConfig loads and validates path with every section this build knows.
@@ -56,7 +59,7 @@ func LoadConfig(path string) (*config.Config, *Sections, error) {
 // config file's directory.
 func (s *Sections) resolvePaths(cfg *config.Config) {
 	p := &s.Provisioning
-	for _, f := range []*string{&p.ClaimCert, &p.ClaimKey, &p.ESTCAFile, &p.ESTPasswordFile, &p.CertFile, &p.KeyFile, &s.MQTT.CAFile} {
+	for _, f := range []*string{&p.ClaimCert, &p.ClaimKey, &p.ESTCAFile, &p.ESTPasswordFile, &p.CertFile, &p.KeyFile, &s.MQTT.CAFile, &s.Jobs.CAFile} {
 		*f = cfg.ResolvePath(*f)
 	}
 }

@@ -131,6 +131,7 @@ func (a *Agent) status() ctl.Status {
 	}
 	a.cmds.mu.Unlock()
 	st.Profile = a.profileStatus()
+	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
 	ok, why := a.health.Healthy(10 * probeEvery)
 	st.Health = ctl.Health{OK: ok, Why: why}

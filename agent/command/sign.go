@@ -135,3 +135,10 @@ func parseKeyFile(b []byte) (ed25519.PublicKey, error) {
 	}
 	return nil, errors.New("not a PEM public key or base64 Ed25519 key")
 }
+
+// LoadPublicKeys is the [commands] public_keys loader, shared with
+// [jobs] public_keys: each spec is base64 of 32 raw bytes, or a path
+// (relative to dir) to a file holding that or a PEM "PUBLIC KEY".
+func LoadPublicKeys(specs []string, dir string) ([]ed25519.PublicKey, error) {
+	return loadKeys(specs, dir)
+}

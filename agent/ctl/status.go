@@ -44,6 +44,9 @@ type Status struct {
 	// Profile is the vehicle-state profile in effect; nil when the agent
 	// runs without profiles.
 	Profile *Profile `json:"profile,omitempty"`
+	// Config is the active configuration bundle (remote configuration
+	// over Jobs); nil when [jobs] is off.
+	Config *ConfigBundle `json:"config,omitempty"`
 }
 
 // Profile is the vehicle-state profile in effect and the battery guard.
@@ -66,6 +69,27 @@ type Profile struct {
 	Publish []string `json:"publish,omitempty"`
 	// TelemetryIntervalSeconds is the telemetry interval in effect.
 	TelemetryIntervalSeconds float64 `json:"telemetry_interval_seconds,omitempty"`
+}
+
+// ConfigBundle is the configuration the agent runs.
+type ConfigBundle struct {
+	// Version is the bundle's version, "base" for the --config file.
+	Version string `json:"version"`
+	SHA256  string `json:"sha256,omitempty"`
+	JobID   string `json:"job_id,omitempty"`
+	// Slot is the A/B slot ("a", "b"; empty for the --config file).
+	Slot string `json:"slot,omitempty"`
+	// Trial is true while the bundle is being proven.
+	Trial   bool       `json:"trial,omitempty"`
+	LastJob *ConfigJob `json:"last_job,omitempty"`
+}
+
+// ConfigJob is the last configuration job's outcome.
+type ConfigJob struct {
+	ID      string `json:"id"`
+	Version string `json:"version,omitempty"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Identity is the device identity in use.

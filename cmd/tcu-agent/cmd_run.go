@@ -16,6 +16,10 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent"
 	"github.com/tcu-agent/tcu-agent/agent/config"
+	"github.com/tcu-agent/tcu-agent/agent/jobs"
+	"github.com/tcu-agent/tcu-agent/agent/jobs/abstore"
+	"github.com/tcu-agent/tcu-agent/agent/jobs/bundle"
+	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	_ "github.com/tcu-agent/tcu-agent/drivers/all" // link the drivers
 )
 
@@ -67,7 +71,15 @@ func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	base := cfg.File
+	cfg, sec, notes := activeConfig(cf, cfg, sec)
 	log, level := newLogger(stderr, cfg.Agent.LogLevel, cfg.Agent.LogFormat)
+	for _, n := range notes {
+		log.Warn(n)
+	}
+	if cfg.File != base {
+		log.Info("running a configuration bundle", "file", cfg.File, "base", base)
+	}
 	// A soft memory limit for a small box: the collector runs before the
 	// heap doubles (the buffer's 1M-record fill peaks at 19.8-29.2 MB
 	// RssAnon without a limit, 16.8-19.0 MB with 24 MiB, at the same rate:
@@ -75,10 +87,23 @@ func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
-	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, LogLevel: level, Version: version})
+	a, err := agent.New(agent.Options{Config: cfg, Sections: sec, Logger: log, LogLevel: level, Version: version, BaseFile: base})
 	if err != nil {
 		return err
 	}
+	// A configuration job that cannot be applied in process asks for a
+	// restart: stop cleanly (the buffer is closed), then re-execute.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	restart := make(chan string, 1)
+	go func() { // ends with runCtx
+		select {
+		case r := <-a.RestartRequested():
+			restart <- r
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
 	path := cfg.File
 	var wg sync.WaitGroup
 	hupCtx, stopHUP := context.WithCancel(ctx)
@@ -93,13 +118,88 @@ func runAgent(ctx context.Context, cf *configFlags, stderr io.Writer) error {
 			}
 		}
 	})
-	err = a.Run(ctx)
+	err = a.Run(runCtx)
 	stopHUP()
 	wg.Wait()
 	if errors.Is(err, agent.ErrConfig) {
 		return &exitCodeError{code: 78, err: err}
 	}
+	select {
+	case r := <-restart:
+		if ctx.Err() == nil {
+			log.Info("restarting in place", "reason", r)
+			signal.Stop(hup)
+			return reexec()
+		}
+	default:
+	}
 	return err
+}
+
+// reexec replaces the process with a fresh start of the same binary and
+// arguments (the PID stays, so systemd keeps supervising it).
+func reexec() error {
+	_, _ = sdnotify.Notify("RELOADING=1")
+	if err := syscall.Exec("/proc/self/exe", os.Args, os.Environ()); err != nil {
+		return fmt.Errorf("restart: exec /proc/self/exe: %w", err)
+	}
+	return nil
+}
+
+// activeConfig is the jobs startup hook: with [jobs] on in the --config
+// file, it counts this start in the A/B store (rolling a crash-looping
+// trial back) and loads the active bundle's configuration; a bundle that
+// does not load is rolled back and the --config file is used. It returns
+// what to run and warnings to log.
+func activeConfig(cf *configFlags, base *config.Config, baseSec *agent.Sections) (*config.Config, *agent.Sections, []string) {
+	if !baseSec.Jobs.On() {
+		return base, baseSec, nil
+	}
+	store, err := abstore.Open(agent.ConfigStoreDir(base.Agent.StateDir))
+	if err != nil {
+		return base, baseSec, []string{"configuration store unusable, running --config: " + err.Error()}
+	}
+	st, err := store.Boot(jobs.MaxBoots)
+	if errors.Is(err, abstore.ErrCorrupt) {
+		// A damaged state file (the store writes it atomically, so only
+		// the medium damages it): start over from the --config file.
+		if rerr := store.Save(abstore.State{}); rerr != nil {
+			return base, baseSec, []string{"configuration store unusable, running --config: " + err.Error() + "; reset: " + rerr.Error()}
+		}
+		return base, baseSec, []string{"configuration store state damaged, reset to the --config file: " + err.Error()}
+	}
+	if err != nil {
+		return base, baseSec, []string{"configuration store unreadable, running --config: " + err.Error()}
+	}
+	var notes []string
+	if st.Trial == nil && st.Result != nil && st.Result.Reason == bundle.ReasonCrashLoop {
+		notes = append(notes, "configuration bundle rolled back: "+st.Result.Detail)
+	}
+	for range 2 { // the active slot, then (after a rollback) the last-known-good
+		slot, _ := st.Active()
+		if slot == "" {
+			return base, baseSec, notes
+		}
+		cfg, sec, err := agent.LoadConfig(store.ConfigPath(slot))
+		if err == nil {
+			if cf.stateDir != "" {
+				cfg.Agent.StateDir = cf.stateDir
+			}
+			return cfg, sec, notes
+		}
+		notes = append(notes, fmt.Sprintf("configuration bundle in slot %s does not load, rolled back: %v", slot, err))
+		if st.Trial != nil {
+			st, err = store.Rollback(bundle.ReasonInvalidConfig, err.Error())
+		} else {
+			// The last-known-good itself is damaged: forget it.
+			st.Good, st.GoodMeta = "", abstore.Meta{}
+			err = store.Save(st)
+		}
+		if err != nil {
+			return base, baseSec, append(notes, err.Error())
+		}
+	}
+	return base, baseSec, notes
 }
 
 // reload re-reads the config file on SIGHUP with the loader the agent

@@ -142,6 +142,9 @@ func printStatus(w io.Writer, st ctl.Status) {
 	} else {
 		fmt.Fprintf(tw, "last command\tnone\n")
 	}
+	if cb := st.Config; cb != nil {
+		fmt.Fprintf(tw, "config\t%s\n", configLine(cb))
+	}
 
 	fmt.Fprintf(tw, "\nQUEUE\tRECORDS\tBYTES\tOLDEST\tEVICTED\tSHED\tEXPIRED\n")
 	for _, q := range st.Queues {
@@ -215,4 +218,22 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// configLine describes the active configuration bundle.
+func configLine(cb *ctl.ConfigBundle) string {
+	line := cb.Version
+	if cb.SHA256 != "" {
+		line += " sha256 " + cb.SHA256[:min(12, len(cb.SHA256))]
+	}
+	if cb.Trial {
+		line += " (on trial)"
+	}
+	if j := cb.LastJob; j != nil {
+		line += fmt.Sprintf("; last job %s %s", j.ID, j.Status)
+		if j.Reason != "" {
+			line += " (" + j.Reason + ")"
+		}
+	}
+	return line
 }
