@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,12 +22,11 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/jobs"
 	"github.com/tcu-agent/tcu-agent/agent/jobs/abstore"
 	"github.com/tcu-agent/tcu-agent/agent/jobs/bundle"
-	"github.com/tcu-agent/tcu-agent/agent/jobs/jobstest"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 )
 
 // TestJobsOverSession runs the agent's jobs wiring end to end in process:
-// the strict fake Jobs service behind the dev cloud broker, the agent's
+// the dev cloud's strict Jobs service on its broker, the agent's
 // own MQTT session; a signed bundle is applied (live, or by the restart
 // the agent asks for, done here as cmd/tcu-agent does it), proven and
 // reported SUCCEEDED, with the status, the shadow and the audit event
@@ -50,25 +50,6 @@ func TestJobsOverSession(t *testing.T) {
 	}
 	defer func() { _ = cloud.Close() }()
 
-	// The fake Jobs service answers the thing's requests through the broker.
-	svc := jobstest.New(thing)
-	out := make(chan [2][]byte, 64)
-	var bridge sync.WaitGroup
-	defer bridge.Wait()
-	defer close(out)
-	bridge.Go(func() {
-		for m := range out {
-			_ = cloud.Publish(string(m[0]), m[1])
-		}
-	})
-	svc.Deliver = func(topic string, payload []byte) { out <- [2][]byte{[]byte(topic), payload} }
-	prefix := "$aws/things/" + thing + "/jobs/"
-	cloud.Subscribe(prefix+"#", func(topic string, payload []byte) {
-		api := strings.TrimPrefix(topic, prefix)
-		if api == "start-next" || strings.HasSuffix(api, "/get") || strings.HasSuffix(api, "/update") {
-			_ = svc.Publish(ctx, topic, payload)
-		}
-	})
 	var evMu sync.Mutex
 	var events, shadow []string
 	cloud.Subscribe("dt/tcu/"+thing+"/events", func(_ string, p []byte) { evMu.Lock(); events = append(events, string(p)); evMu.Unlock() })
@@ -104,9 +85,10 @@ proving_time = "1s"
 	}
 	sum := sha256.Sum256(data)
 	h := hex.EncodeToString(sum[:])
-	svc.Add("cfg-1", map[string]any{"type": bundle.Type, "version": "2026-12-07.1", "sha256": h, "size": len(data),
+	svc := cloud.Jobs()
+	addJob(t, svc, thing, "cfg-1", map[string]any{"type": bundle.Type, "version": "2026-12-07.1", "sha256": h, "size": len(data),
 		"signature": bundle.Sign(key, "2026-12-07.1", h), "inline": base64.StdEncoding.EncodeToString(data)})
-	svc.Add("cmd-1", map[string]any{"type": "tcu.command", "name": "door.unlock"})
+	addJob(t, svc, thing, "cmd-1", map[string]any{"type": "tcu.command", "name": "door.unlock"})
 
 	// One "process": the startup hook's choice, then Run until the job
 	// ends or the agent asks for a restart.
@@ -142,7 +124,7 @@ proving_time = "1s"
 		select {
 		case <-a.RestartRequested():
 			restarted = true
-		case <-waitDone(ctx, svc, "cmd-1"):
+		case <-waitDone(ctx, svc, thing, "cmd-1"):
 		}
 		if !restarted {
 			defer func() { stop(); <-runErr }()
@@ -154,17 +136,14 @@ proving_time = "1s"
 		}
 	}
 	for _, id := range []string{"cfg-1", "cmd-1"} {
-		e, _ := svc.Get(id)
+		e, _ := svc.Execution(thing, id)
 		want := map[string]string{"cfg-1": "SUCCEEDED", "cmd-1": "REJECTED"}[id]
 		if e.Status != want {
 			t.Errorf("%s: %s %v, want %s", id, e.Status, e.StatusDetails, want)
 		}
 	}
-	if e, _ := svc.Get("cmd-1"); e.StatusDetails["reason"] != "unsupported_type" {
+	if e, _ := svc.Execution(thing, "cmd-1"); e.StatusDetails["reason"] != "unsupported_type" {
 		t.Errorf("cmd-1 reason %q, want unsupported_type", e.StatusDetails["reason"])
-	}
-	if v := svc.Violations(); len(v) > 0 {
-		t.Errorf("violations: %v", v)
 	}
 	var st ctl.Status
 	deadline := time.Now().Add(20 * time.Second)
@@ -192,13 +171,25 @@ proving_time = "1s"
 	}
 }
 
+// addJob queues a job for thing on the dev cloud's Jobs service.
+func addJob(t *testing.T, svc *devcloud.Jobs, thing, id string, doc map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Create(devcloud.JobSpec{ID: id, Things: []string{thing}, Document: b}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitDone is closed when job id is terminal.
-func waitDone(ctx context.Context, svc *jobstest.Service, id string) <-chan struct{} {
+func waitDone(ctx context.Context, svc *devcloud.Jobs, thing, id string) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
 		for ctx.Err() == nil {
-			if e, _ := svc.Get(id); jobs.Terminal(e.Status) {
+			if e, _ := svc.Execution(thing, id); jobs.Terminal(e.Status) {
 				return
 			}
 			time.Sleep(20 * time.Millisecond)

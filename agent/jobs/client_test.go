@@ -51,8 +51,9 @@ func start(t *testing.T, svc *jobstest.Service, h jobs.Handler) (*jobs.Client, c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c, cancel
+	stop := func() { cancel(); <-done } // the client has stopped when it returns
+	t.Cleanup(stop)
+	return c, stop
 }
 
 func wait(t *testing.T, ch <-chan string) string {
