@@ -103,6 +103,11 @@ type Session struct {
 	subsPausedUntil time.Time
 	rare            map[string]time.Time // guarded by mu; last time logRare logged a message
 
+	// hooks are the run-time overrides of profile_hooks.go.
+	hooks hooks
+	// noEagerBatch turns adaptive batching off (tests compare).
+	noEagerBatch bool
+
 	st counters
 }
 
@@ -144,6 +149,7 @@ func New(opts Options) (*Session, error) {
 	s.rate = newPublishLimiter(cfg.MaxPublishRate, int64(cfg.MaxThroughput), time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
 	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
+	s.hooks.init(cfg)
 	return s, nil
 }
 
@@ -169,8 +175,12 @@ func (s *Session) Run(ctx context.Context) error {
 		attempt  int
 		authSeen string
 	)
+	quickNext := false
 	for first := true; ; first = false {
 		wait := s.nextDelay(first, attempt, lastErr)
+		if quickNext {
+			wait, quickNext = 0, false
+		}
 		if !last.IsZero() {
 			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
@@ -203,8 +213,15 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err)
+		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= quickReconnectAfter
+		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err, "reconnect_now", quick)
 		s.st.setLastError(err)
+		if quick {
+			// The path failed, not the broker: reconnect at once (the
+			// connect spacing still applies). Failures from here on
+			// back off as usual.
+			quickNext = true
+		}
 	}
 }
 
@@ -259,9 +276,11 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 			return nil, err
 		}
 	}
-	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow)}
+	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow),
+		ka: s.connKeepAlive(), watch: newLinkWatch(), drained: make(chan struct{}, 1)}
 	cd, err := connect(ctx, connectParams{
 		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false, manualAck: true,
+		keepAlive: c.ka, watch: c.watch,
 		will:   &will{topic: s.topics.status, payload: s.statusPayload("offline")},
 		onMsg:  s.inbound,
 		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
@@ -371,4 +390,9 @@ func (s *Session) Publish(ctx context.Context, topic string, payload []byte) err
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
 	return s.publishWait(ctx, c, topic, payload, false)
+}
+
+// connKeepAlive is the keep-alive of the next connection.
+func (s *Session) connKeepAlive() time.Duration {
+	return s.keepAliveTarget()
 }

@@ -124,6 +124,7 @@ func notYetValid(err error) bool {
 type dialer struct {
 	tls     *tls.Config // nil for plaintext
 	timeout time.Duration
+	watch   *linkWatch // told about every read; nil = not watched
 
 	mu   sync.Mutex
 	conn *trackedConn // guarded by mu; last connection dialled
@@ -146,7 +147,7 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	tr := &trackedConn{Conn: conn}
+	tr := &trackedConn{Conn: conn, watch: d.watch}
 	d.mu.Lock()
 	d.conn = tr
 	d.mu.Unlock()
@@ -200,6 +201,7 @@ func isRemoteCertAlert(err error) bool {
 
 type trackedConn struct {
 	net.Conn
+	watch *linkWatch // nil = not watched
 	mu    sync.Mutex
 	first error // guarded by mu
 }
@@ -223,6 +225,9 @@ func (c *trackedConn) err() error {
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 && c.watch != nil {
+		c.watch.read()
+	}
 	c.note(err)
 	return n, err
 }
