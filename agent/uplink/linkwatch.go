@@ -134,9 +134,10 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 	}
 }
 
-// quickReconnectAfter is how long a connection must have lasted for its
-// loss to be retried at once: a link that dies right after connecting
-// again and again goes through the normal backoff.
+// quickReconnectAfter is how long a connection must have lasted (or its
+// keep-alive, if shorter) for its loss to be retried at once: a link that
+// dies right after connecting again and again goes through the normal
+// backoff.
 const quickReconnectAfter = 10 * time.Second
 
 // pathLoss reports a connection loss the path caused (dead link found

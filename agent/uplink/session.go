@@ -213,7 +213,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= quickReconnectAfter
+		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= min(quickReconnectAfter, c.ka)
 		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err, "reconnect_now", quick)
 		s.st.setLastError(err)
 		if quick {
