@@ -26,12 +26,31 @@ type conn struct {
 	window   chan struct{} // in-flight slots
 	lost     chan struct{} // closed when the connection is unusable
 	lostOnce sync.Once
-	lostErr  error         // set before lost is closed
-	pahoDone chan struct{} // closed by paho's connection-lost callback
-	wg       sync.WaitGroup
-	ka       time.Duration // keep-alive of this connection
-	watch    *linkWatch    // dead-link detection
-	drained  chan struct{} // capacity 1: the last in-flight publish was answered
+	lostErr  error          // set before lost is closed
+	pahoDone chan struct{}  // closed by paho's connection-lost callback
+	wg       sync.WaitGroup // awaits of in-flight messages
+	pubs     sync.WaitGroup // paho Publish calls (publish)
+	ka       time.Duration  // keep-alive of this connection
+	watch    *linkWatch     // dead-link detection
+	drained  chan struct{}  // capacity 1: the last in-flight publish was answered
+}
+
+// publish hands a QoS 1 message to paho without letting a dying
+// connection block the caller: once the connection is lost, paho's
+// Publish waits up to WriteTimeout (ack_timeout) for a writer that is
+// gone. It returns nil if c was lost first; that Publish call then ends
+// in the background (counted in c.pubs). Callers publish one at a time, so
+// the order is kept.
+func (c *conn) publish(topic string, retained bool, payload []byte) mqtt.Token {
+	pub := make(chan mqtt.Token, 1)
+	c.pubs.Add(1)
+	go func() { defer c.pubs.Done(); pub <- c.client.Publish(topic, 1, retained, payload) }()
+	select {
+	case tok := <-pub:
+		return tok
+	case <-c.lost:
+		return nil
+	}
 }
 
 // settle frees an in-flight slot and tells the drain when none is left.
@@ -269,7 +288,11 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 		return false
 	}
 	c.watch.expect()
-	tok := c.client.Publish(m.topic, 1, m.retained, m.payload)
+	tok := c.publish(m.topic, m.retained, m.payload)
+	if tok == nil { // lost meanwhile: the drain ends and releases m with the rest
+		c.settle()
+		return false
+	}
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(m.payload)))
 	s.st.inflight.Add(1)
@@ -330,7 +353,10 @@ func (s *Session) publishWait(ctx context.Context, c *conn, topic string, payloa
 	s.st.inflight.Add(1)
 	defer s.st.inflight.Add(-1)
 	c.watch.expect()
-	tok := c.client.Publish(topic, 1, retained, payload)
+	tok := c.publish(topic, retained, payload)
+	if tok == nil {
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	}
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(payload)))
 	t := time.NewTimer(s.cfg.AckTimeout.Std())
@@ -376,21 +402,24 @@ func (s *Session) closeGracefully(c *conn) {
 	c.client.Disconnect(250)
 	c.fail(errors.New("session closed"))
 	<-waited
+	c.pubs.Wait()
 }
 
 // closeBroken drops the connection without DISCONNECT (the broker sends
 // the LWT) and waits for paho and the awaits to finish.
 func (s *Session) closeBroken(c *conn) {
-	if tc := c.dial.last(); tc != nil {
-		_ = tc.Conn.Close()
-	}
+	c.breakSocket() // paho sees the loss at once
 	select {
 	case <-c.pahoDone:
 	case <-time.After(5 * time.Second):
 		c.client.Disconnect(0)
 	}
+	if tc := c.dial.last(); tc != nil {
+		_ = tc.Conn.Close()
+	}
 	c.fail(errors.New("connection closed"))
 	c.wg.Wait()
+	c.pubs.Wait()
 }
 
 func (s *Session) release(seqs []uint64) {

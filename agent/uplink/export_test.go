@@ -9,3 +9,6 @@ func SetTestKeepAlive(s *Session, d time.Duration) { s.hooks.keepAlive.Store(int
 // DisableAdaptiveBatching makes s batch as before adaptive batching (for
 // the comparison test).
 func DisableAdaptiveBatching(s *Session) { s.noEagerBatch = true }
+
+// KeepAliveOf is the keep-alive the next connection would use.
+func KeepAliveOf(s *Session) time.Duration { return s.keepAliveTarget() }

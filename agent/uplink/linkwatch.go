@@ -99,7 +99,7 @@ func (c *watchedConn) Read(b []byte) (int, error) {
 }
 
 // watch fails c when the broker has been silent for silenceLimit(ka) or
-// did not answer a publish within pingWait(ka). It closes the socket so
+// did not answer a publish within pingWait(ka). It breaks the socket so
 // that paho's reader ends too. It returns when c is lost. The timer is
 // re-armed to the next deadline, so an idle link costs one wake-up per
 // keep-alive interval.
@@ -127,9 +127,7 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 			err = errors.Join(errDeadLink, errors.New("nothing received for "+silence.String()+" (keep-alive "+ka.String()+")"))
 		}
 		c.fail(err)
-		if tc := c.dial.last(); tc != nil {
-			_ = tc.Conn.Close()
-		}
+		c.breakSocket()
 		return
 	}
 }
@@ -152,4 +150,15 @@ func pathLoss(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		strings.Contains(err.Error(), "pingresp not received") ||
 		strings.Contains(err.Error(), "connection reset by peer")
+}
+
+// breakSocket makes every pending and future read and write on the
+// connection fail at once with a timeout. paho then reports the
+// connection lost; it would ignore a socket simply closed under it
+// ("use of closed network connection" is taken for its own disconnect)
+// and only notice at its next failed ping.
+func (c *conn) breakSocket() {
+	if tc := c.dial.last(); tc != nil {
+		_ = tc.Conn.SetDeadline(time.Unix(1, 0))
+	}
 }
