@@ -28,7 +28,17 @@ var classToUplink = map[buffer.Class]uplink.Class{
 }
 
 func (u uplinkQueue) Lease(max, maxBytes int) ([]uplink.Record, error) {
-	recs, err := u.q.Lease(max, maxBytes)
+	return u.LeaseClasses(max, maxBytes, nil)
+}
+
+// LeaseClasses implements uplink.ClassLeaser (profiles that only buffer
+// some classes).
+func (u uplinkQueue) LeaseClasses(max, maxBytes int, allow func(uplink.Class) bool) ([]uplink.Record, error) {
+	var filter func(buffer.Class) bool
+	if allow != nil {
+		filter = func(c buffer.Class) bool { return allow(classToUplink[c]) }
+	}
+	recs, err := u.q.LeaseClasses(max, maxBytes, filter)
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}

@@ -222,6 +222,13 @@ func (s *Session) lease(max int) ([]Record, error) {
 	}
 	if len(back) > 0 {
 		s.opts.Queue.Release(back...)
+		// A queue may signal Ready on Release: swallow our own signal, or
+		// the drain would lease and release the same records in a loop.
+		// (An append signalled at the same moment waits for idlePoll.)
+		select {
+		case <-s.opts.Queue.Ready():
+		default:
+		}
 	}
 	return kept, nil
 }
