@@ -105,3 +105,35 @@ func TestBatchingUnderLoad(t *testing.T) {
 		t.Errorf("adaptive batching sent %d messages, fixed %d: batching lost under load", ma, ml)
 	}
 }
+
+// TestStartupBacklogGoesAtOnce: records observed before the first
+// connect (start-up events) are published right after it, not when they
+// are batch_latency old.
+func TestStartupBacklogGoesAtOnce(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	arrived := make(chan time.Time, 1)
+	cloud.Subscribe("dt/tcu/+/telemetry", func(string, []byte) {
+		select {
+		case arrived <- time.Now():
+		default:
+		}
+	})
+	q := uplinktest.NewQueue()
+	appendTelemetry(t, q, 3, time.Now())
+	cfg := fastConfig(cloud.Addr())
+	cfg.BatchLatency = uplink.Duration(5 * time.Second)
+	s, err := uplink.New(uplink.Options{Config: cfg, Thing: "TCU-SB", Queue: q, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runSession(t, s)
+	select {
+	case at := <-arrived:
+		if d := at.Sub(start); d > 2*time.Second {
+			t.Errorf("start-up records arrived %v after Run, want right after the connect (batch_latency 5 s)", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("never arrived")
+	}
+}

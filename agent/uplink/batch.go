@@ -228,13 +228,19 @@ func (b *batcher) flushDue(mono, wall time.Time, idle bool) {
 // flushEager closes the live batches whose topic had no message for
 // latency: the first record after a quiet spell goes at once, the ones
 // after it are batched as before (at most one extra message per topic
-// and latency). The drain calls it only while nothing is in flight.
-func (b *batcher) flushEager(mono time.Time) {
+// and latency). When the queue has nothing more (idle), backlog batches
+// close too: the records observed before the connection (at start-up,
+// before the first connect) need not wait until they are latency old.
+// The drain calls it only while nothing is in flight.
+func (b *batcher) flushEager(mono time.Time, idle bool) {
 	if !b.eager {
 		return
 	}
 	for key, ob := range b.open {
 		if ob.backlog {
+			if idle {
+				b.close(key)
+			}
 			continue
 		}
 		if last, ok := b.lastClosed[key]; !ok || mono.Sub(last) >= b.latency {

@@ -193,7 +193,7 @@ func (s *Session) fill(ctx context.Context, c *conn, b *batcher, max int) (int, 
 	if len(c.window) == 0 {
 		// Nothing in flight: a live batch whose topic has not had a
 		// message for batch_latency goes at once (adaptive batching).
-		b.flushEager(now)
+		b.flushEager(now, len(recs) == 0)
 	}
 	return len(recs), true
 }
