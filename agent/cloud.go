@@ -173,7 +173,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		Handler: func(m uplink.Message) {
 			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
 		},
-		Logger: log.With("component", "uplink"), Now: a.now,
+		Logger: log.With("component", "uplink"), Now: a.now, StateDir: a.cfg.Agent.StateDir,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt session: %w", err)

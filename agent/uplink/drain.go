@@ -31,6 +31,8 @@ type conn struct {
 	wg       sync.WaitGroup // awaits of in-flight messages
 	pubs     sync.WaitGroup // paho Publish calls (publish)
 	ka       time.Duration  // keep-alive of this connection
+	probe    time.Duration  // adaptive: our own ping interval (< ka); 0 = paho's keep-alive only
+	net      string         // adaptive: the network key
 	watch    *linkWatch     // dead-link detection
 	drained  chan struct{}  // capacity 1: the last in-flight publish was answered
 }

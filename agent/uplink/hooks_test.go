@@ -15,10 +15,12 @@ import (
 // cannot lease by class.
 type plainQueue struct{ q *uplinktest.Queue }
 
-func (p plainQueue) Lease(max, maxBytes int) ([]uplink.Record, error) { return p.q.Lease(max, maxBytes) }
-func (p plainQueue) Ack(seqs ...uint64) error                         { return p.q.Ack(seqs...) }
-func (p plainQueue) Release(seqs ...uint64)                           { p.q.Release(seqs...) }
-func (p plainQueue) Ready() <-chan struct{}                           { return p.q.Ready() }
+func (p plainQueue) Lease(max, maxBytes int) ([]uplink.Record, error) {
+	return p.q.Lease(max, maxBytes)
+}
+func (p plainQueue) Ack(seqs ...uint64) error { return p.q.Ack(seqs...) }
+func (p plainQueue) Release(seqs ...uint64)   { p.q.Release(seqs...) }
+func (p plainQueue) Ready() <-chan struct{}   { return p.q.Ready() }
 
 func appendEvents(t *testing.T, q *uplinktest.Queue, n int) {
 	t.Helper()

@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -103,8 +104,18 @@ func (c *watchedConn) Read(b []byte) (int, error) {
 // that paho's reader ends too. It returns when c is lost. The timer is
 // re-armed to the next deadline, so an idle link costs one wake-up per
 // keep-alive interval.
+//
+// With adaptive keep-alive (c.probe > 0, shorter than ka) it also pings
+// on its own after c.probe without a read, declares the link dead when
+// that ping is not answered within pingWait(c.probe), and tells the
+// learner whether the idle gap held.
 func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 	silence, answer := silenceLimit(ka), pingWait(ka)
+	k := c.probe
+	if k > 0 {
+		answer = pingWait(k)
+	}
+	var pingSent, gapFrom int64 // our outstanding ping; the read before it
 	t := time.NewTimer(silence)
 	defer t.Stop()
 	for {
@@ -115,16 +126,50 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		case <-w.kick:
 		}
 		now := w.now()
+		last := w.lastRead.Load()
+		if pingSent != 0 && last >= pingSent { // answered: the idle gap held
+			if s.learner != nil {
+				s.learner.held(c.net, time.Duration(pingSent-gapFrom), ka)
+				// The next probe applies on this connection at once.
+				if k = s.learner.interval(c.net, ka); k >= ka {
+					k, answer = 0, pingWait(ka) // the CONNECT keep-alive: paho pings
+				} else {
+					answer = pingWait(k)
+				}
+			}
+			pingSent = 0
+		}
 		dl := w.deadline(silence, answer)
+		if k > 0 {
+			if pingSent == 0 {
+				if at := last + int64(k); now >= at {
+					if err := c.ping(); err == nil {
+						pingSent, gapFrom = now, last
+					}
+				}
+			}
+			if pingSent != 0 {
+				dl = min(dl, pingSent+int64(answer))
+			} else {
+				dl = min(dl, last+int64(k))
+			}
+		}
 		if now < dl {
 			t.Reset(time.Duration(dl - now))
 			continue
 		}
 		var err error
-		if e := w.expectAt.Load(); e != 0 && now-e >= int64(answer) {
-			err = errors.Join(errDeadLink, errors.New("no answer to a publish within "+answer.String()))
-		} else {
-			err = errors.Join(errDeadLink, errors.New("nothing received for "+silence.String()+" (keep-alive "+ka.String()+")"))
+		switch e := w.expectAt.Load(); {
+		case pingSent != 0 && now-pingSent >= int64(answer):
+			gap := time.Duration(pingSent - gapFrom)
+			err = fmt.Errorf("%w: no PINGRESP within %v after an idle gap of %v", errDeadLink, answer, gap.Round(time.Millisecond))
+			if s.learner != nil {
+				s.learner.dropped(c.net, gap)
+			}
+		case e != 0 && now-e >= int64(answer):
+			err = fmt.Errorf("%w: no answer to a publish within %v", errDeadLink, answer)
+		default:
+			err = fmt.Errorf("%w: nothing received for %v (keep-alive %v)", errDeadLink, silence, ka)
 		}
 		c.fail(err)
 		c.breakSocket()
@@ -161,4 +206,15 @@ func (c *conn) breakSocket() {
 	if tc := c.dial.last(); tc != nil {
 		_ = tc.Conn.SetDeadline(time.Unix(1, 0))
 	}
+}
+
+// ping writes a PINGREQ between paho's packets (each of which paho
+// writes with one Write call; trackedConn serialises them). paho takes
+// the PINGRESP in its stride.
+func (c *conn) ping() error {
+	tc := c.dial.last()
+	if tc == nil {
+		return errNoPing
+	}
+	return tc.writePacket([]byte{0xc0, 0x00})
 }

@@ -50,6 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StateDir keeps what adaptive keep-alive learned per network
+	// (uplink-keepalive.json); empty = memory only.
+	StateDir string
 }
 
 // Stats is a snapshot of the session counters.
@@ -107,6 +110,8 @@ type Session struct {
 	hooks hooks
 	// noEagerBatch turns adaptive batching off (tests compare).
 	noEagerBatch bool
+	// learner is the adaptive keep-alive; nil when off.
+	learner *kaLearner
 
 	st counters
 }
@@ -150,6 +155,9 @@ func New(opts Options) (*Session, error) {
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
 	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
 	s.hooks.init(cfg)
+	if cfg.AdaptiveKeepAlive {
+		s.learner = newKALearner(opts.StateDir, opts.Logger)
+	}
 	return s, nil
 }
 
@@ -293,6 +301,12 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.learner != nil {
+		c.net = s.learner.key()
+		if k := s.learner.interval(c.net, c.ka); k < c.ka {
+			c.probe = k
+		}
 	}
 	c.connected = cd
 	c.since = s.now()

@@ -202,6 +202,7 @@ func isRemoteCertAlert(err error) bool {
 type trackedConn struct {
 	net.Conn
 	watch *linkWatch // nil = not watched
+	wmu   sync.Mutex // one packet per Write: ours go between paho's
 	mu    sync.Mutex
 	first error // guarded by mu
 }
@@ -233,9 +234,17 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
 	n, err := c.Conn.Write(b)
+	c.wmu.Unlock()
 	c.note(err)
 	return n, err
+}
+
+// writePacket writes one whole MQTT packet of our own between paho's.
+func (c *trackedConn) writePacket(b []byte) error {
+	_, err := c.Write(b)
+	return err
 }
 
 // last returns the last connection dialled, or nil.
