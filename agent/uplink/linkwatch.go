@@ -143,9 +143,11 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		if k > 0 {
 			if pingSent == 0 {
 				if at := last + int64(k); now >= at {
-					if err := c.ping(); err == nil {
-						pingSent, gapFrom = now, last
-					}
+					// A ping that cannot be written (paho is stuck in a
+					// write, the socket failed) counts as sent: if
+					// nothing arrives within answer, the link is dead.
+					_ = c.ping()
+					pingSent, gapFrom = now, last
 				}
 			}
 			if pingSent != 0 {

@@ -25,7 +25,7 @@ type natSetup struct {
 	commands map[string]time.Time // payload → when the handler got it
 }
 
-func newNATSetup(t *testing.T, thing string, keepAlive time.Duration) *natSetup {
+func newNATSetup(t *testing.T, thing string, keepAlive time.Duration, edit ...func(*uplink.Config)) *natSetup {
 	t.Helper()
 	cloud := startCloud(t, devcloud.Limits{})
 	nat, err := natproxy.New(cloud.Addr())
@@ -36,6 +36,9 @@ func newNATSetup(t *testing.T, thing string, keepAlive time.Duration) *natSetup 
 	n := &natSetup{cloud: cloud, nat: nat, q: uplinktest.NewQueue(), commands: make(map[string]time.Time)}
 	n.col = collect(cloud, "dt/tcu/+/telemetry")
 	cfg := fastConfig(nat.Addr())
+	for _, e := range edit {
+		e(&cfg)
+	}
 	n.s, err = uplink.New(uplink.Options{Config: cfg, Thing: thing, Queue: n.q, Logger: testLogger(t),
 		Subscriptions: []string{"cmd/tcu/" + thing + "/request/+"},
 		Handler: func(m uplink.Message) {
@@ -123,14 +126,18 @@ func TestSilentNATDropWhileSending(t *testing.T) {
 // once and the session reconnects without the backoff window.
 func TestNATResetReconnectsAtOnce(t *testing.T) {
 	const ka = 3 * time.Second
-	n := newNATSetup(t, "TCU-NAT3", ka)
+	// A backoff window of 10 s: reconnecting within 3 s is (almost
+	// surely) not the jittered backoff.
+	n := newNATSetup(t, "TCU-NAT3", ka, func(c *uplink.Config) {
+		c.BackoffInitial, c.BackoffMax = uplink.Duration(10*time.Second), uplink.Duration(20*time.Second)
+	})
 	time.Sleep(ka) // a connection that lasted: its loss is the path's
 	n.nat.ResetAll()
 	reset := time.Now()
 	eventually(t, 10*time.Second, "reconnect", func() bool { return n.s.Stats().Reconnects >= 1 && n.s.Connected() })
-	// The backoff window after a loss is U(0, 1 s) in fastConfig; a
-	// path loss skips it. Connect itself is milliseconds on loopback.
-	if d := time.Since(reset); d > 900*time.Millisecond {
+	// A path loss skips the backoff window; connect itself is
+	// milliseconds on loopback.
+	if d := time.Since(reset); d > 3*time.Second {
 		t.Errorf("reconnected %v after the RST, want at once", d)
 	}
 	if err := n.cloud.Publish("cmd/tcu/TCU-NAT3/request/unlock", []byte("unlock-3")); err != nil {

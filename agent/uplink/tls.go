@@ -242,10 +242,20 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 }
 
 // writePacket writes one whole MQTT packet of our own between paho's.
+// It never waits behind paho: while paho is in a write (which may hang
+// on a dead link until its write deadline) it returns errWriteBusy.
 func (c *trackedConn) writePacket(b []byte) error {
-	_, err := c.Write(b)
+	if !c.wmu.TryLock() {
+		return errWriteBusy
+	}
+	_, err := c.Conn.Write(b)
+	c.wmu.Unlock()
+	c.note(err)
 	return err
 }
+
+// errWriteBusy: paho is writing; our packet was not sent.
+var errWriteBusy = errors.New("connection busy writing")
 
 // last returns the last connection dialled, or nil.
 func (d *dialer) last() *trackedConn {
