@@ -4,7 +4,7 @@ import "time"
 
 // SetTestKeepAlive sets the keep-alive of the next connection without
 // the 30 s AWS floor, so tests can use seconds.
-func SetTestKeepAlive(s *Session, d time.Duration) { s.hooks.keepAlive.Store(int64(d)) }
+func SetTestKeepAlive(s *Session, d time.Duration) { s.setKeepAlive(d) }
 
 // DisableAdaptiveBatching makes s batch as before adaptive batching (for
 // the comparison test).

@@ -75,6 +75,14 @@ func (w *linkWatch) expect() {
 	}
 }
 
+// poke makes the watchdog re-read its settings.
+func (w *linkWatch) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
 // deadline is when (nanoseconds since base) the link counts as dead
 // unless something is read before.
 func (w *linkWatch) deadline(silence, answer time.Duration) int64 {
@@ -127,6 +135,9 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		}
 		now := w.now()
 		last := w.lastRead.Load()
+		// A keep-alive lowered by SetKeepAlive since the connect applies
+		// at once: we ping at it ourselves.
+		k, answer = ownPing(k, answer, s.keepAliveTarget(), ka)
 		if pingSent != 0 && last >= pingSent { // answered: the idle gap held
 			if s.learner != nil {
 				s.learner.held(c.net, time.Duration(pingSent-gapFrom), ka)
@@ -136,6 +147,7 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 				} else {
 					answer = pingWait(k)
 				}
+				k, answer = ownPing(k, answer, s.keepAliveTarget(), ka)
 			}
 			pingSent = 0
 		}
@@ -177,6 +189,16 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		c.breakSocket()
 		return
 	}
+}
+
+// ownPing returns our own ping interval and answer budget: k (0 = none,
+// paho pings at ka), or target when the keep-alive was lowered below
+// both since the connect.
+func ownPing(k, answer, target, ka time.Duration) (time.Duration, time.Duration) {
+	if target < ka && (k == 0 || target < k) {
+		return target, pingWait(target)
+	}
+	return k, answer
 }
 
 // quickReconnectAfter is how long a connection must have lasted (or its

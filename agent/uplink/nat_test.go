@@ -145,3 +145,21 @@ func TestNATResetReconnectsAtOnce(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the command", func() bool { _, ok := n.commandAt("unlock-3"); return ok })
 }
+
+// TestLoweredKeepAliveAppliesAtOnce: a keep-alive lowered on a live
+// connection (a profile change) governs dead-link detection at once,
+// without waiting for the next connection.
+func TestLoweredKeepAliveAppliesAtOnce(t *testing.T) {
+	n := newNATSetup(t, "TCU-NAT4", 20*time.Second)
+	uplink.SetTestKeepAlive(n.s, 2*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	n.nat.BlackholeAll()
+	drop := time.Now()
+	eventually(t, 15*time.Second, "reconnect", func() bool { return n.s.Stats().Reconnects >= 1 })
+	// 1.5 × 2 s (+ the reconnect); the connect-time 20 s would take 30 s.
+	if d := time.Since(drop); d > 5*time.Second {
+		t.Errorf("dead link found and reconnected %v after the drop, want ≈ 1.5 × 2 s", d)
+	} else {
+		t.Logf("reconnected %v after the drop", d)
+	}
+}

@@ -37,12 +37,23 @@ func (h *hooks) allow() func(Class) bool {
 }
 
 // SetKeepAlive sets the MQTT keep-alive, clamped to AWS IoT's 30 s–1200 s.
-// MQTT fixes the keep-alive in CONNECT, so it takes effect on the next
-// connection; with adaptive keep-alive it is the upper bound the probing
-// climbs to. Dead-link detection follows the keep-alive of each connection
-// (docs/uplink.md).
+// MQTT fixes the keep-alive in CONNECT, so the broker sees it from the
+// next connection; a value lower than the current connection's applies
+// at once all the same (the session pings at it itself, and dead-link
+// detection follows). With adaptive keep-alive it is the upper bound the
+// probing climbs to.
 func (s *Session) SetKeepAlive(d time.Duration) {
-	s.hooks.keepAlive.Store(int64(min(max(d, AWSMinKeepAlive), AWSMaxKeepAlive)))
+	s.setKeepAlive(min(max(d, AWSMinKeepAlive), AWSMaxKeepAlive))
+}
+
+func (s *Session) setKeepAlive(d time.Duration) {
+	s.hooks.keepAlive.Store(int64(d))
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.watch.poke()
+	}
 }
 
 // SetBatchLatency sets how long a record may wait for others to share its
