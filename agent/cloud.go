@@ -187,7 +187,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 			}
 			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
 		},
-		Logger: log.With("component", "uplink"), Now: a.now,
+		Logger: log.With("component", "uplink"), Now: a.now, StateDir: a.cfg.Agent.StateDir,
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt session: %w", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tcu-agent/tcu-agent/agent/telemetry"
 
@@ -28,7 +29,17 @@ var classToUplink = map[buffer.Class]uplink.Class{
 }
 
 func (u uplinkQueue) Lease(max, maxBytes int) ([]uplink.Record, error) {
-	recs, err := u.q.Lease(max, maxBytes)
+	return u.LeaseClasses(max, maxBytes, nil)
+}
+
+// LeaseClasses implements uplink.ClassLeaser (profiles that only buffer
+// some classes).
+func (u uplinkQueue) LeaseClasses(max, maxBytes int, allow func(uplink.Class) bool) ([]uplink.Record, error) {
+	var filter func(buffer.Class) bool
+	if allow != nil {
+		filter = func(c buffer.Class) bool { return allow(classToUplink[c]) }
+	}
+	recs, err := u.q.LeaseClasses(max, maxBytes, filter)
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}
@@ -85,9 +96,17 @@ func (s *store) queue() *buffer.Queue {
 // setQueue makes q the buffer; the held records go first on the next append.
 func (s *store) setQueue(q *buffer.Queue) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.q, s.err = q, nil
 	close(s.ready)
+	s.mu.Unlock()
+	if s.heldN.Load() > 0 {
+		// Records held while the buffer opened (start-up events) go in
+		// now, not with the next append a telemetry interval later: the
+		// uplink sends them right after it connects.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.append(ctx, telemetry.ClassEvent, nil)
+		cancel()
+	}
 }
 
 // fault returns the last storage fault that is not resolved yet, or nil.

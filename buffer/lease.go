@@ -19,6 +19,12 @@ import (
 // LiveWindow ago, at most the 4096 most recent), newest first; then the
 // rest, oldest first. Records past their class TTL are not returned.
 func (q *Queue) Lease(max int, maxBytes int) (recs []Record, err error) {
+	return q.LeaseClasses(max, maxBytes, nil)
+}
+
+// LeaseClasses is Lease restricted to the classes allow accepts (nil: all
+// classes); records of the other classes stay unleased.
+func (q *Queue) LeaseClasses(max int, maxBytes int, allow func(Class) bool) (recs []Record, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -44,7 +50,7 @@ func (q *Queue) Lease(max int, maxBytes int) (recs []Record, err error) {
 			if l.full() {
 				break
 			}
-			if q.cls[c].records == 0 {
+			if q.cls[c].records == 0 || allow != nil && !allow(c) {
 				continue
 			}
 			if err := l.live(txn, c); err != nil {

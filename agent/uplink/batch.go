@@ -47,6 +47,11 @@ type batcher struct {
 	compress   byte            // compact encoding's compressor (zstd; deflate in benchmarks)
 	encoders   []*wire.Encoder // free compact encoders
 
+	// eager closes a live batch at once when nothing is in flight and its
+	// topic had no message for latency (adaptive batching, flushEager).
+	eager      bool
+	lastClosed map[string]time.Time // by open-batch key, monotonic
+
 	open    map[string]*openBatch
 	ready   []*message
 	dropped []uint64 // records that can never be sent (undecodable, too big)
@@ -61,7 +66,7 @@ func newBatcher(thing string, topics topicSet, maxPayload int, latency time.Dura
 		maxPayload: maxPayload, latency: latency, prefix: p,
 		telemetry: topics.telemetry, events: topics.events, since: since,
 		thing: thing, compact: encoding == EncodingCompact, compress: wire.CompressZstd,
-		open: make(map[string]*openBatch),
+		open: make(map[string]*openBatch), lastClosed: make(map[string]time.Time),
 	}
 }
 
@@ -193,6 +198,7 @@ func (b *batcher) close(key string) {
 		return
 	}
 	delete(b.open, key)
+	b.lastClosed[key] = time.Now()
 	payload := append(ob.buf, ']', '}')
 	if ob.enc != nil {
 		var err error
@@ -214,6 +220,30 @@ func (b *batcher) close(key string) {
 func (b *batcher) flushDue(mono, wall time.Time, idle bool) {
 	for key, ob := range b.open {
 		if mono.Sub(ob.opened) >= b.latency || (idle && wall.Sub(ob.oldest) >= b.latency) {
+			b.close(key)
+		}
+	}
+}
+
+// flushEager closes the live batches whose topic had no message for
+// latency: the first record after a quiet spell goes at once, the ones
+// after it are batched as before (at most one extra message per topic
+// and latency). When the queue has nothing more (idle), backlog batches
+// close too: the records observed before the connection (at start-up,
+// before the first connect) need not wait until they are latency old.
+// The drain calls it only while nothing is in flight.
+func (b *batcher) flushEager(mono time.Time, idle bool) {
+	if !b.eager {
+		return
+	}
+	for key, ob := range b.open {
+		if ob.backlog {
+			if idle {
+				b.close(key)
+			}
+			continue
+		}
+		if last, ok := b.lastClosed[key]; !ok || mono.Sub(last) >= b.latency {
 			b.close(key)
 		}
 	}

@@ -71,8 +71,14 @@ type Config struct {
 	CAFile string `toml:"ca_file"`
 	// ServerName overrides the TLS server name (SNI and verification).
 	ServerName string `toml:"server_name"`
-	// KeepAlive is the MQTT keep-alive interval (30s–1200s).
+	// KeepAlive is the MQTT keep-alive interval (30s–1200s). With
+	// AdaptiveKeepAlive it is the upper bound.
 	KeepAlive Duration `toml:"keep_alive"`
+	// AdaptiveKeepAlive learns, per network, the longest idle interval
+	// the path keeps the connection open (probing up from 30 s, falling
+	// back after a silent drop) and pings at that interval; the CONNECT
+	// keep-alive stays KeepAlive.
+	AdaptiveKeepAlive bool `toml:"adaptive_keep_alive"`
 	// ConnectTimeout bounds one connection attempt (TCP, TLS, CONNACK).
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	// AckTimeout is how long a PUBACK may take before the connection is

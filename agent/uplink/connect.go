@@ -30,6 +30,12 @@ type connectParams struct {
 	will      *will
 	onMsg     mqtt.MessageHandler
 	onLost    func(error)
+	// keepAlive overrides cfg.KeepAlive when not zero (profiles, adaptive
+	// keep-alive, tests).
+	keepAlive time.Duration
+	// watch is told about every read on the connection (dead-link
+	// detection); nil for none.
+	watch *linkWatch
 }
 
 type will struct {
@@ -52,7 +58,7 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse broker url: %w", err)
 	}
-	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.Std()}
+	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.Std(), watch: p.watch}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := mqtt.NewClientOptions()
@@ -67,8 +73,12 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	o.SetStore(nopStore{})
 	o.SetOrderMatters(p.manualAck)
 	o.SetAutoAckDisabled(p.manualAck)
-	o.SetKeepAlive(p.cfg.KeepAlive.Std())
-	o.SetPingTimeout(min(p.cfg.KeepAlive.Std()/2, 20*time.Second))
+	ka := p.cfg.KeepAlive.Std()
+	if p.keepAlive > 0 {
+		ka = p.keepAlive
+	}
+	o.SetKeepAlive(ka)
+	o.SetPingTimeout(pingWait(ka))
 	o.SetConnectTimeout(p.cfg.ConnectTimeout.Std())
 	o.SetWriteTimeout(p.cfg.AckTimeout.Std())
 	if p.will != nil {

@@ -21,6 +21,14 @@
 // more than one CONNECT per second, backing off long on identity
 // failures (ErrAuth).
 //
+// A silently dead link (a carrier NAT that forgot the mapping) is found
+// within 1.5 × keep-alive from the reads on the socket, sooner when a
+// publish goes unanswered, and retried at once (linkwatch.go); optional
+// adaptive keep-alive learns per network how long the path keeps an idle
+// connection (adaptive.go). A record goes out at once when nothing is in
+// flight and its topic was quiet for BatchLatency (adaptive batching).
+// Profiles adjust the session at run time (profile_hooks.go).
+//
 // Conn is a plain short-lived connection for fleet provisioning; Shadow
 // reports last-known state to the device shadow.
 package uplink

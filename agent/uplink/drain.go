@@ -26,9 +26,44 @@ type conn struct {
 	window   chan struct{} // in-flight slots
 	lost     chan struct{} // closed when the connection is unusable
 	lostOnce sync.Once
-	lostErr  error         // set before lost is closed
-	pahoDone chan struct{} // closed by paho's connection-lost callback
-	wg       sync.WaitGroup
+	lostErr  error          // set before lost is closed
+	pahoDone chan struct{}  // closed by paho's connection-lost callback
+	wg       sync.WaitGroup // awaits of in-flight messages
+	pubs     sync.WaitGroup // paho Publish calls (publish)
+	ka       time.Duration  // keep-alive of this connection
+	probe    time.Duration  // adaptive: our own ping interval (< ka); 0 = paho's keep-alive only
+	net      string         // adaptive: the network key
+	watch    *linkWatch     // dead-link detection
+	drained  chan struct{}  // capacity 1: the last in-flight publish was answered
+}
+
+// publish hands a QoS 1 message to paho without letting a dying
+// connection block the caller: once the connection is lost, paho's
+// Publish waits up to WriteTimeout (ack_timeout) for a writer that is
+// gone. It returns nil if c was lost first; that Publish call then ends
+// in the background (counted in c.pubs). Callers publish one at a time, so
+// the order is kept.
+func (c *conn) publish(topic string, retained bool, payload []byte) mqtt.Token {
+	pub := make(chan mqtt.Token, 1)
+	c.pubs.Add(1)
+	go func() { defer c.pubs.Done(); pub <- c.client.Publish(topic, 1, retained, payload) }()
+	select {
+	case tok := <-pub:
+		return tok
+	case <-c.lost:
+		return nil
+	}
+}
+
+// settle frees an in-flight slot and tells the drain when none is left.
+func (c *conn) settle() {
+	<-c.window
+	if len(c.window) == 0 {
+		select {
+		case c.drained <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (c *conn) fail(err error) {
@@ -49,6 +84,9 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 		s.st.reconnects.Add(1)
 	}
 	s.log.Info("mqtt connected", "broker", s.cfg.Broker, "thing", s.opts.Thing, "session_present", present)
+	watched := make(chan struct{})
+	go func() { s.watch(c, c.watch, c.ka); close(watched) }() // ends when c is lost
+	defer func() { <-watched }()                              // c is failed by closeGracefully/closeBroken
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { // ends with cancel at return
@@ -111,15 +149,17 @@ const liveLeaseMax = 256
 
 // drain moves records from the queue to the broker until ctx is done.
 func (s *Session) drain(ctx context.Context, c *conn) {
-	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.cfg.BatchLatency.Std(), c.since, s.cfg.Encoding)
+	b := newBatcher(s.opts.Thing, s.topics, s.cfg.MaxPayload, s.batchLatency(), c.since, s.cfg.Encoding)
+	b.eager = !s.noEagerBatch
 	defer func() { s.release(b.held()) }()
 	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
+		b.latency = s.batchLatency()
 		if m := b.peek(); m != nil {
 			// Backlog messages also wait for the throughput cap here, where
 			// live records can overtake them, not in send.
 			if wait := max(s.backlog.delay(), s.rate.byteDelay()); m.backlog && wait > 0 {
-				s.throttled(ctx, b, wait) // live records may overtake meanwhile
+				s.throttled(ctx, c, b, wait) // live records may overtake meanwhile
 				continue
 			}
 			if !s.send(ctx, c, m) {
@@ -128,17 +168,17 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 			b.pop()
 			continue
 		}
-		n, ok := s.fill(ctx, b, leaseMax)
+		n, ok := s.fill(ctx, c, b, leaseMax)
 		if ok && n == 0 && b.peek() == nil {
-			s.idle(ctx, b.deadline())
+			s.idle(ctx, c, b.deadline())
 		}
 	}
 }
 
 // fill leases up to max records into b and closes due batches. It
 // reports how many records came and false if the lease failed.
-func (s *Session) fill(ctx context.Context, b *batcher, max int) (int, bool) {
-	recs, err := s.opts.Queue.Lease(max, s.cfg.MaxPayload)
+func (s *Session) fill(ctx context.Context, c *conn, b *batcher, max int) (int, bool) {
+	recs, err := s.lease(max)
 	if err != nil {
 		s.logRare("buffer lease failed", err)
 		_ = backoff.Sleep(ctx, time.Second)
@@ -152,13 +192,53 @@ func (s *Session) fill(ctx context.Context, b *batcher, max int) (int, bool) {
 		s.drop(d)
 	}
 	b.flushDue(now, s.now(), len(recs) == 0)
+	if len(c.window) == 0 {
+		// Nothing in flight: a live batch whose topic has not had a
+		// message for batch_latency goes at once (adaptive batching).
+		b.flushEager(now, len(recs) == 0)
+	}
 	return len(recs), true
+}
+
+// lease leases up to max records of the classes SetPublishClasses allows.
+func (s *Session) lease(max int) ([]Record, error) {
+	allow := s.hooks.allow()
+	if allow == nil {
+		return s.opts.Queue.Lease(max, s.cfg.MaxPayload)
+	}
+	if cl, ok := s.opts.Queue.(ClassLeaser); ok {
+		return cl.LeaseClasses(max, s.cfg.MaxPayload, allow)
+	}
+	recs, err := s.opts.Queue.Lease(max, s.cfg.MaxPayload)
+	if err != nil {
+		return nil, err
+	}
+	var back []uint64
+	kept := recs[:0]
+	for _, r := range recs {
+		if allow(r.Class) {
+			kept = append(kept, r)
+		} else {
+			back = append(back, r.Seq)
+		}
+	}
+	if len(back) > 0 {
+		s.opts.Queue.Release(back...)
+		// A queue may signal Ready on Release: swallow our own signal, or
+		// the drain would lease and release the same records in a loop.
+		// (An append signalled at the same moment waits for idlePoll.)
+		select {
+		case <-s.opts.Queue.Ready():
+		default:
+		}
+	}
+	return kept, nil
 }
 
 // throttled waits up to wait for the backlog rate. An append meanwhile
 // is leased (live records first) so that it is not stuck behind the
 // backlog; a live batch that comes due is closed, which puts it ahead.
-func (s *Session) throttled(ctx context.Context, b *batcher, wait time.Duration) {
+func (s *Session) throttled(ctx context.Context, c *conn, b *batcher, wait time.Duration) {
 	if d := b.deadline(); !d.IsZero() {
 		wait = min(wait, max(time.Until(d), time.Millisecond))
 	}
@@ -173,7 +253,7 @@ func (s *Session) throttled(ctx context.Context, b *batcher, wait time.Duration)
 		return
 	case <-t.C:
 	case <-ready:
-		s.fill(ctx, b, liveLeaseMax)
+		s.fill(ctx, c, b, liveLeaseMax)
 	}
 	b.flushDue(time.Now(), s.now(), false)
 }
@@ -181,8 +261,9 @@ func (s *Session) throttled(ctx context.Context, b *batcher, wait time.Duration)
 // idlePoll bounds an idle wait even if a Ready signal is missed.
 const idlePoll = time.Second
 
-// idle waits for an append, the next batch deadline, idlePoll or ctx.
-func (s *Session) idle(ctx context.Context, deadline time.Time) {
+// idle waits for an append, the next batch deadline, the last in-flight
+// PUBACK, a changed override, idlePoll or ctx.
+func (s *Session) idle(ctx context.Context, c *conn, deadline time.Time) {
 	wait := idlePoll
 	if !deadline.IsZero() {
 		wait = min(wait, max(time.Until(deadline), time.Millisecond))
@@ -193,6 +274,8 @@ func (s *Session) idle(ctx context.Context, deadline time.Time) {
 	select {
 	case <-s.opts.Queue.Ready():
 	case <-timeout:
+	case <-c.drained:
+	case <-s.hooks.wake:
 	case <-ctx.Done():
 	}
 }
@@ -213,7 +296,12 @@ func (s *Session) send(ctx context.Context, c *conn, m *message) bool {
 		<-c.window
 		return false
 	}
-	tok := c.client.Publish(m.topic, 1, m.retained, m.payload)
+	c.watch.expect()
+	tok := c.publish(m.topic, m.retained, m.payload)
+	if tok == nil { // lost meanwhile: the drain ends and releases m with the rest
+		c.settle()
+		return false
+	}
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(m.payload)))
 	s.st.inflight.Add(1)
@@ -237,7 +325,7 @@ func (s *Session) await(c *conn, tok mqtt.Token, m *message) {
 		err = errAckTimeout
 		c.fail(fmt.Errorf("%w on %s", errAckTimeout, m.topic))
 	}
-	<-c.window
+	c.settle()
 	s.st.inflight.Add(-1)
 	if err != nil {
 		s.release(m.seqs)
@@ -267,13 +355,17 @@ func (s *Session) publishWait(ctx context.Context, c *conn, topic string, payloa
 	case <-c.lost:
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
-	defer func() { <-c.window }()
+	defer c.settle()
 	if !s.rate.waitPublish(ctx.Done(), c.lost, len(payload)) {
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
 	s.st.inflight.Add(1)
 	defer s.st.inflight.Add(-1)
-	tok := c.client.Publish(topic, 1, retained, payload)
+	c.watch.expect()
+	tok := c.publish(topic, retained, payload)
+	if tok == nil {
+		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
+	}
 	s.st.published.Add(1)
 	s.st.bytes.Add(uint64(len(payload)))
 	t := time.NewTimer(s.cfg.AckTimeout.Std())
@@ -319,21 +411,24 @@ func (s *Session) closeGracefully(c *conn) {
 	c.client.Disconnect(250)
 	c.fail(errors.New("session closed"))
 	<-waited
+	c.pubs.Wait()
 }
 
 // closeBroken drops the connection without DISCONNECT (the broker sends
 // the LWT) and waits for paho and the awaits to finish.
 func (s *Session) closeBroken(c *conn) {
-	if tc := c.dial.last(); tc != nil {
-		_ = tc.Conn.Close()
-	}
+	c.breakSocket() // paho sees the loss at once
 	select {
 	case <-c.pahoDone:
 	case <-time.After(5 * time.Second):
 		c.client.Disconnect(0)
 	}
+	if tc := c.dial.last(); tc != nil {
+		_ = tc.Conn.Close()
+	}
 	c.fail(errors.New("connection closed"))
 	c.wg.Wait()
+	c.pubs.Wait()
 }
 
 func (s *Session) release(seqs []uint64) {

@@ -37,3 +37,13 @@ type Queue interface {
 	// Ready is signalled after an append.
 	Ready() <-chan struct{}
 }
+
+// ClassLeaser is a Queue that can lease only some classes. The session
+// uses it while SetPublishClasses excludes a class, so that the excluded
+// records stay in the buffer, not leased. A Queue without it gets them
+// leased and released again (the session waits for the next append
+// before it leases again).
+type ClassLeaser interface {
+	// LeaseClasses is Lease restricted to the classes allow accepts.
+	LeaseClasses(max int, maxBytes int, allow func(Class) bool) ([]Record, error)
+}

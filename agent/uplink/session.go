@@ -50,6 +50,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StateDir keeps what adaptive keep-alive learned per network
+	// (uplink-keepalive.json); empty = memory only.
+	StateDir string
 }
 
 // Stats is a snapshot of the session counters.
@@ -103,6 +106,13 @@ type Session struct {
 	subsPausedUntil time.Time
 	rare            map[string]time.Time // guarded by mu; last time logRare logged a message
 
+	// hooks are the run-time overrides of profile_hooks.go.
+	hooks hooks
+	// noEagerBatch turns adaptive batching off (tests compare).
+	noEagerBatch bool
+	// learner is the adaptive keep-alive; nil when off.
+	learner *kaLearner
+
 	st counters
 }
 
@@ -144,6 +154,10 @@ func New(opts Options) (*Session, error) {
 	s.rate = newPublishLimiter(cfg.MaxPublishRate, int64(cfg.MaxThroughput), time.Now)
 	s.backlog = newLimiter(cfg.BacklogRate, time.Now)
 	s.boff = backoff.Policy{Base: cfg.BackoffInitial.Std(), Max: cfg.BackoffMax.Std(), Rand: rand.Int64N}
+	s.hooks.init(cfg)
+	if cfg.AdaptiveKeepAlive {
+		s.learner = newKALearner(opts.StateDir, opts.Logger)
+	}
 	return s, nil
 }
 
@@ -169,8 +183,12 @@ func (s *Session) Run(ctx context.Context) error {
 		attempt  int
 		authSeen string
 	)
+	quickNext := false
 	for first := true; ; first = false {
 		wait := s.nextDelay(first, attempt, lastErr)
+		if quickNext {
+			wait, quickNext = 0, false
+		}
 		if !last.IsZero() {
 			wait = max(wait, minConnectSpacing-time.Since(last))
 		}
@@ -203,8 +221,15 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err)
+		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= min(quickReconnectAfter, c.ka)
+		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err, "reconnect_now", quick)
 		s.st.setLastError(err)
+		if quick {
+			// The path failed, not the broker: reconnect at once (the
+			// connect spacing still applies). Failures from here on
+			// back off as usual.
+			quickNext = true
+		}
 	}
 }
 
@@ -259,9 +284,11 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 			return nil, err
 		}
 	}
-	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow)}
+	c := &conn{lost: make(chan struct{}), pahoDone: make(chan struct{}), window: make(chan struct{}, s.cfg.InflightWindow),
+		ka: s.connKeepAlive(), watch: newLinkWatch(), drained: make(chan struct{}, 1)}
 	cd, err := connect(ctx, connectParams{
 		cfg: s.cfg, clientID: s.opts.Thing, tls: s.tls, clean: false, manualAck: true,
+		keepAlive: c.ka, watch: c.watch,
 		will:   &will{topic: s.topics.status, payload: s.statusPayload("offline")},
 		onMsg:  s.inbound,
 		onLost: func(err error) { c.fail(err); close(c.pahoDone) },
@@ -274,6 +301,12 @@ func (s *Session) dial(ctx context.Context) (*conn, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.learner != nil {
+		c.net = s.learner.key()
+		if k := s.learner.interval(c.net, c.ka); k < c.ka {
+			c.probe = k
+		}
 	}
 	c.connected = cd
 	c.since = s.now()
@@ -371,4 +404,9 @@ func (s *Session) Publish(ctx context.Context, topic string, payload []byte) err
 		return fmt.Errorf("publish %s: %w", topic, ErrNotConnected)
 	}
 	return s.publishWait(ctx, c, topic, payload, false)
+}
+
+// connKeepAlive is the keep-alive of the next connection.
+func (s *Session) connKeepAlive() time.Duration {
+	return s.keepAliveTarget()
 }

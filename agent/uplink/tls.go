@@ -124,6 +124,7 @@ func notYetValid(err error) bool {
 type dialer struct {
 	tls     *tls.Config // nil for plaintext
 	timeout time.Duration
+	watch   *linkWatch // told about every read; nil = not watched
 
 	mu   sync.Mutex
 	conn *trackedConn // guarded by mu; last connection dialled
@@ -146,7 +147,7 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	tr := &trackedConn{Conn: conn}
+	tr := &trackedConn{Conn: conn, watch: d.watch}
 	d.mu.Lock()
 	d.conn = tr
 	d.mu.Unlock()
@@ -200,6 +201,8 @@ func isRemoteCertAlert(err error) bool {
 
 type trackedConn struct {
 	net.Conn
+	watch *linkWatch // nil = not watched
+	wmu   sync.Mutex // one packet per Write: ours go between paho's
 	mu    sync.Mutex
 	first error // guarded by mu
 }
@@ -223,15 +226,36 @@ func (c *trackedConn) err() error {
 
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 && c.watch != nil {
+		c.watch.read()
+	}
 	c.note(err)
 	return n, err
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
 	n, err := c.Conn.Write(b)
+	c.wmu.Unlock()
 	c.note(err)
 	return n, err
 }
+
+// writePacket writes one whole MQTT packet of our own between paho's.
+// It never waits behind paho: while paho is in a write (which may hang
+// on a dead link until its write deadline) it returns errWriteBusy.
+func (c *trackedConn) writePacket(b []byte) error {
+	if !c.wmu.TryLock() {
+		return errWriteBusy
+	}
+	_, err := c.Conn.Write(b)
+	c.wmu.Unlock()
+	c.note(err)
+	return err
+}
+
+// errWriteBusy: paho is writing; our packet was not sent.
+var errWriteBusy = errors.New("connection busy writing")
 
 // last returns the last connection dialled, or nil.
 func (d *dialer) last() *trackedConn {

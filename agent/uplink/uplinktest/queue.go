@@ -75,6 +75,12 @@ func (q *Queue) FailAck(err error) {
 
 // Lease returns unleased records, highest class first, then by seq.
 func (q *Queue) Lease(max int, maxBytes int) ([]uplink.Record, error) {
+	return q.LeaseClasses(max, maxBytes, nil)
+}
+
+// LeaseClasses is Lease restricted to the classes allow accepts (nil:
+// all). It implements uplink.ClassLeaser.
+func (q *Queue) LeaseClasses(max int, maxBytes int, allow func(uplink.Class) bool) ([]uplink.Record, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.failNext; err != nil {
@@ -84,6 +90,9 @@ func (q *Queue) Lease(max int, maxBytes int) ([]uplink.Record, error) {
 	var out []uplink.Record
 	size := 0
 	for c := len(q.free) - 1; c >= 0; c-- {
+		if allow != nil && !allow(uplink.Class(c)) {
+			continue
+		}
 		h := &q.free[c]
 		for h.Len() > 0 && len(out) < max {
 			seq := (*h)[0]
