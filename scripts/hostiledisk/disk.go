@@ -68,6 +68,16 @@ type Disk struct {
 	stats   Stats
 	log     *opLog // nil: no recording
 	cut     bool
+	plan    CutPlan // of the cut, once cut
+	cutErr  error
+	arm     *armed // Arm: cut at the next flush
+}
+
+// armed is a cut waiting for the next flush.
+type armed struct {
+	mode Mode
+	seed uint64
+	done chan struct{}
 }
 
 // NewDisk serves img (its size, rounded down to sectors, is the disk's).
@@ -153,6 +163,11 @@ func (d *Disk) add(o op, fua bool) error {
 		return err
 	}
 	d.pending = append(d.pending, o)
+	if fua && d.arm != nil {
+		d.cutLocked(d.arm.mode, d.arm.seed, "before a FUA write completed")
+		close(d.arm.done)
+		return errCut
+	}
 	if fua {
 		// A FUA write is durable when it completes. Modelled as a flush
 		// of everything before it too: stronger than NBD requires (only
@@ -170,8 +185,25 @@ func (d *Disk) Flush() error {
 	if d.cut {
 		return errCut
 	}
+	if d.arm != nil && len(d.pending) > 0 {
+		d.cutLocked(d.arm.mode, d.arm.seed, "before a flush")
+		close(d.arm.done)
+		return errCut
+	}
 	d.stats.Flushes++
 	return d.flushLocked()
+}
+
+// Arm makes the next FLUSH that has writes to make durable cut the power
+// instead (unanswered): the moment with the most writes at stake. The
+// channel is closed when that happened; Cut cuts at once.
+func (d *Disk) Arm(mode Mode, seed uint64) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.arm == nil {
+		d.arm = &armed{mode: mode, seed: seed, done: make(chan struct{})}
+	}
+	return d.arm.done
 }
 
 func (d *Disk) flushLocked() error {
@@ -197,22 +229,30 @@ func (d *Disk) Stats() Stats {
 // Cut is the power cut: it plans which pending writes persist under mode
 // with seed, writes them to the image, fsyncs it and ends the disk (every
 // later request fails with errCut, unanswered). It waits for a request in
-// progress; a second Cut returns an error.
+// progress. Once cut (by an armed flush too), it returns that cut's plan.
 func (d *Disk) Cut(mode Mode, seed uint64) (CutPlan, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cut {
-		return CutPlan{}, errCut
+	if !d.cut {
+		d.cutLocked(mode, seed, "at once")
 	}
+	return d.plan, d.cutErr
+}
+
+func (d *Disk) cutLocked(mode Mode, seed uint64, at string) {
 	d.cut = true
 	p := planCut(d.pending, mode, seed)
+	p.At = at
+	d.plan = p
 	if err := p.apply(d.img, d.pending); err != nil {
-		return p, fmt.Errorf("cut: %w", err)
+		d.cutErr = fmt.Errorf("cut: %w", err)
+		return
 	}
 	if err := d.img.Sync(); err != nil {
-		return p, fmt.Errorf("cut: %w", err)
+		d.cutErr = fmt.Errorf("cut: %w", err)
+		return
 	}
-	return p, d.log.close()
+	d.cutErr = d.log.close()
 }
 
 // writeStats writes the counters as JSON to path.

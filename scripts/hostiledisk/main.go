@@ -10,8 +10,10 @@
 // serve keeps every write since the last completed FLUSH (or FUA write)
 // in memory, not in the image; reads see them; a FLUSH applies them in
 // order and fsyncs the image. It serves one client at a time; the cut
-// comes with SIGUSR1 or SIGTERM, or when a client goes away without
-// NBD_CMD_DISC (qemu killed): no request is answered after it, the
+// comes with SIGUSR1 (at the next FLUSH that has writes to make durable,
+// left unanswered, or after -arm-wait), SIGTERM (at once), or when a
+// client goes away without NBD_CMD_DISC (qemu killed): no request is
+// answered after it, the
 // pending writes persist as -mode says (nothing, prefix, subset, torn,
 // mixed, none-lost; seeded by -seed, random and printed when 0), the
 // image is fsynced and the server prints a "hostiledisk: cut ..." line
@@ -38,6 +40,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -77,6 +80,7 @@ func cmdServe(args []string) error {
 	modeS := fs.String("mode", string(ModeNothing), "what persists of the pending writes at the cut: nothing|prefix|subset|torn|mixed|none-lost")
 	seed := fs.Uint64("seed", 0, "seed of the cut (0: random, printed)")
 	logPath := fs.String("log", "", "record every write and flush here (for replay)")
+	armWait := fs.Duration("arm-wait", 2*time.Second, "SIGUSR1 cuts at the next FLUSH with writes pending, or after this long")
 	statsPath := fs.String("stats", "", "write the counters (JSON) here at exit and on SIGUSR2")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -126,6 +130,13 @@ func cmdServe(args []string) error {
 				continue
 			}
 			cause = "signal " + s.String()
+			if s == syscall.SIGUSR1 { // cut at the next flush, or after -arm-wait
+				select {
+				case <-d.Arm(mode, *seed):
+				case <-ended:
+				case <-time.After(*armWait):
+				}
+			}
 		case err := <-ended:
 			cause = fmt.Sprintf("client gone (%v)", err)
 		}

@@ -35,6 +35,7 @@ func ParseMode(s string) (Mode, error) {
 // written except the sectors of its 4 KiB page at TornPage whose bit in
 // TornKeep is clear (those keep their old content).
 type CutPlan struct {
+	At       string // when the cut came (serve), empty in replay
 	Mode     Mode   // the mode applied (for mixed: the one the seed chose)
 	Asked    Mode   // the mode asked for
 	Seed     uint64 //
@@ -137,6 +138,9 @@ func (p CutPlan) String() string {
 		fmt.Fprintf(h, "%d,", i)
 	}
 	var b strings.Builder
+	if p.At != "" {
+		fmt.Fprintf(&b, "at=%q ", p.At)
+	}
 	fmt.Fprintf(&b, "mode=%s asked=%s seed=%d pending=%d persisted=%d order_hash=%016x", p.Mode, p.Asked, p.Seed, p.Pending, len(p.Order), h.Sum64())
 	if len(p.Order) > 0 {
 		k := min(len(p.Order), 8)

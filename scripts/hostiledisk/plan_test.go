@@ -201,10 +201,35 @@ func TestDiskCutModes(t *testing.T) {
 			if err := d.Write(0, make([]byte, 512), false); err != errCut {
 				t.Fatalf("write after the cut: %v", err)
 			}
-			if _, err := d.Cut(mode, 3); err != errCut {
-				t.Fatal("second cut")
+			if q, err := d.Cut(ModeNoneLost, 4); err != nil || q.String() != p.String() {
+				t.Fatalf("second cut: %v %s, want the first's plan", err, q)
 			}
 		})
+	}
+}
+
+func TestDiskArmedCut(t *testing.T) {
+	d, path := newTestDisk(t, 4*pageSize, 0)
+	done := d.Arm(ModeNothing, 1)
+	if err := d.Flush(); err != nil { // nothing pending: an ordinary flush
+		t.Fatal(err)
+	}
+	_ = d.Write(0, bytes.Repeat([]byte{1}, pageSize), false)
+	select {
+	case <-done:
+		t.Fatal("cut before a flush")
+	default:
+	}
+	if err := d.Flush(); err != errCut {
+		t.Fatalf("armed flush: %v", err)
+	}
+	<-done
+	p, err := d.Cut(ModeNoneLost, 9)
+	if err != nil || p.Pending != 1 || p.Mode != ModeNothing || p.At != "before a flush" {
+		t.Fatalf("plan %s, %v", p, err)
+	}
+	if img, _ := os.ReadFile(path); img[0] != 0 {
+		t.Fatal("the write the armed flush would have made durable persisted")
 	}
 }
 
@@ -246,7 +271,7 @@ func TestReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := strings.Count(man.String(), "CUT "); n != 6 {
-		t.Fatalf("%d cuts, want 6 (5 flushes):\n%s", n, man.String())
+		t.Fatalf("%d cuts, want 6 (5 flushes, one write before each and one after the last):\n%s", n, man.String())
 	}
 	for j := range 6 {
 		im, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("cut-%04d.img", j)))
@@ -267,7 +292,7 @@ func TestReplay(t *testing.T) {
 			t.Errorf("cut %d: acked file:\n%s", j, acked)
 		}
 	}
-	if got := pickCuts(10, 3, 7); len(got) != 3 || !slices.IsSorted(got) || !slices.Equal(got, pickCuts(10, 3, 7)) {
+	if got := pickCuts([]int{0, 2, 4, 6, 8, 9}, 3, 7); len(got) != 3 || !slices.IsSorted(got) || !slices.Equal(got, pickCuts([]int{0, 2, 4, 6, 8, 9}, 3, 7)) {
 		t.Fatalf("pickCuts: %v", got)
 	}
 }

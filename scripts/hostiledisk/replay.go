@@ -6,7 +6,8 @@ package main
 //
 // Why it is sound. The server carries out requests one at a time, in the
 // order it logs them, and logs a flush after its fsync, before it replies.
-// Cut point j (0 <= j <= K, K flushes in the log) is the instant just
+// Cut point j (0 <= j <= K, K flushes in the log; only those with writes
+// pending are used) is the instant just
 // before flush j+1 completed (j = K: the end of the run). At that instant
 // the durable state is every write logged before flush j (all of them
 // applied in order: "base + up to flush j"), and the writes pending are
@@ -101,11 +102,20 @@ func replay(cfg replayConfig) error {
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	flushes, err := countFlushes(cfg.Log)
+	writes, err := countIntervals(cfg.Log)
 	if err != nil {
 		return err
 	}
-	points := pickCuts(flushes+1, cfg.Cuts, cfg.Seed)
+	flushes := len(writes) - 1
+	// Cut points with no write pending are the durable state alone (the
+	// run's every flush): only those with writes at stake are picked.
+	var cands []int
+	for j, n := range writes {
+		if n > 0 {
+			cands = append(cands, j)
+		}
+	}
+	points := pickCuts(cands, cfg.Cuts, cfg.Seed)
 	work := filepath.Join(cfg.Out, "work.img")
 	if err := copySparse(work, cfg.Base); err != nil {
 		return err
@@ -195,45 +205,45 @@ func makeCut(cfg replayConfig, wf *os.File, work string, j, flushes int, t int64
 	return err
 }
 
-// countFlushes counts the flush records of a log.
-func countFlushes(path string) (int, error) {
+// countIntervals returns, for each cut point 0..K of a log with K
+// flushes, the number of writes logged between flush j and flush j+1.
+func countIntervals(path string) ([]int, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("replay: %w", err)
+		return nil, fmt.Errorf("replay: %w", err)
 	}
 	defer f.Close()
 	lr, err := newLogReader(f)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	n := []int{0}
 	for {
 		rec, err := lr.next()
 		if err == io.EOF {
 			return n, nil
 		}
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if rec.kind == recFlush {
-			n++
+			n = append(n, 0)
+		} else {
+			n[len(n)-1]++
 		}
 	}
 }
 
-// pickCuts picks want distinct cut points of 0..n-1 (all of them if want
-// >= n), sorted, from seed.
-func pickCuts(n, want int, seed uint64) []int {
-	all := make([]int, n)
-	for i := range all {
-		all[i] = i
-	}
-	if want < n {
+// pickCuts picks want distinct cut points of cands (all of them if want
+// >= len(cands)), sorted, from seed.
+func pickCuts(cands []int, want int, seed uint64) []int {
+	all := slices.Clone(cands)
+	if want < len(all) {
 		r := rand.New(rand.NewPCG(seed, 0x63757473)) // "cuts"
-		r.Shuffle(n, func(i, j int) { all[i], all[j] = all[j], all[i] })
+		r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 		all = all[:max(want, 0)]
-		slices.Sort(all)
 	}
+	slices.Sort(all)
 	return all
 }
 
