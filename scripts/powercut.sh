@@ -296,7 +296,7 @@ mkdisk() {
 	rm -f "$1"
 	truncate -s 512M "$1"
 	mkfs.ext4 -q -F "$1"
-	[ "$fs" != ext4-journal ] || tune2fs -q -o journal_data "$1"
+	[ "$fs" != ext4-journal ] || tune2fs -o journal_data "$1" >/dev/null
 }
 
 # replay_round POL R: one writer run on a fresh $img with the write log
