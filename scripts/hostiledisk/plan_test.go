@@ -326,3 +326,23 @@ func FuzzReadLog(f *testing.F) {
 		}
 	})
 }
+
+func FuzzReadStamped(f *testing.F) {
+	f.Add("12 ACKED 0 5 0 1 end\n13 ACKING 5 1 end\nx\n14 ACKED 1 6 0 2")
+	f.Fuzz(func(t *testing.T, s string) {
+		acked, acking, err := readStamped(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for _, a := range acked {
+			if !ackLine.MatchString(a.line) || strings.HasPrefix(a.line, "ACKING") {
+				t.Fatalf("kept %q as ACKED", a.line)
+			}
+		}
+		for _, l := range acking {
+			if !strings.HasPrefix(l, "ACKING ") {
+				t.Fatalf("kept %q as ACKING", l)
+			}
+		}
+	})
+}
