@@ -108,14 +108,23 @@ func replay(cfg replayConfig) error {
 	}
 	flushes := len(writes) - 1
 	// Cut points with no write pending are the durable state alone (the
-	// run's every flush): only those with writes at stake are picked.
-	var cands []int
+	// run's every flush): only those with writes at stake are picked,
+	// those with two or more first (where a subset can reorder or drop an
+	// earlier write and keep a later one).
+	var many, one []int
 	for j, n := range writes {
-		if n > 0 {
-			cands = append(cands, j)
+		switch {
+		case n > 1:
+			many = append(many, j)
+		case n == 1:
+			one = append(one, j)
 		}
 	}
-	points := pickCuts(cands, cfg.Cuts, cfg.Seed)
+	points := pickCuts(many, cfg.Cuts, cfg.Seed)
+	if len(points) < cfg.Cuts {
+		points = append(points, pickCuts(one, cfg.Cuts-len(points), cfg.Seed)...)
+		slices.Sort(points)
+	}
 	work := filepath.Join(cfg.Out, "work.img")
 	if err := copySparse(work, cfg.Base); err != nil {
 		return err
