@@ -151,6 +151,7 @@ func pcMountDisk(t *testing.T, dev, mnt, opts string) {
 		t.Fatal(err)
 	}
 	if err := unix.Mount(dev, mnt, "ext4", 0, opts); err != nil {
+		fmt.Printf("KERNEL %s\n", strings.ReplaceAll(pcKernelLog(2048), "\n", "\nKERNEL "))
 		t.Fatalf("mount %s: %v", dev, err)
 	}
 }
@@ -361,4 +362,15 @@ func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
 		_, _ = os.Stdout.WriteString(line)
 		mu.Unlock()
 	}
+}
+
+// pcKernelLog returns the last n bytes of the kernel's log (why a mount
+// failed: the console is quiet).
+func pcKernelLog(n int) string {
+	buf := make([]byte, 1<<17)
+	k, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil {
+		return fmt.Sprintf("(kernel log: %v)", err)
+	}
+	return strings.TrimSpace(string(buf[max(0, k-n):k]))
 }

@@ -37,7 +37,8 @@
 #                    (default 16) of them per boot. POWERCUT_ROUNDS
 #                    (default 1) writer runs per policy, each cut after
 #                    POWERCUT_MIN_LINES..POWERCUT_MAX_LINES (200..800) ACKED
-#                    lines. POWERCUT_RESULTS=FILE appends a row per cut. Why that is sound: docs/perf/powercut.md.
+#                    lines. POWERCUT_RESULTS=FILE appends a row per cut;
+#                    POWERCUT_FAILDIR=DIR keeps each failed cut's image. Why that is sound: docs/perf/powercut.md.
 #   file             qemu opens the image itself (cache=writeback): writes
 #                    qemu completed are in the host's page cache and survive
 #                    qemu's death, so the cut loses only what the guest had
@@ -348,6 +349,13 @@ replay_round() {
 			*)
 				nfail=$((nfail + 1))
 				log "FAIL: $row"
+				if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
+					mkdir -p "$POWERCUT_FAILDIR"
+					cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
+					cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
+					echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
+					grep -E "^KERNEL |cut-$name|$name" "$dir/verify-$b" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
+				fi
 				;;
 			esac
 		done
