@@ -321,7 +321,12 @@ replay_round() {
 		cat "$dir/replay.err" >&2
 		return 1
 	}
-	rm -f "$work/writes.log"
+	if [ -n "${POWERCUT_KEEP:-}" ]; then # replay it again: hostiledisk replay -points ...
+		mv "$work/writes.log" "$dir/writes.log"
+		cp --sparse=always "$work/base.img" "$dir/base.img"
+	else
+		rm -f "$work/writes.log"
+	fi
 	t2=$(date +%s.%N)
 	mapfile -t names < <(awk '{ print $2 }' "$dir/manifest")
 	for ((b = 0; b < ${#names[@]}; b += per_boot)); do

@@ -38,6 +38,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -182,8 +183,16 @@ func cmdReplay(args []string) error {
 	fs.IntVar(&c.Cuts, "cuts", 16, "number of cut points (distinct flush boundaries)")
 	modeS := fs.String("mode", string(ModeMixed), "what persists of the pending writes at each cut")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed (0: random, printed)")
+	points := fs.String("points", "", "comma-separated cut points (J of cut-J) instead of random ones")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for _, f := range strings.FieldsFunc(*points, func(r rune) bool { return r == ',' }) {
+		j, err := strconv.Atoi(f)
+		if err != nil || j < 0 {
+			return fmt.Errorf("replay: -points %q: %q is not a cut point", *points, f)
+		}
+		c.Points = append(c.Points, j)
 	}
 	var err error
 	if c.Mode, err = ParseMode(*modeS); err != nil {

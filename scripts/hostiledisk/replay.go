@@ -44,7 +44,8 @@ import (
 // replayConfig is the input of one replay.
 type replayConfig struct {
 	Log, Base, Console, Out string
-	Cuts                    int // cut points to make (all if more than there are)
+	Cuts                    int   // cut points to make (all if more than there are)
+	Points                  []int // these cut points instead (reproducing a cut)
 	Mode                    Mode
 	Seed                    uint64
 	Manifest                io.Writer
@@ -121,7 +122,9 @@ func replay(cfg replayConfig) error {
 		}
 	}
 	points := pickCuts(many, cfg.Cuts, cfg.Seed)
-	if len(points) < cfg.Cuts {
+	if cfg.Points != nil {
+		points = slices.Sorted(slices.Values(cfg.Points))
+	} else if len(points) < cfg.Cuts {
 		points = append(points, pickCuts(one, cfg.Cuts-len(points), cfg.Seed)...)
 		slices.Sort(points)
 	}
