@@ -2,7 +2,7 @@
 # CI: the buffer's power-cut test (docs/perf/powercut.md) on the hostile
 # disk (scripts/hostiledisk): per policy (always, group, none) one writer
 # run in a qemu VM with its store on an ext4 virtio disk served by the
-# hostile NBD server, which records every write and flush; 12 power cuts
+# hostile NBD server, which records every write and flush; 8 power cuts
 # at random flush boundaries of that run (mode mixed: nothing, a prefix, a
 # subset in random order or a subset with a torn 4 KiB page of the writes
 # pending) are rebuilt offline and verified in one boot. Installs e2fsprogs
@@ -11,4 +11,5 @@
 # warm cache; measured in docs/perf/powercut.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec env POWERCUT_DISK=replay POWERCUT_CUTS="${POWERCUT_CUTS:-12}" scripts/powercut.sh
+exec env POWERCUT_DISK=replay POWERCUT_CUTS="${POWERCUT_CUTS:-8}" \
+	POWERCUT_MIN_LINES="${POWERCUT_MIN_LINES:-150}" POWERCUT_MAX_LINES="${POWERCUT_MAX_LINES:-400}" scripts/powercut.sh
