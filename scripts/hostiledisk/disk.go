@@ -21,25 +21,36 @@ func (o op) end() int64 { return o.off + o.n }
 // writeTo writes the op to w, skipping the sectors of the 4 KiB page at
 // byte offset skipPage whose bit in keep is clear (skipPage < 0: none).
 func (o op) writeTo(w io.WriterAt, skipPage int64, keep uint8) error {
-	buf := o.data
-	if buf == nil {
-		buf = make([]byte, o.n)
-	}
-	if skipPage < 0 {
-		_, err := w.WriteAt(buf, o.off)
+	if skipPage < 0 && o.data != nil {
+		_, err := w.WriteAt(o.data, o.off)
 		return err
+	}
+	if skipPage < 0 { // zeroes, a chunk at a time (a TRIM may span the disk)
+		for at := o.off; at < o.end(); at += int64(len(zeroChunk)) {
+			if _, err := w.WriteAt(zeroChunk[:min(int64(len(zeroChunk)), o.end()-at)], at); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	for s := int64(0); s < o.n; s += sectorSize {
 		at := o.off + s
 		if at >= skipPage && at < skipPage+pageSize && keep&(1<<((at-skipPage)/sectorSize)) == 0 {
 			continue
 		}
-		if _, err := w.WriteAt(buf[s:s+sectorSize], at); err != nil {
+		sec := zeroChunk[:sectorSize]
+		if o.data != nil {
+			sec = o.data[s : s+sectorSize]
+		}
+		if _, err := w.WriteAt(sec, at); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// zeroChunk is read-only zeroes.
+var zeroChunk = make([]byte, 1<<20)
 
 const pageSize = 4096
 

@@ -152,6 +152,20 @@ func checkTorn(t *testing.T, ops []op, p CutPlan, got mem) {
 	}
 }
 
+func TestZeroOpWritesZeroes(t *testing.T) {
+	m := mem(bytes.Repeat([]byte{0xff}, 3<<20))
+	o := op{off: 512, n: 3<<20 - 1024}
+	if err := o.writeTo(m, -1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if m[511] != 0xff || m[512] != 0 || m[3<<20-513] != 0 || m[3<<20-512] != 0xff {
+		t.Fatal("zero op wrote the wrong range")
+	}
+	if !bytes.Equal(zeroChunk, make([]byte, len(zeroChunk))) {
+		t.Fatal("zeroChunk was written to")
+	}
+}
+
 func TestPlanTornWithoutWholePage(t *testing.T) {
 	ops := []op{{off: 512, data: make([]byte, 4096), n: 4096}, {off: 0, n: 8192}} // unaligned; zeroes
 	p := planCut(ops, ModeTorn, 5)
