@@ -12,8 +12,8 @@
 // order and fsyncs the image. It serves one client at a time; the cut
 // comes with SIGUSR1 (at the next FLUSH that has writes to make durable,
 // left unanswered, or after -arm-wait), SIGTERM (at once), or when a
-// client goes away without NBD_CMD_DISC (qemu killed): no request is
-// answered after it, the
+// client that wrote goes away without NBD_CMD_DISC (qemu killed): no
+// request is answered after it, the
 // pending writes persist as -mode says (nothing, prefix, subset, torn,
 // mixed, none-lost; seeded by -seed, random and printed when 0), the
 // image is fsynced and the server prints a "hostiledisk: cut ..." line
@@ -157,8 +157,10 @@ func cmdServe(args []string) error {
 	return err
 }
 
-// acceptLoop serves clients one after the other; it returns when one goes
-// away without NBD_CMD_DISC (or the listener fails).
+// acceptLoop serves clients one after the other; it returns when one that
+// wrote goes away without NBD_CMD_DISC (or the listener fails). One that
+// never wrote (a guest that hung in its boot and was booted again) is no
+// cut.
 func acceptLoop(ln net.Listener, d *Disk) error {
 	for {
 		c, err := ln.Accept()
@@ -167,7 +169,7 @@ func acceptLoop(ln net.Listener, d *Disk) error {
 		}
 		err = serveConn(c, d)
 		c.Close()
-		if err != nil && !errors.Is(err, errAbort) {
+		if st := d.Stats(); err != nil && !errors.Is(err, errAbort) && st.Writes+st.Zeroes > 0 {
 			return err
 		}
 	}
