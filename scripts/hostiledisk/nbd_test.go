@@ -307,3 +307,42 @@ func FuzzParseInfoRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestAcceptLoopCutsOnlyAfterWrites(t *testing.T) {
+	d, _ := newTestDisk(t, 8192, 0)
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ended := make(chan error, 1)
+	go func() { ended <- acceptLoop(ln, d) }()
+	dial := func() *client {
+		c, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		cl := &client{t: t, c: c, r: bufio.NewReader(c)}
+		cl.read(18)
+		cl.write(be32(clFlagFixedNewstyle | clFlagNoZeroes))
+		cl.goOpt(8192)
+		return cl
+	}
+	c := dial()
+	c.cmd(cmdRead, 0, 1, 0, 512, nil, true)
+	c.c.Close() // gone without DISC, nothing written: a hung boot
+	c = dial()
+	if e, _ := c.cmd(cmdWrite, 0, 2, 0, 512, make([]byte, 512), false); e != 0 {
+		t.Fatal(e)
+	}
+	c.c.Close()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("acceptLoop ended without an error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a client that wrote went away and acceptLoop did not end")
+	}
+}
