@@ -4,7 +4,7 @@
 // file, with a volatile write cache that a power cut treats badly.
 //
 //	hostiledisk serve -socket S -image IMG [-mode M] [-seed N] [-log L] [-stats F]
-//	hostiledisk replay -log L -base IMG -console STAMPED -out DIR [-cuts N] [-mode M] [-seed N]
+//	hostiledisk replay -log L -base IMG -console STAMPED -out DIR [-cuts N | -points J,...] [-mode M] [-seed N]
 //	hostiledisk stamp -o STAMPED     (stdin to stdout, and each line with its time to STAMPED)
 //
 // serve keeps every write since the last completed FLUSH (or FUA write)
