@@ -36,7 +36,7 @@ test-system: ## run the system tests (real binary, SIGKILL) verbosely, with thei
 	$(GO) test -race -count=1 -v ./agent/agenttest/
 
 .PHONY: powercut
-powercut: ## power-cut test of the buffer: writer in qemu, VM killed mid-write, verified after reboot (docs/perf/powercut.md)
+powercut: ## power-cut test of the buffer on the hostile disk (scripts/hostiledisk): writer in qemu, cuts replayed from its write log, verified in qemu (docs/perf/powercut.md)
 	bash scripts/powercut.sh
 
 SYSTEMD_TEST_ARCH ?= amd64

@@ -44,6 +44,7 @@ const (
 	pcMaxEnv   = "VMTEST_POWERCUT_MAX"   // write: stop after this many records (default 300000)
 	pcDevEnv   = "VMTEST_POWERCUT_DEV"   // block device (default /dev/vda)
 	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // ext4 mount options (e.g. nobarrier, to prove the test catches it)
+	pcCutsEnv  = "VMTEST_POWERCUT_CUTS"  // verify: file of "DEV ACKEDFILE LABEL" lines, one store per disk (offline cuts)
 )
 
 const (
@@ -66,24 +67,58 @@ func TestPowerCut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", pcRunEnv, err)
 	}
-	pcMountDisk(t)
-	o := buffer.DefaultOptions(filepath.Join(pcMount, "queue"))
-	o.Sync = buffer.SyncPolicy(os.Getenv(pcSyncEnv))
-	o.LiveWindow = -1 // pure oldest-first within a class: the verifier checks that order
-	o.MaxBytes = 1 << 30
-	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
-	switch mode {
-	case "write":
-		pcWrite(t, o, run)
-	case "verify":
-		pcVerify(t, o, run)
+	pcLoadModules(t)
+	dev := os.Getenv(pcDevEnv)
+	if dev == "" {
+		dev = "/dev/vda"
+	}
+	switch {
+	case mode == "write":
+		pcMountDisk(t, dev, pcMount, os.Getenv(pcOptsEnv))
+		pcWrite(t, pcOptions(pcMount), run)
+	case mode == "verify" && os.Getenv(pcCutsEnv) != "":
+		pcVerifyCuts(t, run)
+	case mode == "verify":
+		pcMountDisk(t, dev, pcMount, "")
+		pcVerify(t, pcOptions(pcMount), run, os.Getenv(pcAckedEnv), pcMount, "")
 	default:
 		t.Fatalf("%s=%q: want write or verify", pcModeEnv, mode)
 	}
 }
 
-// pcMountDisk loads the virtio and ext4 modules and mounts the disk.
-func pcMountDisk(t *testing.T) {
+// pcOptions are the queue's options with its store under mnt.
+func pcOptions(mnt string) buffer.Options {
+	o := buffer.DefaultOptions(filepath.Join(mnt, "queue"))
+	o.Sync = buffer.SyncPolicy(os.Getenv(pcSyncEnv))
+	o.LiveWindow = -1 // pure oldest-first within a class: the verifier checks that order
+	o.MaxBytes = 1 << 30
+	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
+	return o
+}
+
+// pcVerifyCuts verifies one store per disk (scripts/powercut.sh with
+// POWERCUT_DISK=replay: each disk is an offline cut of one writer run),
+// each in a subtest, so that one failure does not hide the others.
+func pcVerifyCuts(t *testing.T, run uint64) {
+	b, err := os.ReadFile(os.Getenv(pcCutsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			t.Fatalf("%s: line %q: want DEV ACKEDFILE LABEL", pcCutsEnv, line)
+		}
+		t.Run(f[2], func(t *testing.T) {
+			mnt := fmt.Sprintf("%s-%d", pcMount, i)
+			pcMountDisk(t, f[0], mnt, "")
+			pcVerify(t, pcOptions(mnt), run, f[1], mnt, f[2])
+		})
+	}
+}
+
+// pcLoadModules loads the virtio and file-system modules.
+func pcLoadModules(t *testing.T) {
 	order, err := os.ReadFile(filepath.Join(pcModDir, "order"))
 	if err != nil {
 		t.Fatalf("disk modules (scripts/vmtest/diskmods.sh): %v", err)
@@ -99,10 +134,12 @@ func pcMountDisk(t *testing.T) {
 			t.Fatalf("load module %s: %v", m, err)
 		}
 	}
-	dev := os.Getenv(pcDevEnv)
-	if dev == "" {
-		dev = "/dev/vda"
-	}
+}
+
+// pcMountDisk waits for dev and mounts its ext4 file system on mnt with
+// opts (the image's default mount options apply too: data=journal is set
+// there by tune2fs).
+func pcMountDisk(t *testing.T, dev, mnt, opts string) {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(dev); err == nil {
 			break
@@ -110,10 +147,11 @@ func pcMountDisk(t *testing.T) {
 			t.Fatalf("no disk: %v", err)
 		}
 	}
-	if err := os.MkdirAll(pcMount, 0o755); err != nil {
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(dev, pcMount, "ext4", 0, os.Getenv(pcOptsEnv)); err != nil {
+	if err := unix.Mount(dev, mnt, "ext4", 0, opts); err != nil {
+		fmt.Printf("KERNEL %s\n", strings.ReplaceAll(pcKernelLog(2048), "\n", "\nKERNEL "))
 		t.Fatalf("mount %s: %v", dev, err)
 	}
 }
@@ -324,4 +362,15 @@ func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
 		_, _ = os.Stdout.WriteString(line)
 		mu.Unlock()
 	}
+}
+
+// pcKernelLog returns the last n bytes of the kernel's log (why a mount
+// failed: the console is quiet).
+func pcKernelLog(n int) string {
+	buf := make([]byte, 1<<17)
+	k, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil {
+		return fmt.Sprintf("(kernel log: %v)", err)
+	}
+	return strings.TrimSpace(string(buf[max(0, k-n):k]))
 }

@@ -84,8 +84,9 @@ func (r pcReport) String() string {
 // record is there exactly once with its payload, seqs increase within a
 // class in drain order, and new appends get seqs above all earlier ones.
 // With Sync=none, lost records are reported, not failed.
-func pcVerify(t *testing.T, o buffer.Options, run uint64) {
-	want, gone, err := pcReadAcked(os.Getenv(pcAckedEnv))
+// label (offline cuts: the cut's name) is printed in the verdict line.
+func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label string) {
+	want, gone, err := pcReadAcked(ackedPath)
 	if err != nil {
 		t.Fatalf("acked lines: %v", err)
 	}
@@ -95,7 +96,10 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 		t.Fatalf("reopen after the cut: %v", err)
 	}
 	st := q.Stats()
-	fmt.Printf("VERIFY sync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q\n", o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded)
+	if label != "" {
+		label = "cut=" + label + " "
+	}
+	fmt.Printf("VERIFY %ssync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q\n", label, o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded)
 	recs := leaseAll(t, q)
 	rep := pcCheck(recs, want, gone, run)
 	// After the lease pass: Lease drops records it cannot decode (a store
@@ -115,7 +119,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 	if err := q.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
-	if err := unix.Unmount(pcMount, 0); err != nil {
+	if err := unix.Unmount(mnt, 0); err != nil {
 		t.Errorf("unmount: %v", err)
 	}
 	hard := rep.dup + rep.corrupt + rep.order + rep.wrong + rep.badNew + rep.accounting
@@ -125,15 +129,15 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64) {
 	}
 	switch {
 	case hard > 0 || t.Failed():
-		fmt.Printf("POWERCUT FAIL %s\n", rep)
+		fmt.Printf("POWERCUT FAIL %s%s\n", label, rep)
 		t.Fail()
 	case soft > 0 && o.Sync == buffer.SyncNone:
-		fmt.Printf("POWERCUT LOSS (sync=none may lose) %s\n", rep)
+		fmt.Printf("POWERCUT LOSS (sync=none may lose) %s%s\n", label, rep)
 	case soft > 0:
-		fmt.Printf("POWERCUT FAIL %s degraded=%q\n", rep, st.Degraded)
+		fmt.Printf("POWERCUT FAIL %s%s degraded=%q\n", label, rep, st.Degraded)
 		t.Fail()
 	default:
-		fmt.Printf("POWERCUT PASS %s\n", rep)
+		fmt.Printf("POWERCUT PASS %s%s\n", label, rep)
 	}
 }
 

@@ -10,57 +10,99 @@
 # that every record the host saw acknowledged (and not being acked) is
 # there, once, intact, in order, and that new seqs are above all old ones.
 #
-# What the cut loses depends on POWERCUT_DISK:
-#   cache (default)  the disk is served by nbdkit over a unix socket through
+# What the cut loses depends on POWERCUT_DISK (default replay):
+#   cache            the disk is served by nbdkit over a unix socket through
 #                    its cache filter in writeback mode: writes stay in
 #                    nbdkit's cache until the guest sends a FLUSH, and nbdkit
 #                    is SIGKILLed with qemu. The cut loses the guest's page
 #                    cache and block queues AND every write the disk had not
 #                    been told to flush: a disk with a volatile write cache
 #                    that loses all of it.
+#   hostile          the disk is scripts/hostiledisk (our NBD server): writes
+#                    since the last FLUSH stay in its memory; vmexec sends it
+#                    SIGUSR1 (the cut) just before SIGKILLing qemu, and it
+#                    persists of them what POWERCUT_MODE says: nothing, a
+#                    random prefix, a random subset in random order, a subset
+#                    and one torn 4 KiB page, mixed (one of those four per
+#                    cut, default) or none-lost (all: the control). Seeded
+#                    (POWERCUT_SEED, else random); the seed and what it did
+#                    are in the round's row.
+#   replay           the same server records every write and flush of one
+#                    writer run (nothing is cut live); hostiledisk replay
+#                    then builds POWERCUT_CUTS (default 16) disks, each a cut
+#                    at a random flush boundary of that run treated per
+#                    POWERCUT_MODE, with the ACKED lines the host had seen
+#                    before that flush completed (stamped on the same
+#                    clock), and verifier boots check POWERCUT_PER_BOOT
+#                    (default 16) of them per boot. POWERCUT_ROUNDS
+#                    (default 1) writer runs per policy, each cut after
+#                    POWERCUT_MIN_LINES..POWERCUT_MAX_LINES (200..800) ACKED
+#                    lines. POWERCUT_RESULTS=FILE appends a row per cut;
+#                    POWERCUT_FAILDIR=DIR keeps each failed cut's image. Why that is sound: docs/perf/powercut.md.
 #   file             qemu opens the image itself (cache=writeback): writes
 #                    qemu completed are in the host's page cache and survive
 #                    qemu's death, so the cut loses only what the guest had
 #                    not yet written to the disk (its page cache, its block
 #                    queues). Weaker: a missing FLUSH goes unnoticed.
 #
-# Rounds per policy: POWERCUT_ROUNDS (default 3) for sync=always and
-# sync=group, which must lose nothing; POWERCUT_NONE_ROUNDS (default 2)
+# Rounds per policy: POWERCUT_ROUNDS (default 3; replay 1) for sync=always and
+# sync=group, which must lose nothing; POWERCUT_NONE_ROUNDS (default 2; replay 1)
 # for sync=none, the negative control, whose losses are
 # reported, not failed. POWERCUT_POLICIES overrides the policy list.
 # POWERCUT_KEEP=1 keeps the work directory (logs, disk images).
 # POWERCUT_VM_TIMEOUT (seconds, default 240) bounds each boot.
 # POWERCUT_TEST_BIN=FILE uses a prebuilt static test binary (e.g. of
 # another tree: CGO_ENABLED=0 go test -c -tags powercut ./buffer/).
-# POWERCUT_MAX_LINES (default 320): the cut comes after 20..MAX ACKED lines
-# (plus 0-3 s); raise it for cuts later in a larger store.
+# POWERCUT_MIN_LINES/POWERCUT_MAX_LINES (default 20/320; replay 200/800):
+# the cut comes after MIN..MAX ACKED lines (plus 0-3 s); raise them for
+# cuts later in a larger store.
 # POWERCUT_MOUNT=OPTS mounts the writer's ext4 with OPTS: "nobarrier"
 # (fsync sends no FLUSH) shows that the cache model catches a missing flush.
-# amd64 only. Installs e2fsprogs and nbdkit (and via prepare.sh qemu & co.)
-# when missing.
+# POWERCUT_FS: ext4 (default: data=ordered) or ext4-journal (data=journal,
+# set as the image's default mount option with tune2fs).
+# POWERCUT_ARCH: amd64 (default) or arm64 (qemu-system-aarch64 under TCG).
+# Installs e2fsprogs and nbdkit (cache only) (and via prepare.sh qemu &
+# co.) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-rounds=${POWERCUT_ROUNDS:-3}
-none_rounds=${POWERCUT_NONE_ROUNDS:-2}
+disk=${POWERCUT_DISK:-replay}
+if [ "$disk" = replay ]; then # one writer run makes POWERCUT_CUTS cuts
+	rounds=${POWERCUT_ROUNDS:-1}
+	none_rounds=${POWERCUT_NONE_ROUNDS:-1}
+	min_lines=${POWERCUT_MIN_LINES:-200}
+	max_lines=${POWERCUT_MAX_LINES:-800}
+else
+	rounds=${POWERCUT_ROUNDS:-3}
+	none_rounds=${POWERCUT_NONE_ROUNDS:-2}
+	min_lines=${POWERCUT_MIN_LINES:-20}
+	max_lines=${POWERCUT_MAX_LINES:-320}
+fi
 read -r -a policies <<<"${POWERCUT_POLICIES:-always group none}"
-max_lines=${POWERCUT_MAX_LINES:-320}
-disk=${POWERCUT_DISK:-cache}
-case $disk in cache | file) ;; *) echo "powercut: POWERCUT_DISK=$disk: want cache or file" >&2; exit 2 ;; esac
+case $disk in cache | file | hostile | replay) ;; *) echo "powercut: POWERCUT_DISK=$disk: want cache, file, hostile or replay" >&2; exit 2 ;; esac
+hmode=${POWERCUT_MODE:-mixed}
+case $hmode in nothing | prefix | subset | torn | mixed | none-lost) ;; *) echo "powercut: POWERCUT_MODE=$hmode: want nothing, prefix, subset, torn, mixed or none-lost" >&2; exit 2 ;; esac
+fs=${POWERCUT_FS:-ext4}
+case $fs in ext4 | ext4-journal) ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4 or ext4-journal" >&2; exit 2 ;; esac
+arch=${POWERCUT_ARCH:-amd64}
+case $arch in amd64 | arm64) ;; *) echo "powercut: POWERCUT_ARCH=$arch: want amd64 or arm64" >&2; exit 2 ;; esac
+ncuts=${POWERCUT_CUTS:-16}
+per_boot=${POWERCUT_PER_BOOT:-16}
+seed=${POWERCUT_SEED:-$(((RANDOM << 30) | (RANDOM << 15) | RANDOM | 1))}
 
 log() { echo "powercut: $*" >&2; }
 
 missing=()
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
-[ "$disk" = file ] || command -v nbdkit >/dev/null || missing+=(nbdkit)
+[ "$disk" != cache ] || command -v nbdkit >/dev/null || missing+=(nbdkit)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
 	apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
-base=$("$root/scripts/vmtest/prepare.sh" amd64)
-export VMEXEC_BASE_amd64=$base
+base=$("$root/scripts/vmtest/prepare.sh" "$arch")
+export "VMEXEC_BASE_$arch=$base"
 mods=$("$root/scripts/vmtest/diskmods.sh" "$base")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/powercut.XXXXXX")
@@ -73,9 +115,14 @@ if [ -n "${POWERCUT_TEST_BIN:-}" ]; then
 	log "using $POWERCUT_TEST_BIN (disk model: $disk)"
 	cp "$POWERCUT_TEST_BIN" "$work/buffer.test"
 else
-	log "building the test binary (disk model: $disk)"
-	CGO_ENABLED=0 GOARCH=amd64 go test -c -tags powercut -o "$work/buffer.test" ./buffer/
+	log "building the test binary (disk model: $disk, fs: $fs, arch: $arch)"
+	CGO_ENABLED=0 GOARCH=$arch go test -c -tags powercut -o "$work/buffer.test" ./buffer/
 fi
+case $disk in hostile | replay)
+	go build -o "$work/hostiledisk" ./scripts/hostiledisk/
+	log "hostile disk: mode=$hmode seed=$seed"
+	;;
+esac
 
 # vm LOG ENV... runs the test binary in the VM with ENV and the disk,
 # streaming the payload's output to LOG; returns vmexec's exit code. A
@@ -87,8 +134,17 @@ vm() {
 	shift
 	for try in 1 2; do
 		rc=0
-		(cd "$root/buffer" && env VMEXEC_DISK="$img" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
-			"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') >"$out" 2>"$out.err" || rc=$?
+		if [ -n "${stamp:-}" ]; then # replay: each console line with its arrival time
+			set +e
+			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
+				"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') 2>"$out.err" |
+				"$work/hostiledisk" stamp -o "$out.stamp" >"$out"
+			rc=${PIPESTATUS[0]}
+			set -e
+		else
+			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
+				"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') >"$out" 2>"$out.err" || rc=$?
+		fi
 		if [ $rc = 125 ] && [ $try = 1 ] && ! grep -q '^GUEST ' "$out"; then
 			log "the guest hung before the test started; booting again"
 			tail -n 5 "$out.err" >&2
@@ -102,8 +158,12 @@ vm() {
 # above) on a unix socket; sets nbd_pid.
 start_disk() {
 	rm -f "$work/nbd.sock"
-	TMPDIR=$work nbdkit --foreground --unix "$work/nbd.sock" --filter=cache \
-		file file="$img" cache=writeback >"$work/nbdkit.log" 2>&1 &
+	if [ "$disk" = cache ]; then
+		TMPDIR=$work nbdkit --foreground --unix "$work/nbd.sock" --filter=cache \
+			file file="$img" cache=writeback >"$work/nbdkit.log" 2>&1 &
+	else # hostile, replay: our server; "$@" are its extra flags
+		"$work/hostiledisk" serve -socket "$work/nbd.sock" -image "$img" "$@" >"$work/nbdkit.log" 2>&1 &
+	fi
 	nbd_pid=$!
 	disown "$nbd_pid" # no "Killed" job notice: the SIGKILL is the point
 	local i
@@ -117,9 +177,17 @@ start_disk() {
 }
 
 # stop_disk SIGKILLs nbdkit (normally vmexec already did, just before
-# qemu) and waits until it is gone.
+# qemu) and waits until it is gone; hostiledisk gets 30 s to carry out
+# its cut (vmexec sent SIGUSR1) before that.
 stop_disk() {
 	local i
+	if [ "$disk" != cache ]; then
+		for ((i = 0; i < 300; i++)); do
+			kill -0 "$nbd_pid" 2>/dev/null || return 0
+			sleep 0.1
+		done
+		log "hostiledisk $nbd_pid did not finish its cut"
+	fi
 	kill -KILL "$nbd_pid" 2>/dev/null || true
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$nbd_pid" 2>/dev/null || return 0
@@ -133,19 +201,34 @@ stop_disk() {
 # number of ACKED lines plus a random delay; sets cut (a description).
 cut_writer() {
 	local pol=$1 r=$2 run=$3 wlog=$4 lines delay rc=0
-	lines=$((20 + RANDOM % (max_lines - 19)))
+	lines=$((min_lines + RANDOM % (max_lines - min_lines + 1)))
 	delay=$(printf '%d.%03d' $((RANDOM % 3)) $((RANDOM % 1000)))
 	cut="$lines lines + ${delay}s"
 	local wdisk=(VMEXEC_DISK="$img")
-	if [ "$disk" = cache ]; then
+	case $disk in
+	cache)
 		start_disk || return 1
 		wdisk=(VMEXEC_DISK="nbd+unix:///?socket=$work/nbd.sock" VMEXEC_KILL_FIRST="$nbd_pid")
-	fi
+		;;
+	hostile | replay)
+		local flags=(-mode "$hmode" -seed "$rseed" -stats "$wlog.disk.json")
+		[ "$disk" = hostile ] || flags=(-mode none-lost -seed "$rseed" -log "$work/writes.log" -stats "$wlog.disk.json")
+		start_disk "${flags[@]}" || return 1
+		# SIGUSR1: the server cuts at the next flush with writes pending
+		# (or within 2 s) and exits; vmexec waits for that, then kills qemu.
+		wdisk=(VMEXEC_DISK="nbd+unix:///?socket=$work/nbd.sock" VMEXEC_KILL_FIRST="$nbd_pid"
+			VMEXEC_KILL_FIRST_SIGNAL=USR1 VMEXEC_KILL_FIRST_WAIT=10)
+		;;
+	esac
 	vm "$wlog" VMTEST_POWERCUT=write VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMTEST_POWERCUT_MOUNT="${POWERCUT_MOUNT:-}" \
 		VMEXEC_CPIO="$mods" VMEXEC_KILL_MATCH='^ACKED ' VMEXEC_KILL_AFTER="$lines" \
 		VMEXEC_KILL_DELAY="$delay" "${wdisk[@]}" || rc=$?
 	[ "$disk" = file ] || stop_disk
+	if [ "$disk" = hostile ] || [ "$disk" = replay ]; then
+		cut="$cut; $(sed -n 's/^hostiledisk: cut by [^:]*: //p' "$work/nbdkit.log")"
+		cp "$work/nbdkit.log" "$wlog.disk"
+	fi
 	if [ $rc != 137 ]; then
 		log "sync=$pol round $r: the writer was not cut (vmexec exit $rc):"
 		tail -n 30 "$wlog" "$wlog.err" >&2
@@ -173,6 +256,7 @@ round() {
 	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut acked nlines first maxseq verdict stats row
 	local wlog=$work/$pol-$r.write vlog=$work/$pol-$r.verify
 	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
+	next_seed
 	t0=$(date +%s.%N)
 	cut_writer "$pol" "$r" "$run" "$wlog" || return 1
 	t1=$(date +%s.%N)
@@ -200,17 +284,116 @@ round() {
 	fi
 }
 
+# next_seed sets rseed, the seed of the next round, derived from $seed
+# (printed in the round's row, so one cut can be replayed).
+nseed=0
+next_seed() {
+	nseed=$((nseed + 1))
+	rseed=$(((seed + nseed * 2654435761) & 0x7fffffffffffffff))
+}
+
+# mkdisk IMG: a fresh 512 MiB ext4 image ($fs).
+mkdisk() {
+	rm -f "$1"
+	truncate -s 512M "$1"
+	mkfs.ext4 -q -F "$1"
+	[ "$fs" != ext4-journal ] || tune2fs -o journal_data "$1" >/dev/null
+}
+
+# replay_round POL R: one writer run on a fresh $img with the write log
+# recorded, then $ncuts offline cuts of it verified $per_boot per boot;
+# appends a row per cut to $work/cuts.txt (and POWERCUT_RESULTS) and one
+# to summary. Fails if a cut of always/group failed.
+replay_round() {
+	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut names b k dev batch imgs verdicts nfail=0 npass=0 nloss=0 row
+	local wlog=$work/$pol-$r.write dir=$work/cuts-$pol-$r
+	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
+	next_seed
+	mkdisk "$img"
+	cp --sparse=always "$img" "$work/base.img"
+	t0=$(date +%s.%N)
+	stamp=1 cut_writer "$pol" "$r" "$run" "$wlog" || return 1
+	t1=$(date +%s.%N)
+	mkdir -p "$dir"
+	"$work/hostiledisk" replay -log "$work/writes.log" -base "$work/base.img" -console "$wlog.stamp" \
+		-out "$dir" -cuts "$ncuts" -mode "$hmode" -seed "$rseed" >"$dir/manifest" 2>"$dir/replay.err" || {
+		log "sync=$pol round $r: replay failed:"
+		cat "$dir/replay.err" >&2
+		return 1
+	}
+	if [ -n "${POWERCUT_KEEP:-}" ]; then # replay it again: hostiledisk replay -points ...
+		mv "$work/writes.log" "$dir/writes.log"
+		cp --sparse=always "$work/base.img" "$dir/base.img"
+	else
+		rm -f "$work/writes.log"
+	fi
+	t2=$(date +%s.%N)
+	mapfile -t names < <(awk '{ print $2 }' "$dir/manifest")
+	for ((b = 0; b < ${#names[@]}; b += per_boot)); do
+		batch=("${names[@]:b:per_boot}")
+		rm -rf "$work/vcut" && mkdir -p "$work/vcut/powercut"
+		imgs=()
+		for ((k = 0; k < ${#batch[@]}; k++)); do
+			dev=/dev/vd$(printf "\\x$(printf %x $((97 + k)))")
+			cp "$dir/${batch[k]}.acked" "$work/vcut/powercut/"
+			echo "$dev /powercut/${batch[k]}.acked ${batch[k]}" >>"$work/vcut/powercut/cuts"
+			imgs+=("$dir/${batch[k]}.img")
+		done
+		(cd "$work/vcut" && find . | cpio -o -H newc -R 0:0 --quiet) >"$work/vcut.cpio"
+		rc=0
+		img="${imgs[*]}" vm "$dir/verify-$b" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
+			VMTEST_POWERCUT_CUTS=/powercut/cuts VMEXEC_CPIO="$mods $work/vcut.cpio" || rc=$?
+		for name in "${batch[@]}"; do
+			verdict=$(grep -E "^POWERCUT [A-Z]+ .*cut=$name " "$dir/verify-$b" | tail -n 1 || true)
+			row="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //'): ${verdict:-POWERCUT FAIL no verdict (verifier exit $rc)}"
+			echo "$row" >>"$work/cuts.txt"
+			[ -z "${POWERCUT_RESULTS:-}" ] || echo "$row" >>"$POWERCUT_RESULTS"
+			case $verdict in
+			"POWERCUT PASS "*) npass=$((npass + 1)) ;;
+			"POWERCUT LOSS "*) nloss=$((nloss + 1)) ;;
+			*)
+				nfail=$((nfail + 1))
+				log "FAIL: $row"
+				if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
+					mkdir -p "$POWERCUT_FAILDIR"
+					cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
+					cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
+					echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
+					grep -E "^KERNEL |cut-$name|$name" "$dir/verify-$b" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
+				fi
+				;;
+			esac
+		done
+		if [ $rc != 0 ]; then
+			tail -n 40 "$dir/verify-$b" "$dir/verify-$b.err" >&2
+		fi
+		rm -f "${imgs[@]}"
+	done
+	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d loss, %d fail' \
+		"$pol" "$r" "$rseed" "$cut" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" \
+		"$(awk -v a="$t2" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+		"${#names[@]}" "$npass" "$nloss" "$nfail")
+	summary+=("$row")
+	log "$row"
+	[ "$nfail" = 0 ]
+}
+
 fail=0
 summary=()
 for pol in "${policies[@]}"; do
 	n=$rounds
 	[ "$pol" = none ] && n=$none_rounds
 	img=$work/disk-$pol.img
-	truncate -s 512M "$img"
-	mkfs.ext4 -q -F "$img"
+	mkdisk "$img"
 	prev_max=0
 	for ((r = 1; r <= n; r++)); do
-		round "$pol" "$r" || fail=1
+		if [ "$disk" = replay ]; then
+			replay_round "$pol" "$r" || fail=1
+		else
+			round "$pol" "$r" || fail=1
+		fi
 	done
 done
 printf '%s\n' "${summary[@]}" >&2
