@@ -166,7 +166,27 @@ func (a *Agent) applySession(sess *uplink.Session, p profile.Applied) {
 	}
 	sess.SetKeepAlive(ka)
 	sess.SetBatchLatency(bl)
-	sess.SetPublishClasses(p.Publish)
+	sess.SetPublishClasses(uplinkClasses(p.Publish))
+}
+
+// uplinkClasses adapts a profile's class filter, which numbers classes as
+// the buffer does, to the uplink's numbering (telemetry 0, event 1,
+// critical 2). Nil stays nil: every class.
+func uplinkClasses(allow func(class uint8) bool) func(class uint8) bool {
+	if allow == nil {
+		return nil
+	}
+	return func(c uint8) bool {
+		switch uplink.Class(c) {
+		case uplink.ClassCritical:
+			return allow(profile.ClassCritical)
+		case uplink.ClassEvent:
+			return allow(profile.ClassEvent)
+		case uplink.ClassTelemetry:
+			return allow(profile.ClassTelemetry)
+		}
+		return false
+	}
 }
 
 // profileSession hands a new MQTT session and its shadow to the profile
