@@ -68,7 +68,7 @@ type Buffer struct {
 	// group_max_window, until group_fill bytes of records are pending.
 	GroupMaxWindow Duration `toml:"group_max_window"`
 	GroupFill      Size     `toml:"group_fill"`
-	LiveWindow  Duration `toml:"live_window"`
+	LiveWindow     Duration `toml:"live_window"`
 	// TelemetryTTL drops periodic telemetry older than this (0 = keep).
 	TelemetryTTL Duration `toml:"telemetry_ttl"`
 	// MinFree is the free-space floor of the state_dir's file system
