@@ -51,6 +51,7 @@ const (
 	wearWindowEnv   = "VMTEST_WEAR_WINDOW"   // GroupWindow, default: the package default
 	wearMaxWinEnv   = "VMTEST_WEAR_MAX_WINDOW"
 	wearFillEnv     = "VMTEST_WEAR_FILL"
+	wearThreshEnv   = "VMTEST_WEAR_THRESHOLD" // value-log threshold, default: the package's
 	wearDevEnv      = "VMTEST_WEAR_DEV" // default /dev/vda
 )
 
@@ -74,9 +75,9 @@ func TestWear(t *testing.T) {
 	// which it writes through a block-buffered `tr`: a payload that prints
 	// little is taken for a hung boot after 300 s. Fill the buffer.
 	fmt.Printf("WEARPAD %s\n", strings.Repeat(".", 8<<10))
-	fmt.Printf("WEARINFO dev=%s seconds=%d size=%d window=%s max_window=%s fill=%s\n", dev, secs, size,
+	fmt.Printf("WEARINFO dev=%s seconds=%d size=%d window=%s max_window=%s fill=%s threshold=%s\n", dev, secs, size,
 		cmpOr(os.Getenv(wearWindowEnv), "default"), cmpOr(os.Getenv(wearMaxWinEnv), "default"),
-		cmpOr(os.Getenv(wearFillEnv), "default"))
+		cmpOr(os.Getenv(wearFillEnv), "default"), cmpOr(os.Getenv(wearThreshEnv), "default"))
 	n := 0
 	for _, pol := range strings.Fields(cmpOr(os.Getenv(wearPoliciesEnv), "always group none")) {
 		for _, rs := range strings.Fields(cmpOr(os.Getenv(wearRatesEnv), "20 200 2000")) {
@@ -115,6 +116,9 @@ func wearCell(t *testing.T, blk, dir string, pol buffer.SyncPolicy, rate int, on
 	}
 	if s := os.Getenv(wearFillEnv); s != "" {
 		setFill(&o, int64(wearInt(t, wearFillEnv, 0)))
+	}
+	if s := os.Getenv(wearThreshEnv); s != "" {
+		buffer.SetValueThreshold(&o, int64(wearInt(t, wearThreshEnv, 0)))
 	}
 	o.MaxBytes = 256 << 20 // offline at 2,000/s must not evict
 	q, err := buffer.Open(o)

@@ -17,6 +17,8 @@
 #   WEAR_SIZE      [200] record bytes
 #   WEAR_WINDOW, WEAR_MAX_WINDOW, WEAR_FILL  override Options.GroupWindow,
 #                  GroupMaxWindow, GroupFill (e.g. 20ms, 250ms, 16384)
+#   WEAR_THRESHOLD the value-log threshold in bytes (chunks at least this
+#                  big go to the value log; default 4096, 16384 for always)
 #   WEAR_PART_GB [8] WEAR_PE [30000] WEAR_WAF [2]  the endurance model:
 #                  the part takes PART_GB x PE bytes of NAND programs; the
 #                  device's own write amplification is WAF; lifetime =
@@ -70,7 +72,7 @@ rc=0
 	VMTEST_WEAR=1 VMTEST_WEAR_POLICIES="$policies" VMTEST_WEAR_RATES="$rates" \
 	VMTEST_WEAR_MODES="$modes" VMTEST_WEAR_SECONDS="$secs" VMTEST_WEAR_SIZE="${WEAR_SIZE:-200}" \
 	VMTEST_WEAR_WINDOW="${WEAR_WINDOW:-}" VMTEST_WEAR_MAX_WINDOW="${WEAR_MAX_WINDOW:-}" \
-	VMTEST_WEAR_FILL="${WEAR_FILL:-}" \
+	VMTEST_WEAR_FILL="${WEAR_FILL:-}" VMTEST_WEAR_THRESHOLD="${WEAR_THRESHOLD:-}" \
 	"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestWear$' -test.v) \
 	>"$work/out" 2>"$work/out.err" || rc=$?
 grep -E '^(WEAR|WEARINFO) ' "$work/out" >&2 || true
