@@ -52,7 +52,7 @@ const (
 	wearMaxWinEnv   = "VMTEST_WEAR_MAX_WINDOW"
 	wearFillEnv     = "VMTEST_WEAR_FILL"
 	wearThreshEnv   = "VMTEST_WEAR_THRESHOLD" // value-log threshold, default: the package's
-	wearDevEnv      = "VMTEST_WEAR_DEV" // default /dev/vda
+	wearDevEnv      = "VMTEST_WEAR_DEV"       // default /dev/vda
 )
 
 const (
