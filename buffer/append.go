@@ -172,8 +172,9 @@ func (q *Queue) commitLoop() {
 // groupMax records or a critical record end it at once (q.full), and so
 // does Close (it returns true). At a vehicle's low rates a fixed 20 ms
 // window synced a few hundred bytes 50 times a second, and every sync
-// rewrote the same partial pages and committed the ext4 journal: 13.5
-// device bytes per payload byte at 200 records/s (docs/perf/buffer.md).
+// rewrote the same partial pages and committed the ext4 journal: 11.2
+// device bytes per payload byte at 200 records/s, 2.2 with this window
+// (scripts/wear.sh, docs/perf/buffer.md).
 func (q *Queue) groupWait(timer *time.Timer) (stopping bool) {
 	start := time.Now()
 	wait := func(d time.Duration, filled <-chan struct{}) (done, stop bool) {
