@@ -347,6 +347,8 @@ func (a *Agent) openQueue() (q *buffer.Queue, err error) {
 	opts.MaxRecords = b.MaxRecords
 	opts.Sync = buffer.SyncPolicy(b.Sync)
 	opts.GroupWindow = b.GroupWindow.Std()
+	opts.GroupMaxWindow = b.GroupMaxWindow.Std()
+	opts.GroupFill = int64(b.GroupFill)
 	opts.LiveWindow = b.LiveWindow.Std()
 	if b.TelemetryTTL > 0 {
 		opts.TTL = map[buffer.Class]time.Duration{buffer.ClassTelemetry: b.TelemetryTTL.Std()}

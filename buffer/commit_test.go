@@ -91,6 +91,8 @@ func TestOptionsInvalid(t *testing.T) {
 		{"empty dir", func(o *buffer.Options) { o.Dir = "" }},
 		{"bad sync", func(o *buffer.Options) { o.Sync = "sometimes" }},
 		{"window too long", func(o *buffer.Options) { o.GroupWindow = buffer.MaxGroupWindow + 1 }},
+		{"max window too long", func(o *buffer.Options) { o.GroupMaxWindow = buffer.LimitGroupMaxWindow + 1 }},
+		{"negative fill", func(o *buffer.Options) { o.GroupFill = -1 }},
 		{"negative cap", func(o *buffer.Options) { o.MaxBytes = -1 }},
 		{"bad ttl class", func(o *buffer.Options) { o.TTL = map[buffer.Class]time.Duration{9: time.Second} }},
 	}

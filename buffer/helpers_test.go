@@ -18,6 +18,11 @@ func testOptions(t testing.TB) buffer.Options {
 	o := buffer.DefaultOptions(t.TempDir() + "/queue")
 	o.LiveWindow = -1
 	o.MinFree = -1
+	// A fixed window: these tests append one record at a time, and the
+	// adaptive window (up to 500 ms) would only slow them down. Its own
+	// tests are in commit_test.go; the kill test and the conformance
+	// suite's concurrent test run it with a short maximum.
+	o.GroupMaxWindow = o.GroupWindow
 	return o
 }
 

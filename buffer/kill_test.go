@@ -26,6 +26,7 @@ const killEnv = "TCU_BUFFER_KILL_WRITER"
 func killWriter() {
 	o := buffer.DefaultOptions(os.Getenv(killEnv))
 	o.Sync = buffer.SyncPolicy(os.Getenv(killEnv + "_SYNC"))
+	o.GroupMaxWindow = 60 * time.Millisecond // adaptive, but short: the rounds wait for output
 	o.LiveWindow = -1
 	o.MinFree = -1
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -31,6 +31,7 @@ func Open(opts Options) (*Queue, error) {
 		ready:  make(chan struct{}, 1),
 		kick:   make(chan struct{}, 1),
 		full:   make(chan struct{}, 1),
+		filled: make(chan struct{}, 1),
 		gcKick: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		leased: make(map[uint64]leaseEnt),

@@ -48,9 +48,13 @@ const (
 	// that are committed together share the sync, but nobody waits for
 	// company. Most flash wear: one sync per commit.
 	SyncAlways SyncPolicy = "always"
-	// SyncGroup collects the appends of one GroupWindow and syncs them
-	// together: at most 1/GroupWindow syncs per second (50/s at 20 ms),
-	// at the price of up to one window of extra Append latency.
+	// SyncGroup collects the appends of one window and syncs them
+	// together. The window is adaptive: at least GroupWindow, and longer,
+	// up to GroupMaxWindow, until GroupFill bytes of records are pending,
+	// so that a sync writes whole flash pages at a vehicle's low rates
+	// instead of rewriting one partial page 50 times a second. At most
+	// 1/GroupWindow syncs per second; an Append waits up to
+	// GroupMaxWindow (a critical record ends the window at once).
 	SyncGroup SyncPolicy = "group"
 	// SyncNone never syncs on Append: records reach the page cache and
 	// survive a process crash but not a power cut. Least wear. On restart
@@ -64,8 +68,19 @@ const (
 	DefaultMaxBytes    = 64 << 20
 	DefaultGroupWindow = 20 * time.Millisecond
 	MaxGroupWindow     = 50 * time.Millisecond
-	DefaultLiveWindow  = 10 * time.Second
-	DefaultGCInterval  = time.Minute
+	// DefaultGroupMaxWindow bounds the adaptive window (Options.
+	// GroupMaxWindow): the longest a group Append waits for company, and
+	// so the records a producer can have in flight, not yet stored, when
+	// the power is cut. Chosen by the wear benchmark (docs/perf/buffer.md).
+	DefaultGroupMaxWindow = 500 * time.Millisecond
+	// LimitGroupMaxWindow is the largest GroupMaxWindow accepted.
+	LimitGroupMaxWindow = 2 * time.Second
+	// DefaultGroupFill is the pending data that ends an adaptive window
+	// early (Options.GroupFill): 64 KiB is 16 file-system blocks, several
+	// eMMC pages.
+	DefaultGroupFill  = 64 << 10
+	DefaultLiveWindow = 10 * time.Second
+	DefaultGCInterval = time.Minute
 	// MaxRecordBytes is the largest record Append accepts (AWS IoT's
 	// message limit is 128 KB; a record is at most one message).
 	MaxRecordBytes = 256 << 10
@@ -87,9 +102,20 @@ type Options struct {
 	MaxRecords int64
 	// Sync is the durability policy; "" means SyncGroup.
 	Sync SyncPolicy
-	// GroupWindow is how long SyncGroup collects appends before one sync;
-	// 0 means DefaultGroupWindow, at most MaxGroupWindow.
+	// GroupWindow is the shortest time SyncGroup collects appends before
+	// one sync; 0 means DefaultGroupWindow, at most MaxGroupWindow.
 	GroupWindow time.Duration
+	// GroupMaxWindow is the longest: after GroupWindow the window goes on
+	// until GroupFill bytes of records are pending or GroupMaxWindow has
+	// passed since it began. 0 means DefaultGroupMaxWindow; a value below
+	// GroupWindow means GroupWindow (a fixed window, no adaptation); at
+	// most LimitGroupMaxWindow. It is the group policy's power-cut loss
+	// window: records appended less than this before a cut may not be
+	// stored (their Append has not returned).
+	GroupMaxWindow time.Duration
+	// GroupFill ends an adaptive window once this many bytes of record
+	// data are pending; 0 means DefaultGroupFill.
+	GroupFill int64
 	// TTL optionally drops records of a class older than the duration.
 	TTL map[Class]time.Duration
 	// LiveWindow: records younger than this are "live" and leased before
@@ -127,12 +153,14 @@ type Options struct {
 // DefaultOptions returns the defaults for a store in dir.
 func DefaultOptions(dir string) Options {
 	return Options{
-		Dir:         dir,
-		MaxBytes:    DefaultMaxBytes,
-		Sync:        SyncGroup,
-		GroupWindow: DefaultGroupWindow,
-		LiveWindow:  DefaultLiveWindow,
-		GCInterval:  DefaultGCInterval,
+		Dir:            dir,
+		MaxBytes:       DefaultMaxBytes,
+		Sync:           SyncGroup,
+		GroupWindow:    DefaultGroupWindow,
+		GroupMaxWindow: DefaultGroupMaxWindow,
+		GroupFill:      DefaultGroupFill,
+		LiveWindow:     DefaultLiveWindow,
+		GCInterval:     DefaultGCInterval,
 	}
 }
 
@@ -153,6 +181,19 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.GroupWindow < 0 || o.GroupWindow > MaxGroupWindow {
 		return o, fmt.Errorf("open queue: %w: group window %v (want 0 < w <= %v)", ErrInvalid, o.GroupWindow, MaxGroupWindow)
+	}
+	if o.GroupMaxWindow == 0 {
+		o.GroupMaxWindow = DefaultGroupMaxWindow
+	}
+	if o.GroupMaxWindow > LimitGroupMaxWindow {
+		return o, fmt.Errorf("open queue: %w: group max window %v (want at most %v)", ErrInvalid, o.GroupMaxWindow, LimitGroupMaxWindow)
+	}
+	o.GroupMaxWindow = max(o.GroupMaxWindow, o.GroupWindow)
+	if o.GroupFill == 0 {
+		o.GroupFill = DefaultGroupFill
+	}
+	if o.GroupFill < 0 {
+		return o, fmt.Errorf("open queue: %w: group fill %d", ErrInvalid, o.GroupFill)
 	}
 	if o.MaxBytes == 0 {
 		o.MaxBytes = DefaultMaxBytes

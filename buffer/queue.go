@@ -150,6 +150,8 @@ type Queue struct {
 	stopping bool         // guarded by pendMu: Close has begun
 	kick     chan struct{}
 	full     chan struct{} // a group-commit window has groupMax records
+	pendData int64         // guarded by pendMu: data bytes in pending
+	filled   chan struct{} // pendData reached GroupFill
 	gcKick   chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup

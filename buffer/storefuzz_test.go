@@ -70,6 +70,7 @@ func buildTemplate(t *testing.T, root string, killed bool) *storeTemplate {
 		name = "killed"
 	}
 	o := buffer.DefaultOptions(filepath.Join(root, name+"-src", "queue"))
+	o.GroupMaxWindow = o.GroupWindow // a fixed window: the template appends one at a time
 	o.LiveWindow = -1
 	o.MinFree = -1
 	q, err := buffer.Open(o)

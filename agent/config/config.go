@@ -63,7 +63,12 @@ type Buffer struct {
 	MaxRecords  int64    `toml:"max_records"`
 	Sync        string   `toml:"sync"`
 	GroupWindow Duration `toml:"group_window"`
-	LiveWindow  Duration `toml:"live_window"`
+	// GroupMaxWindow and GroupFill make the group window adaptive
+	// (buffer.Options): it runs on past group_window, up to
+	// group_max_window, until group_fill bytes of records are pending.
+	GroupMaxWindow Duration `toml:"group_max_window"`
+	GroupFill      Size     `toml:"group_fill"`
+	LiveWindow     Duration `toml:"live_window"`
 	// TelemetryTTL drops periodic telemetry older than this (0 = keep).
 	TelemetryTTL Duration `toml:"telemetry_ttl"`
 	// MinFree is the free-space floor of the state_dir's file system
@@ -113,7 +118,8 @@ func Default() Config {
 		Agent:   Agent{StateDir: "/var/lib/tcu-agent", LogLevel: "info", LogFormat: "text"},
 		Buffer: Buffer{
 			MaxBytes: 64 << 20, Sync: "group",
-			GroupWindow: Duration(20e6), LiveWindow: Duration(10e9),
+			GroupWindow: Duration(20e6), GroupMaxWindow: Duration(500e6), GroupFill: 64 << 10,
+			LiveWindow: Duration(10e9),
 		},
 		Telemetry: Telemetry{Interval: Duration(1e9), MaxPending: 10000},
 		Health:    Health{CtlSocket: "/run/tcu-agent/ctl.sock"},

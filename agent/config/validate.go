@@ -31,6 +31,12 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 	if w := c.Buffer.GroupWindow.Std(); w > 50e6 {
 		d.errorf("buffer.group_window", "group_window %s too long; at most 50ms", w)
 	}
+	if w := c.Buffer.GroupMaxWindow.Std(); w > 2e9 || w < 0 {
+		d.errorf("buffer.group_max_window", "group_max_window %s out of range; 0 to 2s", w)
+	}
+	if c.Buffer.GroupFill < 0 {
+		d.errorf("buffer.group_fill", "group_fill %d negative", c.Buffer.GroupFill)
+	}
 	if c.Telemetry.Interval.Std() < 1e7 {
 		d.errorf("telemetry.interval", "interval %s too short; at least 10ms", c.Telemetry.Interval.Std())
 	}

@@ -307,6 +307,7 @@ func testClosed(t *testing.T, open Opener) {
 func testConcurrent(t *testing.T, open Opener) {
 	o := options(t, NewClock(t0))
 	o.Sync = buffer.SyncGroup
+	o.GroupMaxWindow = 60 * time.Millisecond // adaptive, but short: 800 appends
 	q := openQ(t, open, o)
 	const producers, per = 4, 200
 	var wg sync.WaitGroup
