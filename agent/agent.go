@@ -147,6 +147,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var pipeWG, drvWG, cloudWG, storeWG, obsWG sync.WaitGroup
 	pipeLoop := a.health.Loop("telemetry", true)
 	pipe.SetHeartbeat(pipeLoop.Beat)
+	pipe.SetIdle(pipeLoop.Idle)
 	pipeWG.Go(func() { _ = pipe.Run(pipeCtx) }) // stopped by stopPipe
 	for _, d := range a.cfg.Drivers {
 		s := newSupervisor(d.Name, d.Driver, pipe, a.log)

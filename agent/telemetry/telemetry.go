@@ -64,6 +64,7 @@ type Pipeline struct {
 	written atomic.Uint64
 	failed  atomic.Uint64
 	beat    func()
+	idle    func()
 	// pending holds encoded records not yet appended, per class; Run's
 	// goroutine only. They are appended as soon as the input channel is
 	// empty, so a burst of samples costs one sync, not one per record.
@@ -101,12 +102,17 @@ func New(opts Options) (*Pipeline, error) {
 	for _, e := range opts.Events {
 		ev[e] = true
 	}
-	return &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}}, nil
+	return &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}, idle: func() {}}, nil
 }
 
 // SetHeartbeat installs a function Run calls on every loop iteration
 // (health/watchdog liveness). Call before Run.
 func (p *Pipeline) SetHeartbeat(f func()) { p.beat = f }
+
+// SetIdle installs a function Run calls right before it blocks with
+// nothing pending and no timer armed (health.Loop.Idle): an idle pipeline
+// does not wake up. Call before Run.
+func (p *Pipeline) SetIdle(f func()) { p.idle = f }
 
 // Emit implements drivers.Sink; it never blocks.
 func (p *Pipeline) Emit(s drivers.Sample) {
@@ -150,12 +156,35 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		<-watched
 		cancelAppends()
 	}()
-	tick := time.NewTicker(p.opts.Interval)
-	defer tick.Stop()
+	// The flush timer runs only while samples are pending, so a pipeline
+	// with nothing to write (a parked car's silent bus) never wakes up. It
+	// fires on the phase a ticker started now would have: one record per
+	// interval while samples keep coming.
+	epoch := time.Now()
+	var flushT *time.Timer
+	var flushC <-chan time.Time // nil: not armed
+	defer func() {
+		if flushT != nil {
+			flushT.Stop()
+		}
+	}()
 	pending := map[string]drivers.Sample{}
 	prev := map[string]drivers.Sample{}
 	for {
 		p.beat()
+		if flushC == nil && len(pending) > 0 {
+			iv := p.opts.Interval
+			d := iv - time.Since(epoch)%iv
+			if flushT == nil {
+				flushT = time.NewTimer(d)
+			} else {
+				flushT.Reset(d)
+			}
+			flushC = flushT.C
+		}
+		if flushC == nil && len(p.in) == 0 {
+			p.idle()
+		}
 		select {
 		case <-ctx.Done():
 			p.drainInput(pending, prev)
@@ -164,7 +193,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		case s := <-p.in:
 			p.take(s, pending, prev)
-		case <-tick.C:
+		case <-flushC:
+			flushC = nil
 			p.flush(pending)
 		}
 		if len(p.in) == 0 || p.queued() >= maxBatch {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +269,50 @@ func TestStopGraceBoundsAHungStore(t *testing.T) {
 	}
 	if p.Stats().Failed == 0 {
 		t.Errorf("lost records not counted: %+v", p.Stats())
+	}
+}
+
+// TestIdlePipelineDoesNotWake: with no samples the pipeline blocks without
+// a timer (it used to tick every interval to flush nothing); it says so
+// through the idle hook, and one sample still becomes one record within
+// about an interval, after which it goes idle again.
+func TestIdlePipelineDoesNotWake(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	p, err := New(Options{Interval: 5 * time.Millisecond, Append: store.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var beats, idles atomic.Int64
+	p.SetHeartbeat(func() { beats.Add(1) })
+	p.SetIdle(func() { idles.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitUntil(t, func() bool { return idles.Load() == 1 })
+	time.Sleep(100 * time.Millisecond) // 20 intervals
+	if n := beats.Load(); n != 1 {
+		t.Fatalf("idle pipeline ran %d loop iterations in 20 intervals, want 1 (no wake-ups)", n)
+	}
+	p.Emit(drivers.Sample{Name: "Vehicle.Speed", Value: 1, Time: time.Now()})
+	waitUntil(t, func() bool { return len(store.snapshot()) == 1 })
+	waitUntil(t, func() bool { return idles.Load() == 2 })
+	b := beats.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := beats.Load() - b; n != 0 {
+		t.Fatalf("pipeline woke %d times after its record with nothing pending", n)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
