@@ -106,6 +106,7 @@ func (a *Agent) status() ctl.Status {
 	if s := a.currentStore(); s != nil {
 		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
 	}
+	a.sampleRates() // the probe samples only every probeEvery; a query refreshes the rate
 	for _, s := range a.sups {
 		state, _, lastErr := s.status()
 		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {
@@ -127,7 +128,7 @@ func (a *Agent) status() ctl.Status {
 	}
 	a.cmds.mu.Unlock()
 	h := a.health.Snapshot()
-	ok, why := a.health.Healthy(10 * probeEvery)
+	ok, why := a.health.Healthy(healthMaxAge)
 	st.Health = ctl.Health{OK: ok, Why: why}
 	for _, l := range h.Loops {
 		st.Health.Loops = append(st.Health.Loops, ctl.Loop{Name: l.Name, Critical: l.Critical, AgeSeconds: l.Age.Seconds()})
