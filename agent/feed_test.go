@@ -31,7 +31,10 @@ func TestFeedSignalsIdle(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); feedSignals(ctx, sig, []string{"Vehicle.Speed"}, update, 5*time.Millisecond) }()
+	go func() {
+		defer close(done)
+		feedSignals(ctx, sig, []string{"Vehicle.Speed"}, update, 5*time.Millisecond)
+	}()
 	defer func() { cancel(); <-done }()
 
 	waitFor(t, func() bool { return n() == 1 })
