@@ -157,6 +157,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		Responder: resp, Now: a.now, ClockTrusted: a.clockTrusted,
 		Logger:    log.With("component", "command"),
 		Heartbeat: cmdLoop.Beat,
+		Idle:      cmdLoop.Idle,
 	})
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
