@@ -96,7 +96,7 @@ func TestIdleCost(t *testing.T) {
 // idleResult is one scenario's measurement.
 type idleResult struct {
 	window            time.Duration
-	ctxsw             uint64
+	ctxsw, invol      uint64 // all context switches; the involuntary ones among them
 	cpuTicks          uint64
 	up, down          int64
 	threads           int
@@ -119,8 +119,8 @@ func (r idleResult) row(sc string) string {
 	if r.ok < r.sent {
 		ok += " (" + strings.Join(r.reasons, ", ") + ")"
 	}
-	return fmt.Sprintf("| %s | %s | %.1f | %.0f | %.0f (%.0f + %.0f) | %d | %s | %s | %s |", sc, r.window.Round(time.Second),
-		float64(r.ctxsw)/s, float64(r.cpuTicks)*1000/clkTck/s*60,
+	return fmt.Sprintf("| %s | %s | %.1f (%.1f invol.) | %.0f | %.0f (%.0f + %.0f) | %d | %s | %s | %s |", sc, r.window.Round(time.Second),
+		float64(r.ctxsw)/s, float64(r.invol)/s, float64(r.cpuTicks)*1000/clkTck/s*60,
 		float64(r.up+r.down)/s*3600, float64(r.up)/s*3600, float64(r.down)/s*3600,
 		r.threads, ok, q(r.toFrame), q(r.toFinal))
 }
@@ -200,7 +200,7 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 	time.Sleep(settle) // startup (first connect, Badger open, catch-up) is not idle cost
 
 	pid := a.PID()
-	sw0, th0 := ctxSwitches(t, pid)
+	sw0, inv0, th0 := ctxSwitches(t, pid)
 	cpu0 := cpuTicks(t, pid)
 	up0, down0 := px.up.Load(), px.down.Load()
 	start := time.Now()
@@ -210,8 +210,8 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 	case <-time.After(dur):
 	}
 	r := idleResult{window: time.Since(start)}
-	sw1, th1 := ctxSwitches(t, pid)
-	r.ctxsw, r.cpuTicks = sw1-sw0, cpuTicks(t, pid)-cpu0
+	sw1, inv1, th1 := ctxSwitches(t, pid)
+	r.ctxsw, r.invol, r.cpuTicks = sw1-sw0, inv1-inv0, cpuTicks(t, pid)-cpu0
 	r.up, r.down, r.threads = px.up.Load()-up0, px.down.Load()-down0, max(th0, th1)
 	if err := a.Err(); err != nil {
 		t.Fatal(err)
@@ -342,13 +342,13 @@ func firstFrameAfter(s *System, t0 time.Time) time.Time {
 }
 
 // ctxSwitches sums voluntary and involuntary context switches over the
-// process's threads and returns the sum and the number of threads.
-func ctxSwitches(t *testing.T, pid int) (uint64, int) {
+// process's threads and returns the sum, the involuntary part (preemption:
+// grows with the machine's load) and the number of threads.
+func ctxSwitches(t *testing.T, pid int) (sum, invol uint64, threads int) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("threads of pid %d: %v", pid, err)
 	}
-	var sum uint64
 	for _, p := range tasks {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -359,10 +359,13 @@ func ctxSwitches(t *testing.T, pid int) (uint64, int) {
 			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
 				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 				sum += n
+				if k == "nonvoluntary_ctxt_switches" {
+					invol += n
+				}
 			}
 		}
 	}
-	return sum, len(tasks)
+	return sum, invol, len(tasks)
 }
 
 // cpuTicks is utime + stime of the whole process in clock ticks.
