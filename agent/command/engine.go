@@ -289,24 +289,30 @@ func (e *Engine) Run(ctx context.Context) error {
 	var resendC <-chan time.Time // nil: not armed
 	resendWait := 0              // back off while the responder keeps failing (offline)
 	for {
-		e.beat()
+		// Idle while blocked in the select; every case beats first, so a
+		// hang in its work (a dispatch, a prune, a resend) stops the beats.
 		e.idle()
 		select {
 		case <-ctx.Done():
+			e.beat()
 			e.drain(ctx)
 			e.wg.Wait()
 			bg.Wait()
 			return nil
 		case <-e.wake:
+			e.beat()
 			e.dispatchBatch(ctx, e.takeIntake())
 		case <-tick.C:
+			e.beat()
 			e.maintain(ctx)
 		case <-e.unsentKick:
+			e.beat()
 			if resendC == nil {
 				resend.Reset(time.Duration(max(resendWait, 1)) * resendEvery)
 				resendC = resend.C
 			}
 		case <-resendC:
+			e.beat()
 			resendC = nil
 			if !e.unsent.Swap(false) {
 				continue

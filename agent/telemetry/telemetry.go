@@ -192,8 +192,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.commit(actx)
 			return nil
 		case s := <-p.in:
+			p.beat() // busy again: a hang from here on (take, commit) is seen
 			p.take(s, pending, prev)
 		case <-flushC:
+			p.beat()
 			flushC = nil
 			p.flush(pending)
 		}

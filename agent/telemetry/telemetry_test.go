@@ -316,3 +316,42 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStuckAppendAfterIdleIsNotIdle: the pipeline marks itself idle only
+// while it waits; a sample that wakes it beats first, so a store that hangs
+// in Append afterwards stops the heartbeats (and the watchdog) instead of
+// hiding behind the idle mark.
+func TestStuckAppendAfterIdleIsNotIdle(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stuck := func(ctx context.Context, _ Class, _ [][]byte) error {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	p, err := New(Options{Interval: time.Hour, Events: []string{"Door"}, Append: stuck, StopGrace: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var last string
+	p.SetHeartbeat(func() { mu.Lock(); last = "beat"; mu.Unlock() })
+	p.SetIdle(func() { mu.Lock(); last = "idle"; mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); close(release); <-done }()
+
+	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return last == "idle" })
+	p.Emit(drivers.Sample{Name: "Door", Value: 1, Time: time.Now()}) // an event: appended at once
+	<-entered
+	mu.Lock()
+	defer mu.Unlock()
+	if last != "beat" {
+		t.Fatalf("last liveness call before the stuck Append was %q, want beat", last)
+	}
+}
