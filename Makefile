@@ -35,6 +35,12 @@ test: ## run every unit and end-to-end test with the race detector
 test-system: ## run the system tests (real binary, SIGKILL) verbosely, with their per-run tables
 	$(GO) test -race -count=1 -v ./agent/agenttest/
 
+IDLECOST_DURATION ?= 10m
+
+.PHONY: idlecost
+idlecost: ## idle cost of the real binary per profile: wake-ups/s, CPU, wire bytes, parked command latency (docs/perf/idle.md)
+	IDLECOST_DURATION=$(IDLECOST_DURATION) $(GO) test -tags idlecost -run IdleCost -v -count=1 -timeout 0 ./agent/agenttest/
+
 .PHONY: powercut
 powercut: ## power-cut test of the buffer on the hostile disk (scripts/hostiledisk): writer in qemu, cuts replayed from its write log, verified in qemu (docs/perf/powercut.md)
 	bash scripts/powercut.sh

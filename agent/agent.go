@@ -60,10 +60,11 @@ type Agent struct {
 	cmds    commandLog
 	rates   rates
 
-	baseFile string                           // Options.BaseFile
-	restart  restarter                        // jobs: restart requests
-	bundle   atomic.Pointer[ctl.ConfigBundle] // jobs: the active configuration bundle
-	lastJob  atomic.Pointer[jobs.Outcome]     // jobs: the last configuration job's end
+	baseFile  string                           // Options.BaseFile
+	restart   restarter                        // jobs: restart requests
+	bundle    atomic.Pointer[ctl.ConfigBundle] // jobs: the active configuration bundle
+	bundleSet chan struct{}                    // a buffered wake-up: bundle changed
+	lastJob   atomic.Pointer[jobs.Outcome]     // jobs: the last configuration job's end
 
 	reloadMu sync.Mutex
 	reloadCh chan struct{} // guarded by reloadMu; closed by Reload

@@ -259,6 +259,7 @@ func (a *Agent) newPipe(tel config.Telemetry, seed []drivers.Sample) (*capPipe, 
 		return nil, err
 	}
 	p.SetHeartbeat(c.loop.Beat)
+	p.SetIdle(c.loop.Idle)
 	return &capPipe{p: p, tel: tel, done: make(chan struct{})}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/agent/record"
+	"github.com/tcu-agent/tcu-agent/agent/signals"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/buffer"
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
@@ -156,6 +157,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 		Responder: resp, Now: a.now, ClockTrusted: a.clockTrusted,
 		Logger:    log.With("component", "command"),
 		Heartbeat: cmdLoop.Beat,
+		Idle:      cmdLoop.Idle,
 	})
 	if err != nil {
 		return fmt.Errorf("command engine: %w", err)
@@ -371,25 +373,60 @@ func (r *responder) queueResult(ctx context.Context, resp command.Response) {
 	}
 }
 
-// feedShadow pushes the shadowed signals and the agent version once a
-// second; the shadow itself publishes only what changed, coalesced.
+// feedShadow pushes the agent version once and the shadowed signals
+// whenever the signal table changes; the shadow itself publishes only what
+// changed, coalesced.
 func (a *Agent) feedShadow(ctx context.Context, sh *uplink.Shadow) {
 	sh.Update("agent_version", a.version)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.feedBundle(ctx, sh) }) // ends with ctx
+	feedSignals(ctx, a.signals, shadowSignals, sh.Update, shadowFeedEvery)
+}
+
+// feedBundle reports the active configuration bundle in the shadow now
+// and whenever it changes (it blocks, costing no wake-ups, in between).
+func (a *Agent) feedBundle(ctx context.Context, sh *uplink.Shadow) {
 	for {
 		if b := a.bundle.Load(); b != nil {
 			sh.Update("config_bundle", map[string]string{"version": b.Version, "sha256": b.SHA256})
 		}
-		for _, name := range shadowSignals {
-			if s, ok := a.signals.Latest(name); ok {
-				sh.Update(name, s.Value)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.bundleSet:
+		}
+	}
+}
+
+// shadowFeedEvery is the shortest time between two passes of feedSignals.
+const shadowFeedEvery = time.Second
+
+// feedSignals calls update with the latest value of each of names now and
+// after every change of the signal table, at most once per every. It
+// waits on the table (no timer) while nothing changes: a parked car's
+// silent bus costs no wake-ups. It returns when ctx ends.
+func feedSignals(ctx context.Context, sig *signals.Store, names []string, update func(string, any), every time.Duration) {
+	t := time.NewTimer(every)
+	t.Stop() // armed only after a change
+	defer t.Stop()
+	for {
+		changed := sig.Changed()
+		for _, name := range names {
+			if s, ok := sig.Latest(name); ok {
+				update(name, s.Value)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-changed:
+		}
+		t.Reset(every) // coalesce a burst of changes (63 frames/s) into one pass
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

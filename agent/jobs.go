@@ -243,6 +243,10 @@ func (a *Agent) refreshBundle() {
 		b.Version = "base"
 	}
 	a.bundle.Store(b)
+	select { // wake feedBundle; one pending wake is enough
+	case a.bundleSet <- struct{}{}:
+	default:
+	}
 }
 
 // bundleStatus returns what `tcu-agent status` shows about configuration.

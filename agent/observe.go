@@ -19,8 +19,16 @@ import (
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
-// probeEvery is how often liveness probes exercise each component.
-const probeEvery = time.Second
+// probeEvery is how often liveness probes exercise each component: three
+// times within healthMaxAge, so a deadlocked component fails the watchdog
+// (WatchdogSec=30s) in time, at 0.1 wake-ups/s per probe instead of 1
+// (the probes' timers expire together and cost one wake-up).
+const probeEvery = 10 * time.Second
+
+// healthMaxAge is how long a critical loop may go without a heartbeat
+// (while not idle) before the health log and `tcu-agent status` call it
+// hung: the systemd unit's WatchdogSec.
+const healthMaxAge = 30 * time.Second
 
 // startObservability starts the liveness probes, the systemd watchdog, the
 // control socket and (if configured) the metrics endpoint. Every goroutine
@@ -101,7 +109,7 @@ func (a *Agent) keepServing(ctx context.Context, name, where string, listen func
 // degraded component), once per change: the watchdog itself only shows it
 // in systemd's STATUS.
 func (a *Agent) logHealth(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	last := "ok"
 	for {
@@ -110,7 +118,7 @@ func (a *Agent) logHealth(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ok, why := a.health.Healthy(30 * time.Second)
+		ok, why := a.health.Healthy(healthMaxAge)
 		if why == last {
 			continue
 		}

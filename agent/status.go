@@ -110,6 +110,7 @@ func (a *Agent) status() ctl.Status {
 	if s := a.currentStore(); s != nil {
 		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
 	}
+	a.sampleRates() // the probe samples only every probeEvery; a query refreshes the rate
 	for _, s := range a.supervisors() {
 		state, _, lastErr := s.status()
 		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {
@@ -133,7 +134,7 @@ func (a *Agent) status() ctl.Status {
 	st.Profile = a.profileStatus()
 	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
-	ok, why := a.health.Healthy(10 * probeEvery)
+	ok, why := a.health.Healthy(healthMaxAge)
 	st.Health = ctl.Health{OK: ok, Why: why}
 	for _, l := range h.Loops {
 		st.Health.Loops = append(st.Health.Loops, ctl.Loop{Name: l.Name, Critical: l.Critical, AgeSeconds: l.Age.Seconds()})

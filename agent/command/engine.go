@@ -46,10 +46,14 @@ type Options struct {
 	ClockTrusted func() bool
 	// Logger receives the audit trail (default: discard).
 	Logger *slog.Logger
-	// Heartbeat, when set, is called by the dispatcher loop every few
-	// seconds, also while idle (wire it to the health tracker's Beat: a
-	// hung dispatcher then withholds the watchdog).
+	// Heartbeat, when set, is called by the dispatcher loop on every
+	// iteration (wire it to the health tracker's Beat: a hung dispatcher
+	// then withholds the watchdog).
 	Heartbeat func()
+	// Idle, when set, is called right before the dispatcher blocks waiting
+	// for a command or a timer (the health tracker's Loop.Idle): the
+	// dispatcher then needs no periodic wake-up to prove it is alive.
+	Idle func()
 }
 
 // Engine receives, checks, executes and answers remote commands.
@@ -69,6 +73,7 @@ type Engine struct {
 	ledger *ledger.Ledger
 	hooks  hooks
 	beat   func()
+	idle   func()
 	stats  counters
 
 	wg sync.WaitGroup // running jobs and response deliveries
@@ -78,8 +83,10 @@ type Engine struct {
 	// lines and are refused.
 	damaged time.Time
 	// unsent is set when a recorded final response could not be
-	// delivered; the dispatcher then retries every resendEvery.
-	unsent atomic.Bool
+	// delivered; the dispatcher then retries after resendEvery (backing
+	// off). unsentKick wakes the dispatcher to arm that retry.
+	unsent     atomic.Bool
+	unsentKick chan struct{}
 
 	inMu   sync.Mutex
 	intake []delivery    // guarded by inMu; received, not yet dispatched, in arrival order
@@ -159,9 +166,10 @@ func New(opts Options) (*Engine, error) {
 		cfg: opts.Config, thing: opts.Thing, topics: topics{thing: opts.Thing},
 		specs: map[string]*Spec{}, keys: keys, sig: opts.Signals, txFor: opts.Transmitter,
 		resp: opts.Responder, now: opts.Now, clock: opts.ClockTrusted, log: opts.Logger,
-		il:       newInterlocks(opts.Config.Interlocks, opts.Signals),
-		wake:     make(chan struct{}, 1),
-		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
+		il:         newInterlocks(opts.Config.Interlocks, opts.Signals),
+		wake:       make(chan struct{}, 1),
+		unsentKick: make(chan struct{}, 1),
+		inflight:   map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
 		delivering: map[string]bool{},
 	}
 	for i := range e.cfg.Commands {
@@ -180,9 +188,12 @@ func New(opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.beat = opts.Heartbeat
+	e.beat, e.idle = opts.Heartbeat, opts.Idle
 	if e.beat == nil {
 		e.beat = func() {}
+	}
+	if e.idle == nil {
+		e.idle = func() {}
 	}
 	l, err := ledger.OpenClock(filepath.Join(opts.StateDir, "commands"), e.now)
 	if err != nil {
@@ -247,12 +258,12 @@ func (e *Engine) takeIntake() []delivery {
 }
 
 // pruneEvery is how often the ledger is pruned and unanswered results are
-// handed to the responder again; beatEvery how often the dispatcher beats.
+// handed to the responder again; resendEvery how soon after a failed
+// delivery it is retried (doubling up to maxResendTicks × resendEvery).
 const (
 	pruneEvery  = 30 * time.Second
-	beatEvery   = 5 * time.Second
 	resendEvery = time.Second
-	// maxResendTicks caps the resend backoff (in resendEvery ticks).
+	// maxResendTicks caps the resend backoff (in resendEvery units).
 	maxResendTicks = 5
 )
 
@@ -271,35 +282,57 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(pruneEvery)
 	defer tick.Stop()
-	beat := time.NewTicker(beatEvery)
-	defer beat.Stop()
-	resend := time.NewTicker(resendEvery)
+	// The resend timer runs only while a result waits to be resent.
+	resend := time.NewTimer(resendEvery)
+	resend.Stop()
 	defer resend.Stop()
-	var resendWait, resendTicks int // back off while the responder keeps failing (offline)
+	var resendC <-chan time.Time // nil: not armed
+	resendWait := 0              // back off while the responder keeps failing (offline)
 	for {
-		e.beat()
+		// Idle while blocked in the select; every case beats first, so a
+		// hang in its work (a dispatch, a prune, a resend) stops the beats.
+		e.idle()
 		select {
 		case <-ctx.Done():
+			e.beat()
 			e.drain(ctx)
 			e.wg.Wait()
 			bg.Wait()
 			return nil
 		case <-e.wake:
+			e.beat()
 			e.dispatchBatch(ctx, e.takeIntake())
 		case <-tick.C:
+			e.beat()
 			e.maintain(ctx)
-		case <-resend.C:
-			if resendTicks++; resendTicks < resendWait || !e.unsent.Swap(false) {
+		case <-e.unsentKick:
+			e.beat()
+			if resendC == nil {
+				resend.Reset(time.Duration(max(resendWait, 1)) * resendEvery)
+				resendC = resend.C
+			}
+		case <-resendC:
+			e.beat()
+			resendC = nil
+			if !e.unsent.Swap(false) {
 				continue
 			}
-			resendTicks = 0
 			if e.resend(ctx) {
 				resendWait = 0
-			} else {
+			} else { // resend marked unsent again: the kick arms the next try
 				resendWait = min(max(2*resendWait, 1), maxResendTicks)
 			}
-		case <-beat.C:
 		}
+	}
+}
+
+// markUnsent records that a final response still has to be delivered and
+// wakes the dispatcher to schedule the retry.
+func (e *Engine) markUnsent() {
+	e.unsent.Store(true)
+	select {
+	case e.unsentKick <- struct{}{}:
+	default:
 	}
 }
 

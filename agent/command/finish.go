@@ -97,7 +97,7 @@ func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) b
 	if err := e.resp.Respond(rctx, resp); err != nil {
 		log.Warn("command response failed", "err", err)
 		if ent, ok := e.ledger.Get(resp.ID); ok && ent.State == ledger.Done {
-			e.unsent.Store(true)
+			e.markUnsent()
 		}
 		return false
 	}
@@ -191,7 +191,7 @@ func (e *Engine) resend(ctx context.Context) bool {
 			continue
 		}
 		if !e.redeliver(ctx, e.log.With("cmd_id", ent.ID), ent) {
-			e.unsent.Store(true)
+			e.markUnsent()
 			return false
 		}
 	}

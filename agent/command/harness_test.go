@@ -68,6 +68,7 @@ type harness struct {
 	silent  atomic.Bool
 	syncs   int          // barrier requests sent
 	beats   atomic.Int64 // dispatcher heartbeats
+	idles   atomic.Int64 // dispatcher idle marks
 	eng     *command.Engine
 	cancel  context.CancelFunc
 	done    chan error
@@ -154,6 +155,7 @@ func (h *harness) start() {
 		},
 		Responder: h.respond, Now: h.clock.Now, ClockTrusted: h.trusted.Load,
 		Heartbeat: func() { h.beats.Add(1) },
+		Idle:      func() { h.idles.Add(1) },
 	})
 	if err != nil {
 		h.t.Fatalf("New: %v", err)

@@ -180,3 +180,18 @@ func TestStatsAndHeartbeat(t *testing.T) {
 		t.Error("no heartbeat from the dispatcher")
 	}
 }
+
+// TestIdleDispatcherDoesNotWake: with nothing to dispatch and nothing to
+// resend the dispatcher blocks without waking (it used to tick every
+// second for resends and every 5 s to beat), and it tells the health
+// tracker that it waits. A failed delivery still gets its retry.
+func TestIdleDispatcherDoesNotWake(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	waitFor(t, func() bool { return h.idles.Load() > 0 })
+	b := h.beats.Load()
+	time.Sleep(2500 * time.Millisecond) // 2.5 resend periods
+	if n := h.beats.Load() - b; n != 0 {
+		t.Fatalf("idle dispatcher woke %d times in 2.5 s, want 0", n)
+	}
+}

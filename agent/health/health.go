@@ -50,6 +50,7 @@ type Loop struct {
 	// lastBeat is guarded by t.mu: beats are at most a few per second per
 	// loop, so a shared mutex is simpler than atomics and costs nothing.
 	lastBeat time.Time
+	idle     bool // waiting for input since lastBeat (Idle)
 	closed   bool
 }
 
@@ -70,11 +71,25 @@ func (t *Tracker) Loop(name string, critical bool) *Loop {
 	return l
 }
 
-// Beat records that the loop is alive.
+// Beat records that the loop is alive (and, after Idle, busy again).
 func (l *Loop) Beat() {
 	l.t.mu.Lock()
 	if !l.closed {
-		l.lastBeat = l.t.now()
+		l.lastBeat, l.idle = l.t.now(), false
+	}
+	l.t.mu.Unlock()
+}
+
+// Idle records that the loop is alive and about to block waiting for input
+// (a channel receive with no timer armed): a waiting loop is not hung, so
+// it needs no periodic wake-up to keep beating. Call it right before the
+// blocking wait, with nothing else left to do; the next Beat (first thing
+// after the wait) ends it. A loop that hangs while working has called Beat
+// since and so is still caught.
+func (l *Loop) Idle() {
+	l.t.mu.Lock()
+	if !l.closed {
+		l.lastBeat, l.idle = l.t.now(), true
 	}
 	l.t.mu.Unlock()
 }
@@ -116,14 +131,15 @@ func (t *Tracker) Clear(component string) {
 	t.mu.Unlock()
 }
 
-// Healthy reports whether every critical loop has beaten within maxAge. why
+// Healthy reports whether every critical loop has beaten within maxAge or
+// waits idle for input (Loop.Idle). why
 // is a one-line explanation: the hung loops when ok is false; otherwise the
 // degraded components, or "ok" when there are none.
 func (t *Tracker) Healthy(maxAge time.Duration) (ok bool, why string) {
 	s := t.Snapshot()
 	var hung []string
 	for _, l := range s.Loops {
-		if l.Critical && l.Age > maxAge {
+		if l.Critical && !l.Idle && l.Age > maxAge {
 			hung = append(hung, fmt.Sprintf("%s silent for %s", l.Name, l.Age.Round(time.Second)))
 		}
 	}
@@ -156,6 +172,8 @@ type LoopState struct {
 	Critical bool          `json:"critical"`
 	LastBeat time.Time     `json:"last_beat"`
 	Age      time.Duration `json:"age_ns"` // Taken - LastBeat
+	// Idle: the loop waits for input since LastBeat (Loop.Idle).
+	Idle bool `json:"idle,omitempty"`
 }
 
 // Degradation is one degraded component.
@@ -177,7 +195,7 @@ func (t *Tracker) Snapshot() Snapshot {
 	}
 	for _, l := range t.loops {
 		s.Loops = append(s.Loops, LoopState{
-			Name: l.name, Critical: l.critical, LastBeat: l.lastBeat, Age: now.Sub(l.lastBeat),
+			Name: l.name, Critical: l.critical, LastBeat: l.lastBeat, Age: now.Sub(l.lastBeat), Idle: l.idle,
 		})
 	}
 	for _, d := range t.degraded {

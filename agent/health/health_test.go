@@ -66,6 +66,28 @@ func TestHealthy(t *testing.T) {
 			wantWhy: "hung: batcher silent for 31s",
 		},
 		{
+			name: "idle loop waiting for input is not hung",
+			setup: func(tr *Tracker, clk *fakeClock) {
+				l := tr.Loop("telemetry", true)
+				l.Idle()
+				clk.Advance(time.Hour)
+			},
+			wantOK:  true,
+			wantWhy: "ok",
+		},
+		{
+			name: "loop that hangs after leaving idle is hung",
+			setup: func(tr *Tracker, clk *fakeClock) {
+				l := tr.Loop("telemetry", true)
+				l.Idle()
+				clk.Advance(time.Hour)
+				l.Beat() // woke up with input, then stuck
+				clk.Advance(maxAge + time.Second)
+			},
+			wantOK:  false,
+			wantWhy: "hung: telemetry silent for 31s",
+		},
+		{
 			name: "beating loop stays healthy",
 			setup: func(tr *Tracker, clk *fakeClock) {
 				l := tr.Loop("uplink", true)

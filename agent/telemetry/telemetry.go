@@ -72,6 +72,7 @@ type Pipeline struct {
 	// signals retick.
 	interval atomic.Int64
 	retick   chan struct{}
+	idle     func()
 	// pending holds encoded records not yet appended, per class; Run's
 	// goroutine only. They are appended as soon as the input channel is
 	// empty, so a burst of samples costs one sync, not one per record.
@@ -109,7 +110,7 @@ func New(opts Options) (*Pipeline, error) {
 	for _, e := range opts.Events {
 		ev[e] = true
 	}
-	p := &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}, retick: make(chan struct{}, 1)}
+	p := &Pipeline{opts: opts, in: make(chan drivers.Sample, opts.MaxPending), events: ev, beat: func() {}, idle: func() {}, retick: make(chan struct{}, 1)}
 	p.interval.Store(int64(opts.Interval))
 	return p, nil
 }
@@ -136,6 +137,11 @@ func (p *Pipeline) Interval() time.Duration { return time.Duration(p.interval.Lo
 // SetHeartbeat installs a function Run calls on every loop iteration
 // (health/watchdog liveness). Call before Run.
 func (p *Pipeline) SetHeartbeat(f func()) { p.beat = f }
+
+// SetIdle installs a function Run calls right before it blocks with
+// nothing pending and no timer armed (health.Loop.Idle): an idle pipeline
+// does not wake up. Call before Run.
+func (p *Pipeline) SetIdle(f func()) { p.idle = f }
 
 // Emit implements drivers.Sink; it never blocks.
 func (p *Pipeline) Emit(s drivers.Sample) {
@@ -179,8 +185,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		<-watched
 		cancelAppends()
 	}()
-	tick := time.NewTicker(p.Interval())
-	defer tick.Stop()
+	// The flush timer runs only while samples are pending, so a pipeline
+	// with nothing to write (a parked car's silent bus) never wakes up. It
+	// fires on the phase a ticker started now would have: one record per
+	// interval while samples keep coming.
+	epoch := time.Now()
+	var flushT *time.Timer
+	var flushC <-chan time.Time // nil: not armed
+	defer func() {
+		if flushT != nil {
+			flushT.Stop()
+		}
+	}()
 	pending := map[string]drivers.Sample{}
 	prev := map[string]drivers.Sample{}
 	for _, s := range p.opts.Seed {
@@ -190,6 +206,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	for {
 		p.beat()
+		if flushC == nil && len(pending) > 0 {
+			iv := p.Interval()
+			d := iv - time.Since(epoch)%iv
+			if flushT == nil {
+				flushT = time.NewTimer(d)
+			} else {
+				flushT.Reset(d)
+			}
+			flushC = flushT.C
+		}
+		if flushC == nil && len(p.in) == 0 {
+			p.idle()
+		}
 		select {
 		case <-ctx.Done():
 			p.drainInput(pending, prev)
@@ -197,12 +226,22 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.commit(actx)
 			return nil
 		case s := <-p.in:
+			p.beat() // busy again: a hang from here on (take, commit) is seen
 			p.take(s, pending, prev)
-		case <-tick.C:
+		case <-flushC:
+			p.beat()
+			flushC = nil
 			p.flush(pending)
 		case <-p.retick:
+			// A new interval: write what is pending now, and count the
+			// next interval from here (the timer is armed again, with the
+			// new interval, when samples are pending).
 			p.flush(pending)
-			tick.Reset(p.Interval())
+			epoch = time.Now()
+			if flushC != nil {
+				flushT.Stop()
+				flushC = nil
+			}
 		}
 		if len(p.in) == 0 || p.queued() >= maxBatch {
 			p.commit(actx)

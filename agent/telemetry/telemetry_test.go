@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +316,89 @@ func TestSeedSuppressesUnchangedEvent(t *testing.T) {
 				t.Errorf("the change has no previous value: %s", events[len(events)-1])
 			}
 		})
+	}
+}
+
+// TestIdlePipelineDoesNotWake: with no samples the pipeline blocks without
+// a timer (it used to tick every interval to flush nothing); it says so
+// through the idle hook, and one sample still becomes one record within
+// about an interval, after which it goes idle again.
+func TestIdlePipelineDoesNotWake(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	p, err := New(Options{Interval: 5 * time.Millisecond, Append: store.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var beats, idles atomic.Int64
+	p.SetHeartbeat(func() { beats.Add(1) })
+	p.SetIdle(func() { idles.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitUntil(t, func() bool { return idles.Load() == 1 })
+	time.Sleep(100 * time.Millisecond) // 20 intervals
+	if n := beats.Load(); n != 1 {
+		t.Fatalf("idle pipeline ran %d loop iterations in 20 intervals, want 1 (no wake-ups)", n)
+	}
+	p.Emit(drivers.Sample{Name: "Vehicle.Speed", Value: 1, Time: time.Now()})
+	waitUntil(t, func() bool { return len(store.snapshot()) == 1 })
+	waitUntil(t, func() bool { return idles.Load() == 2 })
+	b := beats.Load()
+	time.Sleep(100 * time.Millisecond)
+	if n := beats.Load() - b; n != 0 {
+		t.Fatalf("pipeline woke %d times after its record with nothing pending", n)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestStuckAppendAfterIdleIsNotIdle: the pipeline marks itself idle only
+// while it waits; a sample that wakes it beats first, so a store that hangs
+// in Append afterwards stops the heartbeats (and the watchdog) instead of
+// hiding behind the idle mark.
+func TestStuckAppendAfterIdleIsNotIdle(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stuck := func(ctx context.Context, _ Class, _ [][]byte) error {
+		once.Do(func() { close(entered) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	p, err := New(Options{Interval: time.Hour, Events: []string{"Door"}, Append: stuck, StopGrace: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var last string
+	p.SetHeartbeat(func() { mu.Lock(); last = "beat"; mu.Unlock() })
+	p.SetIdle(func() { mu.Lock(); last = "idle"; mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); close(release); <-done }()
+
+	waitUntil(t, func() bool { mu.Lock(); defer mu.Unlock(); return last == "idle" })
+	p.Emit(drivers.Sample{Name: "Door", Value: 1, Time: time.Now()}) // an event: appended at once
+	<-entered
+	mu.Lock()
+	defer mu.Unlock()
+	if last != "beat" {
+		t.Fatalf("last liveness call before the stuck Append was %q, want beat", last)
 	}
 }
