@@ -100,7 +100,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	return &Agent{cfg: opts.Config, sec: opts.Sections, log: opts.Logger, version: opts.Version, now: opts.Now, level: opts.LogLevel,
 		signals: signals.New(), health: health.New(opts.Now), started: opts.Now(), reloadCh: make(chan struct{}),
-		capt:     capture{quit: make(chan struct{})},
+		capt: capture{quit: make(chan struct{})}, bundleSet: make(chan struct{}, 1),
 		baseFile: opts.BaseFile, restart: restarter{ch: make(chan string, 1)}}, nil
 }
 
