@@ -420,7 +420,7 @@ replay_round() {
 				} >"$dir/$name.unmountable"
 				cat "$dir/$name.unmountable" >>"$work/unmountable.txt"
 				[ -z "${POWERCUT_RESULTS:-}" ] || cat "$dir/$name.unmountable" >>"$POWERCUT_RESULTS.unmountable"
-				log "$name of sync=$pol round $r does not mount ($mf); e2fsck -fy exit $frc; kernel: $(grep -E 'JBD2|EXT4-fs' "$dir/$name.kernel" | tail -n 2 | tr '\n' ' ')"
+				log "$name of sync=$pol round $r does not mount ($mf); e2fsck -fy exit $frc; kernel: $(grep -E "(JBD2|EXT4-fs).*$(sed -n 's|.* dev=/dev/\([^ ]*\).*|\1|p' <<<"$mf")[-) ]" "$dir/$name.kernel" | sed 's/^<[0-9]>\[ *[0-9.]*\] //' | tr '\n' ' ')"
 				continue
 			fi
 			cut_row "$name" "$verdict" "$dir/verify-$b" ""
