@@ -39,6 +39,14 @@
 #                    POWERCUT_MIN_LINES..POWERCUT_MAX_LINES (200..800) ACKED
 #                    lines. POWERCUT_RESULTS=FILE appends a row per cut;
 #                    POWERCUT_FAILDIR=DIR keeps each failed cut's image. Why that is sound: docs/perf/powercut.md.
+#                    A cut the guest's kernel will not mount (MOUNTFAIL) is
+#                    logged as unmountable with its kernel log ($work/
+#                    unmountable.txt, POWERCUT_RESULTS.unmountable), then
+#                    e2fsck -fy repairs a copy and another verifier boot
+#                    checks it: PASS-AFTER-FSCK, or FAIL. POWERCUT_PENDING=N
+#                    cuts only where exactly N writes are pending (1 with
+#                    ext4-journal: mostly a lone jbd2 commit block).
+#                    Live modes have no fsck fallback: a MOUNTFAIL fails.
 #   file             qemu opens the image itself (cache=writeback): writes
 #                    qemu completed are in the host's page cache and survive
 #                    qemu's death, so the cut loses only what the guest had
@@ -265,6 +273,7 @@ round() {
 		VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
 	t2=$(date +%s.%N)
 	verdict=$(grep -E '^POWERCUT ' "$vlog" | tail -n 1 || true)
+	[ -n "$verdict" ] || verdict=$(grep -E '^MOUNTFAIL ' "$vlog" | tail -n 1 | sed 's/^/POWERCUT FAIL (no e2fsck fallback in live modes) /' || true)
 	stats=$(grep -E '^STATS ' "$wlog" | tail -n 1 | sed 's/^STATS //' || true)
 	maxseq=$(sed -n 's/.* max_seq=\([0-9]*\).*/\1/p' <<<"$verdict")
 	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut after %s (last writer stats: %s); write %5.1fs verify %5.1fs: %s' \
@@ -300,12 +309,64 @@ mkdisk() {
 	[ "$fs" != ext4-journal ] || tune2fs -o journal_data "$1" >/dev/null
 }
 
+# verify_boot OUT SUFFIX NAME...: one verifier boot (log OUT) with the
+# cuts NAME..., images $dir/NAME$SUFFIX.img, as /dev/vda, /dev/vdb, ...;
+# sets vrc (vmexec's exit code). Uses replay_round's locals.
+verify_boot() {
+	local out=$1 suf=$2 k dev imgs=()
+	shift 2
+	local cuts=("$@")
+	rm -rf "$work/vcut" && mkdir -p "$work/vcut/powercut"
+	for ((k = 0; k < ${#cuts[@]}; k++)); do
+		dev=/dev/vd$(printf "\\x$(printf %x $((97 + k)))")
+		cp "$dir/${cuts[k]}.acked" "$work/vcut/powercut/"
+		echo "$dev /powercut/${cuts[k]}.acked ${cuts[k]}" >>"$work/vcut/powercut/cuts"
+		imgs+=("$dir/${cuts[k]}$suf.img")
+	done
+	(cd "$work/vcut" && find . | cpio -o -H newc -R 0:0 --quiet) >"$work/vcut.cpio"
+	vrc=0
+	img="${imgs[*]}" vm "$out" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
+		VMTEST_POWERCUT_CUTS=/powercut/cuts VMEXEC_CPIO="$mods $work/vcut.cpio" || vrc=$?
+	if [ $vrc != 0 ]; then
+		tail -n 40 "$out" "$out.err" >&2
+	fi
+}
+
+# cut_row NAME VERDICT VLOG EXTRA: the result row of one cut (EXTRA, e.g.
+# "unmountable=EFSCORRUPTED fsck_rc=1 ", before the verdict), appended to
+# $work/cuts.txt and POWERCUT_RESULTS; counts it in replay_round's
+# npass/nfsck/nloss/nfail and keeps a failed cut in POWERCUT_FAILDIR.
+cut_row() {
+	local name=$1 verdict=$2 vlog=$3 extra=$4 row
+	row="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //') $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $vrc)}"
+	row=${row/ : POWERCUT/: POWERCUT}
+	echo "$row" >>"$work/cuts.txt"
+	[ -z "${POWERCUT_RESULTS:-}" ] || echo "$row" >>"$POWERCUT_RESULTS"
+	case $verdict in
+	"POWERCUT PASS "*) npass=$((npass + 1)) ;;
+	"POWERCUT PASS-AFTER-FSCK "*) nfsck=$((nfsck + 1)) ;;
+	"POWERCUT LOSS "* | "POWERCUT LOSS-AFTER-FSCK "*) nloss=$((nloss + 1)) ;;
+	*)
+		nfail=$((nfail + 1))
+		log "FAIL: $row"
+		if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
+			mkdir -p "$POWERCUT_FAILDIR"
+			cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
+			cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
+			[ ! -e "$dir/$name.fsck.img" ] || cp --sparse=always "$dir/$name.fsck.img" "$POWERCUT_FAILDIR/$pol-$r-$name.fsck.img"
+			echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
+			grep -E "^KERNEL |cut-$name|$name" "$vlog" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
+		fi
+		;;
+	esac
+}
+
 # replay_round POL R: one writer run on a fresh $img with the write log
 # recorded, then $ncuts offline cuts of it verified $per_boot per boot;
 # appends a row per cut to $work/cuts.txt (and POWERCUT_RESULTS) and one
 # to summary. Fails if a cut of always/group failed.
 replay_round() {
-	local pol=$1 r=$2 run t0 t1 t2 rc=0 cut names b k dev batch imgs verdicts nfail=0 npass=0 nloss=0 row
+	local pol=$1 r=$2 run t0 t1 t2 cut names b batch vrc name verdict nfail=0 npass=0 nfsck=0 nloss=0 row
 	local wlog=$work/$pol-$r.write dir=$work/cuts-$pol-$r
 	run=$(((RANDOM << 30) | (RANDOM << 15) | RANDOM))
 	next_seed
@@ -316,7 +377,7 @@ replay_round() {
 	t1=$(date +%s.%N)
 	mkdir -p "$dir"
 	"$work/hostiledisk" replay -log "$work/writes.log" -base "$work/base.img" -console "$wlog.stamp" \
-		-out "$dir" -cuts "$ncuts" -mode "$hmode" -seed "$rseed" >"$dir/manifest" 2>"$dir/replay.err" || {
+		-out "$dir" -cuts "$ncuts" -pending "${POWERCUT_PENDING:-0}" -mode "$hmode" -seed "$rseed" >"$dir/manifest" 2>"$dir/replay.err" || {
 		log "sync=$pol round $r: replay failed:"
 		cat "$dir/replay.err" >&2
 		return 1
@@ -329,52 +390,64 @@ replay_round() {
 	fi
 	t2=$(date +%s.%N)
 	mapfile -t names < <(awk '{ print $2 }' "$dir/manifest")
+	# A cut whose file system the guest's kernel refuses to mount (e.g. a
+	# torn jbd2 commit block: EUCLEAN, docs/perf/powercut.md) is recorded
+	# as unmountable with the kernel's log; then, as systemd-fsck would
+	# (fsck -y when the mount fails), e2fsck -fy repairs a copy of its
+	# image, and a further verifier boot checks that copy with the same
+	# checks: PASS-AFTER-FSCK, or FAIL (also when it still will not mount).
+	local fscked=() mf frc
+	local -A unmountable=()
 	for ((b = 0; b < ${#names[@]}; b += per_boot)); do
 		batch=("${names[@]:b:per_boot}")
-		rm -rf "$work/vcut" && mkdir -p "$work/vcut/powercut"
-		imgs=()
-		for ((k = 0; k < ${#batch[@]}; k++)); do
-			dev=/dev/vd$(printf "\\x$(printf %x $((97 + k)))")
-			cp "$dir/${batch[k]}.acked" "$work/vcut/powercut/"
-			echo "$dev /powercut/${batch[k]}.acked ${batch[k]}" >>"$work/vcut/powercut/cuts"
-			imgs+=("$dir/${batch[k]}.img")
-		done
-		(cd "$work/vcut" && find . | cpio -o -H newc -R 0:0 --quiet) >"$work/vcut.cpio"
-		rc=0
-		img="${imgs[*]}" vm "$dir/verify-$b" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
-			VMTEST_POWERCUT_CUTS=/powercut/cuts VMEXEC_CPIO="$mods $work/vcut.cpio" || rc=$?
+		verify_boot "$dir/verify-$b" "" "${batch[@]}"
 		for name in "${batch[@]}"; do
 			verdict=$(grep -E "^POWERCUT [A-Z]+ .*cut=$name " "$dir/verify-$b" | tail -n 1 || true)
-			row="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //'): ${verdict:-POWERCUT FAIL no verdict (verifier exit $rc)}"
-			echo "$row" >>"$work/cuts.txt"
-			[ -z "${POWERCUT_RESULTS:-}" ] || echo "$row" >>"$POWERCUT_RESULTS"
-			case $verdict in
-			"POWERCUT PASS "*) npass=$((npass + 1)) ;;
-			"POWERCUT LOSS "*) nloss=$((nloss + 1)) ;;
-			*)
-				nfail=$((nfail + 1))
-				log "FAIL: $row"
-				if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
-					mkdir -p "$POWERCUT_FAILDIR"
-					cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
-					cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
-					echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
-					grep -E "^KERNEL |cut-$name|$name" "$dir/verify-$b" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
-				fi
-				;;
-			esac
+			mf=$(grep -E "^MOUNTFAIL cut=$name " "$dir/verify-$b" | tail -n 1 || true)
+			if [ -z "$verdict" ] && [ -n "$mf" ]; then
+				grep -E "^KERNEL cut=$name " "$dir/verify-$b" | sed "s/^KERNEL cut=$name //" >"$dir/$name.kernel" || true
+				cp --sparse=always "$dir/$name.img" "$dir/$name.fsck.img"
+				frc=0
+				e2fsck -fy "$dir/$name.fsck.img" >"$dir/$name.fsck" 2>&1 || frc=$?
+				unmountable[$name]="unmountable=$(sed -n 's/.* errno=\([^ ]*\).*/\1/p' <<<"$mf") fsck_rc=$frc"
+				fscked+=("$name")
+				{
+					echo "unmountable: arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //')"
+					echo "  $mf"
+					sed 's/^/  kernel: /' "$dir/$name.kernel"
+					echo "  e2fsck -fy exit $frc:"
+					sed 's/^/  e2fsck: /' "$dir/$name.fsck"
+				} >"$dir/$name.unmountable"
+				cat "$dir/$name.unmountable" >>"$work/unmountable.txt"
+				[ -z "${POWERCUT_RESULTS:-}" ] || cat "$dir/$name.unmountable" >>"$POWERCUT_RESULTS.unmountable"
+				log "$name of sync=$pol round $r does not mount ($mf); e2fsck -fy exit $frc; kernel: $(grep -E "(JBD2|EXT4-fs).*$(sed -n 's|.* dev=/dev/\([^ ]*\).*|\1|p' <<<"$mf")[-) ]" "$dir/$name.kernel" | sed 's/^<[0-9]>\[ *[0-9.]*\] //' | tr '\n' ' ')"
+				continue
+			fi
+			cut_row "$name" "$verdict" "$dir/verify-$b" ""
+			rm -f "$dir/$name.img"
 		done
-		if [ $rc != 0 ]; then
-			tail -n 40 "$dir/verify-$b" "$dir/verify-$b.err" >&2
-		fi
-		rm -f "${imgs[@]}"
 	done
-	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d loss, %d fail' \
+	for ((b = 0; b < ${#fscked[@]}; b += per_boot)); do
+		batch=("${fscked[@]:b:per_boot}")
+		verify_boot "$dir/verify-fsck-$b" .fsck "${batch[@]}"
+		for name in "${batch[@]}"; do
+			verdict=$(grep -E "^POWERCUT [A-Z]+ .*cut=$name " "$dir/verify-fsck-$b" | tail -n 1 || true)
+			case $verdict in
+			"POWERCUT PASS "*) verdict="POWERCUT PASS-AFTER-FSCK ${verdict#POWERCUT PASS }" ;;
+			"POWERCUT LOSS "*) verdict="POWERCUT LOSS-AFTER-FSCK ${verdict#POWERCUT LOSS }" ;;
+			"") grep -qE "^MOUNTFAIL cut=$name " "$dir/verify-fsck-$b" &&
+				verdict="POWERCUT FAIL unmountable even after e2fsck -fy: $(grep -E "^MOUNTFAIL cut=$name " "$dir/verify-fsck-$b" | tail -n 1)" ;;
+			esac
+			cut_row "$name" "$verdict" "$dir/verify-fsck-$b" "${unmountable[$name]} "
+			rm -f "$dir/$name.img" "$dir/$name.fsck.img"
+		done
+	done
+	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d pass-after-fsck, %d loss, %d fail (%d unmountable before e2fsck)' \
 		"$pol" "$r" "$rseed" "$cut" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t2" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
-		"${#names[@]}" "$npass" "$nloss" "$nfail")
+		"${#names[@]}" "$npass" "$nfsck" "$nloss" "$nfail" "${#fscked[@]}")
 	summary+=("$row")
 	log "$row"
 	[ "$nfail" = 0 ]

@@ -5,7 +5,10 @@
 # hostile NBD server, which records every write and flush; 8 power cuts
 # at random flush boundaries of that run (mode mixed: nothing, a prefix, a
 # subset in random order or a subset with a torn 4 KiB page of the writes
-# pending) are rebuilt offline and verified in one boot. Installs e2fsprogs
+# pending) are rebuilt offline and verified in one boot; a cut the kernel
+# will not mount is repaired with e2fsck -fy and verified in one more boot
+# (pass-after-fsck; only a lost/damaged record or an image e2fsck cannot
+# fix fails). Installs e2fsprogs
 # and, through scripts/vmtest/prepare.sh, qemu & co. like 30-vmtest.sh,
 # reusing its cached kernel image in .vm/ (budget under 5 minutes with a
 # warm cache; measured in docs/perf/powercut.md).

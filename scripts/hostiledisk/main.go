@@ -4,7 +4,7 @@
 // file, with a volatile write cache that a power cut treats badly.
 //
 //	hostiledisk serve -socket S -image IMG [-mode M] [-seed N] [-log L] [-stats F]
-//	hostiledisk replay -log L -base IMG -console STAMPED -out DIR [-cuts N | -points J,...] [-mode M] [-seed N]
+//	hostiledisk replay -log L -base IMG -console STAMPED -out DIR [-cuts N [-pending P] | -points J,...] [-mode M] [-seed N]
 //	hostiledisk stamp -o STAMPED     (stdin to stdout, and each line with its time to STAMPED)
 //
 // serve keeps every write since the last completed FLUSH (or FUA write)
@@ -185,6 +185,7 @@ func cmdReplay(args []string) error {
 	fs.IntVar(&c.Cuts, "cuts", 16, "number of cut points (distinct flush boundaries)")
 	modeS := fs.String("mode", string(ModeMixed), "what persists of the pending writes at each cut")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed (0: random, printed)")
+	fs.IntVar(&c.Pending, "pending", 0, "only cut points with exactly this many writes pending (0: any, two or more first)")
 	points := fs.String("points", "", "comma-separated cut points (J of cut-J) instead of random ones")
 	if err := fs.Parse(args); err != nil {
 		return err

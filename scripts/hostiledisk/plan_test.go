@@ -360,3 +360,42 @@ func FuzzReadStamped(f *testing.F) {
 		}
 	})
 }
+
+func TestChoosePoints(t *testing.T) {
+	writes := []int{0, 1, 3, 1, 0, 2, 1, 5, 1}
+	for _, tc := range []struct {
+		name          string
+		cuts, pending int
+		want          []int // nil: check the pool instead
+		pool          []int
+	}{
+		{name: "many first", cuts: 3, want: []int{2, 5, 7}},
+		{name: "then one", cuts: 5, pool: []int{1, 2, 3, 5, 6, 7, 8}},
+		{name: "all with writes", cuts: 100, want: []int{1, 2, 3, 5, 6, 7, 8}},
+		{name: "lone writes only", cuts: 100, pending: 1, want: []int{1, 3, 6, 8}},
+		{name: "lone writes, two", cuts: 2, pending: 1, pool: []int{1, 3, 6, 8}},
+		{name: "exactly two", cuts: 9, pending: 2, want: []int{5}},
+		{name: "none with that many", cuts: 9, pending: 4, want: []int{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := choosePoints(writes, tc.cuts, tc.pending, 42)
+			if !slices.IsSorted(got) || !slices.Equal(got, choosePoints(writes, tc.cuts, tc.pending, 42)) {
+				t.Fatalf("%v: not sorted or not deterministic", got)
+			}
+			if tc.want != nil {
+				if len(got) != len(tc.want) || (len(got) > 0 && !slices.Equal(got, tc.want)) {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+				return
+			}
+			if len(got) != tc.cuts {
+				t.Fatalf("got %v, want %d points", got, tc.cuts)
+			}
+			for _, j := range got {
+				if !slices.Contains(tc.pool, j) {
+					t.Fatalf("got %v: %d is not among %v", got, j, tc.pool)
+				}
+			}
+		})
+	}
+}

@@ -46,6 +46,7 @@ type replayConfig struct {
 	Log, Base, Console, Out string
 	Cuts                    int   // cut points to make (all if more than there are)
 	Points                  []int // these cut points instead (reproducing a cut)
+	Pending                 int   // > 0: only cut points with exactly this many writes pending
 	Mode                    Mode
 	Seed                    uint64
 	Manifest                io.Writer
@@ -108,25 +109,9 @@ func replay(cfg replayConfig) error {
 		return err
 	}
 	flushes := len(writes) - 1
-	// Cut points with no write pending are the durable state alone (the
-	// run's every flush): only those with writes at stake are picked,
-	// those with two or more first (where a subset can reorder or drop an
-	// earlier write and keep a later one).
-	var many, one []int
-	for j, n := range writes {
-		switch {
-		case n > 1:
-			many = append(many, j)
-		case n == 1:
-			one = append(one, j)
-		}
-	}
-	points := pickCuts(many, cfg.Cuts, cfg.Seed)
+	points := choosePoints(writes, cfg.Cuts, cfg.Pending, cfg.Seed)
 	if cfg.Points != nil {
 		points = slices.Sorted(slices.Values(cfg.Points))
-	} else if len(points) < cfg.Cuts {
-		points = append(points, pickCuts(one, cfg.Cuts-len(points), cfg.Seed)...)
-		slices.Sort(points)
 	}
 	work := filepath.Join(cfg.Out, "work.img")
 	if err := copySparse(work, cfg.Base); err != nil {
@@ -244,6 +229,37 @@ func countIntervals(path string) ([]int, error) {
 			n[len(n)-1]++
 		}
 	}
+}
+
+// choosePoints picks up to cuts cut points, sorted, given the number of
+// writes pending at each (writes[j]). Cut points with no write pending
+// are the durable state alone (the run's every flush): only those with
+// writes at stake are picked, those with two or more first (where a
+// subset can reorder or drop an earlier write and keep a later one).
+// pending > 0 picks only among the cut points with exactly that many
+// writes pending (1: a lone write, in data=journal mostly a jbd2 commit
+// block, the one whose tear the 6.1 kernel refuses to mount).
+func choosePoints(writes []int, cuts, pending int, seed uint64) []int {
+	var many, one, exact []int
+	for j, n := range writes {
+		switch {
+		case pending > 0 && n == pending:
+			exact = append(exact, j)
+		case n > 1:
+			many = append(many, j)
+		case n == 1:
+			one = append(one, j)
+		}
+	}
+	if pending > 0 {
+		return pickCuts(exact, cuts, seed)
+	}
+	points := pickCuts(many, cuts, seed)
+	if len(points) < cuts {
+		points = append(points, pickCuts(one, cuts-len(points), seed)...)
+		slices.Sort(points)
+	}
+	return points
 }
 
 // pickCuts picks want distinct cut points of cands (all of them if want
