@@ -297,7 +297,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	last := time.Time{}
+	var last time.Time
 	for {
 		changed := e.opts.Signals.Changed()
 		now := e.opts.Now()

@@ -204,7 +204,7 @@ func networkKey() string {
 	if err != nil {
 		return "default"
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return parseRoute(bufio.NewScanner(f))
 }
 

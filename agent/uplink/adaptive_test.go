@@ -22,7 +22,8 @@ import (
 // settles just under 3 s; the result is saved in the state dir and a new
 // session starts from it.
 func TestAdaptiveKeepAliveLearnsNATTimeout(t *testing.T) {
-	defer uplink.SetAdaptiveMin(time.Second)()
+	restore := uplink.SetAdaptiveMin(time.Second)
+	defer restore()
 	cloud := startCloud(t, devcloud.Limits{})
 	nat, err := natproxy.New(cloud.Addr())
 	if err != nil {

@@ -3,7 +3,6 @@ package uplink
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -91,20 +90,6 @@ func (w *linkWatch) deadline(silence, answer time.Duration) int64 {
 		d = min(d, e+int64(answer))
 	}
 	return d
-}
-
-// watchedConn feeds a linkWatch from the connection's reads.
-type watchedConn struct {
-	net.Conn
-	w *linkWatch
-}
-
-func (c *watchedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.w.read()
-	}
-	return n, err
 }
 
 // watch fails c when the broker has been silent for silenceLimit(ka) or

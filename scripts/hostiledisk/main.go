@@ -69,7 +69,7 @@ func main() {
 // seedOrRandom returns s, or a random non-zero seed when s is 0.
 func seedOrRandom(s uint64) uint64 {
 	for s == 0 {
-		s = rand.Uint64()
+		s = rand.Uint64() //nolint:gosec // a seed for reproducible cuts, printed; not a secret
 	}
 	return s
 }
@@ -112,7 +112,7 @@ func cmdServe(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	fmt.Fprintf(os.Stderr, "hostiledisk: serving %s (%d bytes) on %s, mode=%s seed=%d\n", *image, d.Size(), *socket, mode, *seed)
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
@@ -134,7 +134,10 @@ func cmdServe(args []string) error {
 			if s == syscall.SIGUSR1 { // cut at the next flush, or after -arm-wait
 				select {
 				case <-d.Arm(mode, *seed):
-				case <-ended:
+				case err := <-ended:
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "hostiledisk: serving ended while armed: %v\n", err)
+					}
 				case <-time.After(*armWait):
 				}
 			}
@@ -168,7 +171,7 @@ func acceptLoop(ln net.Listener, d *Disk) error {
 			return err
 		}
 		err = serveConn(c, d)
-		c.Close()
+		_ = c.Close()
 		if st := d.Stats(); err != nil && !errors.Is(err, errAbort) && st.Writes+st.Zeroes > 0 {
 			return err
 		}

@@ -124,7 +124,7 @@ func newLogReader(r io.Reader) (*logReader, error) {
 // maxOffset.
 func (lr *logReader) next() (logRec, error) {
 	kind, err := lr.br.ReadByte()
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return logRec{}, io.EOF
 	}
 	if err != nil {
@@ -163,7 +163,7 @@ func (lr *logReader) next() (logRec, error) {
 
 // noEOF turns a mid-record EOF into io.ErrUnexpectedEOF.
 func noEOF(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
 	return err
@@ -178,7 +178,7 @@ func readLog(r io.Reader) ([]logRec, error) {
 	var recs []logRec
 	for {
 		rec, err := lr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return recs, nil
 		}
 		if err != nil {

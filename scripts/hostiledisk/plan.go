@@ -48,7 +48,7 @@ type CutPlan struct {
 
 // planCut decides, from seed alone, what persists of pending under mode.
 func planCut(pending []op, mode Mode, seed uint64) CutPlan {
-	r := rand.New(rand.NewPCG(seed, 0x686f7374696c65)) // "hostile"
+	r := rand.New(rand.NewPCG(seed, 0x686f7374696c65)) //nolint:gosec // "hostile": seeded on purpose, cuts must be reproducible
 	p := CutPlan{Mode: mode, Asked: mode, Seed: seed, Pending: len(pending), TornOp: -1}
 	if mode == ModeMixed {
 		p.Mode = []Mode{ModeNothing, ModePrefix, ModeSubset, ModeTorn}[r.IntN(4)]

@@ -100,7 +100,7 @@ func replay(cfg replayConfig) error {
 		return fmt.Errorf("replay: %w", err)
 	}
 	acked, acking, err := readStamped(cf)
-	cf.Close()
+	_ = cf.Close()
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -117,17 +117,17 @@ func replay(cfg replayConfig) error {
 	if err := copySparse(work, cfg.Base); err != nil {
 		return err
 	}
-	defer os.Remove(work)
+	defer func() { _ = os.Remove(work) }()
 	wf, err := os.OpenFile(work, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	defer wf.Close()
+	defer func() { _ = wf.Close() }()
 	lf, err := os.Open(cfg.Log)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	defer lf.Close()
+	defer func() { _ = lf.Close() }()
 	lr, err := newLogReader(lf)
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func replay(cfg replayConfig) error {
 	}
 	for {
 		rec, err := lr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -195,7 +195,7 @@ func makeCut(cfg replayConfig, wf *os.File, work string, j, flushes int, t int64
 	for _, l := range acking {
 		b.WriteString(l + "\n")
 	}
-	if err := os.WriteFile(base+".acked", []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(base+".acked", []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	_, err = fmt.Fprintf(cfg.Manifest, "CUT %s flush=%d/%d acked_lines=%d/%d %s\n", filepath.Base(base), j, flushes, n, len(acked), p)
@@ -209,7 +209,7 @@ func countIntervals(path string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	lr, err := newLogReader(f)
 	if err != nil {
 		return nil, err
@@ -217,7 +217,7 @@ func countIntervals(path string) ([]int, error) {
 	n := []int{0}
 	for {
 		rec, err := lr.next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return n, nil
 		}
 		if err != nil {
@@ -267,7 +267,7 @@ func choosePoints(writes []int, cuts, pending int, seed uint64) []int {
 func pickCuts(cands []int, want int, seed uint64) []int {
 	all := slices.Clone(cands)
 	if want < len(all) {
-		r := rand.New(rand.NewPCG(seed, 0x63757473)) // "cuts"
+		r := rand.New(rand.NewPCG(seed, 0x63757473)) //nolint:gosec // "cuts": seeded on purpose, cuts must be reproducible
 		r.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 		all = all[:max(want, 0)]
 	}
@@ -281,7 +281,7 @@ func copySparse(dst, src string) error {
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	fi, err := in.Stat()
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)

@@ -108,7 +108,7 @@ func cleanName(n string) (string, error) {
 	}
 	for _, part := range strings.Split(strings.TrimSuffix(n, "/"), "/") {
 		if part == ".." {
-			return "", errors.New("path with ..")
+			return "", errors.New("path with a .. element")
 		}
 	}
 	c := path.Clean(n)

@@ -249,12 +249,12 @@ func (m *mapping) expire() {
 		}
 		wait := time.Hour
 		if idle > 0 {
-			if since := time.Since(last); since > idle {
+			since := time.Since(last)
+			if since > idle {
 				m.drop(a)
 				continue
-			} else {
-				wait = idle - since + time.Millisecond
 			}
+			wait = idle - since + time.Millisecond
 		}
 		t.Reset(wait)
 		select {
