@@ -159,6 +159,7 @@ func (q *Queue) commitLoop() {
 		q.pendMu.Unlock()
 		if len(batch) > 0 {
 			q.commit(batch)
+			q.lastCommit = time.Now()
 		}
 		if stopping {
 			return
@@ -167,8 +168,10 @@ func (q *Queue) commitLoop() {
 }
 
 // groupWait is SyncGroup's window, which began with the append that kicked
-// the committer: at least GroupWindow; then, while less than GroupFill
-// bytes of records are pending, on until GroupMaxWindow from its start.
+// the committer: at least GroupWindow; then, within a stream of appends
+// (the previous commit ended less than GroupMaxWindow before) and while
+// less than GroupFill bytes of records are pending, on until
+// GroupMaxWindow from its start.
 // groupMax records or a critical record end it at once (q.full), and so
 // does Close (it returns true). At a vehicle's low rates a fixed 20 ms
 // window synced a few hundred bytes 50 times a second, and every sync
@@ -193,6 +196,13 @@ func (q *Queue) groupWait(timer *time.Timer) (stopping bool) {
 	}
 	done, stop := wait(q.opts.GroupWindow, nil)
 	if done || q.opts.GroupMaxWindow <= q.opts.GroupWindow {
+		return stop
+	}
+	// A lone append (the first after a quiet GroupMaxWindow: a start, an
+	// event of a parked car) commits at GroupWindow: waiting would only
+	// delay it, the wear of a rare sync is negligible. A stream (the
+	// previous commit just ended) batches up to GroupMaxWindow.
+	if q.lastCommit.IsZero() || start.Sub(q.lastCommit) > q.opts.GroupMaxWindow {
 		return stop
 	}
 	// Drain a fill signal of an earlier window under pendMu: an enqueue

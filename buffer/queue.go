@@ -151,10 +151,13 @@ type Queue struct {
 	kick     chan struct{}
 	full     chan struct{} // a group-commit window has groupMax records
 	pendData int64         // guarded by pendMu: data bytes in pending
-	filled   chan struct{} // pendData reached GroupFill
-	gcKick   chan struct{}
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// lastCommit is when the committer last finished a commit (commitLoop's
+	// goroutine only): a window extends only within a stream of appends.
+	lastCommit time.Time
+	filled     chan struct{} // pendData reached GroupFill
+	gcKick     chan struct{}
+	stop       chan struct{}
+	wg         sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool   // guarded by mu

@@ -8,9 +8,11 @@ import (
 	"github.com/tcu-agent/tcu-agent/buffer"
 )
 
-// TestGroupWindowAdaptive: under SyncGroup a window that holds less than
-// GroupFill bytes runs until GroupMaxWindow; GroupFill bytes or a critical
-// record end it early; the Append returns only after the sync.
+// TestGroupWindowAdaptive: under SyncGroup, within a stream of appends, a
+// window that holds less than GroupFill bytes runs until GroupMaxWindow;
+// GroupFill bytes or a critical record end it early; a lone append (none
+// committed for longer than GroupMaxWindow, or the first) commits at
+// GroupWindow; the Append returns only after the sync.
 func TestGroupWindowAdaptive(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -19,13 +21,15 @@ func TestGroupWindowAdaptive(t *testing.T) {
 		fill    int64
 		class   buffer.Class
 		size    int
+		lone    bool          // no append before: not part of a stream
 		atLeast time.Duration // timers never fire early: a hard bound
 		atMost  time.Duration // generous: the machine is loaded
 	}{
-		{"small record waits for the max window", 400 * time.Millisecond, 1 << 20, buffer.ClassTelemetry, 200, 400 * time.Millisecond, 0},
-		{"filled window ends early", buffer.LimitGroupMaxWindow, 4 << 10, buffer.ClassTelemetry, 8 << 10, buffer.DefaultGroupWindow, 1500 * time.Millisecond},
-		{"critical record ends it at once", buffer.LimitGroupMaxWindow, 1 << 20, buffer.ClassCritical, 200, 0, 1500 * time.Millisecond},
-		{"max below window: fixed window", time.Millisecond, 1 << 20, buffer.ClassTelemetry, 200, buffer.DefaultGroupWindow, 4 * time.Second},
+		{"small record waits for the max window", 400 * time.Millisecond, 1 << 20, buffer.ClassTelemetry, 200, false, 400 * time.Millisecond, 0},
+		{"filled window ends early", buffer.LimitGroupMaxWindow, 4 << 10, buffer.ClassTelemetry, 8 << 10, false, buffer.DefaultGroupWindow, 1500 * time.Millisecond},
+		{"critical record ends it at once", buffer.LimitGroupMaxWindow, 1 << 20, buffer.ClassCritical, 200, false, 0, 1500 * time.Millisecond},
+		{"max below window: fixed window", time.Millisecond, 1 << 20, buffer.ClassTelemetry, 200, false, buffer.DefaultGroupWindow, 4 * time.Second},
+		{"lone record: min window", buffer.LimitGroupMaxWindow, 1 << 20, buffer.ClassTelemetry, 200, true, buffer.DefaultGroupWindow, 1500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,6 +39,11 @@ func TestGroupWindowAdaptive(t *testing.T) {
 			o.GroupMaxWindow = tt.max
 			o.GroupFill = tt.fill
 			q := mustOpen(t, o)
+			if !tt.lone { // a record just committed: this one is part of a stream
+				if _, err := q.Append(context.Background(), buffer.ClassCritical, make([]byte, 10)); err != nil {
+					t.Fatal(err)
+				}
+			}
 			syncs := q.Stats().Syncs
 			start := time.Now()
 			if _, err := q.Append(context.Background(), tt.class, make([]byte, tt.size)); err != nil {
