@@ -30,11 +30,11 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// TestSIGKILLCrashLoopRealBinary runs the real tcu-agent on a bundle on
+// TestCrashLoopSIGKILLRealBinary runs the real tcu-agent on a bundle on
 // trial and SIGKILLs it after each start: the first MaxBoots starts run
 // the bundle, the next one rolls back to the --config file (crash_loop
 // recorded for the job), and the configuration it runs always loads.
-func TestSIGKILLCrashLoopRealBinary(t *testing.T) {
+func TestCrashLoopSIGKILLRealBinary(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
