@@ -239,8 +239,13 @@ func checkWALs(dir string) (string, error) {
 	return "", nil
 }
 
-// walValidEnd returns the offset after the last valid WAL entry of b.
+// walValidEnd returns the offset after the last valid WAL entry of b, at
+// most len(b): a file shorter than its header (Badger killed while it
+// created it) holds no entry, and nothing past its valid end.
 func walValidEnd(b []byte) int {
+	if len(b) <= walHeader {
+		return len(b)
+	}
 	off := walHeader
 	for off+2 < len(b) {
 		i := off + 2
