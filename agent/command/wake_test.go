@@ -307,4 +307,3 @@ func TestWakeProgressAndMissingInput(t *testing.T) {
 		t.Errorf("frames %+v, want NM_TCU{Wake:1} then BODY_COMMAND", frames)
 	}
 }
-
