@@ -48,6 +48,9 @@ func TestSampleConfig(t *testing.T) {
 	if got := strings.Join(names, ","); got != "door.lock,door.unlock,ignition.enable,ignition.disable" {
 		t.Errorf("commands %s", got)
 	}
+	if len(c.Wake) != 1 || c.Wake[0].Bus != "body" || c.Wake[0].Message != "BODY_COMMAND" {
+		t.Errorf("wake frames %+v, want BODY_COMMAND on body", c.Wake)
+	}
 	// Uncomment the "# key = value" default lines of [commands]: the result
 	// must equal DefaultConfig's values.
 	head := string(text[:bytes.Index(text, []byte("[[commands.command]]"))])
@@ -70,7 +73,7 @@ func TestSampleConfig(t *testing.T) {
 		got.MaxValidity != want.MaxValidity || got.RequireTrustedClock != want.RequireTrustedClock ||
 		got.LedgerRetention != want.LedgerRetention || got.Conflict != want.Conflict ||
 		got.MaxQueue != want.MaxQueue || got.ProgressAfter != want.ProgressAfter ||
-		got.MaxLedgerEntries != want.MaxLedgerEntries {
+		got.MaxLedgerEntries != want.MaxLedgerEntries || got.WakeTimeout != want.WakeTimeout {
 		t.Errorf("commented defaults %+v differ from DefaultConfig %+v", got, want)
 	}
 }
@@ -95,6 +98,13 @@ func TestValidateRejects(t *testing.T) {
 		{"zero timeout", func(c *command.Config) { c.Commands[0].Timeout = 0 }, "timeout"},
 		{"tiny request limit", func(c *command.Config) { c.MaxRequestBytes = 10 }, "max_request_bytes"},
 		{"negative skew", func(c *command.Config) { c.ClockSkew = command.Duration(-time.Second) }, "negative"},
+		{"zero wake timeout", func(c *command.Config) { c.WakeTimeout = 0 }, "commands.wake_timeout"},
+		{"long wake timeout", func(c *command.Config) { c.WakeTimeout = dur(6 * time.Second) }, "commands.wake_timeout"},
+		{"wake without bus", func(c *command.Config) { c.Wake = []command.WakeFrame{{Message: "NM"}} }, "commands.wake[0]: bus"},
+		{"wake without message", func(c *command.Config) { c.Wake = []command.WakeFrame{{Bus: "body"}} }, "commands.wake[0]: bus and message"},
+		{"duplicate wake", func(c *command.Config) {
+			c.Wake = []command.WakeFrame{{Bus: "body", Message: "NM"}, {Bus: "body", Message: "NM"}}
+		}, "commands.wake[1]: duplicate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
