@@ -2,6 +2,7 @@ package command_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +306,70 @@ func TestWakeProgressAndMissingInput(t *testing.T) {
 	frames := h.tx.Frames()
 	if len(frames) != 2 || frames[0].Message != "NM_TCU" || frames[0].Signals["Wake"] != 1 || frames[1].Message != "BODY_COMMAND" {
 		t.Errorf("frames %+v, want NM_TCU{Wake:1} then BODY_COMMAND", frames)
+	}
+}
+
+// TestWakeLatencyParked measures, end to end through a loopback MQTT
+// broker, a parked car whose bus falls asleep after standing idle
+// (sim.Knobs.SleepAfter): before each door.unlock the bus is asleep and
+// the interlock inputs are stale, so every command wakes it. It reports
+// publish → unlock frame on the bus and publish → final response (p50,
+// max) and holds the 2 s answer goal. 20 commands (5 with -short).
+func TestWakeLatencyParked(t *testing.T) {
+	t.Parallel()
+	n := 20
+	if testing.Short() {
+		n = 5
+	}
+	br := newBroker(t)
+	r := newWakeRig(t, sim.Knobs{SleepAfter: 700 * time.Millisecond, Delay: sim.DefaultBodyDelay}, 1500*time.Millisecond, br)
+	br.attach(t, r.eng)
+	toFrame := make([]time.Duration, 0, n)
+	toFinal := make([]time.Duration, 0, n)
+	for i := range n {
+		waitFor(t, func() bool {
+			return r.veh.Knobs().Asleep && strings.Contains(command.InterlockRefusal(r.eng, "door.unlock"), "stale")
+		})
+		r.veh.Update(func(s *sim.State) { s.Lock = sim.Locked })
+		wakesBefore, reqsBefore, _ := r.frameKinds(t)
+		id := idN("parked", i)
+		ch := make(chan time.Time, 4)
+		br.mu.Lock()
+		br.finals[id] = ch
+		br.mu.Unlock()
+		req := command.Request{ID: id, Device: thing, Name: "door.unlock", IssuedAt: time.Now().UnixMilli(), ValidMS: 30_000}
+		start := time.Now()
+		br.backend.Publish(requestTopic(id), 1, false, mustJSON(t, req))
+		var final time.Time
+		select {
+		case final = <-ch:
+		case <-time.After(waitLong):
+			t.Fatalf("no final response for %s", id)
+		}
+		wakes, reqs, locks := r.frameKinds(t)
+		if len(wakes) != len(wakesBefore)+1 || len(reqs) != len(reqsBefore)+1 || locks[len(locks)-1] != 2 {
+			t.Fatalf("%s: %d wake-ups and %d requests (last %v) on the bus, want one more of each, an unlock",
+				id, len(wakes)-len(wakesBefore), len(reqs)-len(reqsBefore), locks)
+		}
+		toFrame = append(toFrame, reqs[len(reqs)-1].Sub(start))
+		toFinal = append(toFinal, final.Sub(start))
+		if s := r.veh.State(); s.Lock != sim.Unlocked {
+			t.Fatalf("%s: sim lock %d after SUCCEEDED", id, s.Lock)
+		}
+	}
+	br.mu.Lock()
+	got := slices.Clone(br.got)
+	br.mu.Unlock()
+	for _, resp := range got {
+		checkFinal(t, resp, command.StatusSucceeded, command.ReasonOK)
+	}
+	if s := r.veh.State(); s.Wakeups != n {
+		t.Errorf("sim woken %d times for %d commands", s.Wakeups, n)
+	}
+	p50 := func(d []time.Duration) time.Duration { d = slices.Clone(d); slices.Sort(d); return d[len(d)/2] }
+	t.Logf("parked, bus asleep, %d door.unlock: publish → unlock frame p50 %v max %v; publish → final response (body delay %v) p50 %v max %v",
+		n, p50(toFrame), slices.Max(toFrame), sim.DefaultBodyDelay, p50(toFinal), slices.Max(toFinal))
+	if m := slices.Max(toFinal); m > 2*time.Second {
+		t.Errorf("slowest answer %v, goal 2 s", m)
 	}
 }
