@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/command/commandtest"
+	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
@@ -128,5 +129,32 @@ func TestNewRequiresClockSource(t *testing.T) {
 		Transmitter: func(string) (drivers.Transmitter, bool) { return nil, false }})
 	if !errors.Is(err, command.ErrConfig) || !strings.Contains(err.Error(), "clock") {
 		t.Fatalf("New() without ClockTrusted = %v, want a clock configuration error", err)
+	}
+}
+
+// TestWakeConfigErrorsNameLine: a bad wake_timeout and a wake frame without
+// a message are reported at their file:line, with the key.
+func TestWakeConfigErrorsNameLine(t *testing.T) {
+	t.Parallel()
+	text := `version = 1
+
+[commands]
+wake_timeout = "9s"
+
+  [[commands.wake]]
+  bus = "body"
+`
+	c := command.DefaultConfig()
+	_, err := config.Parse("/etc/tcu-agent/tcu-agent.toml", []byte(text), config.Extensions{"commands": &c})
+	if err == nil {
+		t.Fatal("Parse accepted a 9 s wake_timeout and a wake frame without a message")
+	}
+	for _, want := range []string{
+		"/etc/tcu-agent/tcu-agent.toml:4: [commands] commands.wake_timeout: 9s not in [10ms, 5s]",
+		"/etc/tcu-agent/tcu-agent.toml:6: [commands] commands.wake[0]: bus and message are required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }
