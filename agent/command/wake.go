@@ -12,7 +12,8 @@ import (
 // waker sends the wake frames ([[commands.wake]]) and coalesces wake-ups:
 // a command that finds its inputs stale while another command's wake-up is
 // under way (sent less than wake_timeout ago) waits on that one instead of
-// sending the frames again.
+// sending the frames again; if that wake-up's window ends while the
+// command still waits, it sends the frames itself.
 type waker struct {
 	mu     sync.Mutex
 	sentAt time.Time // guarded by mu; monotonic time of the last frames sent; zero: never
@@ -43,7 +44,7 @@ func (e *Engine) awaken(j *job) *refusal {
 	}
 	start := time.Now()
 	j.log.Info("command waking the bus", "reason", ref.reason)
-	joined, buses, err := e.sendWake(j)
+	joined, until, buses, err := e.sendWake(j)
 	if err != nil {
 		return refuse(StatusRejected, ref.code, "%s; the bus could not be woken: %v; not actuated", ref.reason, err)
 	}
@@ -61,6 +62,14 @@ func (e *Engine) awaken(j *job) *refusal {
 		defer t.Stop()
 		progressC = t.C
 	}
+	// A joined wake-up may have been sent up to wake_timeout ago: when its
+	// window ends first, this command wakes the bus again itself.
+	var againC <-chan time.Time
+	if joined {
+		again := time.NewTimer(time.Until(until))
+		defer again.Stop()
+		againC = again.C
+	}
 	for {
 		ch := e.sig.Changed()
 		if e.il.stale(j.req.Name, e.now()) == nil {
@@ -69,6 +78,11 @@ func (e *Engine) awaken(j *job) *refusal {
 		}
 		select {
 		case <-ch:
+		case <-againC:
+			againC = nil
+			if _, _, _, err := e.sendWake(j); err != nil {
+				j.log.Warn("command wake frame failed", "err", err)
+			}
 		case <-progressC:
 			e.progress(j, ReasonWaking, "waking the bus: "+ref.reason)
 		case <-deadline.C:
@@ -89,9 +103,10 @@ func (e *Engine) awaken(j *job) *refusal {
 }
 
 // sendWake transmits every configured wake frame, unless a wake-up sent
-// less than wake_timeout ago is still under way (joined). It fails only
-// when no frame could be sent; buses names where the frames went.
-func (e *Engine) sendWake(j *job) (joined bool, buses string, err error) {
+// less than wake_timeout ago is still under way (joined; until is when
+// its window ends). It fails only when no frame could be sent; buses
+// names where the frames go.
+func (e *Engine) sendWake(j *job) (joined bool, until time.Time, buses string, err error) {
 	var names []string
 	for _, w := range e.cfg.Wake {
 		if !slices.Contains(names, w.Bus) {
@@ -102,7 +117,7 @@ func (e *Engine) sendWake(j *job) (joined bool, buses string, err error) {
 	e.waker.mu.Lock()
 	defer e.waker.mu.Unlock()
 	if at := e.waker.sentAt; !at.IsZero() && time.Since(at) < e.cfg.WakeTimeout.Std() {
-		return true, buses, nil
+		return true, at.Add(e.cfg.WakeTimeout.Std()), buses, nil
 	}
 	var errs []string
 	sent := 0
@@ -120,12 +135,12 @@ func (e *Engine) sendWake(j *job) (joined bool, buses string, err error) {
 		j.log.Info("command wake frame sent", "bus", w.Bus, "message", w.Message)
 	}
 	if sent == 0 {
-		return false, buses, errors.New(strings.Join(errs, "; "))
+		return false, time.Time{}, buses, errors.New(strings.Join(errs, "; "))
 	}
 	for _, err := range errs {
 		j.log.Warn("command wake frame failed", "err", err)
 	}
 	e.waker.sentAt = time.Now()
 	e.stats.wakes.Add(1)
-	return false, buses, nil
+	return false, e.waker.sentAt.Add(e.cfg.WakeTimeout.Std()), buses, nil
 }

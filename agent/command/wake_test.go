@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -404,4 +405,39 @@ func TestWakeLatencyParked(t *testing.T) {
 	p50 := func(d []time.Duration) time.Duration { d = slices.Clone(d); slices.Sort(d); return d[len(d)/2] }
 	t.Logf("parked, bus asleep, %d door.unlock: publish → unlock frame p50 %v max %v; publish → final response (body delay %v) p50 %v max %v",
 		n, p50(toFrame), slices.Max(toFrame), sim.DefaultBodyDelay, p50(toFinal), slices.Max(toFinal))
+}
+
+// TestWakeJoinedThenResent: a command that joins a wake-up under way sends
+// the frames again itself when that wake-up's window ends without fresh
+// inputs; here the network wakes only on the second wake frame.
+func TestWakeJoinedThenResent(t *testing.T) {
+	t.Parallel()
+	const wakeTimeout = 400 * time.Millisecond
+	var nm atomic.Int32
+	var h *harness
+	h = newHarnessIn(t, t.TempDir(), func(c *command.Config) {
+		c.Wake = []command.WakeFrame{{Bus: "body", Message: "NM_TCU"}}
+		c.WakeTimeout = dur(wakeTimeout)
+	}, func(f commandtest.Frame) {
+		if f.Message == "NM_TCU" && nm.Add(1) == 2 {
+			h.emit(sigSpeed, 0)
+			h.emit(sigGear, 0)
+		}
+	})
+	h.clock.Advance(3 * time.Second) // max_age 2 s: the inputs are stale
+	h.send(h.req("first-1", "door.unlock"))
+	waitFor(t, func() bool { return nm.Load() == 1 })
+	h.send(h.req("joins-1", "ignition.disable")) // another actuator, within the first's window
+	checkFinal(t, h.final("joins-1", 1), command.StatusSucceeded, command.ReasonOK)
+	// The first command's own window ends when the second wake-up goes out:
+	// it may see the fresh inputs or not.
+	if r := h.final("first-1", 1); r.ReasonCode != command.ReasonOK && r.ReasonCode != command.ReasonInterlockStale {
+		t.Errorf("first command: %s/%s (%s)", r.Status, r.ReasonCode, r.Reason)
+	}
+	if n := nm.Load(); n != 2 {
+		t.Errorf("%d wake frames, want 2 (one resent by the joined command)", n)
+	}
+	if st := h.eng.Stats(); st.Wakes != 2 {
+		t.Errorf("Stats().Wakes = %d, want 2", st.Wakes)
+	}
 }
