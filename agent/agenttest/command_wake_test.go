@@ -15,7 +15,9 @@ import (
 // parked car's bus asleep long enough that the standstill interlock's
 // input is stale (max_age 3 s). Every door.unlock wakes the bus (one wake
 // frame: BODY_COMMAND without a request), waits for fresh inputs and
-// unlocks. It logs publish → wake frame, → unlock frame and → final
+// unlocks; after each, a door.unlock on the then awake bus (fresh inputs)
+// sends no wake frame and is the baseline. It logs publish → wake frame,
+// → unlock frame and → final
 // response (p50, max; measured, not asserted: on a loaded disk the ledger
 // fsync before the frame alone has taken 2.2 s). 20 commands, 3 with
 // -short; WAKE_DEBUG=1 also logs the agent's output.
@@ -26,7 +28,7 @@ func TestSystemCommandWakesBus(t *testing.T) {
 	}
 	r := newFloodRig(t, binary(t), 0)
 	r.waitUnlockable(t)
-	var toWake, toFrame, toFinal []time.Duration
+	var toWake, toFrame, toFinal, awakeFrame, awakeFinal []time.Duration
 	for i := range n {
 		k := r.s.Vehicle.Knobs()
 		k.Asleep = true
@@ -64,6 +66,25 @@ func TestSystemCommandWakesBus(t *testing.T) {
 		toWake = append(toWake, wake.Sub(t0))
 		toFrame = append(toFrame, unlock.Sub(t0))
 		toFinal = append(toFinal, resp.At.Sub(t0))
+
+		// The baseline, same rig: the bus awake, inputs fresh: no wake frame.
+		time.Sleep(500 * time.Millisecond) // the repeats have had their effect
+		r.s.Vehicle.Update(func(st *sim.State) { st.Lock = sim.Locked })
+		time.Sleep(300 * time.Millisecond) // BODY_STATUS (10 Hz) shows it
+		req = devcloud.NewRequest(r.s.Thing(), "door.unlock", nil, time.Now(), 30*time.Second)
+		t0 = time.Now()
+		r.be.publish(req)
+		resp, ok = r.be.waitFinal(req.ID, 30*time.Second)
+		if !ok || resp.Status != devcloud.StatusSucceeded {
+			t.Fatalf("door.unlock %d on the awake bus: %+v (answered %v)", i, resp, ok)
+		}
+		for _, f := range r.s.Frames("LockRequest", 0) {
+			if !f.At.Before(t0) && f.Signals["ImmobilizerRequest"] == 0 {
+				t.Fatalf("door.unlock %d on the awake bus sent a wake frame", i)
+			}
+		}
+		awakeFrame = append(awakeFrame, first("LockRequest", 2).Sub(t0))
+		awakeFinal = append(awakeFinal, resp.At.Sub(t0))
 	}
 	q := func(d []time.Duration) string {
 		d = slices.Clone(d)
@@ -72,6 +93,8 @@ func TestSystemCommandWakesBus(t *testing.T) {
 	}
 	t.Logf("%d door.unlock on a sleeping bus (p50 / max): publish → wake frame %s, → unlock frame %s, → final %s (body delay %v)",
 		n, q(toWake), q(toFrame), q(toFinal), sim.DefaultBodyDelay)
+	t.Logf("%d door.unlock on the awake bus, same rig (p50 / max): publish → unlock frame %s, → final %s",
+		n, q(awakeFrame), q(awakeFinal))
 	if os.Getenv("WAKE_DEBUG") != "" {
 		t.Log(r.s.newest().Log())
 	}
