@@ -266,10 +266,17 @@ func TestProfilesEndToEnd(t *testing.T) {
 	if s.vehicle.State().Wakeups <= before || s.vehicle.State().Lock != sim.Locked || s.lockFrames(1) == 0 {
 		t.Errorf("after door.lock: wakeups %d (before %d), lock %d, LOCK frames %d", s.vehicle.State().Wakeups, before, s.vehicle.State().Lock, s.lockFrames(1))
 	}
-	// The bus is awake again: door.unlock, which the standstill interlock
-	// allows (its input keeps its configured heartbeat under the profile).
-	time.Sleep(3500 * time.Millisecond)
+	// Asleep again until the standstill interlock's input is stale (max_age
+	// 3 s): door.unlock wakes the bus ([[commands.wake]]), waits for fresh
+	// inputs and is executed — waking is allowed at battery critical too.
+	k.Asleep = true
+	s.vehicle.SetKnobs(k)
+	time.Sleep(3500 * time.Millisecond) // let the interlock input go stale
+	before = s.vehicle.State().Wakeups
 	if r := s.command(cmdCtx, "door.unlock"); r.Status != "SUCCEEDED" {
-		t.Fatalf("door.unlock at battery critical, interlock satisfied: %s (%s: %s)", r.Status, r.ReasonCode, r.Reason)
+		t.Fatalf("door.unlock at battery critical on a sleeping bus: %s (%s: %s)", r.Status, r.ReasonCode, r.Reason)
+	}
+	if st := s.vehicle.State(); st.Wakeups <= before || st.Lock != sim.Unlocked || s.lockFrames(2) == 0 {
+		t.Errorf("after door.unlock: wakeups %d (before %d), lock %d, UNLOCK frames %d", st.Wakeups, before, st.Lock, s.lockFrames(2))
 	}
 }

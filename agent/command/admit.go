@@ -298,7 +298,9 @@ func issuedAhead(issuedMS int64, now time.Time) time.Duration {
 // records j as received (buffered; the batch fsyncs it) and marks it in
 // flight: running (start reports true) or queued.
 func (e *Engine) admit(j *job) (start bool, ref *refusal) {
-	if ref := e.il.check(j.req.Name, e.now()); ref != nil {
+	// A missing or stale input with wake frames configured is admitted:
+	// the job wakes the bus and decides on fresh inputs (awaken).
+	if ref := e.il.check(j.req.Name, e.now()); ref != nil && !e.canWake(ref) {
 		if j.spec.Mode != ModeAtStandstill || ref.code != ReasonInterlock {
 			return false, ref
 		}

@@ -64,7 +64,36 @@ type Config struct {
 	Commands []Spec `toml:"command"`
 	// Interlocks are preconditions on live signals ([[commands.interlock]]).
 	Interlocks []Interlock `toml:"interlock"`
+	// Wake are the frames that wake a sleeping vehicle network
+	// ([[commands.wake]]). When set, a command whose interlock input is
+	// stale or missing (a parked car's bus asleep) sends them and waits,
+	// up to WakeTimeout, for fresh inputs before it decides. Empty: a
+	// stale input refuses the command at once.
+	Wake []WakeFrame `toml:"wake"`
+	// WakeTimeout bounds the wait for fresh interlock inputs after the
+	// wake frames were sent.
+	WakeTimeout Duration `toml:"wake_timeout"`
 }
+
+// WakeFrame is one frame sent to wake the vehicle network: a DBC message
+// of a bus, typically its network-management message.
+type WakeFrame struct {
+	// Bus names the CAN driver instance that transmits.
+	Bus string `toml:"bus"`
+	// Message is the DBC message name.
+	Message string `toml:"message"`
+	// Signals are its DBC signal values (physical); signals not named are
+	// raw 0.
+	Signals map[string]float64 `toml:"signals"`
+}
+
+// Bounds of wake_timeout: long enough for an ECU's first cyclic frame
+// after wake-up, short enough that a door command is still answered
+// within seconds when the bus does not wake.
+const (
+	minWakeTimeout = 10 * time.Millisecond
+	maxWakeTimeout = 5 * time.Second
+)
 
 // Spec describes how one command name is actuated and confirmed.
 type Spec struct {
@@ -132,6 +161,7 @@ func DefaultConfig() Config {
 		Conflict:            ConflictReject,
 		MaxQueue:            4,
 		ProgressAfter:       Duration(time.Second),
+		WakeTimeout:         Duration(1500 * time.Millisecond),
 	}
 }
 
@@ -178,6 +208,20 @@ func (c *Config) Validate() error {
 			bad("commands.interlock[%d]: duplicate name %q", i, il.Name)
 		}
 		ilNames[il.Name] = true
+	}
+	if w := c.WakeTimeout.Std(); w < minWakeTimeout || w > maxWakeTimeout {
+		bad("commands.wake_timeout: %s not in [%s, %s]", w, minWakeTimeout, maxWakeTimeout)
+	}
+	wakes := map[string]bool{}
+	for i, w := range c.Wake {
+		if w.Bus == "" || w.Message == "" {
+			bad("commands.wake[%d]: bus and message are required", i)
+			continue
+		}
+		if k := w.Bus + "/" + w.Message; wakes[k] {
+			bad("commands.wake[%d]: duplicate frame %s on bus %s", i, w.Message, w.Bus)
+		}
+		wakes[w.Bus+"/"+w.Message] = true
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/tcu-agent/tcu-agent/agent/command"
 	"github.com/tcu-agent/tcu-agent/agent/command/commandtest"
+	"github.com/tcu-agent/tcu-agent/agent/config"
 	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
@@ -48,6 +49,9 @@ func TestSampleConfig(t *testing.T) {
 	if got := strings.Join(names, ","); got != "door.lock,door.unlock,ignition.enable,ignition.disable" {
 		t.Errorf("commands %s", got)
 	}
+	if len(c.Wake) != 1 || c.Wake[0].Bus != "body" || c.Wake[0].Message != "BODY_COMMAND" {
+		t.Errorf("wake frames %+v, want BODY_COMMAND on body", c.Wake)
+	}
 	// Uncomment the "# key = value" default lines of [commands]: the result
 	// must equal DefaultConfig's values.
 	head := string(text[:bytes.Index(text, []byte("[[commands.command]]"))])
@@ -70,7 +74,7 @@ func TestSampleConfig(t *testing.T) {
 		got.MaxValidity != want.MaxValidity || got.RequireTrustedClock != want.RequireTrustedClock ||
 		got.LedgerRetention != want.LedgerRetention || got.Conflict != want.Conflict ||
 		got.MaxQueue != want.MaxQueue || got.ProgressAfter != want.ProgressAfter ||
-		got.MaxLedgerEntries != want.MaxLedgerEntries {
+		got.MaxLedgerEntries != want.MaxLedgerEntries || got.WakeTimeout != want.WakeTimeout {
 		t.Errorf("commented defaults %+v differ from DefaultConfig %+v", got, want)
 	}
 }
@@ -95,6 +99,13 @@ func TestValidateRejects(t *testing.T) {
 		{"zero timeout", func(c *command.Config) { c.Commands[0].Timeout = 0 }, "timeout"},
 		{"tiny request limit", func(c *command.Config) { c.MaxRequestBytes = 10 }, "max_request_bytes"},
 		{"negative skew", func(c *command.Config) { c.ClockSkew = command.Duration(-time.Second) }, "negative"},
+		{"zero wake timeout", func(c *command.Config) { c.WakeTimeout = 0 }, "commands.wake_timeout"},
+		{"long wake timeout", func(c *command.Config) { c.WakeTimeout = dur(6 * time.Second) }, "commands.wake_timeout"},
+		{"wake without bus", func(c *command.Config) { c.Wake = []command.WakeFrame{{Message: "NM"}} }, "commands.wake[0]: bus"},
+		{"wake without message", func(c *command.Config) { c.Wake = []command.WakeFrame{{Bus: "body"}} }, "commands.wake[0]: bus and message"},
+		{"duplicate wake", func(c *command.Config) {
+			c.Wake = []command.WakeFrame{{Bus: "body", Message: "NM"}, {Bus: "body", Message: "NM"}}
+		}, "commands.wake[1]: duplicate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,5 +129,32 @@ func TestNewRequiresClockSource(t *testing.T) {
 		Transmitter: func(string) (drivers.Transmitter, bool) { return nil, false }})
 	if !errors.Is(err, command.ErrConfig) || !strings.Contains(err.Error(), "clock") {
 		t.Fatalf("New() without ClockTrusted = %v, want a clock configuration error", err)
+	}
+}
+
+// TestWakeConfigErrorsNameLine: a bad wake_timeout and a wake frame without
+// a message are reported at their file:line, with the key.
+func TestWakeConfigErrorsNameLine(t *testing.T) {
+	t.Parallel()
+	text := `version = 1
+
+[commands]
+wake_timeout = "9s"
+
+  [[commands.wake]]
+  bus = "body"
+`
+	c := command.DefaultConfig()
+	_, err := config.Parse("/etc/tcu-agent/tcu-agent.toml", []byte(text), config.Extensions{"commands": &c})
+	if err == nil {
+		t.Fatal("Parse accepted a 9 s wake_timeout and a wake frame without a message")
+	}
+	for _, want := range []string{
+		"/etc/tcu-agent/tcu-agent.toml:4: [commands] commands.wake_timeout: 9s not in [10ms, 5s]",
+		"/etc/tcu-agent/tcu-agent.toml:6: [commands] commands.wake[0]: bus and message are required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }

@@ -8,7 +8,8 @@
 //	                                  │ validity, name, interlocks,       │
 //	                                  │ actuator free (or queue)          │
 //	                                  ▼                                   │
-//	                                 job ─ arm (at_standstill) ─ re-check │
+//	                                 job ─ [wake the bus: stale inputs] ─ │
+//	                                  │   arm (at_standstill) ─ re-check  │
 //	                                  │   clock, validity, interlocks     │
 //	                                  ▼                                   ▼
 //	             ledger.Begin (fsync) ─► Transmit ×repeat ─► feedback ─► ledger (fsync)

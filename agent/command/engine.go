@@ -70,6 +70,7 @@ type Engine struct {
 	clock  func() bool
 	log    *slog.Logger
 	il     *interlocks
+	waker  waker
 	ledger *ledger.Ledger
 	hooks  hooks
 	beat   func()

@@ -18,6 +18,11 @@ const minRepeatInterval = 10 * time.Millisecond
 // execute runs one admitted command up to its outcome; begun reports
 // whether its ledger entry was written (it may have been actuated).
 func (e *Engine) execute(j *job) (outcome *refusal, begun bool) {
+	// A sleeping bus (stale interlock inputs) is woken first; the
+	// interlocks are then evaluated as usual on fresh inputs.
+	if ref := e.awaken(j); ref != nil {
+		return ref, false
+	}
 	for {
 		if j.spec.Mode == ModeAtStandstill {
 			if ref := e.arm(j); ref != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tcu-agent/tcu-agent/drivers"
 )
 
 // interlocks evaluates the configured preconditions on live signals. For
@@ -63,14 +65,9 @@ func (il *interlocks) check(command string, now time.Time) *refusal {
 		if !r.appliesTo(command) {
 			continue
 		}
-		s, ok := il.sig.Latest(r.Signal)
-		if !ok {
-			return refuse(StatusRejected, ReasonInterlockMissing,
-				"interlock %s: no value for %s", r.Name, r.Signal)
-		}
-		if age := now.Sub(s.Time); age > r.MaxAge.Std() {
-			return refuse(StatusRejected, ReasonInterlockStale,
-				"interlock %s: %s is stale (%s old, max_age %s)", r.Name, r.Signal, age.Round(time.Millisecond), r.MaxAge.Std())
+		s, ref := r.input(il.sig, now)
+		if ref != nil {
+			return ref
 		}
 		if !r.holds(s.Value) {
 			return refuse(StatusRejected, ReasonInterlock,
@@ -83,6 +80,36 @@ func (il *interlocks) check(command string, now time.Time) *refusal {
 		}
 	}
 	return nil
+}
+
+// stale returns nil when every input of the rules that apply to command
+// has a sample no older than its max_age at now, else the refusal
+// (missing or stale) of the first one that has not.
+func (il *interlocks) stale(command string, now time.Time) *refusal {
+	for _, r := range il.rules {
+		if !r.appliesTo(command) {
+			continue
+		}
+		if _, ref := r.input(il.sig, now); ref != nil {
+			return ref
+		}
+	}
+	return nil
+}
+
+// input returns the rule's input sample, or the refusal when it is missing
+// or older than max_age at now.
+func (r *Interlock) input(sig Signals, now time.Time) (drivers.Sample, *refusal) {
+	s, ok := sig.Latest(r.Signal)
+	if !ok {
+		return s, refuse(StatusRejected, ReasonInterlockMissing,
+			"interlock %s: no value for %s", r.Name, r.Signal)
+	}
+	if age := now.Sub(s.Time); age > r.MaxAge.Std() {
+		return s, refuse(StatusRejected, ReasonInterlockStale,
+			"interlock %s: %s is stale (%s old, max_age %s)", r.Name, r.Signal, age.Round(time.Millisecond), r.MaxAge.Std())
+	}
+	return s, nil
 }
 
 // signals returns the input signals of the rules that apply to command.

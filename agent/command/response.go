@@ -25,6 +25,7 @@ const (
 	ReasonOK                = "ok"
 	ReasonInProgress        = "in_progress"
 	ReasonArmed             = "armed"
+	ReasonWaking            = "waking"
 	ReasonMalformed         = "malformed_request"
 	ReasonTooLarge          = "request_too_large"
 	ReasonIDMismatch        = "id_mismatch"

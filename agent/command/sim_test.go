@@ -25,8 +25,12 @@ type simRig struct {
 	resp  *commandtest.Responder // records responses unless the rig was given another responder
 	cache *command.SampleCache
 
+	cmdMsg *dbc.Message
+
 	mu     sync.Mutex
 	frames []canbus.Frame // guarded by mu; BODY_COMMAND frames seen on the bus
+	seen   []time.Time    // guarded by mu; when each of frames was seen
+	newFr  chan struct{}  // guarded by mu; closed at the next frame
 }
 
 func newSimRig(t testing.TB, knobs sim.Knobs, mut func(*command.Config)) *simRig {
@@ -63,7 +67,7 @@ func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), res
 	if mut != nil {
 		mut(&cfg)
 	}
-	r := &simRig{veh: veh, resp: &commandtest.Responder{}, cache: command.NewSampleCache()}
+	r := &simRig{veh: veh, resp: &commandtest.Responder{}, cache: command.NewSampleCache(), cmdMsg: cmdMsg, newFr: make(chan struct{})}
 	if responder == nil {
 		responder = r.resp
 	}
@@ -90,6 +94,9 @@ func newSimRigWith(t testing.TB, knobs sim.Knobs, mut func(*command.Config), res
 			if f.ID == cmdMsg.ID {
 				r.mu.Lock()
 				r.frames = append(r.frames, f)
+				r.seen = append(r.seen, time.Now())
+				close(r.newFr)
+				r.newFr = make(chan struct{})
 				r.mu.Unlock()
 			}
 		}

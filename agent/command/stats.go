@@ -15,11 +15,14 @@ type Stats struct {
 	InFlight int
 	// LedgerEntries is the number of ids in the ledger.
 	LedgerEntries int
+	// Wakes counts wake-ups of the vehicle network sent for commands whose
+	// interlock inputs were stale (coalesced wake-ups count once).
+	Wakes uint64
 }
 
 // counters are updated without locks.
 type counters struct {
-	received, dropped                     atomic.Uint64
+	received, dropped, wakes              atomic.Uint64
 	succeeded, failed, rejected, timedOut atomic.Uint64
 }
 
@@ -52,5 +55,6 @@ func (e *Engine) Stats() Stats {
 		},
 		InFlight:      inflight,
 		LedgerEntries: e.ledger.Len(),
+		Wakes:         e.stats.wakes.Load(),
 	}
 }

@@ -38,8 +38,8 @@ func TestCLIVersionHelp(t *testing.T) {
 func TestParkFlags(t *testing.T) {
 	t.Parallel()
 	var errb bytes.Buffer
-	o, err := parseFlags([]string{"--scenario", "drive-park", "--sleep-after", "2m", "--drain", "0.5"}, &errb)
-	if err != nil || o.scenario != "drive-park" || o.sleepAfter.Minutes() != 2 || o.drain != 0.5 {
+	o, err := parseFlags([]string{"--scenario", "drive-park", "--sleep-after", "2m", "--drain", "0.5", "--no-wake"}, &errb)
+	if err != nil || o.scenario != "drive-park" || o.sleepAfter.Minutes() != 2 || o.drain != 0.5 || !o.noWake {
 		t.Errorf("parse: %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{{"--drain", "-1"}, {"--sleep-after", "-1s"}} {

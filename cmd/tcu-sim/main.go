@@ -9,7 +9,9 @@
 //
 // The drive-park scenario drives one trip and parks; with --sleep-after the
 // bus then falls asleep (no frames) until the TCU sends a frame (a remote
-// command wakes it), and --drain discharges the 12 V battery while parked:
+// command wakes it, or the agent's [[commands.wake]] frame before an
+// interlocked one; --no-wake makes it miss every wake-up), and --drain
+// discharges the 12 V battery while parked:
 //
 //	tcu-sim --scenario drive-park --sleep-after 2m --drain 0.5
 //
@@ -59,7 +61,7 @@ type options struct {
 	bodyDelay                              time.Duration
 	sleepAfter                             time.Duration
 	drain                                  float64
-	ignore, fail                           bool
+	ignore, fail, noWake                   bool
 	load                                   float64
 	bitrate                                int
 	seed                                   uint64
@@ -76,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.dbc, "dbc", "", "vehicle DBC (default: configs/vehicle.dbc of the repository, else the built-in copy)")
 	fs.StringVar(&o.scenario, "scenario", sim.ScenarioParked, "drive cycle: parked, city, highway or drive-park (one trip, then parked)")
 	fs.DurationVar(&o.sleepAfter, "sleep-after", 0, "put the bus to sleep (no frames) after standing this long with the ignition off; a frame from the TCU wakes it (0 = never)")
+	fs.BoolVar(&o.noWake, "no-wake", false, "a sleeping bus ignores the TCU's frames and stays asleep (a missed wake-up)")
 	fs.Float64Var(&o.drain, "drain", 0, "discharge the 12 V battery by this many volts per hour while the ignition is off")
 	fs.DurationVar(&o.bodyDelay, "body-delay", sim.DefaultBodyDelay, "body controller response time")
 	fs.BoolVar(&o.ignore, "ignore-commands", false, "never answer BODY_COMMAND requests")

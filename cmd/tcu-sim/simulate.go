@@ -97,7 +97,7 @@ func startVehicle(ctx context.Context, g *errgroup.Group, o options, db *dbc.Dat
 	}
 	v, err := sim.New(sim.Options{
 		Bus: bus, DB: db, Logger: log, Scenario: o.scenario, BodyDelay: o.bodyDelay, Seed: o.seed,
-		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute, SleepAfter: o.sleepAfter, Drain: o.drain},
+		Knobs: sim.Knobs{Ignore: o.ignore, Fail: o.fail, Hold: o.hold, Speed: o.speed, Mute: o.mute, SleepAfter: o.sleepAfter, NoWake: o.noWake, Drain: o.drain},
 	})
 	if err != nil {
 		_ = bus.Close()

@@ -37,7 +37,9 @@ func (v *Vehicle) receive(ctx context.Context) error {
 			}
 			return err
 		}
-		v.wake(time.Now())
+		if !v.wake(time.Now()) {
+			continue
+		}
 		if f.ID != v.cmdMsg.ID || f.Extended != v.cmdMsg.Extended {
 			continue
 		}

@@ -69,3 +69,25 @@ func TestWakeOnCommand(t *testing.T) {
 		t.Errorf("wakeups %d asleep %v, want 1 false", s.Wakeups, k.Asleep)
 	}
 }
+
+// TestNoWake: with NoWake a sleeping bus ignores the TCU's frames: it
+// stays asleep, the body controller does not act; clearing the knob lets
+// the next frame wake it.
+func TestNoWake(t *testing.T) {
+	t.Parallel()
+	r := startRig(t, Options{Scenario: ScenarioParked, Knobs: Knobs{Asleep: true, NoWake: true}, BodyDelay: 20 * time.Millisecond})
+	r.command(t, map[string]float64{"LockRequest": lockLock})
+	if _, ok := r.await(t, "BODY_STATUS", "DoorLockState", Locked, 500*time.Millisecond); ok {
+		t.Fatal("a bus that does not wake sent BODY_STATUS")
+	}
+	if s, k := r.v.State(), r.v.Knobs(); s.Wakeups != 0 || !k.Asleep || s.Lock == Locked || s.Commands != 0 {
+		t.Fatalf("wakeups %d asleep %v lock %d commands %d, want 0 true unlocked 0", s.Wakeups, k.Asleep, s.Lock, s.Commands)
+	}
+	k := r.v.Knobs()
+	k.NoWake = false
+	r.v.SetKnobs(k)
+	r.command(t, map[string]float64{"LockRequest": lockLock})
+	if _, ok := r.await(t, "BODY_STATUS", "DoorLockState", Locked, 5*time.Second); !ok {
+		t.Fatal("no LOCKED status once the bus could wake")
+	}
+}

@@ -94,6 +94,10 @@ type Knobs struct {
 	// (a command from the TCU) wakes it, as a CAN transceiver's wake-up
 	// does, and clears Asleep.
 	Asleep bool
+	// NoWake makes a sleeping bus ignore frames from the TCU: it stays
+	// asleep and the body controller does not act (a transceiver that
+	// misses the wake-up).
+	NoWake bool
 	// SleepAfter, when > 0, puts the bus to sleep once the vehicle has
 	// stood with the ignition off and no frame from the TCU for this long.
 	SleepAfter time.Duration
@@ -288,14 +292,19 @@ func (v *Vehicle) sleepLocked(now time.Time) {
 }
 
 // wake is a frame from the TCU: it wakes a sleeping bus and restarts the
-// sleep timer.
-func (v *Vehicle) wake(now time.Time) {
+// sleep timer. It reports false when the bus stays asleep (Knobs.NoWake):
+// nothing on it hears the frame.
+func (v *Vehicle) wake(now time.Time) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.knobs.Asleep && v.knobs.NoWake {
+		return false
+	}
 	v.quiet = now
 	if v.knobs.Asleep {
 		v.knobs.Asleep = false
 		v.st.Wakeups++
 		v.log.Info("bus woken by a frame from the TCU")
 	}
+	return true
 }
