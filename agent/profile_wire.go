@@ -24,6 +24,7 @@ type profileState struct {
 	applied *profile.Applied // guarded by mu; last applied
 	sess    *uplink.Session  // guarded by mu; the running MQTT session
 	shadow  *uplink.Shadow   // guarded by mu
+	procs   procs            // the profile's gomaxprocs
 }
 
 // ProfileEngine returns the profile engine, nil when profiles are off
@@ -94,6 +95,7 @@ type sampler interface{ SetSampling([]canmap.Override) }
 // settings restore the configured values.
 func (a *Agent) applyProfile(p profile.Applied) {
 	set := p.Settings
+	a.profile.procs.apply(set.GOMAXPROCS)
 	a.mu.Lock()
 	pipe := a.pipe
 	a.mu.Unlock()
