@@ -66,7 +66,10 @@ func (a *Agent) startProfile(ctx context.Context, wg *sync.WaitGroup, st *store)
 	// A live configuration change rebuilds drivers or the pipeline: the
 	// profile in effect applies to the new ones at once.
 	a.OnCaptureSwap(e.Reapply)
-	wg.Go(func() { _ = e.Run(ctx) }) // stops with ctx
+	wg.Go(func() { // stops with ctx
+		_ = e.Run(ctx)
+		a.profile.procs.apply(0) // the runtime's own GOMAXPROCS again
+	})
 }
 
 // busFrames sums the frame counters of the bus drivers.
