@@ -112,15 +112,15 @@ func TestIdleCost(t *testing.T) {
 
 // idleResult is one scenario's measurement.
 type idleResult struct {
-	window            time.Duration
-	ctxsw, invol      uint64 // all context switches; the involuntary ones among them
-	cpuTicks          uint64
-	up, down          int64
-	threads           int
-	pings             int64 // watchdog pings (-1: off)
-	ok, sent          int
-	toFrame, toFinal  []time.Duration
-	statuses, reasons []string
+	window           time.Duration
+	ctxsw, invol     uint64 // all context switches; the involuntary ones among them
+	cpuTicks         uint64
+	up, down         int64
+	threads          int
+	pings            int64 // watchdog pings (-1: off)
+	ok, sent         int
+	toFrame, toFinal []time.Duration
+	reasons          []string
 }
 
 func (r idleResult) row(sc string) string {
