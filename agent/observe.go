@@ -28,10 +28,11 @@ import (
 // hung: the systemd unit's WatchdogSec.
 const healthMaxAge = 30 * time.Second
 
-// observeWithoutWatchdog is how often the liveness probes and the health
-// log run when systemd gives no watchdog (no $WATCHDOG_USEC): nothing
-// restarts a hung agent then, so they only feed the log; `tcu-agent
-// status` probes the components itself on every query.
+// observeWithoutWatchdog is how often the liveness probes, the health log
+// and (under systemd without WatchdogSec) the STATUS= line run when there
+// is no watchdog (no $WATCHDOG_USEC): nothing restarts a hung agent then,
+// so they only feed the log; `tcu-agent status` probes the components
+// itself on every query.
 const observeWithoutWatchdog = 10 * time.Minute
 
 // proveMaxAge is how long a critical loop may be silent before a
