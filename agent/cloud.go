@@ -189,6 +189,11 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 			}
 			engine.HandleMessage(command.Message{Topic: m.Topic, Payload: m.Payload, Duplicate: m.Duplicate, Ack: m.Ack})
 		},
+		OnConnect: func() {
+			if jc != nil {
+				jc.Connected() // asks for work queued while offline; no polling
+			}
+		},
 		Logger: log.With("component", "uplink"), Now: a.now, StateDir: a.cfg.Agent.StateDir,
 	})
 	if err != nil {

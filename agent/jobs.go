@@ -172,7 +172,7 @@ type proveHealth struct {
 
 func (h *proveHealth) healthy() (bool, string) {
 	a := h.a
-	if ok, why := a.health.Healthy(10 * probeEvery); !ok {
+	if ok, why := a.health.Healthy(proveMaxAge); !ok {
 		return false, "watchdog: " + why
 	}
 	if s := a.currentSession(); s == nil || !s.Connected() {

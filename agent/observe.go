@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 
 	"github.com/tcu-agent/tcu-agent/agent/ctl"
+	"github.com/tcu-agent/tcu-agent/agent/health"
 	"github.com/tcu-agent/tcu-agent/agent/metrics"
 	"github.com/tcu-agent/tcu-agent/agent/sdnotify"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
@@ -19,36 +23,41 @@ import (
 	"github.com/tcu-agent/tcu-agent/internal/backoff"
 )
 
-// probeEvery is how often liveness probes exercise each component: three
-// times within healthMaxAge, so a deadlocked component fails the watchdog
-// (WatchdogSec=30s) in time, at 0.1 wake-ups/s per probe instead of 1
-// (the probes' timers expire together and cost one wake-up).
-const probeEvery = 10 * time.Second
-
 // healthMaxAge is how long a critical loop may go without a heartbeat
 // (while not idle) before the health log and `tcu-agent status` call it
 // hung: the systemd unit's WatchdogSec.
 const healthMaxAge = 30 * time.Second
+
+// observeWithoutWatchdog is how often the liveness probes, the health log
+// and (under systemd without WatchdogSec) the STATUS= line run when there
+// is no watchdog (no $WATCHDOG_USEC): nothing restarts a hung agent then,
+// so they only feed the log; `tcu-agent status` probes the components
+// itself on every query.
+const observeWithoutWatchdog = 10 * time.Minute
+
+// proveMaxAge is how long a critical loop may be silent before a
+// configuration on trial (agent/jobs) counts as unhealthy.
+const proveMaxAge = 100 * time.Second
 
 // startObservability starts the liveness probes, the systemd watchdog, the
 // control socket and (if configured) the metrics endpoint. Every goroutine
 // it starts ends with ctx; wg tracks them.
 func (a *Agent) startObservability(ctx context.Context, wg *sync.WaitGroup) {
 	// A probe calls into a component under that component's own lock; a
-	// deadlocked component stops its probe's heartbeats and so the watchdog.
-	a.probe(ctx, wg, "buffer", func() { a.queueStats() })
-	a.probe(ctx, wg, "drivers", a.sampleRates)
-	a.probe(ctx, wg, "uplink", func() {
-		if s := a.currentSession(); s != nil {
-			s.Stats()
-		}
+	// deadlocked component hangs the probe and so stops the watchdog.
+	o, err := newObserver(a.health, a.log, a.statusLine, map[string]func(){
+		"buffer":  func() { a.queueStats() },
+		"drivers": a.sampleRates,
+		"uplink": func() {
+			if s := a.currentSession(); s != nil {
+				s.Stats()
+			}
+		},
 	})
-	wg.Go(func() { a.logHealth(ctx) }) // stops with ctx
-	wg.Go(func() {                     // stops with ctx
-		if err := sdnotify.Watchdog(ctx, a.health, a.statusLine); err != nil {
-			a.log.Warn("systemd watchdog disabled", "err", err)
-		}
-	})
+	if err != nil {
+		a.log.Warn("systemd watchdog disabled", "err", err)
+	}
+	wg.Go(func() { o.run(ctx) }) // stops with ctx
 	if p := a.cfg.Health.CtlSocket; p != "" {
 		wg.Go(func() { // stops with ctx
 			var opts []ctl.Option
@@ -105,48 +114,87 @@ func (a *Agent) keepServing(ctx context.Context, name, where string, listen func
 	}
 }
 
-// logHealth logs each change of the overall health (a hung loop, a
-// degraded component), once per change: the watchdog itself only shows it
-// in systemd's STATUS.
-func (a *Agent) logHealth(ctx context.Context) {
-	t := time.NewTicker(probeEvery)
+// An observer runs the liveness probes, the health log and the systemd
+// watchdog ping on one timer, so that they cost one wake-up per period:
+// the watchdog's (WATCHDOG_USEC/2) when systemd gives one, otherwise
+// observeWithoutWatchdog. Each round runs every probe, then logs a change
+// of the overall health, then pings: a probe that hangs (a component
+// deadlocked under its own lock) hangs the round, so the pings stop and
+// systemd restarts the agent after WatchdogSec, and its loop (busy since
+// the round began) shows as hung in `tcu-agent status`. A critical loop
+// hung elsewhere withholds the ping (sdnotify.Notifier.Tick).
+type observer struct {
+	tracker  *health.Tracker
+	log      *slog.Logger
+	notifier *sdnotify.Notifier // nil without $NOTIFY_SOCKET
+	status   func() string
+	period   time.Duration
+	probes   []probe
+	health   string // the last logged health
+}
+
+type probe struct {
+	loop *health.Loop
+	fn   func()
+}
+
+// newObserver registers one critical loop per probe (sorted by name). An
+// error ($WATCHDOG_USEC malformed) still returns a working observer,
+// without the watchdog.
+func newObserver(tracker *health.Tracker, log *slog.Logger, status func() string, probes map[string]func()) (*observer, error) {
+	o := &observer{tracker: tracker, log: log, status: status, period: observeWithoutWatchdog, health: "ok"}
+	n, err := sdnotify.NewNotifier()
+	if n != nil {
+		o.notifier = n
+		if iv := n.Interval(); iv > 0 {
+			o.period = iv / 2
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(probes)) {
+		o.probes = append(o.probes, probe{loop: tracker.Loop(name, true), fn: probes[name]})
+	}
+	return o, err
+}
+
+// run does a round now and then every period until ctx ends.
+func (o *observer) run(ctx context.Context) {
+	defer func() {
+		for _, p := range o.probes {
+			p.loop.Close()
+		}
+	}()
+	t := time.NewTicker(o.period)
 	defer t.Stop()
-	last := "ok"
 	for {
+		o.round()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ok, why := a.health.Healthy(healthMaxAge)
-		if why == last {
-			continue
-		}
-		if ok {
-			a.log.Info("health changed", "health", why)
-		} else {
-			a.log.Error("health changed", "health", why)
-		}
-		last = why
 	}
 }
 
-func (a *Agent) probe(ctx context.Context, wg *sync.WaitGroup, name string, fn func()) {
-	loop := a.health.Loop(name, true)
-	wg.Go(func() { // stops with ctx
-		defer loop.Close()
-		t := time.NewTicker(probeEvery)
-		defer t.Stop()
-		for {
-			fn()
-			loop.Beat()
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+// round probes, logs a change of health, and pings the watchdog.
+func (o *observer) round() {
+	for _, p := range o.probes {
+		p.loop.Beat() // busy: a probe that never returns is a hung loop
+		p.fn()
+		p.loop.Idle() // waits for the next round, however long that is
+	}
+	if ok, why := o.tracker.Healthy(healthMaxAge); why != o.health {
+		if ok {
+			o.log.Info("health changed", "health", why)
+		} else {
+			o.log.Error("health changed", "health", why)
 		}
-	})
+		o.health = why
+	}
+	if o.notifier != nil {
+		if err := o.notifier.Tick(o.tracker, o.status); err != nil {
+			o.log.Debug("systemd notification failed, sent again next round", "err", err)
+		}
+	}
 }
 
 // sampleRates turns the drivers' frame counters into frames per second.

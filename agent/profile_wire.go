@@ -24,6 +24,7 @@ type profileState struct {
 	applied *profile.Applied // guarded by mu; last applied
 	sess    *uplink.Session  // guarded by mu; the running MQTT session
 	shadow  *uplink.Shadow   // guarded by mu
+	procs   procs            // the profile's gomaxprocs
 }
 
 // ProfileEngine returns the profile engine, nil when profiles are off
@@ -65,7 +66,10 @@ func (a *Agent) startProfile(ctx context.Context, wg *sync.WaitGroup, st *store)
 	// A live configuration change rebuilds drivers or the pipeline: the
 	// profile in effect applies to the new ones at once.
 	a.OnCaptureSwap(e.Reapply)
-	wg.Go(func() { _ = e.Run(ctx) }) // stops with ctx
+	wg.Go(func() { // stops with ctx
+		_ = e.Run(ctx)
+		a.profile.procs.apply(0) // the runtime's own GOMAXPROCS again
+	})
 }
 
 // busFrames sums the frame counters of the bus drivers.
@@ -94,6 +98,7 @@ type sampler interface{ SetSampling([]canmap.Override) }
 // settings restore the configured values.
 func (a *Agent) applyProfile(p profile.Applied) {
 	set := p.Settings
+	a.profile.procs.apply(set.GOMAXPROCS)
 	a.mu.Lock()
 	pipe := a.pipe
 	a.mu.Unlock()

@@ -110,7 +110,7 @@ func (a *Agent) status() ctl.Status {
 	if s := a.currentStore(); s != nil {
 		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
 	}
-	a.sampleRates() // the probe samples only every probeEvery; a query refreshes the rate
+	a.sampleRates() // the probe samples only once per watchdog period; a query refreshes the rate
 	for _, s := range a.supervisors() {
 		state, _, lastErr := s.status()
 		if lr, ok := s.drv.(drivers.LinkReporter); ok && state == driverRunning {

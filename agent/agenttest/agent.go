@@ -58,7 +58,7 @@ func (s *System) startAgent(cred *syscall.Credential) *Agent {
 	defer func() { _ = logf.Close() }() // the child has its own descriptor
 	cmd := exec.Command(s.opts.Binary, "run", "--config", s.cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = agentEnv()
+	cmd.Env = append(agentEnv(), s.opts.Env...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.SysProcAttr.Credential = cred
 	a := &Agent{Run: n, cmd: cmd, logPath: logPath, done: make(chan struct{})}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tcu-agent/tcu-agent/agent/ctl"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
+	"github.com/tcu-agent/tcu-agent/drivers/gnss/nmeasim"
 	"github.com/tcu-agent/tcu-agent/drivers/sim"
 )
 
@@ -45,6 +47,21 @@ import (
 //	IDLECOST_APPEND_<SCENARIO>  a TOML file appended to that scenario's
 //	                    config (e.g. IDLECOST_APPEND_PARKED=parked.toml)
 //	IDLECOST_OUT        also append the result rows (markdown) to this file
+//	IDLECOST_GNSS=0     no GNSS receiver (default: a simulated one, below)
+//	IDLECOST_WATCHDOG   the systemd watchdog the agent runs under (default
+//	                    30s, the unit's WatchdogSec; 0: no NOTIFY_SOCKET)
+//	IDLECOST_AGENT_ENV  space-separated KEY=value added to the agent's
+//	                    environment (e.g. GOMAXPROCS=1)
+//
+// The GNSS receiver: a pseudo-terminal fed with NMEA (RMC, GGA, GSA, VTG)
+// once a second at the simulated vehicle's speed, as tcu-sim --nmea-pty
+// does; the agent reads it through the demo config's gnss driver (and
+// the profile's GNSS duty cycle). A real receiver talks whether or not
+// anyone listens; epochs nobody reads are dropped.
+//
+// The watchdog: a unix datagram socket stands in for systemd's notify
+// socket ($NOTIFY_SOCKET, $WATCHDOG_USEC), as the shipped unit runs the
+// agent; the row counts the WATCHDOG=1 pings it received in the window.
 //
 // The bus: driving runs the simulated city cycle (~63 frames/s); parked
 // and deep_sleep mute every cyclic message (the bus is asleep) and wake it
@@ -78,8 +95,8 @@ func TestIdleCost(t *testing.T) {
 			t.Logf("%s", r.row(sc))
 		})
 	}
-	out := "| scenario | window | wake-ups/s | CPU-ms/min | wire B/hour (up+down) | threads | commands ok | frame p50 / max | final p50 / max |\n" +
-		"|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
+	out := "| scenario | window | wake-ups/s | CPU-ms/min | wire B/hour (up+down) | threads | watchdog pings | commands ok | frame p50 / max | final p50 / max |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	fmt.Print("\nidle cost (" + bin + "):\n" + out)
 	if p := os.Getenv("IDLECOST_OUT"); p != "" {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -95,14 +112,15 @@ func TestIdleCost(t *testing.T) {
 
 // idleResult is one scenario's measurement.
 type idleResult struct {
-	window            time.Duration
-	ctxsw, invol      uint64 // all context switches; the involuntary ones among them
-	cpuTicks          uint64
-	up, down          int64
-	threads           int
-	ok, sent          int
-	toFrame, toFinal  []time.Duration
-	statuses, reasons []string
+	window           time.Duration
+	ctxsw, invol     uint64 // all context switches; the involuntary ones among them
+	cpuTicks         uint64
+	up, down         int64
+	threads          int
+	pings            int64 // watchdog pings (-1: off)
+	ok, sent         int
+	toFrame, toFinal []time.Duration
+	reasons          []string
 }
 
 func (r idleResult) row(sc string) string {
@@ -119,10 +137,16 @@ func (r idleResult) row(sc string) string {
 	if r.ok < r.sent {
 		ok += " (" + strings.Join(r.reasons, ", ") + ")"
 	}
-	return fmt.Sprintf("| %s | %s | %.1f (%.1f invol.) | %.0f | %.0f (%.0f + %.0f) | %d | %s | %s | %s |", sc, r.window.Round(time.Second),
+	n := func(v int64) string {
+		if v < 0 {
+			return "off"
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	return fmt.Sprintf("| %s | %s | %.1f (%.1f invol.) | %.0f | %.0f (%.0f + %.0f) | %d | %s | %s | %s | %s |", sc, r.window.Round(time.Second),
 		float64(r.ctxsw)/s, float64(r.invol)/s, float64(r.cpuTicks)*1000/clkTck/s*60,
 		float64(r.up+r.down)/s*3600, float64(r.up)/s*3600, float64(r.down)/s*3600,
-		r.threads, ok, q(r.toFrame), q(r.toFinal))
+		r.threads, n(r.pings), ok, q(r.toFrame), q(r.toFinal))
 }
 
 // clkTck is USER_HZ, 100 on every Linux architecture the agent ships for.
@@ -165,8 +189,26 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 		scenario = sim.ScenarioParked
 	}
 	opts := Options{Binary: bin, Thing: thing, Scenario: scenario, BodyDelay: 50 * time.Millisecond}
+	opts.Env = strings.Fields(os.Getenv("IDLECOST_AGENT_ENV"))
+	var wd *watchdogSocket
+	if v := os.Getenv("IDLECOST_WATCHDOG"); v != "0" {
+		every := 30 * time.Second
+		if v != "" {
+			if every, err = time.ParseDuration(v); err != nil {
+				t.Fatalf("IDLECOST_WATCHDOG: %v", err)
+			}
+		}
+		wd = startWatchdogSocket(t, filepath.Join(dir, "notify.sock"))
+		opts.Env = append(opts.Env, "NOTIFY_SOCKET="+wd.path, "WATCHDOG_USEC="+strconv.FormatInt(every.Microseconds(), 10))
+	}
+	gnss := os.Getenv("IDLECOST_GNSS") != "0"
+	var rx *nmeaReceiver
 	opts.EditConfig = func(text string) string {
-		text = idleConfig(text, px.addr(), caFile, certFile, keyFile)
+		gnssDevice := ""
+		if rx != nil {
+			gnssDevice = rx.device
+		}
+		text = idleConfig(text, px.addr(), caFile, certFile, keyFile, gnssDevice)
 		if asleep && !profiles {
 			text = parkedApprox(text, sc)
 		}
@@ -175,7 +217,13 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 		}
 		return text + "\n" + string(extra)
 	}
+	if gnss {
+		rx = startNMEAReceiver(t)
+	}
 	s := Start(t, opts)
+	if rx != nil {
+		go rx.feed(ctx, s.Vehicle)
+	}
 	var mu sync.Mutex
 	finals := map[string]time.Time{}
 	resps := map[string]devcloud.Response{}
@@ -203,6 +251,7 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 	sw0, inv0, th0 := ctxSwitches(t, pid)
 	cpu0 := cpuTicks(t, pid)
 	up0, down0 := px.up.Load(), px.down.Load()
+	pings0 := wd.count()
 	start := time.Now()
 	select {
 	case <-ctx.Done():
@@ -213,6 +262,10 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 	sw1, inv1, th1 := ctxSwitches(t, pid)
 	r.ctxsw, r.invol, r.cpuTicks = sw1-sw0, inv1-inv0, cpuTicks(t, pid)-cpu0
 	r.up, r.down, r.threads = px.up.Load()-up0, px.down.Load()-down0, max(th0, th1)
+	r.pings = wd.count() - pings0
+	if wd == nil {
+		r.pings = -1
+	}
 	if err := a.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,11 +312,20 @@ func final(status string) bool {
 }
 
 // idleConfig turns the demo-derived config into a mutual-TLS one (through
-// the counting proxy, with a static thing certificate) without the GNSS
-// receiver (the harness has none).
-func idleConfig(text, broker, caFile, certFile, keyFile string) string {
-	if i := strings.Index(text, "# GNSS receiver"); i >= 0 {
-		text = text[:i]
+// the counting proxy, with a static thing certificate); the GNSS receiver
+// reads gnssDevice, or is removed when it is "".
+func idleConfig(text, broker, caFile, certFile, keyFile, gnssDevice string) string {
+	if gnssDevice == "" {
+		if i := strings.Index(text, "# GNSS receiver"); i >= 0 {
+			text = text[:i]
+		}
+	} else if i := strings.Index(text, "# GNSS receiver"); i >= 0 {
+		head, gnss := text[:i], text[i:]
+		if j := strings.Index(gnss, "\ndevice = "); j >= 0 {
+			end := j + 1 + strings.IndexByte(gnss[j+1:]+"\n", '\n')
+			gnss = gnss[:j+1] + "device = " + strconv.Quote(gnssDevice) + gnss[min(end, len(gnss)):]
+		}
+		text = head + gnss
 	}
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
@@ -452,4 +514,87 @@ func (p *countingProxy) serve(c net.Conn, target string) {
 	go cp(c, u, &p.down)
 	<-done
 	<-done
+}
+
+// nmeaReceiver is a simulated GNSS receiver on a pseudo-terminal: the
+// agent's gnss driver opens device as it would a serial receiver.
+type nmeaReceiver struct {
+	master *os.File
+	device string
+}
+
+func startNMEAReceiver(t *testing.T) *nmeaReceiver {
+	master, slave, err := nmeasim.OpenPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = master.Close() })
+	go func() { _, _ = io.Copy(io.Discard, master) }() // the terminal's echo; ends with Close
+	return &nmeaReceiver{master: master, device: slave}
+}
+
+// feed writes one epoch a second at the vehicle's speed until ctx ends,
+// like tcu-sim --nmea-pty: an epoch nobody reads within half a second
+// (the port is closed between duty-cycle windows) is dropped.
+func (r *nmeaReceiver) feed(ctx context.Context, v *sim.Vehicle) {
+	gen := nmeasim.Generator{Talker: "GN", V: nmeasim.Vehicle{
+		Time: time.Now().UTC(), Lat: 48.137154, Lon: 11.576124, Alt: 519.4, Course: 72, Sats: 9, HDOP: 0.9,
+	}}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		gen.V.Speed = v.State().Speed / 3.6
+		gen.V.Time = time.Now().UTC()
+		_ = r.master.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		for _, s := range gen.Epoch() {
+			if _, err := io.WriteString(r.master, s); err != nil {
+				break // dropped: nobody reads
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		gen.Step(time.Second)
+	}
+}
+
+// watchdogSocket stands in for systemd's notify socket and counts the
+// WATCHDOG=1 pings it receives.
+type watchdogSocket struct {
+	path  string
+	pings atomic.Int64
+}
+
+func startWatchdogSocket(t *testing.T, path string) *watchdogSocket {
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watchdogSocket{path: path}
+	done := make(chan struct{})
+	t.Cleanup(func() { _ = conn.Close(); <-done })
+	go func() { // ends when conn is closed
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:n]), "WATCHDOG=1") {
+				w.pings.Add(1)
+			}
+		}
+	}()
+	return w
+}
+
+// count is the number of pings so far (0 for nil).
+func (w *watchdogSocket) count() int64 {
+	if w == nil {
+		return 0
+	}
+	return w.pings.Load()
 }

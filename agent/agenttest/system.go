@@ -50,6 +50,9 @@ type Options struct {
 	BrokerDown bool
 	// EditConfig, if set, rewrites the generated config text.
 	EditConfig func(string) string
+	// Env is added to the agent's environment (KEY=value), e.g. a
+	// NOTIFY_SOCKET and WATCHDOG_USEC standing in for systemd.
+	Env []string
 }
 
 // System is the in-process half of a system test (simulated vehicle,

@@ -132,9 +132,13 @@ type Options struct {
 	Handler   Handler
 	// Connects returns the session's count of successful connects; a
 	// change makes the client ask for pending work again (work queued
-	// while offline produces no notification). Nil: never re-asks.
+	// while offline produces no notification). It is read at start, on
+	// every Client.Connected call and, if Resync > 0, every Resync. Nil:
+	// re-asks only on Client.Connected.
 	Connects func() uint64
-	// Resync is how often Connects is checked (default 5 s).
+	// Resync is how often Connects is polled; 0 (the default): never,
+	// the session calls Client.Connected on every connect instead, so an
+	// idle client has no timer.
 	Resync time.Duration
 	// RequestTimeout bounds the wait for accepted/rejected (default 10 s,
 	// as the AWS IoT Device Client).
@@ -155,7 +159,8 @@ type Client struct {
 	prefix string // $aws/things/<thing>/jobs/
 	log    *slog.Logger
 
-	kick chan struct{} // a notify-next with an execution arrived
+	kick      chan struct{} // a notify-next with an execution arrived
+	connected chan struct{} // the session (re)connected (Connected)
 
 	mu      sync.Mutex
 	pending map[string]chan response // guarded by mu; by clientToken
@@ -176,9 +181,6 @@ func New(opts Options) (*Client, error) {
 	if strings.ContainsAny(opts.Thing, "/+#") {
 		return nil, fmt.Errorf("jobs: bad thing name %q", opts.Thing)
 	}
-	if opts.Resync <= 0 {
-		opts.Resync = 5 * time.Second
-	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
@@ -189,7 +191,17 @@ func New(opts Options) (*Client, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{opts: opts, prefix: "$aws/things/" + opts.Thing + "/jobs/", log: opts.Logger,
-		kick: make(chan struct{}, 1), pending: map[string]chan response{}}, nil
+		kick: make(chan struct{}, 1), connected: make(chan struct{}, 1), pending: map[string]chan response{}}, nil
+}
+
+// Connected tells the client that the session has (re)connected with its
+// subscriptions in place: it asks for pending work again. It never
+// blocks; call it from the session's connect hook.
+func (c *Client) Connected() {
+	select {
+	case c.connected <- struct{}{}:
+	default:
+	}
 }
 
 // Topics are the filters the session must subscribe for the client.
@@ -266,8 +278,12 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.Connects != nil {
 		seen = c.opts.Connects()
 	}
-	tick := time.NewTicker(c.opts.Resync)
-	defer tick.Stop()
+	var resync <-chan time.Time // nil: event-driven (Connected)
+	if c.opts.Resync > 0 {
+		tick := time.NewTicker(c.opts.Resync)
+		defer tick.Stop()
+		resync = tick.C
+	}
 	// $next/get at start, or at the first connect if not connected yet.
 	check := c.opts.Connects == nil || seen > 0
 	for {
@@ -285,7 +301,12 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-c.kick:
 			check = true
-		case <-tick.C:
+		case <-c.connected:
+			if c.opts.Connects != nil {
+				seen = c.opts.Connects()
+			}
+			check = true
+		case <-resync:
 			if c.opts.Connects != nil {
 				if n := c.opts.Connects(); n != seen {
 					seen, check = n, true

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -238,5 +239,45 @@ func TestTruncate(t *testing.T) {
 		if got := jobs.Truncate(tc.in, tc.n); got != tc.want {
 			t.Errorf("Truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestConnectedIsEventDriven: without Resync the client has no timer: idle,
+// it reads Connects only at start; Connected (the session's connect hook)
+// makes it ask for work queued while it was offline.
+func TestConnectedIsEventDriven(t *testing.T) {
+	t.Parallel()
+	svc := jobstest.New("TCU-1")
+	var reads atomic.Int64
+	h := &recorder{done: make(chan string, 4), finish: jobs.StatusSucceeded}
+	c, err := jobs.New(jobs.Options{Thing: "TCU-1", Publisher: svc, Handler: h,
+		Connects:       func() uint64 { reads.Add(1); return svc.Connects() },
+		RequestTimeout: 200 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Deliver = c.HandleMessage
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for len(svc.Requests()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(svc.Requests()) == 0 {
+		t.Fatal("no $next/get at start")
+	}
+	time.Sleep(time.Second) // idle: no notification, no reconnect
+	if n := reads.Load(); n != 1 {
+		t.Errorf("idle client read Connects %d times in 1 s, want 1 (at start): it polls", n)
+	}
+	svc.SetOffline(true)
+	svc.Add("j1", map[string]string{"type": "x"}) // its notification is lost
+	svc.SetOffline(false)
+	c.Connected()
+	if got := wait(t, h.done); got != "j1" {
+		t.Errorf("ran %q after Connected, want j1", got)
 	}
 }

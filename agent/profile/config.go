@@ -105,6 +105,12 @@ type Settings struct {
 	Publish []string `toml:"publish"`
 	// Signals override per-signal sampling of the CAN drivers.
 	Signals []Sampling `toml:"signal"`
+	// GOMAXPROCS, when > 0, is the Go runtime's GOMAXPROCS while the
+	// profile is in effect; 0 restores the runtime's own choice (the
+	// CPUs, with its automatic updates; or $GOMAXPROCS if set). 1 while
+	// parked halves the context switches of each wake-up: no second
+	// thread is woken to look for work (docs/perf/idle.md).
+	GOMAXPROCS int `toml:"gomaxprocs"`
 }
 
 // Sampling overrides the sampling policy of the signals matching Match (a
@@ -147,6 +153,9 @@ func dur(d time.Duration) *Duration {
 	return &x
 }
 
+// maxGOMAXPROCS bounds the gomaxprocs setting (a typo, not a TCU).
+const maxGOMAXPROCS = 256
+
 // DefaultConfig returns the shipped profiles, rules and battery guard.
 func DefaultConfig() Config {
 	return Config{
@@ -167,10 +176,10 @@ func DefaultConfig() Config {
 			{Name: Driving},
 			{Name: Parked, TelemetryInterval: Duration(time.Minute), BatchLatency: Duration(10 * time.Second),
 				KeepAlive: Duration(10 * time.Minute), GNSSWindow: Duration(time.Minute), GNSSPeriod: Duration(10 * time.Minute),
-				Signals: []Sampling{{Match: "*", Heartbeat: dur(10 * time.Minute)}}},
+				GOMAXPROCS: 1, Signals: []Sampling{{Match: "*", Heartbeat: dur(10 * time.Minute)}}},
 			{Name: DeepSleep, TelemetryInterval: Duration(10 * time.Minute), BatchLatency: Duration(time.Minute),
 				KeepAlive: Duration(20 * time.Minute), GNSSWindow: Duration(time.Minute), GNSSPeriod: Duration(time.Hour),
-				Publish: []string{"critical", "event"},
+				Publish: []string{"critical", "event"}, GOMAXPROCS: 1,
 				Signals: []Sampling{{Match: "*", Heartbeat: dur(time.Hour)}}},
 		},
 		Battery: Battery{
@@ -206,6 +215,9 @@ func (c *Config) Validate() error {
 		}
 		if iv := s.TelemetryInterval.Std(); iv != 0 && iv < 10*time.Millisecond {
 			bad(k+".telemetry_interval", "%v too short; at least 10ms", iv)
+		}
+		if s.GOMAXPROCS < 0 || s.GOMAXPROCS > maxGOMAXPROCS {
+			bad(k+".gomaxprocs", "gomaxprocs %d: 0 (the runtime's default) or 1–%d", s.GOMAXPROCS, maxGOMAXPROCS)
 		}
 		if (s.GNSSWindow == 0) != (s.GNSSPeriod == 0) || s.GNSSWindow > s.GNSSPeriod {
 			bad(k+".gnss_window", "gnss_window %v and gnss_period %v: set both (window ≤ period) or neither", s.GNSSWindow.Std(), s.GNSSPeriod.Std())

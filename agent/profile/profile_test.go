@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,5 +431,46 @@ func TestPublishFunc(t *testing.T) {
 	f := PublishFunc([]string{"critical", "event"})
 	if !f(ClassCritical) || !f(ClassEvent) || f(ClassTelemetry) || f(200) {
 		t.Error("filter wrong")
+	}
+}
+
+// TestRunIdleDoesNotWake: parked on a silent bus, with the next rule
+// deadlines hours away, Run evaluates nothing more: no ticking, a timer
+// for the real deadline only (≤ 1 evaluation in 100 coalesce intervals).
+func TestRunIdleDoesNotWake(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{
+		{Profile: Driving, Ignition: "on"},
+		{Profile: DeepSleep, BusSilentFor: Duration(time.Hour)},
+		{Profile: DeepSleep, Ignition: "off", OffFor: Duration(4 * time.Hour)},
+		{Profile: Parked, Ignition: "off", For: Duration(50 * time.Millisecond)},
+	}
+	cfg.MinDwell = 0
+	st := signals.New()
+	rec := &recorder{}
+	var evals atomic.Int64 // BusFrames is read once per evaluation
+	e, err := New(Options{Config: cfg, Signals: st, Apply: rec.apply, OnChange: rec.change, Coalesce: 10 * time.Millisecond,
+		BusFrames: func() uint64 { evals.Add(1); return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	st.Set(drivers.Sample{Name: cfg.IgnitionSignal, Value: 0, Time: time.Now(), Source: "body"})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := e.Current(); n == Parked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not parked 10 s after the ignition went off")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the evaluation that switched may still be returning
+	before := evals.Load()
+	time.Sleep(time.Second) // 100 coalesce intervals, nothing changes
+	if n := evals.Load() - before; n > 1 {
+		t.Errorf("%d evaluations in 1 s parked on a silent bus, want ≤ 1", n)
 	}
 }

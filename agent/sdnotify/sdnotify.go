@@ -108,6 +108,52 @@ func WatchdogInterval() (time.Duration, error) {
 	return time.Duration(n) * time.Microsecond, nil
 }
 
+// A Notifier sends watchdog pings and STATUS= on its caller's schedule, so
+// that the caller can coalesce them with its own periodic work (one timer
+// for liveness probes, health log and watchdog). The zero value is not
+// usable; call NewNotifier.
+type Notifier struct {
+	socket     string
+	interval   time.Duration
+	lastStatus string
+}
+
+// NewNotifier returns a Notifier for $NOTIFY_SOCKET with the watchdog
+// interval of WatchdogInterval, or nil (and no error) when $NOTIFY_SOCKET
+// is unset. A malformed $WATCHDOG_USEC or $WATCHDOG_PID is an error.
+func NewNotifier() (*Notifier, error) {
+	socket := os.Getenv(envSocket)
+	if socket == "" {
+		return nil, nil
+	}
+	interval, err := WatchdogInterval()
+	if err != nil {
+		return nil, err
+	}
+	return &Notifier{socket: socket, interval: interval}, nil
+}
+
+// Interval is the systemd watchdog interval (WatchdogSec=), 0 when the
+// watchdog is off. Call Tick at least every Interval/2.
+func (n *Notifier) Interval() time.Duration { return n.interval }
+
+// Tick sends WATCHDOG=1 if the watchdog is on and tracker.Healthy(Interval)
+// holds, and STATUS= from statusFn when it changed since the last Tick that
+// got through (while pings are withheld the status says why). tracker and
+// statusFn may be nil. A failed send is returned; it is not fatal
+// (systemd may be re-executing): the next Tick sends again.
+func (n *Notifier) Tick(tracker *health.Tracker, statusFn func() string) error {
+	msg, status := tick(tracker, statusFn, n.interval, n.lastStatus)
+	if msg == "" {
+		return nil
+	}
+	if err := send(n.socket, msg); err != nil {
+		return err
+	}
+	n.lastStatus = status
+	return nil
+}
+
 // Watchdog runs until ctx is done, then returns nil. Every interval/2 (the
 // watchdog interval from WatchdogInterval) it sends WATCHDOG=1, but only if
 // tracker.Healthy(interval) holds: when a critical loop hangs the pings stop
@@ -115,31 +161,24 @@ func WatchdogInterval() (time.Duration, error) {
 // also refreshes STATUS= from statusFn (when changed); while pings are
 // withheld the status says why. Without the watchdog it only refreshes
 // STATUS= every StatusPeriod; without $NOTIFY_SOCKET it returns nil at once.
-// tracker and statusFn may be nil.
+// tracker and statusFn may be nil. It is Notifier.Tick on its own timer;
+// the agent uses a Notifier to share one timer with its liveness probes.
 //
 // A failed send is not fatal (systemd may be re-executing); it is retried on
 // the next tick.
 func Watchdog(ctx context.Context, tracker *health.Tracker, statusFn func() string) error {
-	socket := os.Getenv(envSocket)
-	if socket == "" {
-		return nil
-	}
-	interval, err := WatchdogInterval()
-	if err != nil {
+	n, err := NewNotifier()
+	if n == nil || err != nil {
 		return err
 	}
 	period := StatusPeriod
-	if interval > 0 {
-		period = interval / 2
+	if n.interval > 0 {
+		period = n.interval / 2
 	}
 	ticker := time.NewTicker(period)
 	defer ticker.Stop()
-	var lastStatus string
 	for {
-		msg, status := tick(tracker, statusFn, interval, lastStatus)
-		if msg != "" && send(socket, msg) == nil {
-			lastStatus = status
-		}
+		_ = n.Tick(tracker, statusFn) // retried on the next tick
 		select {
 		case <-ctx.Done():
 			return nil

@@ -289,3 +289,61 @@ func TestTick(t *testing.T) {
 		})
 	}
 }
+
+// TestNotifier checks the caller-scheduled form: nil without
+// $NOTIFY_SOCKET, an error for a malformed $WATCHDOG_USEC, and per Tick
+// exactly one datagram: a ping while healthy, STATUS= only on a change,
+// none for a hung critical loop but the reason.
+func TestNotifier(t *testing.T) {
+	t.Run("no socket", func(t *testing.T) {
+		t.Setenv(envSocket, "")
+		if n, err := NewNotifier(); n != nil || err != nil {
+			t.Errorf("NewNotifier() = %v, %v; want nil, nil", n, err)
+		}
+	})
+	t.Run("bad watchdog", func(t *testing.T) {
+		listen(t, filepath.Join(t.TempDir(), "notify.sock"))
+		t.Setenv(envWatchdogUs, "x")
+		if _, err := NewNotifier(); err == nil {
+			t.Error("NewNotifier() with WATCHDOG_USEC=x: nil error")
+		}
+	})
+	t.Run("ticks", func(t *testing.T) {
+		conn := listen(t, filepath.Join(t.TempDir(), "notify.sock"))
+		t.Setenv(envWatchdogUs, "30000000")
+		t.Setenv(envWatchdogPID, "")
+		n, err := NewNotifier()
+		if err != nil || n == nil {
+			t.Fatalf("NewNotifier() = %v, %v", n, err)
+		}
+		if n.Interval() != 30*time.Second {
+			t.Errorf("Interval() = %v, want 30s", n.Interval())
+		}
+		now := time.Unix(0, 0)
+		tracker := health.New(func() time.Time { return now })
+		loop := tracker.Loop("probe", true)
+		status := func() string { return "fine" }
+		steps := []struct {
+			name string
+			do   func()
+			want string
+		}{
+			{"first", func() {}, "WATCHDOG=1\nSTATUS=fine"},
+			{"same status", func() { now = now.Add(10 * time.Second) }, "WATCHDOG=1"},
+			{"hung", func() { now = now.Add(time.Minute) }, "STATUS=unhealthy, watchdog withheld: hung: probe silent for 1m10s"},
+			{"beats again", func() { loop.Beat() }, "WATCHDOG=1\nSTATUS=fine"},
+		}
+		for _, s := range steps {
+			s.do()
+			if err := n.Tick(tracker, status); err != nil {
+				t.Fatalf("%s: Tick() = %v", s.name, err)
+			}
+			if got := recv(t, conn, 5*time.Second); got != s.want {
+				t.Errorf("%s: received %q, want %q", s.name, got, s.want)
+			}
+		}
+		if got := recv(t, conn, 50*time.Millisecond); got != "" {
+			t.Errorf("extra datagram %q", got)
+		}
+	})
+}

@@ -138,9 +138,11 @@ func (p *Pipeline) Interval() time.Duration { return time.Duration(p.interval.Lo
 // (health/watchdog liveness). Call before Run.
 func (p *Pipeline) SetHeartbeat(f func()) { p.beat = f }
 
-// SetIdle installs a function Run calls right before it blocks with
-// nothing pending and no timer armed (health.Loop.Idle): an idle pipeline
-// does not wake up. Call before Run.
+// SetIdle installs a function Run calls right before it blocks waiting
+// for a sample or its flush timer (health.Loop.Idle): a pipeline waiting
+// is not hung, even when its interval (a parked profile's minute) is
+// longer than the watchdog's, and an idle pipeline does not wake up to
+// say it is alive. Call before Run.
 func (p *Pipeline) SetIdle(f func()) { p.idle = f }
 
 // Emit implements drivers.Sink; it never blocks.
@@ -216,7 +218,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			flushC = flushT.C
 		}
-		if flushC == nil && len(p.in) == 0 {
+		if len(p.in) == 0 {
+			// Waiting, not working: however long the flush timer (the
+			// interval) is. Every case below beats first.
 			p.idle()
 		}
 		select {
@@ -233,6 +237,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			flushC = nil
 			p.flush(pending)
 		case <-p.retick:
+			p.beat()
 			// A new interval: write what is pending now, and count the
 			// next interval from here (the timer is armed again, with the
 			// new interval, when samples are pending).

@@ -345,11 +345,42 @@ func TestIdlePipelineDoesNotWake(t *testing.T) {
 	}
 	p.Emit(drivers.Sample{Name: "Vehicle.Speed", Value: 1, Time: time.Now()})
 	waitUntil(t, func() bool { return len(store.snapshot()) == 1 })
-	waitUntil(t, func() bool { return idles.Load() == 2 })
+	waitUntil(t, func() bool { return idles.Load() == 3 }) // waiting on the flush timer, then on nothing
 	b := beats.Load()
 	time.Sleep(100 * time.Millisecond)
 	if n := beats.Load() - b; n != 0 {
 		t.Fatalf("pipeline woke %d times after its record with nothing pending", n)
+	}
+}
+
+// TestWaitOnFlushTimerIsIdle: a pipeline whose interval is longer than the
+// watchdog's (a parked profile's minute against WatchdogSec=30s) waits on
+// its flush timer marked idle, so the health tracker does not call it hung
+// and the watchdog does not restart a healthy agent.
+func TestWaitOnFlushTimerIsIdle(t *testing.T) {
+	t.Parallel()
+	store := &memStore{}
+	p, err := New(Options{Interval: time.Hour, Append: store.append})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var last string
+	var beats atomic.Int64
+	p.SetHeartbeat(func() { mu.Lock(); last = "beat"; mu.Unlock(); beats.Add(1) })
+	p.SetIdle(func() { mu.Lock(); last = "idle"; mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	isIdle := func() bool { mu.Lock(); defer mu.Unlock(); return last == "idle" }
+	waitUntil(t, isIdle)
+	b := beats.Load()
+	p.Emit(drivers.Sample{Name: "Vehicle.Speed", Value: 1, Time: time.Now()}) // pending for up to an hour
+	waitUntil(t, func() bool { return beats.Load() > b && isIdle() })
+	if n := len(store.snapshot()); n != 0 {
+		t.Fatalf("%d records before the interval ended", n)
 	}
 }
 

@@ -102,6 +102,9 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	s.mu.Lock()
 	s.conn = c // Connected and Publish from here on: subscriptions are in place
 	s.mu.Unlock()
+	if s.opts.OnConnect != nil {
+		s.opts.OnConnect()
+	}
 	s.drain(cctx, c)
 	s.mu.Lock()
 	s.conn = nil

@@ -46,6 +46,10 @@ type Options struct {
 	// of unacknowledged messages (mosquitto 20, AWS IoT 100) fills and it
 	// stops delivering, commands included.
 	Handler func(Message)
+	// OnConnect, if set, is called after every connect once the
+	// subscriptions are in place (Publish works), on the session's
+	// goroutine: it must return at once.
+	OnConnect func()
 	// Logger is required.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
