@@ -35,3 +35,14 @@ func Learned(s *Session) (good, ceiling, next time.Duration) {
 
 // ParseRoute exposes the default-route parser.
 var ParseRoute = parseRoute
+
+// DrainLoops is how many times the drain loop has gone round; IdleWaits
+// how many times it waited idle.
+func DrainLoops(s *Session) uint64 { return s.st.drainLoops.Load() }
+
+// IdleWaits is how many idle waits the drain began.
+func IdleWaits(s *Session) uint64 { return s.st.idleWaits.Load() }
+
+// SetBeforeIdle runs f in the drain just before each idle wait (set it
+// before Run).
+func SetBeforeIdle(s *Session, f func()) { s.testBeforeIdle = f }

@@ -80,6 +80,7 @@ type counters struct {
 	published, acked, ackedRecords, released, dropped   atomic.Uint64
 	bytes, received                                     atomic.Uint64
 	inflight                                            atomic.Int64
+	drainLoops, idleWaits                               atomic.Uint64 // drain loop iterations, idle waits (tests)
 	lastErr                                             atomic.Pointer[string]
 }
 
@@ -112,6 +113,10 @@ type Session struct {
 	noEagerBatch bool
 	// learner is the adaptive keep-alive; nil when off.
 	learner *kaLearner
+	// swallowed: lease consumed a Ready signal (drain goroutine only).
+	swallowed bool
+	// testBeforeIdle, if set, runs just before the drain's idle wait.
+	testBeforeIdle func()
 
 	st counters
 }
