@@ -275,7 +275,7 @@ const idlePoll = time.Second
 func (s *Session) idle(ctx context.Context, c *conn, deadline time.Time) {
 	s.st.idleWaits.Add(1)
 	if s.testBeforeIdle != nil {
-		s.testBeforeIdle()
+		s.testBeforeIdle(deadline.IsZero() && len(c.window) == 0 && len(c.drained) == 0 && len(s.hooks.wake) == 0)
 	}
 	if s.swallowed {
 		s.swallowed = false

@@ -44,5 +44,6 @@ func DrainLoops(s *Session) uint64 { return s.st.drainLoops.Load() }
 func IdleWaits(s *Session) uint64 { return s.st.idleWaits.Load() }
 
 // SetBeforeIdle runs f in the drain just before each idle wait (set it
-// before Run).
-func SetBeforeIdle(s *Session, f func()) { s.testBeforeIdle = f }
+// before Run); quiet means only an append (or the end) can end the wait:
+// nothing in flight, no batch deadline, no pending override.
+func SetBeforeIdle(s *Session, f func(quiet bool)) { s.testBeforeIdle = f }

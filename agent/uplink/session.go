@@ -115,8 +115,9 @@ type Session struct {
 	learner *kaLearner
 	// swallowed: lease consumed a Ready signal (drain goroutine only).
 	swallowed bool
-	// testBeforeIdle, if set, runs just before the drain's idle wait.
-	testBeforeIdle func()
+	// testBeforeIdle, if set, runs just before the drain's idle wait;
+	// quiet: only an append or ctx can end this wait.
+	testBeforeIdle func(quiet bool)
 
 	st counters
 }
