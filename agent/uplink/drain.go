@@ -99,13 +99,9 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	if err := s.online(cctx, c, present && subsOK); err != nil && cctx.Err() == nil {
 		s.log.Error("mqtt subscribe failed", "err", err)
 	}
-	s.mu.Lock()
-	s.conn = c // Connected and Publish from here on: subscriptions are in place
-	s.mu.Unlock()
+	s.setConn(c) // Connected and Publish from here on: subscriptions are in place
 	s.drain(cctx, c)
-	s.mu.Lock()
-	s.conn = nil
-	s.mu.Unlock()
+	s.setConn(nil)
 	if ctx.Err() != nil {
 		s.closeGracefully(c)
 	} else {

@@ -1,10 +1,12 @@
 package uplink_test
 
 import (
+	"encoding/json"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/agent/uplink/uplinktest"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
@@ -65,7 +67,11 @@ func TestAppendAsDrainGoesIdle(t *testing.T) {
 		case n%2 == 1:
 			appendTelemetry(t, q, 1, time.Now())
 		default:
-			go appendTelemetry(t, q, 1, time.Now())
+			go func() {
+				if _, err := q.AppendRecord(uplink.ClassTelemetry, record.Record{Kind: record.KindTelemetry, Time: time.Now(), Body: json.RawMessage(`{"signals":{"Vehicle.Speed":0}}`)}); err != nil {
+					t.Error(err)
+				}
+			}()
 		}
 	})
 	runSession(t, s)

@@ -102,6 +102,10 @@ type Session struct {
 
 	mu     sync.Mutex
 	conn   *conn // guarded by mu; nil while offline
+	// changed is closed and replaced on every change of conn and every
+	// refused identity (guarded by mu): waiters block on it instead of
+	// polling.
+	changed chan struct{}
 	subsOK bool  // guarded by mu; subscriptions confirmed by SUBACK
 	// subsPausedUntil: after a SUBACK refusal subscriptions wait (guarded by mu).
 	subsPausedUntil time.Time
@@ -145,7 +149,7 @@ func New(opts Options) (*Session, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now}
+	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now, changed: make(chan struct{})}
 	s.topics = cfg.streamTopics(opts.Thing)
 	if cfg.tlsEnabled() {
 		tc, err := tlsConfig(cfg, opts.Certificate)
@@ -213,6 +217,7 @@ func (s *Session) Run(ctx context.Context) error {
 			attempt++
 			if errors.Is(err, ErrAuth) {
 				s.st.authFailures.Add(1)
+				s.notify()
 				if err.Error() != authSeen { // log once per distinct cause
 					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.Std())
 					authSeen = err.Error()
@@ -358,6 +363,35 @@ func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	s.opts.Handler(Message{Topic: m.Topic(), Payload: m.Payload(), Duplicate: m.Duplicate(), ack: m.Ack})
+}
+
+// setConn sets the current connection (nil: offline) and wakes the
+// waiters of state.
+func (s *Session) setConn(c *conn) {
+	s.mu.Lock()
+	s.conn = c
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// notify wakes the waiters of state.
+func (s *Session) notify() {
+	s.mu.Lock()
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+func (s *Session) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// state returns the current connection (nil while offline) and a channel
+// closed at the next change of it or the next refused identity.
+func (s *Session) state() (*conn, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn, s.changed
 }
 
 // Connected reports whether the session is online.
