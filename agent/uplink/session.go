@@ -100,13 +100,13 @@ type Session struct {
 	backlog *limiter // backlog records/s
 	boff    backoff.Policy
 
-	mu     sync.Mutex
-	conn   *conn // guarded by mu; nil while offline
+	mu   sync.Mutex
+	conn *conn // guarded by mu; nil while offline
 	// changed is closed and replaced on every change of conn and every
 	// refused identity (guarded by mu): waiters block on it instead of
 	// polling.
 	changed chan struct{}
-	subsOK bool  // guarded by mu; subscriptions confirmed by SUBACK
+	subsOK  bool // guarded by mu; subscriptions confirmed by SUBACK
 	// subsPausedUntil: after a SUBACK refusal subscriptions wait (guarded by mu).
 	subsPausedUntil time.Time
 	rare            map[string]time.Time // guarded by mu; last time logRare logged a message
