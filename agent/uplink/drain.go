@@ -80,9 +80,10 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	s.mu.Lock()
 	present, subsOK := c.present, s.subsOK
 	s.mu.Unlock()
-	if s.st.connects.Add(1) > 1 {
+	if s.st.connects.Add(1) > 1 && !s.switched {
 		s.st.reconnects.Add(1)
 	}
+	s.switched = false
 	s.log.Info("mqtt connected", "broker", s.cfg.Broker, "thing", s.opts.Thing, "session_present", present)
 	watched := make(chan struct{})
 	go func() { s.watch(c, c.watch, c.ka); close(watched) }() // ends when c is lost
@@ -102,9 +103,12 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	s.setConn(c) // Connected and Publish from here on: subscriptions are in place
 	s.drain(cctx, c)
 	s.setConn(nil)
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		s.closeGracefully(c)
-	} else {
+	case errors.Is(c.lostErr, errKeepAliveSwitch):
+		s.closeForSwitch(c)
+	default:
 		s.closeBroken(c)
 	}
 	if c.lostErr != nil {
@@ -167,7 +171,12 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 		}
 		n, ok := s.fill(ctx, c, b, leaseMax)
 		if ok && n == 0 && b.peek() == nil {
-			s.idle(ctx, c, b.deadline())
+			now, next := s.kaSwitch(c, b)
+			if now {
+				c.fail(errKeepAliveSwitch)
+				return
+			}
+			s.idle(ctx, c, earliest(b.deadline(), next))
 		}
 	}
 }

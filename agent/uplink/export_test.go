@@ -47,3 +47,12 @@ func IdleWaits(s *Session) uint64 { return s.st.idleWaits.Load() }
 // before Run); quiet means only an append (or the end) can end the wait:
 // nothing in flight, no batch deadline, no pending override.
 func SetBeforeIdle(s *Session, f func(quiet bool)) { s.testBeforeIdle = f }
+
+// SetKeepAliveSwitchQuiet sets how long the link must have received
+// nothing before a keep-alive reconnect (5 s in production) and returns
+// a func that restores it.
+func SetKeepAliveSwitchQuiet(d time.Duration) (restore func()) {
+	old := kaSwitchQuiet
+	kaSwitchQuiet = d
+	return func() { kaSwitchQuiet = old }
+}

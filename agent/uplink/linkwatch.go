@@ -64,6 +64,11 @@ func (w *linkWatch) read() {
 	w.expectAt.Store(0)
 }
 
+// lastReadAt is when bytes were last received.
+func (w *linkWatch) lastReadAt() time.Time {
+	return w.base.Add(time.Duration(w.lastRead.Load()))
+}
+
 // expect notes a publish that the broker must answer (PUBACK).
 func (w *linkWatch) expect() {
 	if w.expectAt.CompareAndSwap(0, w.now()) {

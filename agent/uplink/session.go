@@ -70,6 +70,9 @@ type Stats struct {
 	BytesPublished  uint64
 	Received        uint64 // inbound messages
 	Inflight        int64  // messages awaiting PUBACK now
+	// KeepAliveSwitches counts clean reconnects made to apply a changed
+	// keep-alive (not in Reconnects).
+	KeepAliveSwitches uint64
 	// LastError is the most recent connect failure or connection loss
 	// (empty until one happened).
 	LastError string
@@ -80,6 +83,7 @@ type counters struct {
 	published, acked, ackedRecords, released, dropped   atomic.Uint64
 	bytes, received                                     atomic.Uint64
 	inflight                                            atomic.Int64
+	kaSwitches                                          atomic.Uint64
 	drainLoops, idleWaits                               atomic.Uint64 // drain loop iterations, idle waits (tests)
 	lastErr                                             atomic.Pointer[string]
 }
@@ -117,6 +121,11 @@ type Session struct {
 	noEagerBatch bool
 	// learner is the adaptive keep-alive; nil when off.
 	learner *kaLearner
+	// kaSwitched is when the drain last reconnected for a keep-alive
+	// (kaswitch.go); switched: the connection before this one ended so
+	// (both Run's goroutine only).
+	kaSwitched time.Time
+	switched   bool
 	// swallowed: lease consumed a Ready signal (drain goroutine only).
 	swallowed bool
 	// testBeforeIdle, if set, runs just before the drain's idle wait;
@@ -231,6 +240,13 @@ func (s *Session) Run(ctx context.Context) error {
 		err = s.serve(ctx, c)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errKeepAliveSwitch) {
+			// Not an outage: reconnect at once with the new keep-alive.
+			s.st.kaSwitches.Add(1)
+			s.log.Info("mqtt reconnecting to apply a new keep-alive", "keep_alive", c.ka, "new_keep_alive", s.keepAliveTarget())
+			s.switched, quickNext = true, true
+			continue
 		}
 		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= min(quickReconnectAfter, c.ka)
 		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err, "reconnect_now", quick)
@@ -409,7 +425,8 @@ func (s *Session) Stats() Stats {
 		Published: s.st.published.Load(), Acked: s.st.acked.Load(), AckedRecords: s.st.ackedRecords.Load(),
 		ReleasedRecords: s.st.released.Load(), DroppedRecords: s.st.dropped.Load(),
 		BytesPublished: s.st.bytes.Load(), Received: s.st.received.Load(), Inflight: s.st.inflight.Load(),
-		LastError: s.st.lastError(),
+		KeepAliveSwitches: s.st.kaSwitches.Load(),
+		LastError:         s.st.lastError(),
 	}
 }
 
