@@ -128,7 +128,7 @@ func TestKeepAliveSwitchReconnects(t *testing.T) {
 	eventually(t, 10*time.Second, "20 records", delivered(20))
 
 	uplink.SetTestKeepAlive(s, 20*time.Second) // 5×: reconnect for it
-	appendTelemetry(t, q, 20, time.Now())       // queued around the change
+	appendTelemetry(t, q, 20, time.Now())      // queued around the change
 	eventually(t, 15*time.Second, "a second CONNECT", func() bool { return len(seen.all()) >= 2 })
 	eventually(t, 10*time.Second, "connected again", s.Connected)
 	eventually(t, 10*time.Second, "40 records", delivered(40))
