@@ -2,6 +2,8 @@ package uplink_test
 
 import (
 	"encoding/json"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/record"
 	"github.com/tcu-agent/tcu-agent/agent/uplink"
 	"github.com/tcu-agent/tcu-agent/agent/uplink/uplinktest"
+	"github.com/tcu-agent/tcu-agent/agent/uplink/uplinktest/natproxy"
 	"github.com/tcu-agent/tcu-agent/cmd/tcu-devcloud/devcloud"
 )
 
@@ -87,4 +90,40 @@ func TestAppendAsDrainGoesIdle(t *testing.T) {
 		t.Errorf("%d records, %d duplicates", n, dups)
 	}
 	t.Logf("%d records appended as the drain went idle, all at the broker in %v", runs, time.Since(start))
+}
+
+// TestIdleLinkPingsItself: paho's keep-alive goroutine (a 5 s ticker
+// whatever the keep-alive) does not run; the session pings on its own
+// timer at the keep-alive it put in CONNECT, and the broker, which
+// enforces 1.5 × that keep-alive, keeps the idle connection.
+func TestIdleLinkPingsItself(t *testing.T) {
+	cloud := startCloud(t, devcloud.Limits{})
+	nat, err := natproxy.New(cloud.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nat.Close() })
+	s, err := uplink.New(uplink.Options{Config: fastConfig(nat.Addr()), Thing: "TCU-PING", Queue: uplinktest.NewQueue(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ka = 2 * time.Second
+	uplink.SetTestKeepAlive(s, ka)
+	runSession(t, s)
+	eventually(t, 10*time.Second, "online status acked", func() bool { return s.Stats().Acked >= 1 })
+	buf := make([]byte, 1<<20)
+	// The frame reads paho%2emqtt%2egolang.keepalive(...).
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "golang.keepalive(") {
+		t.Error("paho's keep-alive goroutine runs")
+	}
+	b0 := nat.Stats()
+	time.Sleep(4*ka + ka/2) // idle: only pings may pass
+	b1 := nat.Stats()
+	// PINGREQ and PINGRESP are 2 bytes each: at least 3 exchanges.
+	if up, down := b1.BytesUp-b0.BytesUp, b1.BytesDown-b0.BytesDown; up < 6 || down < 6 || up != down {
+		t.Errorf("idle for %v at keep-alive %v: %d bytes up, %d down; want ≥ 3 PING exchanges of 2 + 2 bytes", 4*ka+ka/2, ka, up, down)
+	}
+	if st := s.Stats(); st.Reconnects != 0 || !st.Connected || b1.Accepted != 1 {
+		t.Errorf("the broker dropped the idle connection: %+v, %d connections", st, b1.Accepted)
+	}
 }
