@@ -82,7 +82,8 @@ func startMochi(t *testing.T) (*mqtt.Server, *connectLog, string) {
 // is counted as a keep-alive switch, not a reconnect. A second change
 // within 10 min does not reconnect again.
 func TestKeepAliveSwitchReconnects(t *testing.T) {
-	defer uplink.SetKeepAliveSwitchQuiet(300 * time.Millisecond)()
+	// Restored after the session stopped (cleanups run last-in first-out).
+	t.Cleanup(uplink.SetKeepAliveSwitchQuiet(300 * time.Millisecond))
 	srv, seen, addr := startMochi(t)
 	var mu sync.Mutex
 	got := map[string]int{}
@@ -178,7 +179,8 @@ func TestKeepAliveSwitchReconnects(t *testing.T) {
 // against what one keep-alive PING exchange costs: the numbers behind
 // reconnecting for a longer keep-alive (docs/uplink.md).
 func TestKeepAliveSwitchWireCost(t *testing.T) {
-	defer uplink.SetKeepAliveSwitchQuiet(300 * time.Millisecond)()
+	// Restored after the session stopped (cleanups run last-in first-out).
+	t.Cleanup(uplink.SetKeepAliveSwitchQuiet(300 * time.Millisecond))
 	cloud := startCloud(t, devcloud.Limits{})
 	id, err := cloud.CA().MintThing("TCU-WC")
 	if err != nil {

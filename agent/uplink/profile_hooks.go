@@ -49,7 +49,9 @@ func (s *Session) SetKeepAlive(d time.Duration) {
 }
 
 func (s *Session) setKeepAlive(d time.Duration) {
-	s.hooks.keepAlive.Store(int64(d))
+	if s.hooks.keepAlive.Swap(int64(d)) == int64(d) {
+		return // unchanged: nothing to wake
+	}
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
