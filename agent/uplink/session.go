@@ -220,6 +220,7 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			s.switched = false // the next connect ends an outage: a reconnect
 			s.st.connectFailures.Add(1)
 			s.st.setLastError(err)
 			lastErr = err
