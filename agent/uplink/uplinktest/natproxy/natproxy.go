@@ -209,11 +209,17 @@ func (m *mapping) pipe(src, dst *net.TCPConn, count *int64) {
 			}
 			m.mu.Unlock()
 			if !dead {
-				w, werr := dst.Write(buf[:n])
+				// Counted before the write, so the count covers whatever
+				// the other end has seen (an echo may arrive before a
+				// count made after the write).
 				m.p.mu.Lock()
-				*count += int64(w)
+				*count += int64(n)
 				m.p.mu.Unlock()
+				w, werr := dst.Write(buf[:n])
 				if werr != nil {
+					m.p.mu.Lock()
+					*count -= int64(n - w)
+					m.p.mu.Unlock()
 					m.close()
 					return
 				}
