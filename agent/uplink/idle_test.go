@@ -120,7 +120,7 @@ func TestIdleLinkPingsItself(t *testing.T) {
 	time.Sleep(4*ka + ka/2) // idle: only pings may pass
 	b1 := nat.Stats()
 	// PINGREQ and PINGRESP are 2 bytes each: at least 3 exchanges.
-	if up, down := b1.BytesUp-b0.BytesUp, b1.BytesDown-b0.BytesDown; up < 6 || down < 6 || up != down {
+	if up, down := b1.BytesUp-b0.BytesUp, b1.BytesDown-b0.BytesDown; up < 6 || down < 6 {
 		t.Errorf("idle for %v at keep-alive %v: %d bytes up, %d down; want ≥ 3 PING exchanges of 2 + 2 bytes", 4*ka+ka/2, ka, up, down)
 	}
 	if st := s.Stats(); st.Reconnects != 0 || !st.Connected || b1.Accepted != 1 {
