@@ -59,6 +59,10 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 		return nil, fmt.Errorf("parse broker url: %w", err)
 	}
 	d := &dialer{tls: p.tls, timeout: p.cfg.ConnectTimeout.Std(), watch: p.watch}
+	ka := p.cfg.KeepAlive.Std()
+	if p.keepAlive > 0 {
+		ka = p.keepAlive
+	}
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	o := mqtt.NewClientOptions()
@@ -73,12 +77,16 @@ func connect(ctx context.Context, p connectParams) (*connected, error) {
 	o.SetStore(nopStore{})
 	o.SetOrderMatters(p.manualAck)
 	o.SetAutoAckDisabled(p.manualAck)
-	ka := p.cfg.KeepAlive.Std()
-	if p.keepAlive > 0 {
-		ka = p.keepAlive
+	if p.watch != nil {
+		// The session pings itself (linkwatch.go): paho's keep-alive
+		// goroutine would wake every 5 s whatever the keep-alive. paho
+		// then writes 0 in CONNECT; the socket wrapper puts ka there.
+		o.SetKeepAlive(0)
+		d.connectKA = uint16(min(ka/time.Second, 65535))
+	} else {
+		o.SetKeepAlive(ka)
+		o.SetPingTimeout(pingWait(ka))
 	}
-	o.SetKeepAlive(ka)
-	o.SetPingTimeout(pingWait(ka))
 	o.SetConnectTimeout(p.cfg.ConnectTimeout.Std())
 	o.SetWriteTimeout(p.cfg.AckTimeout.Std())
 	if p.will != nil {

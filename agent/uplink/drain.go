@@ -80,9 +80,10 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	s.mu.Lock()
 	present, subsOK := c.present, s.subsOK
 	s.mu.Unlock()
-	if s.st.connects.Add(1) > 1 {
+	if s.st.connects.Add(1) > 1 && !s.switched {
 		s.st.reconnects.Add(1)
 	}
+	s.switched = false
 	s.log.Info("mqtt connected", "broker", s.cfg.Broker, "thing", s.opts.Thing, "session_present", present)
 	watched := make(chan struct{})
 	go func() { s.watch(c, c.watch, c.ka); close(watched) }() // ends when c is lost
@@ -99,19 +100,18 @@ func (s *Session) serve(ctx context.Context, c *conn) error {
 	if err := s.online(cctx, c, present && subsOK); err != nil && cctx.Err() == nil {
 		s.log.Error("mqtt subscribe failed", "err", err)
 	}
-	s.mu.Lock()
-	s.conn = c // Connected and Publish from here on: subscriptions are in place
-	s.mu.Unlock()
+	s.setConn(c) // Connected and Publish from here on: subscriptions are in place
 	if s.opts.OnConnect != nil {
 		s.opts.OnConnect()
 	}
 	s.drain(cctx, c)
-	s.mu.Lock()
-	s.conn = nil
-	s.mu.Unlock()
-	if ctx.Err() != nil {
+	s.setConn(nil)
+	switch {
+	case ctx.Err() != nil:
 		s.closeGracefully(c)
-	} else {
+	case errors.Is(c.lostErr, errKeepAliveSwitch):
+		s.closeForSwitch(c)
+	default:
 		s.closeBroken(c)
 	}
 	if c.lostErr != nil {
@@ -157,6 +157,7 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 	defer func() { s.release(b.held()) }()
 	b.push(&message{topic: s.topics.status, payload: s.statusPayload("online"), oldest: c.since, retained: true})
 	for ctx.Err() == nil {
+		s.st.drainLoops.Add(1)
 		b.latency = s.batchLatency()
 		if m := b.peek(); m != nil {
 			// Backlog messages also wait for the throughput cap here, where
@@ -173,7 +174,12 @@ func (s *Session) drain(ctx context.Context, c *conn) {
 		}
 		n, ok := s.fill(ctx, c, b, leaseMax)
 		if ok && n == 0 && b.peek() == nil {
-			s.idle(ctx, c, b.deadline())
+			now, next := s.kaSwitch(c, b)
+			if now {
+				c.fail(errKeepAliveSwitch)
+				return
+			}
+			s.idle(ctx, c, earliest(b.deadline(), next))
 		}
 	}
 }
@@ -229,9 +235,11 @@ func (s *Session) lease(max int) ([]Record, error) {
 		s.opts.Queue.Release(back...)
 		// A queue may signal Ready on Release: swallow our own signal, or
 		// the drain would lease and release the same records in a loop.
-		// (An append signalled at the same moment waits for idlePoll.)
+		// An append signalled at the same moment is found by the next
+		// idle wait's idlePoll.
 		select {
 		case <-s.opts.Queue.Ready():
+			s.swallowed = true
 		default:
 		}
 	}
@@ -261,19 +269,34 @@ func (s *Session) throttled(ctx context.Context, c *conn, b *batcher, wait time.
 	b.flushDue(time.Now(), s.now(), false)
 }
 
-// idlePoll bounds an idle wait even if a Ready signal is missed.
+// idlePoll bounds an idle wait only after lease swallowed a Ready
+// signal (a queue without ClassLeaser while a class is excluded): an
+// append signalled at that moment would otherwise wait for the next one.
 const idlePoll = time.Second
 
-// idle waits for an append, the next batch deadline, the last in-flight
-// PUBACK, a changed override, idlePoll or ctx.
+// idle waits for an append (Queue.Ready), the next batch deadline, the
+// last in-flight PUBACK, a changed override or released records
+// (hooks.wake), or ctx. Every one of these signals is level-triggered (a
+// capacity-1 channel set after the change), so an idle session with
+// nothing held waits without a timer: a change between the last lease and
+// this wait leaves its signal set and the wait returns at once.
 func (s *Session) idle(ctx context.Context, c *conn, deadline time.Time) {
-	wait := idlePoll
-	if !deadline.IsZero() {
-		wait = min(wait, max(time.Until(deadline), time.Millisecond))
+	s.st.idleWaits.Add(1)
+	if s.testBeforeIdle != nil {
+		s.testBeforeIdle(deadline.IsZero() && len(c.window) == 0 && len(c.drained) == 0 && len(s.hooks.wake) == 0)
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	timeout := t.C
+	if s.swallowed {
+		s.swallowed = false
+		if deadline.IsZero() || time.Until(deadline) > idlePoll {
+			deadline = time.Now().Add(idlePoll)
+		}
+	}
+	var timeout <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(max(time.Until(deadline), time.Millisecond))
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-s.opts.Queue.Ready():
 	case <-timeout:
@@ -332,6 +355,7 @@ func (s *Session) await(c *conn, tok mqtt.Token, m *message) {
 	s.st.inflight.Add(-1)
 	if err != nil {
 		s.release(m.seqs)
+		s.hooks.poke() // a queue need not signal Ready on Release: lease them again
 		return
 	}
 	s.st.acked.Add(1)

@@ -35,3 +35,24 @@ func Learned(s *Session) (good, ceiling, next time.Duration) {
 
 // ParseRoute exposes the default-route parser.
 var ParseRoute = parseRoute
+
+// DrainLoops is how many times the drain loop has gone round; IdleWaits
+// how many times it waited idle.
+func DrainLoops(s *Session) uint64 { return s.st.drainLoops.Load() }
+
+// IdleWaits is how many idle waits the drain began.
+func IdleWaits(s *Session) uint64 { return s.st.idleWaits.Load() }
+
+// SetBeforeIdle runs f in the drain just before each idle wait (set it
+// before Run); quiet means only an append (or the end) can end the wait:
+// nothing in flight, no batch deadline, no pending override.
+func SetBeforeIdle(s *Session, f func(quiet bool)) { s.testBeforeIdle = f }
+
+// SetKeepAliveSwitchQuiet sets how long the link must have received
+// nothing before a keep-alive reconnect (5 s in production) and returns
+// a func that restores it.
+func SetKeepAliveSwitchQuiet(d time.Duration) (restore func()) {
+	old := kaSwitchQuiet
+	kaSwitchQuiet = d
+	return func() { kaSwitchQuiet = old }
+}

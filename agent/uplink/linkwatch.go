@@ -15,41 +15,37 @@ import (
 // like this: the socket stays "up", writes succeed, nothing arrives.
 var errDeadLink = errors.New("dead link: no traffic from the broker")
 
-// Timing of paho's keep-alive (paho.mqtt.golang v1.5.1, ping.go): it
-// checks every pahoTick(ka) whether nothing was sent OR nothing was
-// received for ka, then sends one PINGREQ and gives up when no PINGRESP
-// came within PingTimeout (checked on the same tick). A healthy link
-// therefore receives something at least every ka + pahoTick(ka) + RTT.
-func pahoTick(ka time.Duration) time.Duration {
-	if ka > 10*time.Second {
-		return 5 * time.Second
-	}
-	return ka / 4
-}
+// The session sends its own PINGREQs (paho's keep-alive goroutine is off:
+// it would wake every 5 s whatever the keep-alive, paho.mqtt.golang
+// v1.5.1 ping.go). Like paho, watch pings once nothing was sent or
+// nothing was received for ka, and gives up when no answer came within
+// pingWait(ka). A healthy link therefore receives something at least
+// every ka + RTT.
 
-// pingWait is the PINGRESP budget (paho's PingTimeout) and the budget for
-// "any answer at all" after a publish: ka/4, at most 10 s, at least
-// 500 ms.
+// pingWait is the PINGRESP budget and the budget for "any answer at all"
+// after a publish: ka/4, at most 10 s, at least 500 ms.
 func pingWait(ka time.Duration) time.Duration {
 	return min(max(ka/4, 500*time.Millisecond), 10*time.Second)
 }
 
 // silenceLimit is how long the connection may receive nothing before it
-// is declared dead: ka + pahoTick + pingWait, which is ≤ 1.5·ka for every
-// ka ≥ 2 s (ka ≤ 10 s: exactly 1.5·ka; 30 s: 42.5 s; 60 s: 75 s; 1200 s:
-// 1215 s).
+// is declared dead even if a ping could not be sent: ka + 2·pingWait(ka),
+// ≤ 1.5·ka for every ka (exactly 1.5·ka up to 40 s; 60 s: 80 s; 1200 s:
+// 1220 s). An unanswered ping finds a dead link sooner, within
+// ka + pingWait(ka) of the last read.
 func silenceLimit(ka time.Duration) time.Duration {
-	return ka + pahoTick(ka) + pingWait(ka)
+	return ka + 2*pingWait(ka)
 }
 
 // linkWatch records when the connection last received bytes and when a
 // publish that expects an answer was last sent. Both are monotonic
 // nanoseconds since base. It is safe for concurrent use.
 type linkWatch struct {
-	base     time.Time
-	lastRead atomic.Int64
-	expectAt atomic.Int64 // first publish not followed by any read; 0 = none
-	kick     chan struct{}
+	base      time.Time
+	lastRead  atomic.Int64
+	lastWrite atomic.Int64
+	expectAt  atomic.Int64 // first publish not followed by any read; 0 = none
+	kick      chan struct{}
 }
 
 func newLinkWatch() *linkWatch {
@@ -62,6 +58,14 @@ func (w *linkWatch) now() int64 { return int64(time.Since(w.base)) + 1 }
 func (w *linkWatch) read() {
 	w.lastRead.Store(w.now())
 	w.expectAt.Store(0)
+}
+
+// wrote notes outbound bytes.
+func (w *linkWatch) wrote() { w.lastWrite.Store(w.now()) }
+
+// lastReadAt is when bytes were last received.
+func (w *linkWatch) lastReadAt() time.Time {
+	return w.base.Add(time.Duration(w.lastRead.Load()))
 }
 
 // expect notes a publish that the broker must answer (PUBACK).
@@ -92,16 +96,20 @@ func (w *linkWatch) deadline(silence, answer time.Duration) int64 {
 	return d
 }
 
-// watch fails c when the broker has been silent for silenceLimit(ka) or
-// did not answer a publish within pingWait(ka). It breaks the socket so
-// that paho's reader ends too. It returns when c is lost. The timer is
-// re-armed to the next deadline, so an idle link costs one wake-up per
-// keep-alive interval.
+// watch keeps c alive and fails it when it is dead. It pings when
+// nothing was sent or nothing was received for ka (the MQTT keep-alive,
+// which the broker enforces), and declares the link dead when that ping
+// is not answered within pingWait(ka), when a publish got no answer at
+// all within pingWait(ka), or when nothing was received for
+// silenceLimit(ka). It breaks the socket so that paho's reader ends too,
+// and returns when c is lost. The timer is re-armed to the next
+// deadline, so an idle link costs two wake-ups per keep-alive interval
+// (the ping, the check of its answer).
 //
 // With adaptive keep-alive (c.probe > 0, shorter than ka) it also pings
-// on its own after c.probe without a read, declares the link dead when
-// that ping is not answered within pingWait(c.probe), and tells the
-// learner whether the idle gap held.
+// after c.probe without a read, declares the link dead when that ping is
+// not answered within pingWait(c.probe), and tells the learner whether
+// the idle gap held.
 func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 	silence, answer := silenceLimit(ka), pingWait(ka)
 	k := c.probe
@@ -109,7 +117,8 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		answer = pingWait(k)
 	}
 	var pingSent, gapFrom int64 // our outstanding ping; the read before it
-	t := time.NewTimer(silence)
+	var probing bool            // the outstanding ping is an adaptive probe
+	t := time.NewTimer(min(ka, silence))
 	defer t.Stop()
 	for {
 		select {
@@ -124,11 +133,11 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		// at once: we ping at it ourselves.
 		k, answer = ownPing(k, answer, s.keepAliveTarget(), ka)
 		if pingSent != 0 && last >= pingSent { // answered: the idle gap held
-			if s.learner != nil {
+			if s.learner != nil && probing {
 				s.learner.held(c.net, time.Duration(pingSent-gapFrom), ka)
 				// The next probe applies on this connection at once.
 				if k = s.learner.interval(c.net, ka); k >= ka {
-					k, answer = 0, pingWait(ka) // the CONNECT keep-alive: paho pings
+					k, answer = 0, pingWait(ka) // pings at the CONNECT keep-alive only
 				} else {
 					answer = pingWait(k)
 				}
@@ -137,21 +146,24 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 			pingSent = 0
 		}
 		dl := w.deadline(silence, answer)
-		if k > 0 {
-			if pingSent == 0 {
-				if at := last + int64(k); now >= at {
-					// A ping that cannot be written (paho is stuck in a
-					// write, the socket failed) counts as sent: if
-					// nothing arrives within answer, the link is dead.
-					_ = c.ping()
-					pingSent, gapFrom = now, last
-				}
-			}
-			if pingSent != 0 {
-				dl = min(dl, pingSent+int64(answer))
-			} else {
-				dl = min(dl, last+int64(k))
-			}
+		// The MQTT keep-alive: ping once nothing was sent or nothing was
+		// received for ka; a probe (or a lowered keep-alive) pings after
+		// k without a read.
+		pingAt, probe := min(last, w.lastWrite.Load())+int64(ka), false
+		if k > 0 && last+int64(k) < pingAt {
+			pingAt, probe = last+int64(k), true
+		}
+		if pingSent == 0 && now >= pingAt {
+			// A ping that cannot be written (paho is stuck in a write,
+			// the socket failed) counts as sent: if nothing arrives
+			// within answer, the link is dead.
+			_ = c.ping()
+			pingSent, gapFrom, probing = now, last, probe
+		}
+		if pingSent != 0 {
+			dl = min(dl, pingSent+int64(answer))
+		} else {
+			dl = min(dl, pingAt)
 		}
 		if now < dl {
 			t.Reset(time.Duration(dl - now))
@@ -162,7 +174,7 @@ func (s *Session) watch(c *conn, w *linkWatch, ka time.Duration) {
 		case pingSent != 0 && now-pingSent >= int64(answer):
 			gap := time.Duration(pingSent - gapFrom)
 			err = fmt.Errorf("%w: no PINGRESP within %v after an idle gap of %v", errDeadLink, answer, gap.Round(time.Millisecond))
-			if s.learner != nil {
+			if s.learner != nil && probing {
 				s.learner.dropped(c.net, gap)
 			}
 		case e != 0 && now-e >= int64(answer):

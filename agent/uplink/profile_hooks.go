@@ -37,23 +37,28 @@ func (h *hooks) allow() func(Class) bool {
 }
 
 // SetKeepAlive sets the MQTT keep-alive, clamped to AWS IoT's 30 s–1200 s.
-// MQTT fixes the keep-alive in CONNECT, so the broker sees it from the
-// next connection; a value lower than the current connection's applies
-// at once all the same (the session pings at it itself, and dead-link
-// detection follows). With adaptive keep-alive it is the upper bound the
-// probing climbs to.
+// MQTT fixes the keep-alive in CONNECT: a value more than twice or less
+// than half the live connection's is applied by one clean reconnect at
+// the next quiet moment (at most one per 10 min, kaswitch.go); a closer
+// one waits for the next connection. A value lower than the current
+// connection's applies at once all the same (the session pings at it
+// itself, and dead-link detection follows). With adaptive keep-alive it
+// is the upper bound the probing climbs to.
 func (s *Session) SetKeepAlive(d time.Duration) {
 	s.setKeepAlive(min(max(d, AWSMinKeepAlive), AWSMaxKeepAlive))
 }
 
 func (s *Session) setKeepAlive(d time.Duration) {
-	s.hooks.keepAlive.Store(int64(d))
+	if s.hooks.keepAlive.Swap(int64(d)) == int64(d) {
+		return // unchanged: nothing to wake
+	}
 	s.mu.Lock()
 	c := s.conn
 	s.mu.Unlock()
 	if c != nil {
 		c.watch.poke()
 	}
+	s.hooks.poke() // the drain may reconnect for it (kaswitch.go)
 }
 
 // SetBatchLatency sets how long a record may wait for others to share its

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
@@ -28,24 +27,18 @@ func (s *Session) ProvisioningConn(cert *atomic.Pointer[tls.Certificate]) *Sessi
 	return &SessionConn{s: s, cert: cert}
 }
 
-// pollConnected is how often a waiting call checks the session state.
-const pollConnected = 50 * time.Millisecond
-
-// current waits until the session is connected and returns its connection.
+// current waits until the session is connected and returns its
+// connection. It blocks on the session's change notification: no timer.
 func (p *SessionConn) current(ctx context.Context) (*conn, error) {
-	t := time.NewTicker(pollConnected)
-	defer t.Stop()
 	for {
-		p.s.mu.Lock()
-		c := p.s.conn
-		p.s.mu.Unlock()
+		c, changed := p.s.state()
 		if c != nil {
 			return c, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for the mqtt session: %w: %w", ErrNotConnected, ctx.Err())
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
@@ -128,12 +121,8 @@ func (p *SessionConn) SwitchCertificate(ctx context.Context, cert tls.Certificat
 	auth0 := p.s.st.authFailures.Load()
 	p.cert.Store(&cert)
 	c0.fail(errSwitch)
-	t := time.NewTicker(pollConnected)
-	defer t.Stop()
 	for {
-		p.s.mu.Lock()
-		c := p.s.conn
-		p.s.mu.Unlock()
+		c, changed := p.s.state()
 		if c != nil && c != c0 {
 			p.s.log.Info("mqtt session switched to the renewed certificate")
 			return nil
@@ -146,7 +135,7 @@ func (p *SessionConn) SwitchCertificate(ctx context.Context, cert tls.Certificat
 		case <-ctx.Done():
 			p.cert.Store(prev)
 			return fmt.Errorf("switch certificate: %w", ctx.Err())
-		case <-t.C:
+		case <-changed: // a new connection or a refused identity
 		}
 	}
 }

@@ -74,6 +74,9 @@ type Stats struct {
 	BytesPublished  uint64
 	Received        uint64 // inbound messages
 	Inflight        int64  // messages awaiting PUBACK now
+	// KeepAliveSwitches counts clean reconnects made to apply a changed
+	// keep-alive (not in Reconnects).
+	KeepAliveSwitches uint64
 	// LastError is the most recent connect failure or connection loss
 	// (empty until one happened).
 	LastError string
@@ -84,6 +87,8 @@ type counters struct {
 	published, acked, ackedRecords, released, dropped   atomic.Uint64
 	bytes, received                                     atomic.Uint64
 	inflight                                            atomic.Int64
+	kaSwitches                                          atomic.Uint64
+	drainLoops, idleWaits                               atomic.Uint64 // drain loop iterations, idle waits (tests)
 	lastErr                                             atomic.Pointer[string]
 }
 
@@ -103,9 +108,13 @@ type Session struct {
 	backlog *limiter // backlog records/s
 	boff    backoff.Policy
 
-	mu     sync.Mutex
-	conn   *conn // guarded by mu; nil while offline
-	subsOK bool  // guarded by mu; subscriptions confirmed by SUBACK
+	mu   sync.Mutex
+	conn *conn // guarded by mu; nil while offline
+	// changed is closed and replaced on every change of conn and every
+	// refused identity (guarded by mu): waiters block on it instead of
+	// polling.
+	changed chan struct{}
+	subsOK  bool // guarded by mu; subscriptions confirmed by SUBACK
 	// subsPausedUntil: after a SUBACK refusal subscriptions wait (guarded by mu).
 	subsPausedUntil time.Time
 	rare            map[string]time.Time // guarded by mu; last time logRare logged a message
@@ -116,6 +125,16 @@ type Session struct {
 	noEagerBatch bool
 	// learner is the adaptive keep-alive; nil when off.
 	learner *kaLearner
+	// kaSwitched is when the drain last reconnected for a keep-alive
+	// (kaswitch.go); switched: the connection before this one ended so
+	// (both Run's goroutine only).
+	kaSwitched time.Time
+	switched   bool
+	// swallowed: lease consumed a Ready signal (drain goroutine only).
+	swallowed bool
+	// testBeforeIdle, if set, runs just before the drain's idle wait;
+	// quiet: only an append or ctx can end this wait.
+	testBeforeIdle func(quiet bool)
 
 	st counters
 }
@@ -143,7 +162,7 @@ func New(opts Options) (*Session, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now}
+	s := &Session{opts: opts, cfg: cfg, log: opts.Logger, now: opts.Now, changed: make(chan struct{})}
 	s.topics = cfg.streamTopics(opts.Thing)
 	if cfg.tlsEnabled() {
 		tc, err := tlsConfig(cfg, opts.Certificate)
@@ -205,12 +224,14 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			s.switched = false // the next connect ends an outage: a reconnect
 			s.st.connectFailures.Add(1)
 			s.st.setLastError(err)
 			lastErr = err
 			attempt++
 			if errors.Is(err, ErrAuth) {
 				s.st.authFailures.Add(1)
+				s.notify()
 				if err.Error() != authSeen { // log once per distinct cause
 					s.log.Error("mqtt identity refused", "broker", s.cfg.Broker, "thing", s.opts.Thing, "err", err, "retry_in", s.cfg.AuthBackoff.Std())
 					authSeen = err.Error()
@@ -224,6 +245,13 @@ func (s *Session) Run(ctx context.Context) error {
 		err = s.serve(ctx, c)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errKeepAliveSwitch) {
+			// Not an outage: reconnect at once with the new keep-alive.
+			s.st.kaSwitches.Add(1)
+			s.log.Info("mqtt reconnecting to apply a new keep-alive", "keep_alive", c.ka, "new_keep_alive", s.keepAliveTarget())
+			s.switched, quickNext = true, true
+			continue
 		}
 		quick := (pathLoss(err) || pathLoss(c.dial.lastError())) && time.Since(last) >= min(quickReconnectAfter, c.ka)
 		s.log.Warn("mqtt connection lost", "broker", s.cfg.Broker, "err", err, "reconnect_now", quick)
@@ -358,6 +386,35 @@ func (s *Session) inbound(_ mqtt.Client, m mqtt.Message) {
 	s.opts.Handler(Message{Topic: m.Topic(), Payload: m.Payload(), Duplicate: m.Duplicate(), ack: m.Ack})
 }
 
+// setConn sets the current connection (nil: offline) and wakes the
+// waiters of state.
+func (s *Session) setConn(c *conn) {
+	s.mu.Lock()
+	s.conn = c
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+// notify wakes the waiters of state.
+func (s *Session) notify() {
+	s.mu.Lock()
+	s.notifyLocked()
+	s.mu.Unlock()
+}
+
+func (s *Session) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// state returns the current connection (nil while offline) and a channel
+// closed at the next change of it or the next refused identity.
+func (s *Session) state() (*conn, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn, s.changed
+}
+
 // Connected reports whether the session is online.
 func (s *Session) Connected() bool {
 	s.mu.Lock()
@@ -373,7 +430,8 @@ func (s *Session) Stats() Stats {
 		Published: s.st.published.Load(), Acked: s.st.acked.Load(), AckedRecords: s.st.ackedRecords.Load(),
 		ReleasedRecords: s.st.released.Load(), DroppedRecords: s.st.dropped.Load(),
 		BytesPublished: s.st.bytes.Load(), Received: s.st.received.Load(), Inflight: s.st.inflight.Load(),
-		LastError: s.st.lastError(),
+		KeepAliveSwitches: s.st.kaSwitches.Load(),
+		LastError:         s.st.lastError(),
 	}
 }
 

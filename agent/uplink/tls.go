@@ -125,6 +125,9 @@ type dialer struct {
 	tls     *tls.Config // nil for plaintext
 	timeout time.Duration
 	watch   *linkWatch // told about every read; nil = not watched
+	// connectKA, if not 0, is written as the keep-alive of the CONNECT
+	// paho sends with keep-alive 0 (the session pings itself).
+	connectKA uint16
 
 	mu   sync.Mutex
 	conn *trackedConn // guarded by mu; last connection dialled
@@ -147,7 +150,7 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	tr := &trackedConn{Conn: conn, watch: d.watch}
+	tr := &trackedConn{Conn: conn, watch: d.watch, connectKA: d.connectKA}
 	d.mu.Lock()
 	d.conn = tr
 	d.mu.Unlock()
@@ -201,10 +204,12 @@ func isRemoteCertAlert(err error) bool {
 
 type trackedConn struct {
 	net.Conn
-	watch *linkWatch // nil = not watched
-	wmu   sync.Mutex // one packet per Write: ours go between paho's
-	mu    sync.Mutex
-	first error // guarded by mu
+	watch     *linkWatch // nil = not watched
+	connectKA uint16     // see dialer.connectKA
+	wmu       sync.Mutex // one packet per Write: ours go between paho's
+	wrote     bool       // guarded by wmu: the first packet (CONNECT) is out
+	mu        sync.Mutex
+	first     error // guarded by mu
 }
 
 func (c *trackedConn) note(err error) {
@@ -235,10 +240,44 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 
 func (c *trackedConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
+	if !c.wrote {
+		c.wrote = true
+		if c.connectKA != 0 {
+			b = setConnectKeepAlive(b, c.connectKA)
+		}
+	}
 	n, err := c.Conn.Write(b)
 	c.wmu.Unlock()
+	if n > 0 && c.watch != nil {
+		c.watch.wrote()
+	}
 	c.note(err)
 	return n, err
+}
+
+// setConnectKeepAlive returns a copy of the MQTT 3.1.1 CONNECT packet p
+// (paho writes each packet with one Write) with its keep-alive set to ka
+// if it is 0, or p unchanged if p is not such a packet.
+func setConnectKeepAlive(p []byte, ka uint16) []byte {
+	if len(p) < 2 || p[0] != 0x10 {
+		return p
+	}
+	i := 1 // remaining length: 1–4 bytes, 7 bits each
+	for i < len(p) && i < 5 && p[i]&0x80 != 0 {
+		i++
+	}
+	i++
+	if i+2 > len(p) {
+		return p
+	}
+	name := int(p[i])<<8 | int(p[i+1]) // protocol name "MQTT"
+	at := i + 2 + name + 2             // after the name, level and flags
+	if at+2 > len(p) || p[at] != 0 || p[at+1] != 0 {
+		return p
+	}
+	q := append([]byte(nil), p...)
+	q[at], q[at+1] = byte(ka>>8), byte(ka)
+	return q
 }
 
 // writePacket writes one whole MQTT packet of our own between paho's.
@@ -248,8 +287,11 @@ func (c *trackedConn) writePacket(b []byte) error {
 	if !c.wmu.TryLock() {
 		return errWriteBusy
 	}
-	_, err := c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
 	c.wmu.Unlock()
+	if n > 0 && c.watch != nil {
+		c.watch.wrote()
+	}
 	c.note(err)
 	return err
 }

@@ -35,11 +35,15 @@ const (
 	Reset
 )
 
-// Stats counts mappings.
+// Stats counts mappings and forwarded bytes.
 type Stats struct {
 	Accepted   int // connections accepted
 	Blackholed int // mappings dropped silently
 	Resets     int // mappings dropped with RST
+	// BytesUp and BytesDown are the bytes forwarded client → broker and
+	// broker → client over all mappings (TLS records and handshakes
+	// included when the client speaks TLS): the wire cost.
+	BytesUp, BytesDown int64
 }
 
 // Proxy forwards loopback connections to a target. Create it with New.
@@ -163,9 +167,9 @@ func (p *Proxy) accept() {
 		p.st.Accepted++
 		p.mu.Unlock()
 		p.wg.Add(3)
-		go m.pipe(m.down, m.up) // client → broker; ends when a side closes
-		go m.pipe(m.up, m.down) // broker → client
-		go m.expire()           // ends when the mapping is closed
+		go m.pipe(m.down, m.up, &p.st.BytesUp)   // client → broker; ends when a side closes
+		go m.pipe(m.up, m.down, &p.st.BytesDown) // broker → client
+		go m.expire()                            // ends when the mapping is closed
 	}
 }
 
@@ -189,9 +193,10 @@ func (m *mapping) poke() {
 	}
 }
 
-// pipe forwards src to dst until src ends; once the mapping is
-// blackholed, what src sends is read and discarded.
-func (m *mapping) pipe(src, dst *net.TCPConn) {
+// pipe forwards src to dst until src ends, counting the bytes forwarded
+// in *count (guarded by the proxy's mu); once the mapping is blackholed,
+// what src sends is read and discarded.
+func (m *mapping) pipe(src, dst *net.TCPConn, count *int64) {
 	defer m.p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
@@ -204,7 +209,17 @@ func (m *mapping) pipe(src, dst *net.TCPConn) {
 			}
 			m.mu.Unlock()
 			if !dead {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				// Counted before the write, so the count covers whatever
+				// the other end has seen (an echo may arrive before a
+				// count made after the write).
+				m.p.mu.Lock()
+				*count += int64(n)
+				m.p.mu.Unlock()
+				w, werr := dst.Write(buf[:n])
+				if werr != nil {
+					m.p.mu.Lock()
+					*count -= int64(n - w)
+					m.p.mu.Unlock()
 					m.close()
 					return
 				}

@@ -77,8 +77,8 @@ func TestNormalForwards(t *testing.T) {
 			t.Fatalf("round trip %d: %v", i, err)
 		}
 	}
-	if st := p.Stats(); st.Accepted != 1 || st.Blackholed+st.Resets != 0 {
-		t.Fatalf("stats %+v", st)
+	if st := p.Stats(); st.Accepted != 1 || st.Blackholed+st.Resets != 0 || st.BytesUp != 15 || st.BytesDown != 15 {
+		t.Fatalf("stats %+v, want 1 accepted, 15 bytes each way", st)
 	}
 }
 
