@@ -121,10 +121,10 @@ func (l *kaLearner) held(key string, k, upper time.Duration) {
 	if changed {
 		n.Probe = next
 	}
-	snap := l.snapshotLocked()
+	snap, good := l.snapshotLocked(), n.Good
 	l.mu.Unlock()
 	if changed {
-		l.log.Info("adaptive keep-alive: probing a longer interval", "network", key, "held", n.Good, "probe", next)
+		l.log.Info("adaptive keep-alive: probing a longer interval", "network", key, "held", good, "probe", next)
 	}
 	l.save(snap)
 }
