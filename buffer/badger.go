@@ -25,6 +25,7 @@ func badgerOptions(o Options) badger.Options {
 		// at most 15 % of a memtable: 2 MB keeps MaxRecordBytes in.
 		memtable = 2 << 20
 	}
+	memtable = cmp.Or(o.memTableSize, memtable)
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(o.InMemory).
 		// The tree holds chunk keys, value pointers and small gone sets:
@@ -64,8 +65,10 @@ func badgerOptions(o Options) badger.Options {
 		WithBlockCacheSize(1 << 20).
 		WithIndexCacheSize(1 << 20).
 		WithCompression(options.None).
-		// Two compactors is Badger's minimum when compaction is on.
-		WithNumCompactors(2).
+		// No Badger compactors: each runs a fixed 50 ms ticker (40
+		// wake-ups/s for two, idle or not). The queue compacts level 0
+		// itself when it fills (compact.go).
+		WithNumCompactors(0).
 		// One goroutine for Stream framework users (we have none).
 		WithNumGoroutines(1).
 		// The queue serialises its own writes; conflict detection would

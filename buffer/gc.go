@@ -108,6 +108,8 @@ func (q *Queue) collect() {
 	}
 	q.dirBytes = size
 	q.afterGCLocked()
+	// Value-log GC rewrites pointers into the tree.
+	q.checkL0Locked()
 }
 
 // valueLogGC runs one value-log GC round (at most one file rewritten)
@@ -151,6 +153,10 @@ func (q *Queue) CollectGarbage() {
 // while it runs (milliseconds for a tree of pointers); the queue holds its
 // mutex, so appends wait instead of failing with ErrBlockedWrites.
 func (q *Queue) compactLocked() error {
+	// DropPrefix stops and restarts Badger's compactor set, like the
+	// compactor goroutine's Flatten (compact.go).
+	q.compact.mu.Lock()
+	defer q.compact.mu.Unlock()
 	err := q.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(flushKey), []byte{1}) })
 	if err == nil {
 		err = q.db.DropPrefix([]byte(flushKey))
@@ -164,7 +170,7 @@ func (q *Queue) compactLocked() error {
 // saveLoLocked persists gone sets and low-water marks that changed without
 // a write (evictions while the disk was full, TTL expiry).
 func (q *Queue) saveLoLocked() error {
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		return err

@@ -36,6 +36,7 @@ func Open(opts Options) (*Queue, error) {
 		stop:   make(chan struct{}),
 		leased: make(map[uint64]leaseEnt),
 	}
+	q.compact.init(badgerOptions(o).MemTableSize)
 	if !o.InMemory {
 		if err := checkDir(o.Dir); err != nil {
 			return nil, err
@@ -87,6 +88,12 @@ func Open(opts Options) (*Queue, error) {
 	q.wg.Add(2)
 	go q.commitLoop()
 	go q.gcLoop()
+	go q.compactLoop()
+	// A store left with many level-0 tables (older options, or a crash
+	// before a pass) is compacted down now.
+	q.mu.Lock()
+	q.checkL0Locked()
+	q.mu.Unlock()
 	return q, nil
 }
 
@@ -274,7 +281,7 @@ func (q *Queue) reloadLocked() (uint64, error) {
 	}
 	// Gone sets whose chunk is gone (deleted in a later transaction, or
 	// its key was lost): delete them.
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	for _, k := range stale {
 		if err := w.delete(k); err != nil {

@@ -192,6 +192,9 @@ type Queue struct {
 	// call then fails with ErrStorage. Guarded by mu.
 	broken error
 
+	// compact is the level-0 compactor's state (compact.go).
+	compact compactState
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -289,6 +292,10 @@ func (q *Queue) Close() error {
 		q.pendMu.Unlock()
 		close(q.stop)
 		q.wg.Wait() // the committer drains pending appends before exiting
+		// The compactor stops after the committer: a pass may be needed
+		// for the committer's last writes to get through.
+		close(q.compact.stop)
+		<-q.compact.done
 		q.mu.Lock()
 		var err error
 		if q.db != nil {
