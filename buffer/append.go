@@ -238,9 +238,11 @@ func (q *Queue) commit(batch []*appendReq) {
 	if err == nil && last > 0 {
 		q.mu.Lock()
 		q.durable = last
+		now := q.opts.Now()
 		for _, r := range batch {
 			if r.err == nil && r.seq != 0 {
 				q.addLiveLocked(r.class, r.seq, r.ref)
+				q.ttlAppendedLocked(r.class, now)
 			}
 		}
 		q.mu.Unlock()

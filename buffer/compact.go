@@ -67,6 +67,7 @@ func (c *compactState) init(memtable int64) {
 // wroteLocked accounts n memtable bytes just committed and checks level 0
 // when a quarter memtable has gone by since the last check.
 func (q *Queue) wroteLocked(n int64) {
+	q.dirtyLocked()
 	q.compact.since += n
 	if q.compact.since < q.compact.check {
 		return

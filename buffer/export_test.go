@@ -30,3 +30,6 @@ func L0Tables(q *Queue) int {
 
 // Compactions returns how many level-0 passes the compactor ran.
 func Compactions(q *Queue) uint64 { return q.compact.runs.Load() }
+
+// GCIterations returns how often the GC goroutine woke up.
+func GCIterations(q *Queue) uint64 { return q.gcIters.Load() }

@@ -26,15 +26,16 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{
-		opts:   o,
-		log:    o.Logger,
-		ready:  make(chan struct{}, 1),
-		kick:   make(chan struct{}, 1),
-		full:   make(chan struct{}, 1),
-		filled: make(chan struct{}, 1),
-		gcKick: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		leased: make(map[uint64]leaseEnt),
+		opts:    o,
+		log:     o.Logger,
+		ready:   make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+		full:    make(chan struct{}, 1),
+		filled:  make(chan struct{}, 1),
+		gcKick:  make(chan struct{}, 1),
+		gcRearm: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		leased:  make(map[uint64]leaseEnt),
 	}
 	q.compact.init(badgerOptions(o).MemTableSize)
 	if !o.InMemory {
@@ -84,6 +85,11 @@ func Open(opts Options) (*Queue, error) {
 	}
 	if !o.InMemory {
 		q.dirBytes = dirSize(o.Dir) // until the first GC pass measures it again
+	}
+	for c, ttl := range q.opts.TTL {
+		if ttl > 0 && q.cls[c].records > 0 {
+			q.gc.ttlDue = q.opts.Now() // a sweep finds the next deadline
+		}
 	}
 	q.wg.Add(2)
 	go q.commitLoop()

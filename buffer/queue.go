@@ -156,6 +156,8 @@ type Queue struct {
 	lastCommit time.Time
 	filled     chan struct{} // pendData reached GroupFill
 	gcKick     chan struct{}
+	gcRearm    chan struct{} // a GC deadline changed (gc.go)
+	gcIters    atomic.Uint64 // GC goroutine wake-ups (tests)
 	stop       chan struct{}
 	wg         sync.WaitGroup
 
@@ -175,6 +177,8 @@ type Queue struct {
 	// deleted counts chunks deleted since the last GC pass: their value-log
 	// space comes back only after a compaction (gc.go).
 	deleted int // guarded by mu
+	// gc is what the GC goroutine waits for (gc.go).
+	gc gcState // guarded by mu
 
 	syncs, appends, corrupt, torn atomic.Uint64
 
