@@ -60,10 +60,14 @@ func badgerOptions(o Options) badger.Options {
 		WithBaseLevelSize(max(8<<20, o.MaxBytes/4)).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
-		// 1 MB block and index caches: reads are sequential (drain order
-		// is key order) and values are read from the value log's mmap.
-		WithBlockCacheSize(1 << 20).
-		WithIndexCacheSize(1 << 20).
+		// No block or index cache: reads are sequential (drain order is
+		// key order), values are read from the value log's mmap, and with
+		// compression and encryption off Badger reads blocks straight from
+		// the tables' mmap. Each cache was a ristretto instance with its
+		// own goroutines and 2.5 s cleanup tickers (~1 wake-up/s on an
+		// idle store); drain throughput without them: docs/perf/buffer.md.
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
 		WithCompression(options.None).
 		// No Badger compactors: each runs a fixed 50 ms ticker (40
 		// wake-ups/s for two, idle or not). The queue compacts level 0
