@@ -122,10 +122,18 @@ func TestIdleGCLoopSleeps(t *testing.T) {
 	q := mustOpen(t, o)
 	mustAppend(t, q, buffer.ClassTelemetry, "a")
 	mustAppend(t, q, buffer.ClassEvent, "b")
-	// The pass for those writes comes GCInterval after the last pass.
+	// The pass for those writes comes GCInterval after the last pass:
+	// wait until the loop has been quiet for 5 intervals.
 	deadline := time.Now().Add(30 * time.Second)
-	for buffer.GCIterations(q) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	for {
+		n := buffer.GCIterations(q)
+		time.Sleep(5 * o.GCInterval)
+		if buffer.GCIterations(q) == n && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GC loop never went quiet (%d iterations)", n)
+		}
 	}
 	before := buffer.GCIterations(q)
 	// An idle period of 20 GC intervals.
