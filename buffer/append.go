@@ -238,9 +238,11 @@ func (q *Queue) commit(batch []*appendReq) {
 	if err == nil && last > 0 {
 		q.mu.Lock()
 		q.durable = last
+		now := q.opts.Now()
 		for _, r := range batch {
 			if r.err == nil && r.seq != 0 {
 				q.addLiveLocked(r.class, r.seq, r.ref)
+				q.ttlAppendedLocked(r.class, now)
 			}
 		}
 		q.mu.Unlock()
@@ -335,7 +337,7 @@ func (q *Queue) writeBatch(batch []*appendReq) (db *badger.DB, last uint64, err 
 	slices.SortStableFunc(batch, func(a, b *appendReq) int { return cmp.Compare(a.class, b.class) })
 	ev := newEvictor(q)
 	defer ev.close()
-	w := newTxnWriter(q.db, q.opts.Sync != SyncNone)
+	w := q.newTxnWriterLocked(q.opts.Sync != SyncNone)
 	defer w.discard()
 	p := packer{w: w, t: q.opts.Now()}
 	for _, r := range batch {
@@ -494,19 +496,31 @@ func (q *Queue) addLiveLocked(c Class, seq uint64, ref chunkRef) {
 // committed: db.Sync syncs only the current memtable's WAL, and a
 // memtable switch between two parts of one commit would otherwise leave
 // the first part unsynced in the previous WAL.
+//
+// It estimates the memtable bytes it commits for the level-0 check
+// (compact.go).
 type txnWriter struct {
+	q         *Queue
 	db        *badger.DB
 	txn       *badger.Txn
 	syncSplit bool
+	mem       int64 // estimated memtable bytes of the open transaction
 }
 
-func newTxnWriter(db *badger.DB, syncSplit bool) *txnWriter {
-	return &txnWriter{db: db, txn: db.NewTransaction(true), syncSplit: syncSplit}
+// newTxnWriterLocked starts a write transaction on q.db.
+func (q *Queue) newTxnWriterLocked(syncSplit bool) *txnWriter {
+	return &txnWriter{q: q, db: q.db, txn: q.db.NewTransaction(true), syncSplit: syncSplit}
 }
 
-func (w *txnWriter) set(k, v []byte) error { return w.do(func() error { return w.txn.Set(k, v) }) }
+func (w *txnWriter) set(k, v []byte) error {
+	w.mem += int64(len(k) + len(v) + memEntryOverhead)
+	return w.do(func() error { return w.txn.Set(k, v) })
+}
 
-func (w *txnWriter) delete(k []byte) error { return w.do(func() error { return w.txn.Delete(k) }) }
+func (w *txnWriter) delete(k []byte) error {
+	w.mem += int64(len(k) + memEntryOverhead)
+	return w.do(func() error { return w.txn.Delete(k) })
+}
 
 func (w *txnWriter) do(f func() error) error {
 	err := f()
@@ -529,9 +543,12 @@ func (w *txnWriter) do(f func() error) error {
 }
 
 func (w *txnWriter) commit() error {
+	mem := w.mem
+	w.mem = 0
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit store: %w", err)
 	}
+	w.q.wroteLocked(mem)
 	return nil
 }
 

@@ -25,6 +25,7 @@ func badgerOptions(o Options) badger.Options {
 		// at most 15 % of a memtable: 2 MB keeps MaxRecordBytes in.
 		memtable = 2 << 20
 	}
+	memtable = cmp.Or(o.memTableSize, memtable)
 	bo := badger.DefaultOptions(dir).
 		WithInMemory(o.InMemory).
 		// The tree holds chunk keys, value pointers and small gone sets:
@@ -59,13 +60,19 @@ func badgerOptions(o Options) badger.Options {
 		WithBaseLevelSize(max(8<<20, o.MaxBytes/4)).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
-		// 1 MB block and index caches: reads are sequential (drain order
-		// is key order) and values are read from the value log's mmap.
-		WithBlockCacheSize(1 << 20).
-		WithIndexCacheSize(1 << 20).
+		// No block or index cache: reads are sequential (drain order is
+		// key order), values are read from the value log's mmap, and with
+		// compression and encryption off Badger reads blocks straight from
+		// the tables' mmap. Each cache was a ristretto instance with its
+		// own goroutines and 2.5 s cleanup tickers (~1 wake-up/s on an
+		// idle store); drain throughput without them: docs/perf/buffer.md.
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
 		WithCompression(options.None).
-		// Two compactors is Badger's minimum when compaction is on.
-		WithNumCompactors(2).
+		// No Badger compactors: each runs a fixed 50 ms ticker (40
+		// wake-ups/s for two, idle or not). The queue compacts level 0
+		// itself when it fills (compact.go).
+		WithNumCompactors(0).
 		// One goroutine for Stream framework users (we have none).
 		WithNumGoroutines(1).
 		// The queue serialises its own writes; conflict detection would

@@ -136,8 +136,15 @@ func (q *Queue) evictOneLocked(e *evictor, k Class) bool {
 
 // expireLocked drops records older than their class TTL from the head of
 // each class, at most limit chunks per class per call. All records of a
-// chunk share one append time.
-func (q *Queue) expireLocked(now time.Time, limit int) error {
+// chunk share one append time. It returns when the oldest remaining record
+// of a class with a TTL expires (now when the limit cut a scan short;
+// zero when no such record is left).
+func (q *Queue) expireLocked(now time.Time, limit int) (next time.Time, err error) {
+	due := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	for c, ttl := range q.opts.TTL {
 		if ttl <= 0 || q.cls[c].records == 0 {
 			continue
@@ -147,8 +154,10 @@ func (q *Queue) expireLocked(now time.Time, limit int) error {
 		err := q.db.View(func(txn *badger.Txn) error {
 			return q.scanChunks(txn, c, q.cls[c].lo, func(r chunkRef, it *badger.Item) (bool, error) {
 				old := false
+				var t time.Time
 				bad, err := readChunk(it, r, func(ch *chunk) error {
 					old = ch.t.Before(cutoff)
+					t = ch.t
 					return nil
 				})
 				switch {
@@ -157,17 +166,22 @@ func (q *Queue) expireLocked(now time.Time, limit int) error {
 				case bad:
 					q.corrupt.Add(uint64(q.markChunkGoneLocked(c, r)))
 				case !old:
+					due(t.Add(ttl))
 					return false, nil
 				default:
 					q.cls[c].expired += uint64(q.markChunkGoneLocked(c, r))
 				}
 				n++
-				return n < limit, nil
+				if n >= limit {
+					due(now)
+					return false, nil
+				}
+				return true, nil
 			})
 		})
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
-	return nil
+	return next, nil
 }

@@ -4,42 +4,127 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// gcTick is the period of TTL sweeps; compaction and value-log GC run
-// every GCInterval (or at once when the disk is nearly full).
+// gcTick is the minimum spacing of the GC passes a commit asks for early
+// (kickGCLocked).
 const gcTick = time.Second
 
+// ttlRecheck bounds the wait for a TTL deadline: deadlines are wall-clock
+// times (records carry their append time) and the timer runs on the
+// monotonic clock, so a clock that jumps forward (a TCU setting its clock
+// after boot) delays an expiry by at most this much.
+const ttlRecheck = 10 * time.Minute
+
+// gcState is what the GC goroutine waits for (guarded by Queue.mu). An
+// idle store has neither: the goroutine then sleeps on its channels and
+// costs no wake-ups (docs/perf/buffer.md).
+type gcState struct {
+	// ttlDue is when the oldest record of a class with a TTL expires
+	// (zero: no such record is known).
+	ttlDue time.Time
+	// dirty: the store was written (append, ack, eviction, expiry) since
+	// the last pass; the next pass is due GCInterval after the last one.
+	dirty bool
+}
+
+// rearmGC makes the GC goroutine recompute its deadline.
+func (q *Queue) rearmGC() {
+	select {
+	case q.gcRearm <- struct{}{}:
+	default:
+	}
+}
+
+// dirtyLocked notes a write to the store.
+func (q *Queue) dirtyLocked() {
+	if !q.gc.dirty {
+		q.gc.dirty = true
+		q.rearmGC()
+	}
+}
+
+// ttlAppendedLocked notes a record of class c appended at t.
+func (q *Queue) ttlAppendedLocked(c Class, t time.Time) {
+	ttl := q.opts.TTL[c]
+	if ttl <= 0 {
+		return
+	}
+	due := q.gc.ttlDue
+	switch {
+	case due.IsZero() || t.Add(ttl).Before(due):
+		q.gc.ttlDue = t.Add(ttl)
+		q.rearmGC()
+	case !q.opts.Now().Before(due):
+		// Overdue: the clock jumped (or a test's clock moved).
+		q.rearmGC()
+	}
+}
+
+// gcWaitLocked returns how long the GC goroutine may sleep before its next
+// deadline, given the monotonic time of the last pass; ok is false when
+// nothing is due at all.
+func (q *Queue) gcWaitLocked(last time.Time) (d time.Duration, ok bool) {
+	d = time.Duration(math.MaxInt64)
+	if !q.gc.ttlDue.IsZero() {
+		d = min(max(q.gc.ttlDue.Sub(q.opts.Now()), 0), ttlRecheck)
+	}
+	if q.gc.dirty {
+		d = min(d, max(q.opts.GCInterval-time.Since(last), 0))
+	}
+	return d, d != time.Duration(math.MaxInt64)
+}
+
 // gcLoop is the maintenance goroutine: TTL expiry, compaction and
-// value-log GC for deleted chunks, and directory sizing. It stops when
-// q.stop is closed.
+// value-log GC for deleted chunks, and directory sizing. It sleeps until
+// the next TTL deadline, until GCInterval after the last pass when the
+// store was written since, or until a commit asks for a pass (gcKick) or
+// for a new deadline (gcRearm); with nothing stored and nothing written
+// it does not wake at all. It stops when q.stop is closed.
 func (q *Queue) gcLoop() {
 	defer q.wg.Done()
-	t := time.NewTicker(min(gcTick, q.opts.GCInterval))
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	last := time.Now()
 	for {
+		q.mu.Lock()
+		d, ok := q.gcWaitLocked(last)
+		q.mu.Unlock()
+		if ok {
+			timer.Reset(d)
+		}
 		force := false
 		select {
 		case <-q.stop:
+			timer.Stop()
 			return
-		case <-t.C:
+		case <-timer.C:
 		case <-q.gcKick:
 			force = true
+		case <-q.gcRearm:
 		}
-		q.sweep()
-		if force || time.Since(last) >= q.opts.GCInterval {
+		timer.Stop() // Go >= 1.23: no stale tick after Stop
+		q.gcIters.Add(1)
+		q.mu.Lock()
+		due := !q.gc.ttlDue.IsZero() && !q.opts.Now().Before(q.gc.ttlDue)
+		collect := force || (q.gc.dirty && time.Since(last) >= q.opts.GCInterval)
+		q.mu.Unlock()
+		if due {
+			q.sweep()
+		}
+		if collect {
 			last = time.Now()
 			q.collect()
 		}
 	}
 }
 
-// sweep expires records past their TTL.
+// sweep expires records past their TTL and sets the next TTL deadline.
 func (q *Queue) sweep() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -48,9 +133,15 @@ func (q *Queue) sweep() {
 	}
 	var err error
 	defer q.catchLocked("ttl sweep", &err)
-	if err = q.expireLocked(q.opts.Now(), 10000); err != nil {
+	next, err := q.expireLocked(q.opts.Now(), 10000)
+	if err != nil {
+		// Try again later rather than spin on a failing store.
+		q.gc.ttlDue = q.opts.Now().Add(gcTick)
 		q.log.Warn("queue ttl sweep failed", "err", err)
-	} else if err = q.saveLoLocked(); err != nil {
+		return
+	}
+	q.gc.ttlDue = next
+	if err = q.saveLoLocked(); err != nil {
 		q.log.Warn("queue ttl sweep not saved", "err", err)
 	}
 }
@@ -69,6 +160,7 @@ func (q *Queue) collect() {
 		defer q.catchLocked("gc", &err)
 		q.hook("gc")
 		err = q.saveLoLocked()
+		q.gc.dirty = false
 		if err == nil && q.deleted > 0 && !q.opts.InMemory {
 			if err = q.compactLocked(); err == nil {
 				q.deleted = 0
@@ -84,6 +176,7 @@ func (q *Queue) collect() {
 		return
 	}
 	var perr error
+	more := false
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -95,9 +188,10 @@ func (q *Queue) collect() {
 				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) && !errors.Is(err, errReplaced) {
 					q.log.Warn("queue value log gc failed", "err", err)
 				}
-				break
+				return
 			}
 		}
+		more = true // files left to rewrite: another pass
 	}()
 	size := dirSize(q.opts.Dir)
 	q.mu.Lock()
@@ -107,7 +201,12 @@ func (q *Queue) collect() {
 		q.repairLocked(db, perr)
 	}
 	q.dirBytes = size
+	if more {
+		q.dirtyLocked()
+	}
 	q.afterGCLocked()
+	// Value-log GC rewrites pointers into the tree.
+	q.checkL0Locked()
 }
 
 // valueLogGC runs one value-log GC round (at most one file rewritten)
@@ -151,6 +250,10 @@ func (q *Queue) CollectGarbage() {
 // while it runs (milliseconds for a tree of pointers); the queue holds its
 // mutex, so appends wait instead of failing with ErrBlockedWrites.
 func (q *Queue) compactLocked() error {
+	// DropPrefix stops and restarts Badger's compactor set, like the
+	// compactor goroutine's Flatten (compact.go).
+	q.compact.mu.Lock()
+	defer q.compact.mu.Unlock()
 	err := q.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(flushKey), []byte{1}) })
 	if err == nil {
 		err = q.db.DropPrefix([]byte(flushKey))
@@ -163,11 +266,15 @@ func (q *Queue) compactLocked() error {
 
 // saveLoLocked persists gone sets and low-water marks that changed without
 // a write (evictions while the disk was full, TTL expiry).
+// Nothing changed, nothing is committed.
 func (q *Queue) saveLoLocked() error {
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		return err
+	}
+	if w.mem == 0 {
+		return nil
 	}
 	return w.commit()
 }

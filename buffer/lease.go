@@ -224,7 +224,7 @@ func (q *Queue) dropCorruptLocked(bad []badChunk) error {
 	for _, b := range bad {
 		n += q.markChunkGoneLocked(b.c, b.r)
 	}
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		return err
@@ -287,7 +287,7 @@ func (q *Queue) Ack(seqs ...uint64) (err error) {
 			return fmt.Errorf("ack: %w", classify(err))
 		}
 	}
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	if err := q.writeMetaLocked(w, 0); err != nil {
 		q.failLocked(err)

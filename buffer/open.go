@@ -26,16 +26,18 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{
-		opts:   o,
-		log:    o.Logger,
-		ready:  make(chan struct{}, 1),
-		kick:   make(chan struct{}, 1),
-		full:   make(chan struct{}, 1),
-		filled: make(chan struct{}, 1),
-		gcKick: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		leased: make(map[uint64]leaseEnt),
+		opts:    o,
+		log:     o.Logger,
+		ready:   make(chan struct{}, 1),
+		kick:    make(chan struct{}, 1),
+		full:    make(chan struct{}, 1),
+		filled:  make(chan struct{}, 1),
+		gcKick:  make(chan struct{}, 1),
+		gcRearm: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		leased:  make(map[uint64]leaseEnt),
 	}
+	q.compact.init(badgerOptions(o).MemTableSize)
 	if !o.InMemory {
 		if err := checkDir(o.Dir); err != nil {
 			return nil, err
@@ -84,9 +86,20 @@ func Open(opts Options) (*Queue, error) {
 	if !o.InMemory {
 		q.dirBytes = dirSize(o.Dir) // until the first GC pass measures it again
 	}
+	for c, ttl := range q.opts.TTL {
+		if ttl > 0 && q.cls[c].records > 0 {
+			q.gc.ttlDue = q.opts.Now() // a sweep finds the next deadline
+		}
+	}
 	q.wg.Add(2)
 	go q.commitLoop()
 	go q.gcLoop()
+	go q.compactLoop()
+	// A store left with many level-0 tables (older options, or a crash
+	// before a pass) is compacted down now.
+	q.mu.Lock()
+	q.checkL0Locked()
+	q.mu.Unlock()
 	return q, nil
 }
 
@@ -274,7 +287,7 @@ func (q *Queue) reloadLocked() (uint64, error) {
 	}
 	// Gone sets whose chunk is gone (deleted in a later transaction, or
 	// its key was lost): delete them.
-	w := newTxnWriter(q.db, false)
+	w := q.newTxnWriterLocked(false)
 	defer w.discard()
 	for _, k := range stale {
 		if err := w.delete(k); err != nil {

@@ -139,6 +139,12 @@ type Options struct {
 	// valueThreshold overrides the value-log threshold (benchmarks); 0
 	// means valueThreshold, or alwaysValueThreshold under SyncAlways.
 	valueThreshold int64
+	// memTableSize overrides Badger's memtable size (tests); 0 means
+	// badgerOptions' default.
+	memTableSize int64
+	// noCompact disables the queue's level-0 compactor (tests build
+	// level-0-heavy stores with it).
+	noCompact bool
 	// faultHook, when set, is called at the points where the store is
 	// read (tests inject panics there).
 	faultHook func(op string)

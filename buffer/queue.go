@@ -156,6 +156,8 @@ type Queue struct {
 	lastCommit time.Time
 	filled     chan struct{} // pendData reached GroupFill
 	gcKick     chan struct{}
+	gcRearm    chan struct{} // a GC deadline changed (gc.go)
+	gcIters    atomic.Uint64 // GC goroutine wake-ups (tests)
 	stop       chan struct{}
 	wg         sync.WaitGroup
 
@@ -175,6 +177,8 @@ type Queue struct {
 	// deleted counts chunks deleted since the last GC pass: their value-log
 	// space comes back only after a compaction (gc.go).
 	deleted int // guarded by mu
+	// gc is what the GC goroutine waits for (gc.go).
+	gc gcState // guarded by mu
 
 	syncs, appends, corrupt, torn atomic.Uint64
 
@@ -191,6 +195,9 @@ type Queue struct {
 	// broken is set when a failed store could not be replaced: every
 	// call then fails with ErrStorage. Guarded by mu.
 	broken error
+
+	// compact is the level-0 compactor's state (compact.go).
+	compact compactState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -289,6 +296,10 @@ func (q *Queue) Close() error {
 		q.pendMu.Unlock()
 		close(q.stop)
 		q.wg.Wait() // the committer drains pending appends before exiting
+		// The compactor stops after the committer: a pass may be needed
+		// for the committer's last writes to get through.
+		close(q.compact.stop)
+		<-q.compact.done
 		q.mu.Lock()
 		var err error
 		if q.db != nil {
