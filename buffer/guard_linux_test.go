@@ -63,7 +63,10 @@ func TestSpaceGuardTmpfs(t *testing.T) {
 				t.Parallel() // throttled producers: mostly sleeping
 				mnt := mountTmpfs(t, fmt.Sprintf("%dm", mb))
 				o := buffer.DefaultOptions(filepath.Join(mnt, "queue"))
-				o.GroupWindow = m.window
+				// The guard is under test, not the adaptive window: two
+				// synchronous producers would each wait GroupMaxWindow
+				// (500 ms) per commit and never fill the disk.
+				o.GroupWindow, o.GroupMaxWindow = m.window, m.window
 				if os.Getenv("TCU_GUARD_LOG") != "" {
 					o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 				}
