@@ -3,6 +3,7 @@
 package agenttest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,6 +42,8 @@ import (
 //	IDLECOST_SETTLE     wait after connecting before the window (default 30s)
 //	IDLECOST_SCENARIOS  comma-separated subset of driving,parked,deep_sleep
 //	IDLECOST_COMMANDS   door commands after the window (default 5)
+//	IDLECOST_COMMAND    the command sent (default door.lock; door.unlock is
+//	                    interlocked: on a sleeping bus it wakes the bus first)
 //	IDLECOST_BINARY     a tcu-agent binary to measure instead of this tree's
 //	IDLECOST_PROFILES=1 append `[profile] force = "<scenario>"` and skip the
 //	                    config approximations of parked and deep_sleep
@@ -275,7 +278,7 @@ func measureIdle(t *testing.T, bin, sc string, dur, settle time.Duration, ncmd i
 		if asleep {
 			waitAsleep(s, &awake, 60*time.Second)
 		}
-		req := devcloud.NewRequest(thing, "door.lock", nil, time.Now(), 30*time.Second)
+		req := devcloud.NewRequest(thing, cmp.Or(os.Getenv("IDLECOST_COMMAND"), "door.lock"), nil, time.Now(), 30*time.Second)
 		b, err := json.Marshal(req)
 		if err != nil {
 			t.Fatal(err)
