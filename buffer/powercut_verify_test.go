@@ -93,6 +93,9 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	t0 := time.Now()
 	q, err := buffer.Open(o)
 	if err != nil {
+		// The file system mounted but the store does not open (e.g. an
+		// I/O error from the file system): its kernel log says why.
+		pcPrintKernelLog(label)
 		t.Fatalf("reopen after the cut: %v", err)
 	}
 	st := q.Stats()
