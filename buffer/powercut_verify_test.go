@@ -96,6 +96,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 		// The file system mounted but the store does not open (e.g. an
 		// I/O error from the file system): its kernel log says why.
 		pcPrintKernelLog(label)
+		fmt.Println(pcReopenFailLine(label, err))
 		t.Fatalf("reopen after the cut: %v", err)
 	}
 	st := q.Stats()
@@ -249,4 +250,14 @@ func pcAppendAfter(t *testing.T, q *buffer.Queue, run uint64, rep *pcReport) {
 	if err := q.Ack(seqs...); err != nil {
 		t.Errorf("ack new: %v", err)
 	}
+}
+
+// pcReopenFailLine is the verdict line of a store that does not open
+// after the cut: "POWERCUT FAIL cut=LABEL reopen: ERROR" (no cut= for a
+// live cut), the error on one line.
+func pcReopenFailLine(label string, err error) string {
+	if label != "" {
+		label = "cut=" + label + " "
+	}
+	return "POWERCUT FAIL " + label + "reopen: " + strings.Join(strings.Fields(err.Error()), " ")
 }

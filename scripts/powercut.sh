@@ -75,8 +75,9 @@
 # (ext4: fsync sends no FLUSH) shows that the cache model catches a missing
 # flush; with f2fs e.g. "fsync_mode=strict".
 # POWERCUT_FS: ext4 (default: data=ordered), ext4-journal (data=journal,
-# set as the image's default mount option with tune2fs) or f2fs (mkfs.f2fs
-# defaults; the guest loads f2fs.ko from diskmods-f2fs.cpio).
+# set as the image's default mount option with tune2fs), f2fs (mkfs.f2fs
+# defaults; the guest loads f2fs.ko from diskmods-f2fs.cpio) or f2fs-csum
+# (mkfs.f2fs -O extra_attr,inode_checksum,sb_checksum: checksummed inodes).
 # POWERCUT_ARCH: amd64 (default) or arm64 (qemu-system-aarch64 under TCG).
 # Installs e2fsprogs, f2fs-tools (f2fs only) and nbdkit (cache only) (and
 # via prepare.sh qemu & co.) when missing.
@@ -101,7 +102,7 @@ case $disk in cache | file | hostile | replay) ;; *) echo "powercut: POWERCUT_DI
 hmode=${POWERCUT_MODE:-mixed}
 case $hmode in nothing | prefix | subset | torn | mixed | none-lost) ;; *) echo "powercut: POWERCUT_MODE=$hmode: want nothing, prefix, subset, torn, mixed or none-lost" >&2; exit 2 ;; esac
 fs=${POWERCUT_FS:-ext4}
-case $fs in ext4 | ext4-journal) fstype=ext4 fsck_name="e2fsck -fy" ;; f2fs) fstype=f2fs fsck_name="fsck.f2fs -f -y" ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4, ext4-journal or f2fs" >&2; exit 2 ;; esac
+case $fs in ext4 | ext4-journal) fstype=ext4 fsck_name="e2fsck -fy" ;; f2fs | f2fs-csum) fstype=f2fs fsck_name="fsck.f2fs -f -y" ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4, ext4-journal, f2fs or f2fs-csum" >&2; exit 2 ;; esac
 live_break=${POWERCUT_LIVE_BREAK:-}
 case $live_break in "" | gdt) ;; *) echo "powercut: POWERCUT_LIVE_BREAK=$live_break: want gdt or nothing" >&2; exit 2 ;; esac
 [ -z "$live_break" ] || [ "$fstype" = ext4 ] || { echo "powercut: POWERCUT_LIVE_BREAK=gdt needs an ext4 file system" >&2; exit 2; }
@@ -115,7 +116,7 @@ log() { echo "powercut: $*" >&2; }
 
 missing=()
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
-[ "$fs" != f2fs ] || command -v mkfs.f2fs >/dev/null || missing+=(f2fs-tools)
+[ "$fstype" != f2fs ] || command -v mkfs.f2fs >/dev/null || missing+=(f2fs-tools)
 [ "$disk" != cache ] || command -v nbdkit >/dev/null || missing+=(nbdkit)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
@@ -124,7 +125,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 base=$("$root/scripts/vmtest/prepare.sh" "$arch")
 export "VMEXEC_BASE_$arch=$base"
-mods=$("$root/scripts/vmtest/diskmods.sh" "$base" "${fs/#ext4*/}")
+mods=$("$root/scripts/vmtest/diskmods.sh" "$base" "${fstype/#ext4/}")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/powercut.XXXXXX")
 if [ -n "${POWERCUT_KEEP:-}" ]; then
@@ -371,10 +372,16 @@ next_seed() {
 mkdisk() {
 	rm -f "$1"
 	truncate -s 512M "$1"
-	if [ "$fs" = f2fs ]; then
+	case $fs in
+	f2fs)
 		mkfs.f2fs -q -f "$1" >/dev/null
 		return
-	fi
+		;;
+	f2fs-csum)
+		mkfs.f2fs -q -f -O extra_attr,inode_checksum,sb_checksum "$1" >/dev/null
+		return
+		;;
+	esac
 	mkfs.ext4 -q -F "$1"
 	[ "$fs" != ext4-journal ] || tune2fs -o journal_data "$1" >/dev/null
 }
@@ -384,7 +391,7 @@ mkdisk() {
 # exit code: e2fsck 1 = errors corrected).
 fsck_img() {
 	frc=0
-	if [ "$fs" = f2fs ]; then
+	if [ "$fstype" = f2fs ]; then
 		fsck.f2fs -f -y "$1" >"$2" 2>&1 || frc=$?
 	else
 		e2fsck -fy "$1" >"$2" 2>&1 || frc=$?
@@ -454,7 +461,10 @@ cut_row() {
 			cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
 			[ ! -e "$dir/$name.fsck.img" ] || cp --sparse=always "$dir/$name.fsck.img" "$POWERCUT_FAILDIR/$pol-$r-$name.fsck.img"
 			echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
-			grep -E "^KERNEL |cut-$name|$name" "$vlog" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
+			{ # its lines and its subtest's failure messages
+				grep -E "^(KERNEL|VERIFY|POWERCUT [A-Z-]+|MOUNTFAIL) cut=$name " "$vlog"
+				awk -v n="--- FAIL: TestPowerCut/$name " 'index($0, n) { p = 1; print; next } p && /^    --- |^(FAIL|PASS|ok)/ { p = 0 } p' "$vlog"
+			} >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
 		fi
 		;;
 	esac
