@@ -90,6 +90,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	if err != nil {
 		t.Fatalf("acked lines: %v", err)
 	}
+	name := label // for pcPrintKernelLog
 	t0 := time.Now()
 	q, err := buffer.Open(o)
 	if err != nil {
@@ -133,11 +134,13 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	}
 	switch {
 	case hard > 0 || t.Failed():
+		pcPrintKernelLog(name) // e.g. f2fs's roll-forward recovery
 		fmt.Printf("POWERCUT FAIL %s%s\n", label, rep)
 		t.Fail()
 	case soft > 0 && o.Sync == buffer.SyncNone:
 		fmt.Printf("POWERCUT LOSS (sync=none may lose) %s%s\n", label, rep)
 	case soft > 0:
+		pcPrintKernelLog(name)
 		fmt.Printf("POWERCUT FAIL %s%s degraded=%q\n", label, rep, st.Degraded)
 		t.Fail()
 	default:

@@ -457,7 +457,10 @@ cut_row() {
 		log "FAIL: $row"
 		if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
 			mkdir -p "$POWERCUT_FAILDIR"
-			cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
+			# The verifier mounted (f2fs: rolled forward) and wrote to
+			# this image; the cut itself is rebuilt at the round's end.
+			cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.after-verify.img"
+			failed+=("$name")
 			cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
 			[ ! -e "$dir/$name.fsck.img" ] || cp --sparse=always "$dir/$name.fsck.img" "$POWERCUT_FAILDIR/$pol-$r-$name.fsck.img"
 			echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
@@ -491,10 +494,12 @@ replay_round() {
 		cat "$dir/replay.err" >&2
 		return 1
 	}
+	local wl=$work/writes.log failed=()
 	if [ -n "${POWERCUT_KEEP:-}" ]; then # replay it again: hostiledisk replay -points ...
 		mv "$work/writes.log" "$dir/writes.log"
 		cp --sparse=always "$work/base.img" "$dir/base.img"
-	else
+		wl=$dir/writes.log
+	elif [ -z "${POWERCUT_FAILDIR:-}" ]; then # else kept until failed cuts are rebuilt
 		rm -f "$work/writes.log"
 	fi
 	t2=$(date +%s.%N)
@@ -550,6 +555,18 @@ replay_round() {
 			rm -f "$dir/$name.img" "$dir/$name.fsck.img"
 		done
 	done
+	if [ ${#failed[@]} -gt 0 ]; then # the failed cuts as the verifier first saw them
+		local pts
+		pts=$(printf '%s\n' "${failed[@]}" | sed 's/^cut-0*\([0-9]\)/\1/' | paste -sd,)
+		mkdir -p "$POWERCUT_FAILDIR/rebuild"
+		"$work/hostiledisk" replay -log "$wl" -base "$work/base.img" -console "$wlog.stamp" -out "$POWERCUT_FAILDIR/rebuild" \
+			-points "$pts" -mode "$hmode" -seed "$rseed" >"$POWERCUT_FAILDIR/$pol-$r.rebuilt" 2>&1 || log "rebuilding $pts failed"
+		for name in "${failed[@]}"; do
+			mv "$POWERCUT_FAILDIR/rebuild/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img" 2>/dev/null || true
+		done
+		rm -rf "$POWERCUT_FAILDIR/rebuild"
+	fi
+	[ -n "${POWERCUT_KEEP:-}" ] || rm -f "$work/writes.log"
 	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d pass-after-fsck, %d loss, %d fail (%d unmountable before e2fsck)' \
 		"$pol" "$r" "$rseed" "$cut" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
