@@ -507,9 +507,10 @@ replay_round() {
 	# A cut whose file system the guest's kernel refuses to mount (e.g. a
 	# torn jbd2 commit block: EUCLEAN, docs/perf/powercut.md) is recorded
 	# as unmountable with the kernel's log; then, as systemd-fsck would
-	# (fsck -y when the mount fails), e2fsck -fy repairs a copy of its
-	# image, and a further verifier boot checks that copy with the same
-	# checks: PASS-AFTER-FSCK, or FAIL (also when it still will not mount).
+	# (fsck -y when the mount fails), e2fsck -fy (fsck.f2fs -f -y) repairs
+	# a copy of its image, and a further verifier boot checks that copy
+	# with the same checks: PASS-AFTER-FSCK, or FAIL (also when it still
+	# will not mount).
 	local fscked=() mf frc
 	local -A unmountable=()
 	for ((b = 0; b < ${#names[@]}; b += per_boot)); do
