@@ -103,6 +103,9 @@ hmode=${POWERCUT_MODE:-mixed}
 case $hmode in nothing | prefix | subset | torn | mixed | none-lost) ;; *) echo "powercut: POWERCUT_MODE=$hmode: want nothing, prefix, subset, torn, mixed or none-lost" >&2; exit 2 ;; esac
 fs=${POWERCUT_FS:-ext4}
 case $fs in ext4 | ext4-journal) fstype=ext4 fsck_name="e2fsck -fy" ;; f2fs | f2fs-csum) fstype=f2fs fsck_name="fsck.f2fs -f -y" ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4, ext4-journal, f2fs or f2fs-csum" >&2; exit 2 ;; esac
+# The rows' fs= field: the file system, and the writer's mount options.
+fsrow=$fs${POWERCUT_MOUNT:++$POWERCUT_MOUNT}
+fsrow=${fsrow// /}
 live_break=${POWERCUT_LIVE_BREAK:-}
 case $live_break in "" | gdt) ;; *) echo "powercut: POWERCUT_LIVE_BREAK=$live_break: want gdt or nothing" >&2; exit 2 ;; esac
 [ -z "$live_break" ] || [ "$fstype" = ext4 ] || { echo "powercut: POWERCUT_LIVE_BREAK=gdt needs an ext4 file system" >&2; exit 2; }
@@ -299,7 +302,7 @@ round() {
 		fsck_img "$img" "$vlog.fsck"
 		extra="unmountable=$(sed -n 's/.* errno=\([^ ]*\).*/\1/p' <<<"$mf") fsck_rc=$frc "
 		{
-			echo "unmountable: arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }$cut"
+			echo "unmountable: arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }$cut"
 			echo "  $mf"
 			sed 's/^/  kernel: /' "$vlog.kernel"
 			echo "  $fsck_name exit $frc:"
@@ -332,7 +335,7 @@ round() {
 	# The same row as a replayed cut's, for tally.sh (mode= is the disk
 	# model for cache and file).
 	local crow
-	crow="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }"
+	crow="arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }"
 	case $disk in hostile) crow+="${cut#*; }" ;; *) crow+="mode=$disk $cut" ;; esac
 	crow+=" acked_lines=$nlines $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $rc)}"
 	crow=${crow/ : POWERCUT/: POWERCUT}
@@ -444,7 +447,7 @@ verify_boot() {
 # npass/nfsck/nloss/nfail and keeps a failed cut in POWERCUT_FAILDIR.
 cut_row() {
 	local name=$1 verdict=$2 vlog=$3 extra=$4 row
-	row="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //') $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $vrc)}"
+	row="arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //') $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $vrc)}"
 	row=${row/ : POWERCUT/: POWERCUT}
 	echo "$row" >>"$work/cuts.txt"
 	[ -z "${POWERCUT_RESULTS:-}" ] || echo "$row" >>"$POWERCUT_RESULTS"
@@ -526,7 +529,7 @@ replay_round() {
 				unmountable[$name]="unmountable=$(sed -n 's/.* errno=\([^ ]*\).*/\1/p' <<<"$mf") fsck_rc=$frc"
 				fscked+=("$name")
 				{
-					echo "unmountable: arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //')"
+					echo "unmountable: arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //')"
 					echo "  $mf"
 					sed 's/^/  kernel: /' "$dir/$name.kernel"
 					echo "  $fsck_name exit $frc:"
