@@ -33,3 +33,22 @@ func TestPcMountFailLine(t *testing.T) {
 		t.Fatalf("EUCLEAN = %d", int(unix.EUCLEAN))
 	}
 }
+
+// TestPcReopenFailLine checks the verdict line of a store that does not
+// open: scripts/powercut.sh finds it with "^POWERCUT [A-Z]+ .*cut=NAME "
+// (offline cuts) or "^POWERCUT " (live cuts).
+func TestPcReopenFailLine(t *testing.T) {
+	for _, tc := range []struct {
+		label string
+		err   error
+		want  string
+	}{
+		{"cut-0079", fmt.Errorf("open queue: %w", fmt.Errorf("open 000001.vlog: %w\nunable to open", unix.EIO)),
+			"POWERCUT FAIL cut=cut-0079 reopen: open queue: open 000001.vlog: input/output error unable to open"},
+		{"", errors.New("odd"), "POWERCUT FAIL reopen: odd"},
+	} {
+		if got := pcReopenFailLine(tc.label, tc.err); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+}

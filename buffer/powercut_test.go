@@ -43,8 +43,9 @@ const (
 	pcAckedEnv = "VMTEST_POWERCUT_ACKED" // verify: file of the ACKED lines the host saw
 	pcMaxEnv   = "VMTEST_POWERCUT_MAX"   // write: stop after this many records (default 300000)
 	pcDevEnv   = "VMTEST_POWERCUT_DEV"   // block device (default /dev/vda)
-	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // ext4 mount options (e.g. nobarrier, to prove the test catches it)
+	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // writer's mount options (e.g. nobarrier, to prove the test catches it)
 	pcCutsEnv  = "VMTEST_POWERCUT_CUTS"  // verify: file of "DEV ACKEDFILE LABEL" lines, one store per disk (offline cuts)
+	pcFSEnv    = "VMTEST_POWERCUT_FS"    // file system type to mount: ext4 (default) or f2fs
 )
 
 const (
@@ -81,8 +82,9 @@ func TestPowerCut(t *testing.T) {
 	case mode == "verify" && os.Getenv(pcCutsEnv) != "":
 		pcVerifyCuts(t, run)
 	case mode == "verify":
-		// Live cuts: no e2fsck fallback (docs/perf/powercut.md); the
-		// MOUNTFAIL line says why the round failed.
+		// Live cuts: the MOUNTFAIL line tells the host to repair the
+		// disk (e2fsck -fy / fsck.f2fs -f -y) and boot this again
+		// (docs/perf/powercut.md); this boot fails.
 		if err := pcMountDisk(t, dev, pcMount, "", ""); err != nil {
 			fmt.Println(pcMountFailLine("", dev, err))
 			t.Fatal(err)
@@ -150,10 +152,20 @@ func pcLoadModules(t *testing.T) {
 	}
 }
 
-// pcMountDisk waits for dev and mounts its ext4 file system on mnt with
-// opts (the image's default mount options apply too: data=journal is set
-// there by tune2fs). A failed mount prints the kernel's log (KERNEL
-// lines, tagged cut=LABEL with offline cuts) and returns the error.
+// pcFSType is the type of the file system on the disks: VMTEST_POWERCUT_FS,
+// ext4 by default.
+func pcFSType() string {
+	if fs := os.Getenv(pcFSEnv); fs != "" {
+		return fs
+	}
+	return "ext4"
+}
+
+// pcMountDisk waits for dev and mounts its file system (pcFSType) on mnt
+// with opts (the image's default mount options apply too: ext4's
+// data=journal is set there by tune2fs). A failed mount prints the
+// kernel's log (KERNEL lines, tagged cut=LABEL with offline cuts) and
+// returns the error.
 func pcMountDisk(t *testing.T, dev, mnt, opts, label string) error {
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(dev); err == nil {
@@ -165,15 +177,21 @@ func pcMountDisk(t *testing.T, dev, mnt, opts, label string) error {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(dev, mnt, "ext4", 0, opts); err != nil {
-		tag := "KERNEL "
-		if label != "" {
-			tag += "cut=" + label + " "
-		}
-		fmt.Printf("%s%s\n", tag, strings.ReplaceAll(pcKernelLog(2048), "\n", "\n"+tag))
+	if err := unix.Mount(dev, mnt, pcFSType(), 0, opts); err != nil {
+		pcPrintKernelLog(label)
 		return fmt.Errorf("mount %s: %w", dev, err)
 	}
 	return nil
+}
+
+// pcPrintKernelLog prints the tail of the kernel's log as KERNEL lines
+// (KERNEL cut=LABEL with offline cuts).
+func pcPrintKernelLog(label string) {
+	tag := "KERNEL "
+	if label != "" {
+		tag += "cut=" + label + " "
+	}
+	fmt.Printf("%s%s\n", tag, strings.ReplaceAll(pcKernelLog(2048), "\n", "\n"+tag))
 }
 
 // pcMountFailLine is the console line scripts/powercut.sh picks up when

@@ -90,9 +90,14 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	if err != nil {
 		t.Fatalf("acked lines: %v", err)
 	}
+	name := label // for pcPrintKernelLog
 	t0 := time.Now()
 	q, err := buffer.Open(o)
 	if err != nil {
+		// The file system mounted but the store does not open (e.g. an
+		// I/O error from the file system): its kernel log says why.
+		pcPrintKernelLog(label)
+		fmt.Println(pcReopenFailLine(label, err))
 		t.Fatalf("reopen after the cut: %v", err)
 	}
 	st := q.Stats()
@@ -129,11 +134,13 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	}
 	switch {
 	case hard > 0 || t.Failed():
+		pcPrintKernelLog(name) // e.g. f2fs's roll-forward recovery
 		fmt.Printf("POWERCUT FAIL %s%s\n", label, rep)
 		t.Fail()
 	case soft > 0 && o.Sync == buffer.SyncNone:
 		fmt.Printf("POWERCUT LOSS (sync=none may lose) %s%s\n", label, rep)
 	case soft > 0:
+		pcPrintKernelLog(name)
 		fmt.Printf("POWERCUT FAIL %s%s degraded=%q\n", label, rep, st.Degraded)
 		t.Fail()
 	default:
@@ -246,4 +253,14 @@ func pcAppendAfter(t *testing.T, q *buffer.Queue, run uint64, rep *pcReport) {
 	if err := q.Ack(seqs...); err != nil {
 		t.Errorf("ack new: %v", err)
 	}
+}
+
+// pcReopenFailLine is the verdict line of a store that does not open
+// after the cut: "POWERCUT FAIL cut=LABEL reopen: ERROR" (no cut= for a
+// live cut), the error on one line.
+func pcReopenFailLine(label string, err error) string {
+	if label != "" {
+		label = "cut=" + label + " "
+	}
+	return "POWERCUT FAIL " + label + "reopen: " + strings.Join(strings.Fields(err.Error()), " ")
 }

@@ -42,11 +42,18 @@
 #                    A cut the guest's kernel will not mount (MOUNTFAIL) is
 #                    logged as unmountable with its kernel log ($work/
 #                    unmountable.txt, POWERCUT_RESULTS.unmountable), then
-#                    e2fsck -fy repairs a copy and another verifier boot
-#                    checks it: PASS-AFTER-FSCK, or FAIL. POWERCUT_PENDING=N
-#                    cuts only where exactly N writes are pending (1 with
-#                    ext4-journal: mostly a lone jbd2 commit block).
-#                    Live modes have no fsck fallback: a MOUNTFAIL fails.
+#                    e2fsck -fy (f2fs: fsck.f2fs -f -y) repairs a copy and
+#                    another verifier boot checks it: PASS-AFTER-FSCK, or
+#                    FAIL. POWERCUT_PENDING=N cuts only where exactly N
+#                    writes are pending (1 with ext4-journal: mostly a lone
+#                    jbd2 commit block).
+#                    The live modes (cache, hostile, file) have the same
+#                    fallback on the live disk itself, as systemd-fsck on a
+#                    TCU (the pre-fsck image is kept as a copy), and write
+#                    the same rows to POWERCUT_RESULTS. POWERCUT_LIVE_BREAK=gdt
+#                    (ext4 only, a fault knob) breaks group 0's descriptor
+#                    checksum after each live cut, so the verifier cannot
+#                    mount and the fallback runs every round.
 #   file             qemu opens the image itself (cache=writeback): writes
 #                    qemu completed are in the host's page cache and survive
 #                    qemu's death, so the cut loses only what the guest had
@@ -64,13 +71,16 @@
 # POWERCUT_MIN_LINES/POWERCUT_MAX_LINES (default 20/320; replay 200/800):
 # the cut comes after MIN..MAX ACKED lines (plus 0-3 s); raise them for
 # cuts later in a larger store.
-# POWERCUT_MOUNT=OPTS mounts the writer's ext4 with OPTS: "nobarrier"
-# (fsync sends no FLUSH) shows that the cache model catches a missing flush.
-# POWERCUT_FS: ext4 (default: data=ordered) or ext4-journal (data=journal,
-# set as the image's default mount option with tune2fs).
+# POWERCUT_MOUNT=OPTS mounts the writer's file system with OPTS: "nobarrier"
+# (ext4: fsync sends no FLUSH) shows that the cache model catches a missing
+# flush; with f2fs e.g. "fsync_mode=strict".
+# POWERCUT_FS: ext4 (default: data=ordered), ext4-journal (data=journal,
+# set as the image's default mount option with tune2fs), f2fs (mkfs.f2fs
+# defaults; the guest loads f2fs.ko from diskmods-f2fs.cpio) or f2fs-csum
+# (mkfs.f2fs -O extra_attr,inode_checksum,sb_checksum: checksummed inodes).
 # POWERCUT_ARCH: amd64 (default) or arm64 (qemu-system-aarch64 under TCG).
-# Installs e2fsprogs and nbdkit (cache only) (and via prepare.sh qemu &
-# co.) when missing.
+# Installs e2fsprogs, f2fs-tools (f2fs only) and nbdkit (cache only) (and
+# via prepare.sh qemu & co.) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -92,7 +102,13 @@ case $disk in cache | file | hostile | replay) ;; *) echo "powercut: POWERCUT_DI
 hmode=${POWERCUT_MODE:-mixed}
 case $hmode in nothing | prefix | subset | torn | mixed | none-lost) ;; *) echo "powercut: POWERCUT_MODE=$hmode: want nothing, prefix, subset, torn, mixed or none-lost" >&2; exit 2 ;; esac
 fs=${POWERCUT_FS:-ext4}
-case $fs in ext4 | ext4-journal) ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4 or ext4-journal" >&2; exit 2 ;; esac
+case $fs in ext4 | ext4-journal) fstype=ext4 fsck_name="e2fsck -fy" ;; f2fs | f2fs-csum) fstype=f2fs fsck_name="fsck.f2fs -f -y" ;; *) echo "powercut: POWERCUT_FS=$fs: want ext4, ext4-journal, f2fs or f2fs-csum" >&2; exit 2 ;; esac
+# The rows' fs= field: the file system, and the writer's mount options.
+fsrow=$fs${POWERCUT_MOUNT:++$POWERCUT_MOUNT}
+fsrow=${fsrow// /}
+live_break=${POWERCUT_LIVE_BREAK:-}
+case $live_break in "" | gdt) ;; *) echo "powercut: POWERCUT_LIVE_BREAK=$live_break: want gdt or nothing" >&2; exit 2 ;; esac
+[ -z "$live_break" ] || [ "$fstype" = ext4 ] || { echo "powercut: POWERCUT_LIVE_BREAK=gdt needs an ext4 file system" >&2; exit 2; }
 arch=${POWERCUT_ARCH:-amd64}
 case $arch in amd64 | arm64) ;; *) echo "powercut: POWERCUT_ARCH=$arch: want amd64 or arm64" >&2; exit 2 ;; esac
 ncuts=${POWERCUT_CUTS:-16}
@@ -103,6 +119,7 @@ log() { echo "powercut: $*" >&2; }
 
 missing=()
 command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+[ "$fstype" != f2fs ] || command -v mkfs.f2fs >/dev/null || missing+=(f2fs-tools)
 [ "$disk" != cache ] || command -v nbdkit >/dev/null || missing+=(nbdkit)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing ${missing[*]}"
@@ -111,7 +128,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 base=$("$root/scripts/vmtest/prepare.sh" "$arch")
 export "VMEXEC_BASE_$arch=$base"
-mods=$("$root/scripts/vmtest/diskmods.sh" "$base")
+mods=$("$root/scripts/vmtest/diskmods.sh" "$base" "${fstype/#ext4/}")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/powercut.XXXXXX")
 if [ -n "${POWERCUT_KEEP:-}" ]; then
@@ -144,13 +161,13 @@ vm() {
 		rc=0
 		if [ -n "${stamp:-}" ]; then # replay: each console line with its arrival time
 			set +e
-			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
+			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMTEST_POWERCUT_FS="$fstype" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
 				"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') 2>"$out.err" |
 				"$work/hostiledisk" stamp -o "$out.stamp" >"$out"
 			rc=${PIPESTATUS[0]}
 			set -e
 		else
-			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
+			(cd "$root/buffer" && env VMEXEC_DISK="$img" VMTEST_POWERCUT_FS="$fstype" VMEXEC_TIMEOUT="${POWERCUT_VM_TIMEOUT:-240}" "$@" \
 				"$root/scripts/vmexec" "$work/buffer.test" -test.run '^TestPowerCut$') >"$out" 2>"$out.err" || rc=$?
 		fi
 		if [ $rc = 125 ] && [ $try = 1 ] && ! grep -q '^GUEST ' "$out"; then
@@ -269,11 +286,44 @@ round() {
 	cut_writer "$pol" "$r" "$run" "$wlog" || return 1
 	t1=$(date +%s.%N)
 	pack "$wlog"
+	[ -z "$live_break" ] || break_gdt "$img"
 	vm "$vlog" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
 		VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
-	t2=$(date +%s.%N)
 	verdict=$(grep -E '^POWERCUT ' "$vlog" | tail -n 1 || true)
-	[ -n "$verdict" ] || verdict=$(grep -E '^MOUNTFAIL ' "$vlog" | tail -n 1 | sed 's/^/POWERCUT FAIL (no e2fsck fallback in live modes) /' || true)
+	local mf extra="" frc
+	mf=$(grep -E '^MOUNTFAIL ' "$vlog" | tail -n 1 || true)
+	if [ -z "$verdict" ] && [ -n "$mf" ]; then
+		# The disk does not mount. As systemd-fsck on a TCU (fsck -y when
+		# the mount fails): record it, repair the live disk itself (the
+		# next round continues on it; the image before the repair is kept
+		# as $pol-$r.unmountable.img) and verify again, with the same checks.
+		grep -E '^KERNEL ' "$vlog" | sed 's/^KERNEL //' >"$vlog.kernel" || true
+		cp --sparse=always "$img" "$work/$pol-$r.unmountable.img"
+		fsck_img "$img" "$vlog.fsck"
+		extra="unmountable=$(sed -n 's/.* errno=\([^ ]*\).*/\1/p' <<<"$mf") fsck_rc=$frc "
+		{
+			echo "unmountable: arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }$cut"
+			echo "  $mf"
+			sed 's/^/  kernel: /' "$vlog.kernel"
+			echo "  $fsck_name exit $frc:"
+			sed 's/^/  fsck: /' "$vlog.fsck"
+		} >"$vlog.unmountable"
+		cat "$vlog.unmountable" >>"$work/unmountable.txt"
+		[ -z "${POWERCUT_RESULTS:-}" ] || cat "$vlog.unmountable" >>"$POWERCUT_RESULTS.unmountable"
+		log "sync=$pol round $r: the disk does not mount ($mf); $fsck_name exit $frc; verifying the repaired disk"
+		rc=0
+		vm "$vlog.after-fsck" VMTEST_POWERCUT=verify VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
+			VMTEST_POWERCUT_ACKED=/powercut/acked VMEXEC_CPIO="$mods $work/acked.cpio" || rc=$?
+		verdict=$(grep -E '^POWERCUT ' "$vlog.after-fsck" | tail -n 1 || true)
+		case $verdict in
+		"POWERCUT PASS "*) verdict="POWERCUT PASS-AFTER-FSCK ${verdict#POWERCUT PASS }" ;;
+		"POWERCUT LOSS "*) verdict="POWERCUT LOSS-AFTER-FSCK ${verdict#POWERCUT LOSS }" ;;
+		"") mf=$(grep -E '^MOUNTFAIL ' "$vlog.after-fsck" | tail -n 1 || true)
+			[ -z "$mf" ] || verdict="POWERCUT FAIL unmountable even after $fsck_name: $mf" ;;
+		esac
+		vlog=$vlog.after-fsck
+	fi
+	t2=$(date +%s.%N)
 	stats=$(grep -E '^STATS ' "$wlog" | tail -n 1 | sed 's/^STATS //' || true)
 	maxseq=$(sed -n 's/.* max_seq=\([0-9]*\).*/\1/p' <<<"$verdict")
 	row=$(printf 'sync=%-6s round %d: acked %6d records in %4d lines, cut after %s (last writer stats: %s); write %5.1fs verify %5.1fs: %s' \
@@ -282,6 +332,26 @@ round() {
 		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" "${verdict:-no verdict (exit $rc)}")
 	summary+=("$row")
 	log "$row"
+	# The same row as a replayed cut's, for tally.sh (mode= is the disk
+	# model for cache and file).
+	local crow
+	crow="arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed live=$disk ${live_break:+break=$live_break }"
+	case $disk in hostile) crow+="${cut#*; }" ;; *) crow+="mode=$disk $cut" ;; esac
+	crow+=" acked_lines=$nlines $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $rc)}"
+	crow=${crow/ : POWERCUT/: POWERCUT}
+	echo "$crow" >>"$work/cuts.txt"
+	[ -z "${POWERCUT_RESULTS:-}" ] || echo "$crow" >>"$POWERCUT_RESULTS"
+	case $verdict in "POWERCUT PASS"* | "POWERCUT LOSS"*) ;; *)
+		if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the disk for a post-mortem
+			mkdir -p "$POWERCUT_FAILDIR"
+			cp --sparse=always "$img" "$POWERCUT_FAILDIR/$pol-$r.img"
+			[ ! -e "$work/$pol-$r.unmountable.img" ] || cp --sparse=always "$work/$pol-$r.unmountable.img" "$POWERCUT_FAILDIR/$pol-$r.unmountable.img"
+			cp "$work/acked/powercut/acked" "$POWERCUT_FAILDIR/$pol-$r.acked"
+			echo "$crow" >"$POWERCUT_FAILDIR/$pol-$r.row"
+		fi
+		;;
+	esac
+	[ -n "${POWERCUT_KEEP:-}" ] || rm -f "$work/$pol-$r.unmountable.img"
 	if [ -n "$first" ] && [ "$first" -le "$prev_max" ]; then
 		log "sync=$pol round $r: seq $first reused (seqs up to $prev_max were seen before)"
 		return 1
@@ -301,12 +371,51 @@ next_seed() {
 	rseed=$(((seed + nseed * 2654435761) & 0x7fffffffffffffff))
 }
 
-# mkdisk IMG: a fresh 512 MiB ext4 image ($fs).
+# mkdisk IMG: a fresh 512 MiB image with the file system $fs.
 mkdisk() {
 	rm -f "$1"
 	truncate -s 512M "$1"
+	case $fs in
+	f2fs)
+		mkfs.f2fs -q -f "$1" >/dev/null
+		return
+		;;
+	f2fs-csum)
+		mkfs.f2fs -q -f -O extra_attr,inode_checksum,sb_checksum "$1" >/dev/null
+		return
+		;;
+	esac
 	mkfs.ext4 -q -F "$1"
 	[ "$fs" != ext4-journal ] || tune2fs -o journal_data "$1" >/dev/null
+}
+
+# fsck_img IMG OUT: what systemd-fsck does when the mount fails (fsck -y):
+# e2fsck -fy, or fsck.f2fs -f -y, on IMG, output to OUT; sets frc (its
+# exit code: e2fsck 1 = errors corrected).
+fsck_img() {
+	frc=0
+	if [ "$fstype" = f2fs ]; then
+		fsck.f2fs -f -y "$1" >"$2" 2>&1 || frc=$?
+	else
+		e2fsck -fy "$1" >"$2" 2>&1 || frc=$?
+	fi
+}
+
+# break_gdt IMG: the fault knob POWERCUT_LIVE_BREAK=gdt: flips the
+# checksum of ext4 block group 0's descriptor (the first descriptor in the
+# block after the superblock's), which the kernel checks before it loads
+# the journal: the mount fails with EFSCORRUPTED ("group descriptors
+# corrupted!") and e2fsck -fy rewrites the checksum.
+break_gdt() {
+	local bs gdt
+	bs=$(dumpe2fs -h "$1" 2>/dev/null | sed -n 's/^Block size: *//p')
+	gdt=$((bs == 1024 ? 2048 : bs)) # the descriptors follow the superblock's block
+	# bg_checksum is the 16-bit field at offset 0x1e of the descriptor.
+	local sum
+	sum=$(($(od -An -tu2 -j $((gdt + 30)) -N 2 "$1") ^ 0xffff)) # little-endian, as od reads it here
+	# shellcheck disable=SC2059 # the format is the two bytes, escaped
+	printf "\\x$(printf %02x $((sum & 0xff)))\\x$(printf %02x $((sum >> 8)))" |
+		dd of="$1" bs=1 seek=$((gdt + 30)) conv=notrunc status=none
 }
 
 # verify_boot OUT SUFFIX NAME...: one verifier boot (log OUT) with the
@@ -338,7 +447,7 @@ verify_boot() {
 # npass/nfsck/nloss/nfail and keeps a failed cut in POWERCUT_FAILDIR.
 cut_row() {
 	local name=$1 verdict=$2 vlog=$3 extra=$4 row
-	row="arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //') $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $vrc)}"
+	row="arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //') $extra: ${verdict:-POWERCUT FAIL no verdict (verifier exit $vrc)}"
 	row=${row/ : POWERCUT/: POWERCUT}
 	echo "$row" >>"$work/cuts.txt"
 	[ -z "${POWERCUT_RESULTS:-}" ] || echo "$row" >>"$POWERCUT_RESULTS"
@@ -351,11 +460,17 @@ cut_row() {
 		log "FAIL: $row"
 		if [ -n "${POWERCUT_FAILDIR:-}" ]; then # keep the cut for a post-mortem
 			mkdir -p "$POWERCUT_FAILDIR"
-			cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img"
+			# The verifier mounted (f2fs: rolled forward) and wrote to
+			# this image; the cut itself is rebuilt at the round's end.
+			cp --sparse=always "$dir/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.after-verify.img"
+			failed+=("$name")
 			cp "$dir/$name.acked" "$POWERCUT_FAILDIR/$pol-$r-$name.acked"
 			[ ! -e "$dir/$name.fsck.img" ] || cp --sparse=always "$dir/$name.fsck.img" "$POWERCUT_FAILDIR/$pol-$r-$name.fsck.img"
 			echo "$row" >"$POWERCUT_FAILDIR/$pol-$r-$name.row"
-			grep -E "^KERNEL |cut-$name|$name" "$vlog" >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
+			{ # its lines and its subtest's failure messages
+				grep -E "^(KERNEL|VERIFY|POWERCUT [A-Z-]+|MOUNTFAIL) cut=$name " "$vlog"
+				awk -v n="--- FAIL: TestPowerCut/$name " 'index($0, n) { p = 1; print; next } p && /^    --- |^(FAIL|PASS|ok)/ { p = 0 } p' "$vlog"
+			} >"$POWERCUT_FAILDIR/$pol-$r-$name.verify" || true
 		fi
 		;;
 	esac
@@ -382,10 +497,12 @@ replay_round() {
 		cat "$dir/replay.err" >&2
 		return 1
 	}
+	local wl=$work/writes.log failed=()
 	if [ -n "${POWERCUT_KEEP:-}" ]; then # replay it again: hostiledisk replay -points ...
 		mv "$work/writes.log" "$dir/writes.log"
 		cp --sparse=always "$work/base.img" "$dir/base.img"
-	else
+		wl=$dir/writes.log
+	elif [ -z "${POWERCUT_FAILDIR:-}" ]; then # else kept until failed cuts are rebuilt
 		rm -f "$work/writes.log"
 	fi
 	t2=$(date +%s.%N)
@@ -393,9 +510,10 @@ replay_round() {
 	# A cut whose file system the guest's kernel refuses to mount (e.g. a
 	# torn jbd2 commit block: EUCLEAN, docs/perf/powercut.md) is recorded
 	# as unmountable with the kernel's log; then, as systemd-fsck would
-	# (fsck -y when the mount fails), e2fsck -fy repairs a copy of its
-	# image, and a further verifier boot checks that copy with the same
-	# checks: PASS-AFTER-FSCK, or FAIL (also when it still will not mount).
+	# (fsck -y when the mount fails), e2fsck -fy (fsck.f2fs -f -y) repairs
+	# a copy of its image, and a further verifier boot checks that copy
+	# with the same checks: PASS-AFTER-FSCK, or FAIL (also when it still
+	# will not mount).
 	local fscked=() mf frc
 	local -A unmountable=()
 	for ((b = 0; b < ${#names[@]}; b += per_boot)); do
@@ -407,20 +525,19 @@ replay_round() {
 			if [ -z "$verdict" ] && [ -n "$mf" ]; then
 				grep -E "^KERNEL cut=$name " "$dir/verify-$b" | sed "s/^KERNEL cut=$name //" >"$dir/$name.kernel" || true
 				cp --sparse=always "$dir/$name.img" "$dir/$name.fsck.img"
-				frc=0
-				e2fsck -fy "$dir/$name.fsck.img" >"$dir/$name.fsck" 2>&1 || frc=$?
+				fsck_img "$dir/$name.fsck.img" "$dir/$name.fsck"
 				unmountable[$name]="unmountable=$(sed -n 's/.* errno=\([^ ]*\).*/\1/p' <<<"$mf") fsck_rc=$frc"
 				fscked+=("$name")
 				{
-					echo "unmountable: arch=$arch fs=$fs sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //')"
+					echo "unmountable: arch=$arch fs=$fsrow sync=$pol round=$r run_seed=$rseed $(grep " $name " "$dir/manifest" | sed 's/^CUT //')"
 					echo "  $mf"
 					sed 's/^/  kernel: /' "$dir/$name.kernel"
-					echo "  e2fsck -fy exit $frc:"
-					sed 's/^/  e2fsck: /' "$dir/$name.fsck"
+					echo "  $fsck_name exit $frc:"
+					sed 's/^/  fsck: /' "$dir/$name.fsck"
 				} >"$dir/$name.unmountable"
 				cat "$dir/$name.unmountable" >>"$work/unmountable.txt"
 				[ -z "${POWERCUT_RESULTS:-}" ] || cat "$dir/$name.unmountable" >>"$POWERCUT_RESULTS.unmountable"
-				log "$name of sync=$pol round $r does not mount ($mf); e2fsck -fy exit $frc; kernel: $(grep -E "(JBD2|EXT4-fs).*$(sed -n 's|.* dev=/dev/\([^ ]*\).*|\1|p' <<<"$mf")[-) ]" "$dir/$name.kernel" | sed 's/^<[0-9]>\[ *[0-9.]*\] //' | tr '\n' ' ')"
+				log "$name of sync=$pol round $r does not mount ($mf); $fsck_name exit $frc; kernel: $(grep -E "(JBD2|EXT4-fs|F2FS-fs).*$(sed -n 's|.* dev=/dev/\([^ ]*\).*|\1|p' <<<"$mf")[-) ]" "$dir/$name.kernel" | sed 's/^<[0-9]>\[ *[0-9.]*\] //' | tr '\n' ' ')"
 				continue
 			fi
 			cut_row "$name" "$verdict" "$dir/verify-$b" ""
@@ -436,12 +553,24 @@ replay_round() {
 			"POWERCUT PASS "*) verdict="POWERCUT PASS-AFTER-FSCK ${verdict#POWERCUT PASS }" ;;
 			"POWERCUT LOSS "*) verdict="POWERCUT LOSS-AFTER-FSCK ${verdict#POWERCUT LOSS }" ;;
 			"") grep -qE "^MOUNTFAIL cut=$name " "$dir/verify-fsck-$b" &&
-				verdict="POWERCUT FAIL unmountable even after e2fsck -fy: $(grep -E "^MOUNTFAIL cut=$name " "$dir/verify-fsck-$b" | tail -n 1)" ;;
+				verdict="POWERCUT FAIL unmountable even after $fsck_name: $(grep -E "^MOUNTFAIL cut=$name " "$dir/verify-fsck-$b" | tail -n 1)" ;;
 			esac
 			cut_row "$name" "$verdict" "$dir/verify-fsck-$b" "${unmountable[$name]} "
 			rm -f "$dir/$name.img" "$dir/$name.fsck.img"
 		done
 	done
+	if [ ${#failed[@]} -gt 0 ]; then # the failed cuts as the verifier first saw them
+		local pts
+		pts=$(printf '%s\n' "${failed[@]}" | sed 's/^cut-0*\([0-9]\)/\1/' | paste -sd,)
+		mkdir -p "$POWERCUT_FAILDIR/rebuild"
+		"$work/hostiledisk" replay -log "$wl" -base "$work/base.img" -console "$wlog.stamp" -out "$POWERCUT_FAILDIR/rebuild" \
+			-points "$pts" -mode "$hmode" -seed "$rseed" >"$POWERCUT_FAILDIR/$pol-$r.rebuilt" 2>&1 || log "rebuilding $pts failed"
+		for name in "${failed[@]}"; do
+			mv "$POWERCUT_FAILDIR/rebuild/$name.img" "$POWERCUT_FAILDIR/$pol-$r-$name.img" 2>/dev/null || true
+		done
+		rm -rf "$POWERCUT_FAILDIR/rebuild"
+	fi
+	[ -n "${POWERCUT_KEEP:-}" ] || rm -f "$work/writes.log"
 	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d pass-after-fsck, %d loss, %d fail (%d unmountable before e2fsck)' \
 		"$pol" "$r" "$rseed" "$cut" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# diskmods.sh BASEDIR — make sure BASEDIR (a cache directory printed by
-# prepare.sh) holds diskmods.cpio, an uncompressed newc archive with the
+# diskmods.sh BASEDIR [f2fs] — make sure BASEDIR (a cache directory printed
+# by prepare.sh) holds diskmods.cpio, an uncompressed newc archive with the
 # kernel modules a guest needs to mount an ext4 file system on a virtio
-# disk, and print its path. The archive holds /diskmods/<name>.ko and
+# disk (with "f2fs": diskmods-f2fs.cpio, the same plus f2fs and the
+# crc32 crypto algorithm it asks for), and print its path. The archive holds /diskmods/<name>.ko and
 # /diskmods/order (load order, dependencies first); the guest loads them
 # itself (buffer/powercut_test.go). Append it to a vmexec initrd with
 # VMEXEC_CPIO. The base initramfs carries only the CAN modules, so the
@@ -10,8 +11,13 @@
 # is installed).
 set -euo pipefail
 
-base=${1:?usage: diskmods.sh BASEDIR}
-out=$base/diskmods.cpio
+base=${1:?usage: diskmods.sh BASEDIR [f2fs]}
+extra=${2:-}
+case $extra in
+"") out=$base/diskmods.cpio ;;
+f2fs) out=$base/diskmods-f2fs.cpio ;;
+*) echo "diskmods: $extra: want no file system or f2fs" >&2; exit 2 ;;
+esac
 [ -s "$out" ] && { echo "$out"; exit 0; }
 kver=$(cat "$base/version")
 case $kver in
@@ -35,6 +41,9 @@ mkdir -p "$r/diskmods"
 # ext4 with metadata_csum needs the crc32c crypto algorithm, which no
 # module depends on by name: list it explicitly, before ext4.
 wanted=(virtio_pci virtio_blk crc32c_generic ext4)
+# f2fs (6.1) checksums with the "crc32" shash (crc32_generic), again not
+# a module dependency by name.
+[ "$extra" != f2fs ] || wanted+=(crc32_generic f2fs)
 # shellcheck source-path=SCRIPTDIR source=kmods.sh
 . "$(dirname "$0")/kmods.sh"
 kmods_collect "$moddir" "$r/diskmods" "${wanted[@]}" >"$r/diskmods/order"
