@@ -107,10 +107,19 @@ func TestOpenStorageFaults(t *testing.T) {
 		if err := os.Chown(state, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "-test.run=^$") //nolint:gosec // this test binary
-		cmd.Env = append(os.Environ(), openAsEnv+"="+o.Dir)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
+		// A parallel test's fork can hold the copy's write descriptor for
+		// a moment (golang/go#22315): exec then fails with ETXTBSY.
+		var out []byte
+		for try := 0; try < 50; try++ {
+			cmd := exec.Command(bin, "-test.run=^$") //nolint:gosec // this test binary
+			cmd.Env = append(os.Environ(), openAsEnv+"="+o.Dir)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err = cmd.CombinedOutput()
+			if !errors.Is(err, syscall.ETXTBSY) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err != nil {
 			t.Fatalf("opener as nobody: %v: %s", err, out)
 		}
