@@ -82,6 +82,31 @@ func (il *interlocks) check(command string, now time.Time) *refusal {
 	return nil
 }
 
+// holdLeft reports how long command still has to wait for its hold times
+// ("for") alone: when every rule that applies to it has a fresh input whose
+// value holds and some hold began less than its "for" ago, the longest
+// remaining hold and true; otherwise false (met, or refused for something
+// waiting cannot fix).
+func (il *interlocks) holdLeft(command string, now time.Time) (time.Duration, bool) {
+	il.observe()
+	il.mu.Lock()
+	defer il.mu.Unlock()
+	var left time.Duration
+	for i, r := range il.rules {
+		if !r.appliesTo(command) {
+			continue
+		}
+		s, ref := r.input(il.sig, now)
+		if ref != nil || !r.holds(s.Value) || il.since[i].IsZero() {
+			return 0, false
+		}
+		if r.For > 0 {
+			left = max(left, r.For.Std()-now.Sub(il.since[i]))
+		}
+	}
+	return left, left > 0
+}
+
 // stale returns nil when every input of the rules that apply to command
 // has a sample no older than its max_age at now, else the refusal
 // (missing or stale) of the first one that has not.

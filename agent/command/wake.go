@@ -31,9 +31,12 @@ func (e *Engine) canWake(ref *refusal) bool {
 // interlock check today would refuse it for a missing or stale input: it
 // sends the wake frames (or joins a wake-up under way) and waits, on
 // signal changes, until every interlock input of j is fresh again, for at
-// most wake_timeout and never past j's validity window. It returns nil to
-// go on (the interlocks are then evaluated as usual), or the final
-// refusal.
+// most wake_timeout and never past j's validity window. A hold ("for")
+// that could only begin with the first sample after the wake (the input
+// was never heard: an agent started while the bus slept) is then waited
+// out too, within the validity window: the hold is observed, not assumed.
+// It returns nil to go on (the interlocks are then evaluated as usual), or
+// the final refusal.
 func (e *Engine) awaken(j *job) *refusal {
 	if j.ctx.Err() != nil || e.checkTime(j.req, e.now()) != nil {
 		return nil // refused by preflight; no point waking the bus
@@ -70,14 +73,35 @@ func (e *Engine) awaken(j *job) *refusal {
 		defer again.Stop()
 		againC = again.C
 	}
+	awake := false
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	var holdC <-chan time.Time
 	for {
 		ch := e.sig.Changed()
-		if e.il.stale(j.req.Name, e.now()) == nil {
+		now := e.now()
+		if !awake && e.il.stale(j.req.Name, now) == nil {
+			awake, againC = true, nil
 			j.log.Info("command bus awake", "after", time.Since(start).Round(time.Millisecond), "joined", joined)
-			return nil
+			// From here only the validity window bounds the wait.
+			deadline.Reset(max(validEnd.Sub(now), 0))
+			expiring = true
+		}
+		if awake {
+			left, ok := e.il.holdLeft(j.req.Name, now)
+			if !ok {
+				return nil
+			}
+			if holdC == nil {
+				j.log.Info("command waiting for interlock hold after the wake", "left", left.Round(time.Millisecond))
+			}
+			hold.Reset(left)
+			holdC = hold.C
 		}
 		select {
 		case <-ch:
+		case <-holdC:
 		case <-againC:
 			againC = nil
 			if _, _, _, err := e.sendWake(j); err != nil {
@@ -86,6 +110,9 @@ func (e *Engine) awaken(j *job) *refusal {
 		case <-progressC:
 			e.progress(j, ReasonWaking, "waking the bus: "+ref.reason)
 		case <-deadline.C:
+			if awake {
+				return refuse(StatusRejected, ReasonExpired, "validity window ended while waiting for an interlock hold after waking the bus; not actuated")
+			}
 			ref := e.il.stale(j.req.Name, e.now())
 			if ref == nil {
 				return nil

@@ -441,3 +441,65 @@ func TestWakeJoinedThenResent(t *testing.T) {
 		t.Errorf("Stats().Wakes = %d, want 2", st.Wakes)
 	}
 }
+
+// TestWakeWaitsOutNewHold: an input never heard before (an agent started
+// while the bus slept) can only begin its hold ("for") with the first
+// sample after the wake-up. The command waits that hold out, observed on
+// fresh samples, instead of refusing "held 1ms, needs 2s" (which the
+// idle-cost run's first door.unlock after a start on a sleeping bus got);
+// a value that breaks the interlock after the wake-up is refused at once.
+func TestWakeWaitsOutNewHold(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		doors  float64
+		status command.Status
+		reason string
+	}{
+		{"hold met after the wake", 0, command.StatusSucceeded, command.ReasonOK},
+		{"value breaks the interlock", 1, command.StatusRejected, command.ReasonInterlock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			woken := make(chan struct{}, 4)
+			h := newHarnessIn(t, t.TempDir(), func(c *command.Config) {
+				c.Wake = []command.WakeFrame{{Bus: "body", Message: "NM_TCU", Signals: map[string]float64{"Wake": 1}}}
+				c.WakeTimeout = dur(5 * time.Second)
+				c.Interlocks[0].For = 0 // the restart below forgets the standstill hold
+			}, func(f commandtest.Frame) {
+				if f.Message == "NM_TCU" {
+					woken <- struct{}{}
+				}
+			})
+			h.stop()
+			h.cfg.Interlocks = append(h.cfg.Interlocks, command.Interlock{Name: "doors", Signal: "Vehicle.Body.Doors", Op: "==",
+				Value: 0, For: dur(2 * time.Second), MaxAge: dur(10 * time.Second), AppliesTo: []string{"door.unlock"}})
+			h.start()
+			h.send(h.req("hold-1", "door.unlock"))
+			select {
+			case <-woken:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no wake frame; responses %+v", h.resp.For("hold-1"))
+			}
+			h.emit("Vehicle.Body.Doors", tc.doors)
+			h.emit(sigSpeed, 0)
+			h.emit(sigGear, 0)
+			if tc.doors != 0 {
+				checkFinal(t, h.final("hold-1", 1), tc.status, tc.reason)
+				return
+			}
+			// Awake, inputs fresh, the doors hold only just begun: no answer yet.
+			time.Sleep(300 * time.Millisecond)
+			for _, r := range h.resp.For("hold-1") {
+				if r.Status != command.StatusInProgress {
+					t.Fatalf("answered %s/%s %q before the hold was observed", r.Status, r.ReasonCode, r.Reason)
+				}
+			}
+			h.clock.Advance(2 * time.Second)
+			h.emit("Vehicle.Body.Doors", 0)
+			h.emit(sigSpeed, 0)
+			h.emit(sigGear, 0)
+			checkFinal(t, h.final("hold-1", 1), tc.status, tc.reason)
+		})
+	}
+}
