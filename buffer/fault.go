@@ -384,10 +384,11 @@ func (q *Queue) usableLocked() error {
 
 // closeQuietly closes a store that failed, recovering a panic and giving
 // up after a few seconds (the goroutine is then left behind: a broken
-// store must not block the queue).
-func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) {
+// store must not block the queue). It reports whether Close finished: an
+// abandoned store still holds its directory lock.
+func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) (finished bool) {
 	if db == nil {
-		return
+		return true
 	}
 	done := make(chan struct{})
 	go func() {
@@ -403,8 +404,10 @@ func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) {
 	}()
 	select {
 	case <-done:
+		return true
 	case <-time.After(5 * time.Second):
 		log.Warn("queue store close did not finish, abandoned")
+		return false
 	}
 }
 

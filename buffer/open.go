@@ -60,13 +60,21 @@ func Open(opts Options) (*Queue, error) {
 	// Badger can fail once after a kill while it was creating a file
 	// (dgraph-io/badger#2207) and open fine on the next try: retry, after a
 	// pause, before moving a store with unsent records aside.
+	var cause error // the damage that made Open retry
 	for i := 0; i < len(openRetryDelays) && retryable(err) && !errors.Is(err, errChecked) && !o.InMemory; i++ {
 		q.log.Warn("queue store did not open, retrying before quarantine", "attempt", i+1, "err", err)
 		time.Sleep(openRetryDelays[i])
-		first := err
+		cause = err
 		if storeSeq, storeEpoch, err = q.openStore(); err != nil && !retryable(err) {
-			err = fmt.Errorf("%w (after %w)", err, first)
+			err = fmt.Errorf("%w (after %w)", err, cause)
 		}
+	}
+	// A retry that finds the directory locked after the damaged attempt's
+	// Close was abandoned (closeQuietly: it did not finish in time, e.g.
+	// a slow 32-bit board) meets this process's own handle, not another
+	// agent: the store is still the damaged one and is moved aside.
+	if cause != nil && q.abandoned && isLocked(err) && !o.InMemory {
+		err = cause
 	}
 	if retryable(err) && !o.InMemory {
 		reason, qerr := q.quarantine(err)
@@ -143,7 +151,9 @@ func (q *Queue) openStore() (seq, epoch uint64, err error) {
 		seq, epoch, err = q.load()
 	}()
 	if err != nil {
-		closeQuietly(db, q.log)
+		if !closeQuietly(db, q.log) {
+			q.abandoned = true // its directory lock stays held
+		}
 		q.db = nil
 		return 0, 0, err
 	}

@@ -189,6 +189,9 @@ type Queue struct {
 	// suspect says why the store's seq counter may be behind (checkTables);
 	// set by openStore.
 	suspect string
+	// abandoned is set when Open gave up closing a damaged attempt's
+	// store (its directory lock stays held); see Open.
+	abandoned bool
 	// orphanSeq is the highest seq held by tables the MANIFEST does not
 	// list (checkTables); above the store's counter it makes Open suspect.
 	orphanSeq uint64
