@@ -355,6 +355,10 @@ func (a *Agent) openQueue() (q *buffer.Queue, err error) {
 		opts.TTL = map[buffer.Class]time.Duration{buffer.ClassTelemetry: b.TelemetryTTL.Std()}
 	}
 	opts.MinFree = int64(b.MinFree) // 0: the buffer's automatic floor
+	opts.IdleClose = b.IdleClose.Std()
+	if opts.IdleClose == 0 {
+		opts.IdleClose = -1 // never
+	}
 	opts.Logger = a.log.With("component", "buffer")
 	q, err = buffer.Open(opts)
 	if err != nil {

@@ -226,6 +226,15 @@ func (q *Queue) groupWait(timer *time.Timer) (stopping bool) {
 
 // commit writes batch, syncs per policy and completes every request.
 func (q *Queue) commit(batch []*appendReq) {
+	q.mu.Lock()
+	q.idle.busy++ // the store stays open until the sync (idle.go)
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.idle.busy--
+		q.usedLocked()
+		q.mu.Unlock()
+	}()
 	last, err, repaired := q.writeSync(batch)
 	if repaired {
 		// The store panicked and was replaced by a fresh one: none of
@@ -313,6 +322,10 @@ func (q *Queue) writeBatch(batch []*appendReq) (db *badger.DB, last uint64, err 
 	if err := q.usableLocked(); err != nil {
 		return nil, 0, err
 	}
+	if err := q.wakeLocked(); err != nil {
+		return nil, 0, err
+	}
+	q.usedLocked()
 	db = q.db
 	defer func() {
 		if err != nil && errors.Is(err, ErrCorrupt) && q.db != db && q.broken == nil {

@@ -326,7 +326,7 @@ func (q *Queue) catchLocked(op string, err *error) {
 // seen on: when it is no longer the current one, another caller repaired
 // it already.
 func (q *Queue) repairLocked(db *badger.DB, cause error) {
-	if db != q.db || q.closed {
+	if db != q.db || q.closed || q.idle.closed {
 		return
 	}
 	q.swapMu.Lock()

@@ -74,8 +74,11 @@ func (q *Queue) gcWaitLocked(last time.Time) (d time.Duration, ok bool) {
 	if !q.gc.ttlDue.IsZero() {
 		d = min(max(q.gc.ttlDue.Sub(q.opts.Now()), 0), ttlRecheck)
 	}
-	if q.gc.dirty {
+	if q.gc.dirty && !q.idle.closed { // closed: the pass runs after the reopen
 		d = min(d, max(q.opts.GCInterval-time.Since(last), 0))
+	}
+	if idle, ok := q.idleWaitLocked(); ok {
+		d = min(d, idle)
 	}
 	return d, d != time.Duration(math.MaxInt64)
 }
@@ -113,6 +116,10 @@ func (q *Queue) gcLoop() {
 		q.mu.Lock()
 		due := !q.gc.ttlDue.IsZero() && !q.opts.Now().Before(q.gc.ttlDue)
 		collect := force || (q.gc.dirty && time.Since(last) >= q.opts.GCInterval)
+		idle := q.idleDueLocked()
+		// A store about to close for idleness gets its pending GC pass
+		// first: closed, it would have to be reopened for it.
+		collect = collect || (idle && q.gc.dirty)
 		q.mu.Unlock()
 		if due {
 			q.sweep()
@@ -121,6 +128,9 @@ func (q *Queue) gcLoop() {
 			last = time.Now()
 			q.collect()
 		}
+		if idle {
+			q.closeIdle()
+		}
 	}
 }
 
@@ -128,9 +138,18 @@ func (q *Queue) gcLoop() {
 func (q *Queue) sweep() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	if err := q.wakeLocked(); err != nil {
+		q.gc.ttlDue = q.opts.Now().Add(gcTick) // try again later
+		q.log.Warn("queue ttl sweep: store did not reopen", "err", err)
+		return
+	}
 	if q.closed || q.db == nil {
 		return
 	}
+	q.usedLocked()
 	var err error
 	defer q.catchLocked("ttl sweep", &err)
 	next, err := q.expireLocked(q.opts.Now(), 10000)

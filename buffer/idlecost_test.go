@@ -17,9 +17,12 @@ import (
 // opens a store with the default options, appends a few records, lets the
 // first GC pass and flushes settle, then counts the process's voluntary
 // and involuntary context switches (summed over /proc/self/task/*/status)
-// over IDLE_SECONDS (default 60). Not part of `make test`:
+// over IDLE_SECONDS (default 60). The store stays open unless IDLE_CLOSE
+// (a duration shorter than the 2 s settling time) closes it for
+// idleness. Not part of `make test`:
 //
 //	go test -tags idlecost -run TestIdleCost -v ./buffer/
+//	IDLE_CLOSE=1s go test -tags idlecost -run TestIdleCost -v ./buffer/
 func TestIdleCost(t *testing.T) {
 	idle := 60 * time.Second
 	if s := os.Getenv("IDLE_SECONDS"); s != "" {
@@ -30,6 +33,14 @@ func TestIdleCost(t *testing.T) {
 		idle = time.Duration(n) * time.Second
 	}
 	o := buffer.DefaultOptions(t.TempDir() + "/queue")
+	o.IdleClose = -1 // an open store: what idle close saves
+	if s := os.Getenv("IDLE_CLOSE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("IDLE_CLOSE: %v", err)
+		}
+		o.IdleClose = d
+	}
 	q := mustOpen(t, o)
 	for i := range 5 {
 		mustAppend(t, q, buffer.ClassTelemetry, strings.Repeat("x", 200+i))
@@ -40,8 +51,8 @@ func TestIdleCost(t *testing.T) {
 	time.Sleep(idle)
 	after, threadsAfter := ctxSwitches(t)
 	secs := time.Since(start).Seconds()
-	t.Logf("idle %.0f s: %d context switches (%.2f/s), threads %d -> %d",
-		secs, after-before, float64(after-before)/secs, threads, threadsAfter)
+	t.Logf("idle %.0f s: %d context switches (%.2f/s), threads %d -> %d, store closed %v",
+		secs, after-before, float64(after-before)/secs, threads, threadsAfter, q.Stats().StoreClosed)
 }
 
 // ctxSwitches sums voluntary and nonvoluntary context switches over the

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,12 @@ func killWriter() {
 	o.LiveWindow = -1
 	o.MinFree = -1
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	idle := os.Getenv(killEnv+"_IDLE") != ""
+	if idle {
+		// The store closes after 3 ms unused and the writers pause up
+		// to 10 ms: kills land in closes and reopens.
+		o.IdleClose = 3 * time.Millisecond
+	}
 	q, err := buffer.Open(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
@@ -37,6 +44,15 @@ func killWriter() {
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	if idle {
+		go func() { // how often the store reopened (idleReopens)
+			for range time.Tick(20 * time.Millisecond) {
+				mu.Lock()
+				fmt.Fprintf(os.Stdout, "#opens=%d\n", q.Stats().StoreOpens)
+				mu.Unlock()
+			}
+		}()
+	}
 	for g := range 4 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -50,12 +66,18 @@ func killWriter() {
 				mu.Lock()
 				fmt.Fprintf(os.Stdout, "%d %d %s\n", s, c, p) // unbuffered: one write per line
 				mu.Unlock()
+				if idle {
+					time.Sleep(time.Duration(rand.IntN(10_000)) * time.Microsecond)
+				}
 			}
 		})
 	}
 	wg.Wait()
 	os.Exit(0)
 }
+
+// idleReopens is the most reopens after an idle close a writer reported.
+var idleReopens atomic.Uint64
 
 type killRec struct {
 	class buffer.Class
@@ -72,14 +94,15 @@ func TestKillDurability(t *testing.T) {
 	if testing.Short() {
 		rounds = 4
 	}
-	for _, pol := range []buffer.SyncPolicy{buffer.SyncGroup, buffer.SyncAlways, buffer.SyncNone} {
-		t.Run(string(pol), func(t *testing.T) {
+	for _, mode := range []string{"group", "always", "none", "group-idle"} {
+		pol, idle := buffer.SyncPolicy(strings.TrimSuffix(mode, "-idle")), strings.HasSuffix(mode, "-idle")
+		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir() + "/queue"
 			want := map[uint64]killRec{} // returned and not acked
 			var maxSeq uint64
 			for round := range rounds {
-				got := runWriter(t, dir, pol, 20+rand.IntN(400))
+				got := runWriter(t, dir, pol, idle, 20+rand.IntN(400))
 				for s, r := range got {
 					if s <= maxSeq {
 						t.Fatalf("round %d: seq %d reused or below earlier max %d", round, s, maxSeq)
@@ -90,6 +113,9 @@ func TestKillDurability(t *testing.T) {
 					maxSeq = max(maxSeq, s)
 				}
 				checkAfterKill(t, dir, want)
+			}
+			if idle && idleReopens.Load() == 0 {
+				t.Fatal("the idle writers' store never closed and reopened: the kills did not test it")
 			}
 		})
 	}
@@ -102,14 +128,14 @@ func TestKillDurability(t *testing.T) {
 // LOCK_UN, so a child that another parallel test forked while the store was
 // open keeps the lock until that child calls exec. A writer that finds the
 // directory locked before appending anything is therefore started again.
-func runWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) map[uint64]killRec {
+func runWriter(t *testing.T, dir string, pol buffer.SyncPolicy, idle bool, n int) map[uint64]killRec {
 	t.Helper()
 	for try := 1; ; try++ {
-		got, stderr := startWriter(t, dir, pol, n)
+		got, stderr := startWriter(t, dir, pol, idle, n)
 		if len(got) >= n {
 			return got
 		}
-		if try < 5 && len(got) == 0 && strings.Contains(stderr, "Cannot acquire directory lock") {
+		if try < 5 && len(got) == 0 && (strings.Contains(stderr, "Cannot acquire directory lock") || strings.Contains(stderr, "in use by another process")) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -119,10 +145,13 @@ func runWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) map[uint6
 
 // startWriter runs one writer until it reported n appends (then kills it)
 // or exited, and returns what it reported and its stderr.
-func startWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) (map[uint64]killRec, string) {
+func startWriter(t *testing.T, dir string, pol buffer.SyncPolicy, idle bool, n int) (map[uint64]killRec, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), killEnv+"="+dir, killEnv+"_SYNC="+string(pol))
+	if idle {
+		cmd.Env = append(cmd.Env, killEnv+"_IDLE=1")
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -137,6 +166,12 @@ func startWriter(t *testing.T, dir string, pol buffer.SyncPolicy, n int) (map[ui
 	timeout := time.AfterFunc(60*time.Second, func() { _ = cmd.Process.Kill() })
 	defer timeout.Stop()
 	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "#opens="); ok {
+			if v, err := strconv.ParseUint(n, 10, 64); err == nil {
+				idleReopens.Store(max(idleReopens.Load(), v))
+			}
+			continue
+		}
 		f := strings.SplitN(sc.Text(), " ", 3)
 		if len(f) != 3 {
 			continue // torn by the kill

@@ -37,6 +37,13 @@ func (q *Queue) LeaseClasses(max int, maxBytes int, allow func(Class) bool) (rec
 	if max <= 0 {
 		return nil, nil
 	}
+	if q.idle.closed && !q.leasableLocked(allow) {
+		return nil, nil // nothing to lease: the store stays closed
+	}
+	if err := q.wakeLocked(); err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	q.usedLocked()
 	l := leaser{q: q, max: max, maxBytes: maxBytes, now: q.opts.Now()}
 	defer func() {
 		if err != nil { // a failed or panicked lease hands nothing out
@@ -69,6 +76,21 @@ func (q *Queue) LeaseClasses(max int, maxBytes int, allow func(Class) bool) (rec
 		return nil, fmt.Errorf("lease: %w", classify(err))
 	}
 	return l.out, nil
+}
+
+// leasableLocked reports whether a class allow accepts holds records that
+// are not leased (a lease would have something to look at).
+func (q *Queue) leasableLocked(allow func(Class) bool) bool {
+	held := [NumClasses]int64{}
+	for _, e := range q.leased {
+		held[e.class]++
+	}
+	for c := range Class(NumClasses) {
+		if q.cls[c].records > held[c] && (allow == nil || allow(c)) {
+			return true
+		}
+	}
+	return false
 }
 
 // leaser collects one Lease's records.
@@ -273,6 +295,10 @@ func (q *Queue) Ack(seqs ...uint64) (err error) {
 	if err := q.usableLocked(); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
+	if err := q.wakeLocked(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	q.usedLocked()
 	defer q.catchLocked("ack", &err)
 	var unknown []uint64
 	for _, s := range seqs {

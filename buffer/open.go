@@ -49,6 +49,29 @@ func Open(opts Options) (*Queue, error) {
 			}
 		}
 	}
+	if !o.InMemory {
+		// The queue's own lock: Badger's is released while the store is
+		// closed for idleness (idle.go). Retried like Badger's below.
+		lock, err := lockStore(o.Dir)
+		for i := 0; i < 10 && errors.Is(err, errLocked); i++ {
+			time.Sleep(100 * time.Millisecond)
+			lock, err = lockStore(o.Dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
+		}
+		q.idle.lock = lock
+	}
+	if err := q.start(); err != nil {
+		q.unlock()
+		return nil, err
+	}
+	return q, nil
+}
+
+// start opens the store and starts the queue's goroutines (Open).
+func (q *Queue) start() error {
+	o := q.opts
 	storeSeq, storeEpoch, err := q.openStore()
 	// Badger's directory lock is an flock that a child forked elsewhere in
 	// this process holds until it execs: a lock conflict is retried for up
@@ -79,17 +102,17 @@ func Open(opts Options) (*Queue, error) {
 	if retryable(err) && !o.InMemory {
 		reason, qerr := q.quarantine(err)
 		if qerr != nil {
-			return nil, classify(qerr)
+			return classify(qerr)
 		}
 		storeSeq, storeEpoch, err = q.openStore()
 		q.degraded = reason
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
+		return fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if err := q.initSeq(storeSeq, storeEpoch); err != nil {
 		closeQuietly(q.db, q.log)
-		return nil, fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
+		return fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if !o.InMemory {
 		q.dirBytes = dirSize(o.Dir) // until the first GC pass measures it again
@@ -99,6 +122,7 @@ func Open(opts Options) (*Queue, error) {
 			q.gc.ttlDue = q.opts.Now() // a sweep finds the next deadline
 		}
 	}
+	q.idle.last = time.Now()
 	q.wg.Add(2)
 	go q.commitLoop()
 	go q.gcLoop()
@@ -108,7 +132,7 @@ func Open(opts Options) (*Queue, error) {
 	q.mu.Lock()
 	q.checkL0Locked()
 	q.mu.Unlock()
-	return q, nil
+	return nil
 }
 
 // retryable reports whether an Open failure may be corruption: retried,
@@ -171,7 +195,7 @@ func openBadger(o Options) (db *badger.DB, err error) {
 }
 
 func isLocked(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock")
+	return err != nil && (errors.Is(err, errLocked) || strings.Contains(err.Error(), "Cannot acquire directory lock"))
 }
 
 // quarantine moves the store directory aside.

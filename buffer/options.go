@@ -81,6 +81,11 @@ const (
 	DefaultGroupFill  = 64 << 10
 	DefaultLiveWindow = 10 * time.Second
 	DefaultGCInterval = time.Minute
+	// DefaultIdleClose is how long the store stays open unused
+	// (Options.IdleClose): long enough that a moving vehicle's appends
+	// (every few seconds at most) never close it, short enough that a
+	// parked one spends its hours with the store closed.
+	DefaultIdleClose = time.Minute
 	// MaxRecordBytes is the largest record Append accepts (AWS IoT's
 	// message limit is 128 KB; a record is at most one message).
 	MaxRecordBytes = 256 << 10
@@ -125,6 +130,12 @@ type Options struct {
 	// GCInterval is the period of range drops and value-log GC; 0 means
 	// DefaultGCInterval.
 	GCInterval time.Duration
+	// IdleClose closes the Badger store after it has not been used for
+	// this long (no append, lease, ack or TTL expiry) and reopens it on
+	// the next use: an open store costs a parked TCU wake-ups that no
+	// Badger option turns off (idle.go, docs/buffer.md "Idle close").
+	// 0 means DefaultIdleClose; negative never closes it.
+	IdleClose time.Duration
 	// MinFree is the space guard's floor: the free bytes the queue keeps
 	// on the file system holding Dir (guard.go, docs/buffer.md "Disk
 	// space"). 0 means automatic: 1/8 of the file system's size, at least
@@ -167,6 +178,7 @@ func DefaultOptions(dir string) Options {
 		GroupFill:      DefaultGroupFill,
 		LiveWindow:     DefaultLiveWindow,
 		GCInterval:     DefaultGCInterval,
+		IdleClose:      DefaultIdleClose,
 	}
 }
 
@@ -217,6 +229,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.GCInterval <= 0 {
 		o.GCInterval = DefaultGCInterval
+	}
+	if o.IdleClose == 0 {
+		o.IdleClose = DefaultIdleClose
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -78,6 +78,11 @@ type Stats struct {
 	Degraded string
 	// Disk is the space guard's state (zero in memory or when disabled).
 	Disk DiskStats
+	// StoreClosed: the store is closed because it has not been used for
+	// Options.IdleClose; the next use reopens it (idle.go).
+	StoreClosed bool
+	// StoreOpens counts reopens after an idle close since Open.
+	StoreOpens uint64
 }
 
 // DiskStats is the space guard's state (docs/buffer.md "Disk space").
@@ -201,6 +206,9 @@ type Queue struct {
 
 	// compact is the level-0 compactor's state (compact.go).
 	compact compactState
+	// idle is the idle-close state (idle.go); guarded by mu but for its
+	// counters and lock file.
+	idle idleState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -237,14 +245,16 @@ func (q *Queue) statsLocked() (s Stats, ok bool) {
 	defer func() { ok = err == nil }()
 	defer q.catchLocked("stats", &err)
 	s = Stats{
-		Leased:    len(q.leased),
-		Appends:   q.appends.Load(),
-		Syncs:     q.syncs.Load(),
-		Corrupt:   q.corrupt.Load(),
-		Torn:      q.torn.Load(),
-		NextSeq:   q.next,
-		DiskBytes: q.dirBytes,
-		Degraded:  q.degraded,
+		Leased:      len(q.leased),
+		Appends:     q.appends.Load(),
+		Syncs:       q.syncs.Load(),
+		Corrupt:     q.corrupt.Load(),
+		Torn:        q.torn.Load(),
+		NextSeq:     q.next,
+		DiskBytes:   q.dirBytes,
+		Degraded:    q.degraded,
+		StoreClosed: q.idle.closed,
+		StoreOpens:  q.idle.opens.Load(),
 	}
 	if s.Degraded == "" && (q.guard.shedding || q.guard.refusing) {
 		s.Degraded = "disk nearly full"
@@ -260,7 +270,12 @@ func (q *Queue) statsLocked() (s Stats, ok bool) {
 			Records: cs.records, Bytes: cs.bytes,
 			Evicted: cs.evicted, Shed: cs.shed, Expired: cs.expired,
 		}
-		if cs.records > 0 && !q.closed && q.db != nil {
+		switch {
+		case cs.records > 0 && q.idle.closed:
+			if t := q.idle.oldest[c]; !t.IsZero() {
+				s.Classes[c].OldestAge = max(now.Sub(t), 0)
+			}
+		case cs.records > 0 && !q.closed && q.db != nil:
 			if t, ok := q.oldestLocked(Class(c)); ok {
 				s.Classes[c].OldestAge = max(now.Sub(t), 0)
 			}
@@ -326,11 +341,20 @@ func (q *Queue) Close() error {
 				}
 			}()
 		}
+		q.unlock()
 		if err != nil {
 			q.closeErr = fmt.Errorf("close queue: %w", err)
 		}
 	})
 	return q.closeErr
+}
+
+// unlock releases the queue's lock file.
+func (q *Queue) unlock() {
+	if q.idle.lock != nil {
+		_ = q.idle.lock.Close()
+		q.idle.lock = nil
+	}
 }
 
 // setDegradedLocked records a degradation reason (first one wins until

@@ -75,6 +75,10 @@ type Buffer struct {
 	// below which the buffer sheds; 0 ("auto") lets the buffer pick one
 	// proportional to the file system's size.
 	MinFree AutoSize `toml:"min_free"`
+	// IdleClose closes the store after it has not been used for this
+	// long and reopens it on the next use (buffer.Options.IdleClose): a
+	// parked vehicle's agent then costs no store wake-ups. 0 = never.
+	IdleClose Duration `toml:"idle_close"`
 }
 
 // Telemetry is the [telemetry] section.
@@ -119,7 +123,7 @@ func Default() Config {
 		Buffer: Buffer{
 			MaxBytes: 64 << 20, Sync: "group",
 			GroupWindow: Duration(20e6), GroupMaxWindow: Duration(500e6), GroupFill: 64 << 10,
-			LiveWindow: Duration(10e9),
+			LiveWindow: Duration(10e9), IdleClose: Duration(60e9),
 		},
 		Telemetry: Telemetry{Interval: Duration(1e9), MaxPending: 10000},
 		Health:    Health{CtlSocket: "/run/tcu-agent/ctl.sock"},

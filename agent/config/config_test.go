@@ -108,6 +108,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad size", [2]string{`"32MiB"`, `"lots"`}, []string{"bad.toml:7:", "invalid size"}},
 		{"bad enum", [2]string{`max_bytes = "32MiB"`, `sync = "sometimes"`}, []string{"bad.toml:7:", "not one of always, group, none"}},
 		{"group max window too long", [2]string{`max_bytes = "32MiB"`, `group_max_window = "3s"`}, []string{"bad.toml:7:", "group_max_window 3s out of range"}},
+		{"idle close too short", [2]string{`max_bytes = "32MiB"`, `idle_close = "100ms"`}, []string{"bad.toml:7:", "idle_close 100ms out of range"}},
 		{"unknown section", [2]string{"[mqtt]", "[mqqt]"}, []string{"bad.toml:9:", `unknown section or key "mqqt"`}},
 		{"unknown kind", [2]string{`kind = "fake"`, `kind = "fak"`}, []string{"bad.toml:15:", `unknown driver kind "fak"`}},
 		{"driver init error", [2]string{`port = "vcan0"`, `port = ""`}, []string{"bad.toml:13:", "port must be set"}},

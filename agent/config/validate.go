@@ -34,6 +34,9 @@ func (d *decoder) validate(c *Config, ext Extensions) {
 	if w := c.Buffer.GroupMaxWindow.Std(); w > 2e9 || w < 0 {
 		d.errorf("buffer.group_max_window", "group_max_window %s out of range; 0 to 2s", w)
 	}
+	if w := c.Buffer.IdleClose.Std(); w != 0 && w < 1e9 {
+		d.errorf("buffer.idle_close", "idle_close %s out of range; 0 (never) or at least 1s", w)
+	}
 	if c.Buffer.GroupFill < 0 {
 		d.errorf("buffer.group_fill", "group_fill %d negative", c.Buffer.GroupFill)
 	}
