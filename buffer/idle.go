@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -41,6 +42,9 @@ type idleState struct {
 	// oldest holds each class's oldest append time when the store
 	// closed (Stats.OldestAge without reopening it).
 	oldest [NumClasses]time.Time
+	// closing is closed when the last idle close's DB.Close returned;
+	// non-nil only while one is still running after idleCloseWait.
+	closing chan struct{}
 	// opens counts reopens after an idle close; closes the closes.
 	opens, closes atomic.Uint64
 	// lock is the queue's lock file, held from Open to Close.
@@ -101,6 +105,13 @@ func (q *Queue) closeIdle() {
 		q.idle.last = time.Now()
 		return
 	}
+	if free, ok := q.diskLocked(); ok && free < q.guard.floor {
+		// Closing flushes the memtable into a new table: not on a disk
+		// the space guard is already defending (the flush would retry
+		// until space comes back). The store stays open.
+		q.idle.last = time.Now()
+		return
+	}
 	var oldest [NumClasses]time.Time
 	err := func() (err error) {
 		defer q.catchLocked("idle close", &err)
@@ -126,20 +137,54 @@ func (q *Queue) closeIdle() {
 	q.idle.oldest = oldest
 	q.idle.closes.Add(1)
 	start := time.Now()
-	if err := closeStore(db); err != nil {
-		// The memtable's WAL is still on disk: reopening replays it.
-		q.log.Warn("queue store idle close failed", "err", err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := closeStore(db, func() { q.hook("idle close") }); err != nil {
+			// The memtable's WAL is still on disk: reopening replays it.
+			q.log.Warn("queue store idle close failed", "err", err)
+		}
+	}()
+	select {
+	case <-done:
+		q.log.Debug("queue store closed while idle", "idle", q.opts.IdleClose, "took", time.Since(start).Round(time.Microsecond))
+	case <-time.After(cmp.Or(q.opts.idleCloseWait, idleCloseWait)):
+		// A flush that cannot finish (a disk that filled up or hangs):
+		// the queue does not wait with its lock held. Until the close
+		// returns, the store cannot be reopened (Badger's directory lock
+		// is still held) and calls that need it fail with ErrStorage.
+		q.idle.closing = done
+		q.log.Warn("queue store idle close still running; the store reopens once it returns")
 	}
-	q.log.Debug("queue store closed while idle", "idle", q.opts.IdleClose, "took", time.Since(start).Round(time.Microsecond))
 }
 
-// closeStore closes db, turning a panic into an error.
-func closeStore(db *badger.DB) (err error) {
+// idleCloseWait is how long closeIdle waits for DB.Close with the queue's
+// lock held (Options.idleCloseWait overrides it in tests).
+const idleCloseWait = 5 * time.Second
+
+// closingLocked reports an idle close that has not returned yet.
+func (q *Queue) closingLocked() error {
+	if q.idle.closing == nil {
+		return nil
+	}
+	select {
+	case <-q.idle.closing:
+		q.idle.closing = nil
+		return nil
+	default:
+		return fmt.Errorf("reopen store: %w: closing it has not finished (disk full or hanging)", ErrStorage)
+	}
+}
+
+// closeStore closes db, turning a panic into an error; before runs first
+// (the tests' fault hook).
+func closeStore(db *badger.DB, before func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError("close", r)
 		}
 	}()
+	before()
 	return db.Close()
 }
 
@@ -154,6 +199,9 @@ func (q *Queue) wakeLocked() error {
 	}
 	if q.closed {
 		return ErrClosed
+	}
+	if err := q.closingLocked(); err != nil {
+		return err
 	}
 	db, err := q.reopenBadger()
 	for i := 0; i < len(openRetryDelays) && retryable(err); i++ {

@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -328,7 +329,15 @@ func (q *Queue) Close() error {
 		}
 		q.closed = true
 		db := q.db
+		closing := q.idle.closing
 		q.mu.Unlock()
+		if closing != nil { // an idle close still running: its lock goes with it
+			select {
+			case <-closing:
+			case <-time.After(cmp.Or(q.opts.idleCloseWait, idleCloseWait)):
+				err = fmt.Errorf("%w: the store's idle close has not finished", ErrStorage)
+			}
+		}
 		if db != nil {
 			func() {
 				defer func() {
