@@ -104,6 +104,8 @@ func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) b
 	e.stats.finished(resp.Status)
 	if err := e.ledger.Responded(resp.ID, e.now()); err != nil && !errors.Is(err, ledger.ErrUnknown) {
 		log.Warn("command ledger update failed", "err", err)
+	} else if err == nil {
+		e.kickMaintenance() // prunable once expired: arm the timer
 	}
 	log.Info("command finished", "status", string(resp.Status), "reason_code", resp.ReasonCode)
 	return true
@@ -169,14 +171,17 @@ func (e *Engine) ledgerRoom() bool {
 	return e.ledger.Len() < e.cfg.MaxLedgerEntries
 }
 
-// maintain prunes the ledger and retries results the responder refused.
-func (e *Engine) maintain(ctx context.Context) {
-	if n, err := e.ledger.Prune(e.now()); err != nil {
+// maintain prunes the ledger and retries results the responder refused;
+// it reports whether the prune succeeded.
+func (e *Engine) maintain(ctx context.Context) bool {
+	n, err := e.ledger.Prune(e.now())
+	if err != nil {
 		e.log.Error("command ledger prune failed", "err", err)
 	} else if n > 0 {
 		e.log.Debug("command ledger pruned", "entries", n)
 	}
 	_ = e.resend(ctx)
+	return err == nil
 }
 
 // resend hands recorded results not yet acknowledged by the broker to the
