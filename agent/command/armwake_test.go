@@ -185,3 +185,31 @@ func TestArmedCommandsShareWake(t *testing.T) {
 		t.Errorf("sim: %+v", s)
 	}
 }
+
+// TestArmedWakeUnsendable: the inputs of an armed command go stale and the
+// wake frame's bus has no transmitter: refused at once, as on receipt,
+// saying the bus could not be woken; nothing on the bus.
+func TestArmedWakeUnsendable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *command.Config) {
+		c.Wake = []command.WakeFrame{{Bus: "gateway", Message: "NM_TCU"}}
+	})
+	h.emit(sigSpeed, 30)
+	h.send(h.req("armed-unsendable-1", "ignition.disable"))
+	waitFor(t, func() bool { return len(h.resp.For("armed-unsendable-1")) == 1 })
+	if p := h.resp.For("armed-unsendable-1")[0]; p.ReasonCode != command.ReasonArmed {
+		t.Fatalf("first response %s/%s, want IN_PROGRESS armed", p.Status, p.ReasonCode)
+	}
+	h.clock.Advance(3 * time.Second) // max_age 2 s: the inputs are stale
+	r := h.final("armed-unsendable-1", 1)
+	checkFinal(t, r, command.StatusRejected, command.ReasonInterlockStale)
+	if !strings.Contains(r.Reason, "could not be woken") || !strings.Contains(r.Reason, "gateway") {
+		t.Errorf("reason %q", r.Reason)
+	}
+	if n := h.tx.Count(); n != 0 {
+		t.Errorf("%d frames sent, want 0", n)
+	}
+	if st := h.eng.Stats(); st.Wakes != 0 {
+		t.Errorf("Stats().Wakes = %d for a wake-up never sent", st.Wakes)
+	}
+}
