@@ -156,7 +156,8 @@ func TestArmedCommandRewakesBus(t *testing.T) {
 			if !wakes[len(wakes)-1].Before(reqs[0]) {
 				t.Errorf("the request frame went out before the last wake-up")
 			}
-			t.Logf("%d wake-up(s) while armed (sim woken %d times)", len(wakes), r.veh.State().Wakeups)
+			t.Logf("%d wake-up(s) while armed (sim woken %d times); last wake frame → command frame %v",
+				len(wakes), r.veh.State().Wakeups, reqs[0].Sub(wakes[len(wakes)-1]).Round(time.Millisecond))
 		})
 	}
 }
