@@ -89,12 +89,23 @@ type Engine struct {
 	unsent     atomic.Bool
 	unsentKick chan struct{}
 
+	// The dispatcher's maintenance (ledger pruning, re-handing results the
+	// responder refused) runs on a timer armed only for when something is
+	// due (nextMaintenance); an idle engine with nothing to prune sleeps.
+	// A delivery that makes an entry prunable kicks the dispatcher
+	// (maintKick) to re-arm it. maintainEvery is how often unanswered
+	// results are retried (pruneEvery; tests shorten it before Run); loops
+	// counts the dispatcher's wake-ups (tests).
+	maintKick     chan struct{}
+	maintainEvery time.Duration
+	loops         atomic.Uint64
+
 	inMu   sync.Mutex
 	intake []delivery    // guarded by inMu; received, not yet dispatched, in arrival order
 	wake   chan struct{} // signalled when intake becomes non-empty
 
 	mu         sync.Mutex
-	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
+	delivering map[string]int    // guarded by mu; ids whose final response is being delivered → more deliveries asked for meanwhile
 	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
 	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
 	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
@@ -170,8 +181,9 @@ func New(opts Options) (*Engine, error) {
 		il:         newInterlocks(opts.Config.Interlocks, opts.Signals),
 		wake:       make(chan struct{}, 1),
 		unsentKick: make(chan struct{}, 1),
-		inflight:   map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
-		delivering: map[string]bool{},
+		maintKick:  make(chan struct{}, 1), maintainEvery: pruneEvery,
+		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
+		delivering: map[string]int{},
 	}
 	for i := range e.cfg.Commands {
 		e.specs[e.cfg.Commands[i].Name] = &e.cfg.Commands[i]
@@ -258,9 +270,11 @@ func (e *Engine) takeIntake() []delivery {
 	return b
 }
 
-// pruneEvery is how often the ledger is pruned and unanswered results are
-// handed to the responder again; resendEvery how soon after a failed
-// delivery it is retried (doubling up to maxResendTicks × resendEvery).
+// pruneEvery is how often, while a recorded result waits to be handed
+// over, all unanswered results are handed to the responder again (a
+// backstop to the resend retry); pruning itself runs when the first entry
+// expires. resendEvery is how soon after a failed delivery it is retried
+// (doubling up to maxResendTicks × resendEvery).
 const (
 	pruneEvery  = 30 * time.Second
 	resendEvery = time.Second
@@ -281,8 +295,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer bg.Done()
 		e.il.track(ctx)
 	}()
-	tick := time.NewTicker(pruneEvery)
-	defer tick.Stop()
+	// The maintenance timer runs only while something in the ledger will
+	// become due: an idle engine with nothing to prune is never woken.
+	maint := time.NewTimer(time.Hour)
+	maint.Stop()
+	defer maint.Stop()
+	var maintC <-chan time.Time // nil: nothing due
+	lastMaint := e.now()
+	pruneFailed := false
 	// The resend timer runs only while a result waits to be resent.
 	resend := time.NewTimer(resendEvery)
 	resend.Stop()
@@ -290,30 +310,40 @@ func (e *Engine) Run(ctx context.Context) error {
 	var resendC <-chan time.Time // nil: not armed
 	resendWait := 0              // back off while the responder keeps failing (offline)
 	for {
+		maintC = nil
+		if d, ok := e.nextMaintenance(lastMaint, pruneFailed); ok {
+			maint.Reset(d) // Go ≥ 1.23: no stale tick from an earlier arming
+			maintC = maint.C
+		} else {
+			maint.Stop()
+		}
 		// Idle while blocked in the select; every case beats first, so a
 		// hang in its work (a dispatch, a prune, a resend) stops the beats.
 		e.idle()
 		select {
 		case <-ctx.Done():
-			e.beat()
+			e.woke()
 			e.drain(ctx)
 			e.wg.Wait()
 			bg.Wait()
 			return nil
 		case <-e.wake:
-			e.beat()
+			e.woke()
 			e.dispatchBatch(ctx, e.takeIntake())
-		case <-tick.C:
-			e.beat()
-			e.maintain(ctx)
+		case <-maintC:
+			e.woke()
+			pruneFailed = !e.maintain(ctx)
+			lastMaint = e.now()
+		case <-e.maintKick:
+			e.woke() // a delivery made an entry prunable: re-arm
 		case <-e.unsentKick:
-			e.beat()
+			e.woke()
 			if resendC == nil {
 				resend.Reset(time.Duration(max(resendWait, 1)) * resendEvery)
 				resendC = resend.C
 			}
 		case <-resendC:
-			e.beat()
+			e.woke()
 			resendC = nil
 			if !e.unsent.Swap(false) {
 				continue
@@ -324,6 +354,54 @@ func (e *Engine) Run(ctx context.Context) error {
 				resendWait = min(max(2*resendWait, 1), maxResendTicks)
 			}
 		}
+	}
+}
+
+// woke records one wake-up of the dispatcher: a heartbeat, and the count
+// the idle tests read.
+func (e *Engine) woke() {
+	e.loops.Add(1)
+	e.beat()
+}
+
+// nextMaintenance returns how long the dispatcher may sleep before its
+// maintenance is due, and false when nothing in the ledger will ever
+// become due by itself (then no timer runs). Due are: the first responded
+// entry's expiry (pruning), and, while a recorded result is still to be
+// handed over, maintainEvery after that result was recorded or after the
+// last maintenance, whichever is later (the backstop resend). After a
+// failed prune (the ledger is fail-stop) it waits at least maintainEvery.
+func (e *Engine) nextMaintenance(last time.Time, pruneFailed bool) (time.Duration, bool) {
+	at, doneSince := e.ledger.Due()
+	if !doneSince.IsZero() {
+		retry := doneSince
+		if last.After(retry) {
+			retry = last
+		}
+		if retry = retry.Add(e.maintainEvery); at.IsZero() || retry.Before(at) {
+			at = retry
+		}
+	}
+	if at.IsZero() {
+		return 0, false
+	}
+	if floor := last.Add(e.maintainEvery); pruneFailed && at.Before(floor) {
+		at = floor
+	}
+	// Nothing in the ledger expires later than max_validity + clock_skew
+	// + ledger_retention from now: a longer wait means the wall clock was
+	// set back, and the deadline is taken again from then.
+	limit := e.cfg.MaxValidity.Std() + e.cfg.ClockSkew.Std() + e.cfg.LedgerRetention.Std() + e.maintainEvery
+	return min(max(at.Sub(e.now()), 0), limit), true
+}
+
+// kickMaintenance wakes the dispatcher to re-arm its maintenance timer: an
+// entry became prunable (responded). One wake-up per answered command
+// (coalesced), none while nothing happens.
+func (e *Engine) kickMaintenance() {
+	select {
+	case e.maintKick <- struct{}{}:
+	default:
 	}
 }
 

@@ -76,7 +76,13 @@ func (e *Engine) preflight(j *job) *refusal {
 }
 
 // arm waits, in at_standstill mode, until the interlocks hold, for at most
-// arm_timeout and never past the validity window.
+// arm_timeout and never past the validity window. Should the interlock
+// inputs go stale or missing while it waits (the bus fell asleep) and wake
+// frames are configured, it wakes the bus as on receipt (wakeBus: joins a
+// wake-up under way, at most wake_timeout, never past the arm deadline)
+// and goes on waiting on the fresh inputs; a bus that does not wake ends
+// the command with the receipt path's refusal. It never decides on stale
+// inputs: without wake frames they keep it armed until its deadline.
 func (e *Engine) arm(j *job) *refusal {
 	ref := e.il.check(j.req.Name, e.now())
 	if ref == nil {
@@ -92,7 +98,6 @@ func (e *Engine) arm(j *job) *refusal {
 		}
 		j.armUntil = time.Now().Add(wait)
 	}
-	expiring := j.armExpiring
 	deadline := time.NewTimer(time.Until(j.armUntil))
 	defer deadline.Stop()
 	poll := time.NewTicker(armPoll)
@@ -103,18 +108,35 @@ func (e *Engine) arm(j *job) *refusal {
 			j.log.Info("command interlocks met")
 			return nil
 		}
+		if e.canWake(ref) {
+			j.log.Info("command waking the bus while armed", "reason", ref.reason)
+			if r := e.wakeBus(j, ref, time.Until(j.armUntil), nil, func(stale *refusal) *refusal {
+				return e.armEnd(j, ", waking the bus", stale)
+			}); r != nil {
+				return r
+			}
+			continue // fresh inputs: evaluate them
+		}
 		select {
 		case <-ch:
 		case <-poll.C:
 		case <-deadline.C:
-			if expiring {
-				return refuse(StatusRejected, ReasonExpired, "validity window ended while armed; not actuated: %s", ref.reason)
-			}
-			return refuse(StatusTimedOut, ReasonInterlockNotMet, "interlocks not met within arm_timeout %s; not actuated: %s", j.spec.ArmTimeout.Std(), ref.reason)
+			return e.armEnd(j, "", ref)
 		case <-j.ctx.Done():
 			return refuse(StatusRejected, ReasonShutdown, "agent stopping while armed; not actuated")
 		}
 	}
+}
+
+// armEnd is the refusal of an armed command whose deadline passed with
+// the interlocks refusing ref (while: what it was doing then, "" or
+// ", waking the bus"): REJECTED expired when the validity window set the
+// deadline, else TIMED_OUT interlock_not_met.
+func (e *Engine) armEnd(j *job, while string, ref *refusal) *refusal {
+	if j.armExpiring {
+		return refuse(StatusRejected, ReasonExpired, "validity window ended while armed%s; not actuated: %s", while, ref.reason)
+	}
+	return refuse(StatusTimedOut, ReasonInterlockNotMet, "interlocks not met within arm_timeout %s%s; not actuated: %s", j.spec.ArmTimeout.Std(), while, ref.reason)
 }
 
 // confirm repeats the frame as configured and waits for the feedback signal

@@ -1,5 +1,7 @@
 package command
 
+import "time"
+
 // SetHooks installs test seams: afterBegin runs once the ledger entry is
 // durable and before the first frame; afterFinish once the final result is
 // durable and before it is handed to the responder.
@@ -20,3 +22,14 @@ func InterlockRefusal(e *Engine, command string) string {
 	}
 	return ""
 }
+
+// SetMaintainEvery sets how often unanswered results are retried while one
+// waits (pruneEvery by default); call it before Run.
+func SetMaintainEvery(e *Engine, d time.Duration) { e.maintainEvery = d }
+
+// Loops returns how often the dispatcher has woken up since New.
+func Loops(e *Engine) uint64 { return e.loops.Load() }
+
+// NextMaintenance returns how long the dispatcher would now sleep before its
+// maintenance, and false when it would arm no timer at all.
+func NextMaintenance(e *Engine) (time.Duration, bool) { return e.nextMaintenance(e.now(), false) }

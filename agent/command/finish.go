@@ -77,21 +77,33 @@ func (e *Engine) progress(j *job, code, reason string) {
 // broker acknowledged it) and marks it responded in the ledger. If the
 // responder fails, the recorded result is handed over again every
 // resendEvery and at the next start. It reports whether the response was
-// delivered; it does nothing (false) while another delivery of the same id
-// is under way.
+// delivered. Deliveries of one id never run concurrently: one asked for
+// while another is under way returns false at once and is made by that
+// one, right after it, if it succeeded (a replay of the id that arrives
+// while its first answer is being published still gets its answer; if
+// that publish failed, the retry answers both).
 func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) bool {
 	e.mu.Lock()
-	if e.delivering[resp.ID] {
+	if n, busy := e.delivering[resp.ID]; busy {
+		e.delivering[resp.ID] = n + 1
 		e.mu.Unlock()
 		return false
 	}
-	e.delivering[resp.ID] = true
+	e.delivering[resp.ID] = 0
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.delivering, resp.ID)
-		e.mu.Unlock()
-	}()
+	ok := e.handOver(ctx, log, resp)
+	e.mu.Lock()
+	more := e.delivering[resp.ID]
+	delete(e.delivering, resp.ID)
+	e.mu.Unlock()
+	for i := 0; ok && i < more; i++ {
+		ok = e.deliver(ctx, log, resp)
+	}
+	return ok
+}
+
+// handOver is one delivery of resp (see deliver).
+func (e *Engine) handOver(ctx context.Context, log *slog.Logger, resp Response) bool {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), respondTimeout)
 	defer cancel()
 	if err := e.resp.Respond(rctx, resp); err != nil {
@@ -104,6 +116,8 @@ func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) b
 	e.stats.finished(resp.Status)
 	if err := e.ledger.Responded(resp.ID, e.now()); err != nil && !errors.Is(err, ledger.ErrUnknown) {
 		log.Warn("command ledger update failed", "err", err)
+	} else if err == nil {
+		e.kickMaintenance() // prunable once expired: arm the timer
 	}
 	log.Info("command finished", "status", string(resp.Status), "reason_code", resp.ReasonCode)
 	return true
@@ -169,14 +183,17 @@ func (e *Engine) ledgerRoom() bool {
 	return e.ledger.Len() < e.cfg.MaxLedgerEntries
 }
 
-// maintain prunes the ledger and retries results the responder refused.
-func (e *Engine) maintain(ctx context.Context) {
-	if n, err := e.ledger.Prune(e.now()); err != nil {
+// maintain prunes the ledger and retries results the responder refused;
+// it reports whether the prune succeeded.
+func (e *Engine) maintain(ctx context.Context) bool {
+	n, err := e.ledger.Prune(e.now())
+	if err != nil {
 		e.log.Error("command ledger prune failed", "err", err)
 	} else if n > 0 {
 		e.log.Debug("command ledger pruned", "entries", n)
 	}
 	_ = e.resend(ctx)
+	return err == nil
 }
 
 // resend hands recorded results not yet acknowledged by the broker to the
@@ -185,7 +202,8 @@ func (e *Engine) maintain(ctx context.Context) {
 func (e *Engine) resend(ctx context.Context) bool {
 	for _, ent := range e.ledger.Unfinished() {
 		e.mu.Lock()
-		busy := e.inflight[ent.ID] != nil || e.delivering[ent.ID]
+		_, delivering := e.delivering[ent.ID]
+		busy := e.inflight[ent.ID] != nil || delivering
 		e.mu.Unlock()
 		if busy || ent.State != ledger.Done {
 			continue

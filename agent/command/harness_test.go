@@ -70,6 +70,7 @@ type harness struct {
 	beats   atomic.Int64 // dispatcher heartbeats
 	idles   atomic.Int64 // dispatcher idle marks
 	eng     *command.Engine
+	preRun  func(*command.Engine) // when set, runs between New and Run
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -161,6 +162,9 @@ func (h *harness) start() {
 		h.t.Fatalf("New: %v", err)
 	}
 	h.eng = eng
+	if h.preRun != nil {
+		h.preRun(eng)
+	}
 	command.ObserveInterlocks(eng)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

@@ -45,26 +45,72 @@ func (e *Engine) awaken(j *job) *refusal {
 	if !e.canWake(ref) {
 		return nil
 	}
-	start := time.Now()
-	j.log.Info("command waking the bus", "reason", ref.reason)
-	joined, until, buses, err := e.sendWake(j)
-	if err != nil {
-		return refuse(StatusRejected, ref.code, "%s; the bus could not be woken: %v; not actuated", ref.reason, err)
-	}
-	wait := e.cfg.WakeTimeout.Std()
-	var expiring bool
 	validEnd := time.UnixMilli(j.req.IssuedAt).Add(e.validity(j.req))
-	if left := validEnd.Sub(e.now()); left < wait {
-		wait, expiring = max(left, 0), true
-	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
 	var progressC <-chan time.Time
-	if pa := e.cfg.ProgressAfter.Std(); pa > 0 && pa < wait && !j.progress {
+	if pa := e.cfg.ProgressAfter.Std(); pa > 0 && pa < min(e.cfg.WakeTimeout.Std(), validEnd.Sub(e.now())) && !j.progress {
 		t := time.NewTimer(pa)
 		defer t.Stop()
 		progressC = t.C
 	}
+	j.log.Info("command waking the bus", "reason", ref.reason)
+	if ref := e.wakeBus(j, ref, validEnd.Sub(e.now()), progressC, func(stale *refusal) *refusal {
+		return refuse(StatusRejected, ReasonExpired, "validity window ended while waking the bus; not actuated: %s", stale.reason)
+	}); ref != nil {
+		return ref
+	}
+	// From here only the validity window bounds the wait.
+	deadline := time.NewTimer(max(validEnd.Sub(e.now()), 0))
+	defer deadline.Stop()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	var holdC <-chan time.Time
+	for {
+		ch := e.sig.Changed()
+		left, ok := e.il.holdLeft(j.req.Name, e.now())
+		if !ok {
+			return nil
+		}
+		if holdC == nil {
+			j.log.Info("command waiting for interlock hold after the wake", "left", left.Round(time.Millisecond))
+		}
+		hold.Reset(left)
+		holdC = hold.C
+		select {
+		case <-ch:
+		case <-holdC:
+		case <-progressC:
+			e.progress(j, ReasonWaking, "waking the bus: "+ref.reason)
+		case <-deadline.C:
+			return refuse(StatusRejected, ReasonExpired, "validity window ended while waiting for an interlock hold after waking the bus; not actuated")
+		case <-j.ctx.Done():
+			return refuse(StatusRejected, ReasonShutdown, "agent stopping while waking the bus; not actuated")
+		}
+	}
+}
+
+// wakeBus sends the wake frames for j, whose interlock check ref failed on
+// a missing or stale input, or joins a wake-up under way, and waits on
+// signal changes until every interlock input of j is fresh again, for at
+// most wake_timeout and never longer than limit. A joined wake-up whose
+// window ends while j still waits is sent again by j. progressC, when not
+// nil, sends j's IN_PROGRESS "waking". It returns nil once the inputs are
+// fresh (the interlocks are then evaluated as usual), else the final
+// refusal: the bus could not be woken or did not wake (ref's code, stale
+// or missing), atLimit(the stale refusal) when limit came first, or
+// agent_shutdown.
+func (e *Engine) wakeBus(j *job, ref *refusal, limit time.Duration, progressC <-chan time.Time, atLimit func(stale *refusal) *refusal) *refusal {
+	start := time.Now()
+	joined, until, buses, err := e.sendWake(j)
+	if err != nil {
+		return refuse(StatusRejected, ref.code, "%s; the bus could not be woken: %v; not actuated", ref.reason, err)
+	}
+	wait, capped := e.cfg.WakeTimeout.Std(), false
+	if limit < wait {
+		wait, capped = max(limit, 0), true
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
 	// A joined wake-up may have been sent up to wake_timeout ago: when its
 	// window ends first, this command wakes the bus again itself.
 	var againC <-chan time.Time
@@ -73,56 +119,33 @@ func (e *Engine) awaken(j *job) *refusal {
 		defer again.Stop()
 		againC = again.C
 	}
-	awake := false
-	hold := time.NewTimer(time.Hour)
-	hold.Stop()
-	defer hold.Stop()
-	var holdC <-chan time.Time
 	for {
 		ch := e.sig.Changed()
-		now := e.now()
-		if !awake && e.il.stale(j.req.Name, now) == nil {
-			awake, againC = true, nil
+		if e.il.stale(j.req.Name, e.now()) == nil {
 			j.log.Info("command bus awake", "after", time.Since(start).Round(time.Millisecond), "joined", joined)
-			// From here only the validity window bounds the wait.
-			deadline.Reset(max(validEnd.Sub(now), 0))
-			expiring = true
-		}
-		if awake {
-			left, ok := e.il.holdLeft(j.req.Name, now)
-			if !ok {
-				return nil
-			}
-			if holdC == nil {
-				j.log.Info("command waiting for interlock hold after the wake", "left", left.Round(time.Millisecond))
-			}
-			hold.Reset(left)
-			holdC = hold.C
+			return nil
 		}
 		select {
 		case <-ch:
-		case <-holdC:
 		case <-againC:
 			againC = nil
 			if _, _, _, err := e.sendWake(j); err != nil {
 				j.log.Warn("command wake frame failed", "err", err)
 			}
 		case <-progressC:
+			progressC = nil
 			e.progress(j, ReasonWaking, "waking the bus: "+ref.reason)
 		case <-deadline.C:
-			if awake {
-				return refuse(StatusRejected, ReasonExpired, "validity window ended while waiting for an interlock hold after waking the bus; not actuated")
-			}
-			ref := e.il.stale(j.req.Name, e.now())
-			if ref == nil {
+			stale := e.il.stale(j.req.Name, e.now())
+			if stale == nil {
 				return nil
 			}
-			if expiring {
-				return refuse(StatusRejected, ReasonExpired, "validity window ended while waking the bus; not actuated: %s", ref.reason)
+			if capped {
+				return atLimit(stale)
 			}
 			j.log.Warn("command bus did not wake", "wake_timeout", e.cfg.WakeTimeout.Std(), "buses", buses)
-			return refuse(StatusRejected, ref.code, "%s; the bus did not wake within wake_timeout %s (wake-up sent on %s); not actuated",
-				ref.reason, e.cfg.WakeTimeout.Std(), buses)
+			return refuse(StatusRejected, stale.code, "%s; the bus did not wake within wake_timeout %s (wake-up sent on %s); not actuated",
+				stale.reason, e.cfg.WakeTimeout.Std(), buses)
 		case <-j.ctx.Done():
 			return refuse(StatusRejected, ReasonShutdown, "agent stopping while waking the bus; not actuated")
 		}

@@ -278,6 +278,40 @@ func (l *Ledger) Unfinished() []Entry {
 	return out
 }
 
+// Due reports what the ledger will next need from its owner's maintenance,
+// so that it can sleep until then instead of polling: pruneAt is the
+// earliest time at which Prune drops an entry (the earliest Expires of the
+// responded entries, plus one millisecond: Prune drops those that expired
+// before now), zero when no entry is responded; doneSince is the earliest
+// Updated of the entries whose result is recorded but not yet responded
+// (State Done: their answer is still to be handed over), zero when there
+// is none. It costs one pass over the entries.
+func (l *Ledger) Due() (pruneAt, doneSince time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var prune, done int64
+	var havePrune, haveDone bool
+	for _, e := range l.entries {
+		switch e.State {
+		case Responded:
+			if !havePrune || e.Expires < prune {
+				prune, havePrune = e.Expires, true
+			}
+		case Done:
+			if !haveDone || e.Updated < done {
+				done, haveDone = e.Updated, true
+			}
+		}
+	}
+	if havePrune {
+		pruneAt = time.UnixMilli(prune + 1)
+	}
+	if haveDone {
+		doneSince = time.UnixMilli(done)
+	}
+	return pruneAt, doneSince
+}
+
 // write modes: how far a line goes before writeLocked returns.
 type mode int
 

@@ -230,3 +230,52 @@ func TestUnreadableIsNotDamage(t *testing.T) {
 		t.Errorf("unreadable ledger touched: %v", err)
 	}
 }
+
+// TestDue: Due names the first time Prune drops an entry (the earliest
+// expiry among responded entries, plus 1 ms) and the oldest result still
+// to be handed over; nothing for entries in flight or an empty ledger.
+func TestDue(t *testing.T) {
+	t.Parallel()
+	l := open(t, t.TempDir())
+	zero := time.Time{}
+	steps := []struct {
+		name            string
+		do              func()
+		prune, doneSinc time.Time
+	}{
+		{"empty", func() {}, zero, zero},
+		{"received and executing: nothing due", func() {
+			must(t, l.Receive("r", "door.lock", "t", t0.Add(time.Hour), t0))
+			must(t, l.Begin("x", "door.lock", "t", t0.Add(2*time.Hour), t0))
+		}, zero, zero},
+		{"a result to hand over", func() {
+			must(t, l.Finish("x", t0.Add(time.Second), []byte(`{}`)))
+		}, zero, t0.Add(time.Second)},
+		{"an older refusal to hand over", func() {
+			must(t, l.Record("y", "door.lock", "t", t0.Add(3*time.Hour), t0, []byte(`{}`)))
+		}, zero, t0},
+		{"handed over: prunable after its expiry", func() {
+			must(t, l.Responded("x", t0.Add(2*time.Second)))
+		}, t0.Add(2*time.Hour + time.Millisecond), t0},
+		{"the earliest expiry counts", func() {
+			must(t, l.Responded("y", t0.Add(2*time.Second)))
+			must(t, l.Record("z", "door.lock", "t", t0.Add(30*time.Minute), t0, []byte(`{}`)))
+			must(t, l.Responded("z", t0.Add(2*time.Second)))
+		}, t0.Add(30*time.Minute + time.Millisecond), zero},
+		{"pruned at pruneAt, not before", func() {
+			if n, err := l.Prune(t0.Add(30 * time.Minute)); err != nil || n != 0 {
+				t.Fatalf("Prune at the expiry = %d, %v; want 0", n, err)
+			}
+			if n, err := l.Prune(t0.Add(30*time.Minute + time.Millisecond)); err != nil || n != 1 {
+				t.Fatalf("Prune at pruneAt = %d, %v; want 1", n, err)
+			}
+		}, t0.Add(2*time.Hour + time.Millisecond), zero},
+	}
+	for _, st := range steps {
+		st.do()
+		prune, done := l.Due()
+		if !prune.Equal(st.prune) || !done.Equal(st.doneSinc) {
+			t.Errorf("%s: Due() = %v, %v; want %v, %v", st.name, prune, done, st.prune, st.doneSinc)
+		}
+	}
+}
