@@ -79,6 +79,10 @@ type Agent struct {
 	sups    []*supervisor       // guarded by mu; the running drivers (see publishCapture)
 
 	profile profileState // vehicle-state profiles (profile_wire.go)
+
+	// retiredWakes counts the wake-ups sent by command engines that ended
+	// (commandWakes adds the running one's).
+	retiredWakes uint64 // guarded by mu
 }
 
 // New validates the wiring; it does no I/O.

@@ -62,7 +62,8 @@ func (a *Agent) superviseCloud(ctx context.Context, st *store) {
 		start := time.Now()
 		err := a.runCloudSafe(ctx, q)
 		a.mu.Lock()
-		a.session, a.engine = nil, nil
+		a.session = nil
+		a.retireEngine()
 		a.mu.Unlock()
 		if ctx.Err() != nil {
 			return

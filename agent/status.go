@@ -26,6 +26,28 @@ type commandLog struct {
 	outcomes map[string]uint64 // guarded by mu; by status
 }
 
+// commandWakes returns the vehicle network wake-ups sent for commands since
+// the agent started: those of the command engines that ended plus the
+// running one's (an engine lives as long as one run of the cloud side).
+func (a *Agent) commandWakes() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.retiredWakes
+	if a.engine != nil {
+		n += a.engine.Stats().Wakes
+	}
+	return n
+}
+
+// retireEngine drops the running command engine, keeping its wake-ups in
+// the agent's count. The caller holds a.mu.
+func (a *Agent) retireEngine() {
+	if a.engine != nil {
+		a.retiredWakes += a.engine.Stats().Wakes
+	}
+	a.engine = nil
+}
+
 func (l *commandLog) record(r command.Response) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,7 +152,10 @@ func (a *Agent) status() ctl.Status {
 		c := *a.cmds.last
 		st.LastCommand = &c
 	}
+	st.Commands = ctl.Commands{Succeeded: a.cmds.outcomes[string(command.StatusSucceeded)], Failed: a.cmds.outcomes[string(command.StatusFailed)],
+		Rejected: a.cmds.outcomes[string(command.StatusRejected)], TimedOut: a.cmds.outcomes[string(command.StatusTimedOut)]}
 	a.cmds.mu.Unlock()
+	st.Commands.Wakes = a.commandWakes()
 	st.Profile = a.profileStatus()
 	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
@@ -234,6 +259,9 @@ func (a *Agent) metrics() *metrics.Registry {
 		for _, s := range []string{"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"} {
 			emit(float64(a.cmds.outcomes[s]), s)
 		}
+	})
+	r.CounterFunc("tcu_command_wakes_total", "Wake-ups of the vehicle network sent for remote commands whose interlock inputs were stale (coalesced wake-ups count once).", func() float64 {
+		return float64(a.commandWakes())
 	})
 	r.CollectFunc("tcu_profile", "1 for the vehicle-state profile in effect, with the battery guard's level.", metrics.TypeGauge, []string{"profile", "battery"}, func(emit metrics.EmitFunc) {
 		if p := a.profileStatus(); p != nil {
