@@ -80,9 +80,7 @@ type Agent struct {
 
 	profile profileState // vehicle-state profiles (profile_wire.go)
 
-	// retiredWakes counts the wake-ups sent by command engines that ended
-	// (commandWakes adds the running one's).
-	retiredWakes uint64 // guarded by mu
+	wakes wakeCount // command wake-ups over the agent's life (status.go)
 }
 
 // New validates the wiring; it does no I/O.

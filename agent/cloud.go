@@ -62,9 +62,9 @@ func (a *Agent) superviseCloud(ctx context.Context, st *store) {
 		start := time.Now()
 		err := a.runCloudSafe(ctx, q)
 		a.mu.Lock()
-		a.session = nil
-		a.retireEngine()
+		a.session, a.engine = nil, nil
 		a.mu.Unlock()
+		a.wakes.set(nil)
 		if ctx.Err() != nil {
 			return
 		}
@@ -205,6 +205,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	a.mu.Lock()
 	a.session, a.engine = sess, engine
 	a.mu.Unlock()
+	a.wakes.set(engine)
 	a.profileSession(sess, shadow)
 	defer a.profileSession(nil, nil)
 

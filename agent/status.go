@@ -26,26 +26,36 @@ type commandLog struct {
 	outcomes map[string]uint64 // guarded by mu; by status
 }
 
-// commandWakes returns the vehicle network wake-ups sent for commands since
-// the agent started: those of the command engines that ended plus the
-// running one's (an engine lives as long as one run of the cloud side).
-func (a *Agent) commandWakes() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := a.retiredWakes
-	if a.engine != nil {
-		n += a.engine.Stats().Wakes
-	}
-	return n
+// wakeCount sums the vehicle network wake-ups sent for commands over the
+// agent's life: an engine lives as long as one run of the cloud side, its
+// Stats count from zero. Its own mutex: the engine's locks are taken
+// under it, never the other way round.
+type wakeCount struct {
+	mu      sync.Mutex
+	engine  *command.Engine // guarded by mu; the running engine, if any
+	retired uint64          // guarded by mu; wake-ups of the engines that ended
 }
 
-// retireEngine drops the running command engine, keeping its wake-ups in
-// the agent's count. The caller holds a.mu.
-func (a *Agent) retireEngine() {
-	if a.engine != nil {
-		a.retiredWakes += a.engine.Stats().Wakes
+// set makes e (nil: none) the running engine, keeping the previous one's
+// wake-ups.
+func (w *wakeCount) set(e *command.Engine) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.engine != nil {
+		w.retired += w.engine.Stats().Wakes
 	}
-	a.engine = nil
+	w.engine = e
+}
+
+// total returns the wake-ups since the agent started.
+func (w *wakeCount) total() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.retired
+	if w.engine != nil {
+		n += w.engine.Stats().Wakes
+	}
+	return n
 }
 
 func (l *commandLog) record(r command.Response) {
@@ -155,7 +165,7 @@ func (a *Agent) status() ctl.Status {
 	st.Commands = ctl.Commands{Succeeded: a.cmds.outcomes[string(command.StatusSucceeded)], Failed: a.cmds.outcomes[string(command.StatusFailed)],
 		Rejected: a.cmds.outcomes[string(command.StatusRejected)], TimedOut: a.cmds.outcomes[string(command.StatusTimedOut)]}
 	a.cmds.mu.Unlock()
-	st.Commands.Wakes = a.commandWakes()
+	st.Commands.Wakes = a.wakes.total()
 	st.Profile = a.profileStatus()
 	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
@@ -261,7 +271,7 @@ func (a *Agent) metrics() *metrics.Registry {
 		}
 	})
 	r.CounterFunc("tcu_command_wakes_total", "Wake-ups of the vehicle network sent for remote commands whose interlock inputs were stale (coalesced wake-ups count once).", func() float64 {
-		return float64(a.commandWakes())
+		return float64(a.wakes.total())
 	})
 	r.CollectFunc("tcu_profile", "1 for the vehicle-state profile in effect, with the battery guard's level.", metrics.TypeGauge, []string{"profile", "battery"}, func(emit metrics.EmitFunc) {
 		if p := a.profileStatus(); p != nil {
