@@ -52,7 +52,7 @@ systemd-test: ## the .deb under a real systemd: Debian 12 guest in qemu, install
 	bash scripts/systemd-test.sh $(SYSTEMD_TEST_ARCH)
 
 .PHONY: demo
-demo: ## run simulated vehicle + local dev cloud + agent; lock and unlock once; push a new signal through a configuration job; exit
+demo: ## run simulated vehicle + local dev cloud + agent (~3 min): drive, park, lock and unlock, push a new signal through a configuration job, bus asleep, unlock wakes it; exit
 	@bash scripts/demo.sh
 
 .PHONY: vmtest

@@ -79,6 +79,8 @@ type Agent struct {
 	sups    []*supervisor       // guarded by mu; the running drivers (see publishCapture)
 
 	profile profileState // vehicle-state profiles (profile_wire.go)
+
+	wakes wakeCount // command wake-ups over the agent's life (status.go)
 }
 
 // New validates the wiring; it does no I/O.

@@ -64,6 +64,7 @@ func (a *Agent) superviseCloud(ctx context.Context, st *store) {
 		a.mu.Lock()
 		a.session, a.engine = nil, nil
 		a.mu.Unlock()
+		a.wakes.set(nil)
 		if ctx.Err() != nil {
 			return
 		}
@@ -204,6 +205,7 @@ func (a *Agent) runCloud(ctx context.Context, q *buffer.Queue) error {
 	a.mu.Lock()
 	a.session, a.engine = sess, engine
 	a.mu.Unlock()
+	a.wakes.set(engine)
 	a.profileSession(sess, shadow)
 	defer a.profileSession(nil, nil)
 

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -278,5 +279,21 @@ func TestProfilesEndToEnd(t *testing.T) {
 	}
 	if st := s.vehicle.State(); st.Wakeups <= before || st.Lock != sim.Unlocked || s.lockFrames(2) == 0 {
 		t.Errorf("after door.unlock: wakeups %d (before %d), lock %d, UNLOCK frames %d", st.Wakeups, before, st.Lock, s.lockFrames(2))
+	}
+	// The wake-up is counted in the status and the metrics, next to the
+	// outcomes (door.lock found fresh inputs after its own frame woke the
+	// bus: only door.unlock needed a [[commands.wake]]).
+	cs := status().Commands
+	if cs.Wakes == 0 || cs.Succeeded < 2 {
+		t.Errorf("status commands = %+v, want a wake-up and two successes", cs)
+	}
+	m, err := a.MetricsText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{fmt.Sprintf("tcu_command_wakes_total %d\n", cs.Wakes), fmt.Sprintf("tcu_commands_total{status=\"SUCCEEDED\"} %d\n", cs.Succeeded)} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, m)
+		}
 	}
 }

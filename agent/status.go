@@ -26,6 +26,38 @@ type commandLog struct {
 	outcomes map[string]uint64 // guarded by mu; by status
 }
 
+// wakeCount sums the vehicle network wake-ups sent for commands over the
+// agent's life: an engine lives as long as one run of the cloud side, its
+// Stats count from zero. Its own mutex: the engine's locks are taken
+// under it, never the other way round.
+type wakeCount struct {
+	mu      sync.Mutex
+	engine  *command.Engine // guarded by mu; the running engine, if any
+	retired uint64          // guarded by mu; wake-ups of the engines that ended
+}
+
+// set makes e (nil: none) the running engine, keeping the previous one's
+// wake-ups.
+func (w *wakeCount) set(e *command.Engine) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.engine != nil {
+		w.retired += w.engine.Stats().Wakes
+	}
+	w.engine = e
+}
+
+// total returns the wake-ups since the agent started.
+func (w *wakeCount) total() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.retired
+	if w.engine != nil {
+		n += w.engine.Stats().Wakes
+	}
+	return n
+}
+
 func (l *commandLog) record(r command.Response) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,7 +162,10 @@ func (a *Agent) status() ctl.Status {
 		c := *a.cmds.last
 		st.LastCommand = &c
 	}
+	st.Commands = ctl.Commands{Succeeded: a.cmds.outcomes[string(command.StatusSucceeded)], Failed: a.cmds.outcomes[string(command.StatusFailed)],
+		Rejected: a.cmds.outcomes[string(command.StatusRejected)], TimedOut: a.cmds.outcomes[string(command.StatusTimedOut)]}
 	a.cmds.mu.Unlock()
+	st.Commands.Wakes = a.wakes.total()
 	st.Profile = a.profileStatus()
 	st.Config = a.bundleStatus()
 	h := a.health.Snapshot()
@@ -234,6 +269,9 @@ func (a *Agent) metrics() *metrics.Registry {
 		for _, s := range []string{"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"} {
 			emit(float64(a.cmds.outcomes[s]), s)
 		}
+	})
+	r.CounterFunc("tcu_command_wakes_total", "Wake-ups of the vehicle network sent for remote commands whose interlock inputs were stale (coalesced wake-ups count once).", func() float64 {
+		return float64(a.wakes.total())
 	})
 	r.CollectFunc("tcu_profile", "1 for the vehicle-state profile in effect, with the battery guard's level.", metrics.TypeGauge, []string{"profile", "battery"}, func(emit metrics.EmitFunc) {
 		if p := a.profileStatus(); p != nil {

@@ -1,6 +1,7 @@
 package agenttest
 
 import (
+	"context"
 	"os"
 	"slices"
 	"testing"
@@ -85,6 +86,11 @@ func TestSystemCommandWakesBus(t *testing.T) {
 		}
 		awakeFrame = append(awakeFrame, first("LockRequest", 2).Sub(t0))
 		awakeFinal = append(awakeFinal, resp.At.Sub(t0))
+	}
+	// tcu-agent status counts the wake-ups: one per unlock on the sleeping
+	// bus, none for the baselines (nor for waitUnlockable's probes).
+	if st, err := r.s.Status(context.Background()); err != nil || st.Commands.Wakes != uint64(n) || st.Commands.Succeeded < uint64(2*n) {
+		t.Errorf("status commands = %+v (err %v), want %d wake-ups and at least %d successes", st.Commands, err, n, 2*n)
 	}
 	q := func(d []time.Duration) string {
 		d = slices.Clone(d)

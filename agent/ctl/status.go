@@ -40,7 +40,9 @@ type Status struct {
 	Buses []Bus `json:"buses"`
 	// LastCommand is the most recent remote command, nil if none yet.
 	LastCommand *Command `json:"last_command,omitempty"`
-	Health      Health   `json:"health"`
+	// Commands counts remote commands since the agent started.
+	Commands Commands `json:"commands"`
+	Health   Health   `json:"health"`
 	// Profile is the vehicle-state profile in effect; nil when the agent
 	// runs without profiles.
 	Profile *Profile `json:"profile,omitempty"`
@@ -192,6 +194,21 @@ type Command struct {
 	// Reason is the machine-readable reason code, if any.
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
+}
+
+// Commands counts remote command outcomes and the vehicle network wake-ups
+// sent for them since the agent started.
+type Commands struct {
+	// Succeeded, Failed, Rejected and TimedOut count final responses by
+	// status.
+	Succeeded uint64 `json:"succeeded"`
+	Failed    uint64 `json:"failed"`
+	Rejected  uint64 `json:"rejected"`
+	TimedOut  uint64 `json:"timed_out"`
+	// Wakes counts wake-ups of the vehicle network ([[commands.wake]])
+	// sent for commands whose interlock inputs were stale, as on a
+	// sleeping bus; coalesced wake-ups count once.
+	Wakes uint64 `json:"wakes"`
 }
 
 // Health is the liveness summary (from agent/health).

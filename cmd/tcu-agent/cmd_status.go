@@ -142,6 +142,8 @@ func printStatus(w io.Writer, st ctl.Status) {
 	} else {
 		fmt.Fprintf(tw, "last command\tnone\n")
 	}
+	cc := st.Commands
+	fmt.Fprintf(tw, "commands\t%d succeeded, %d failed, %d rejected, %d timed out; %d bus wake-ups\n", cc.Succeeded, cc.Failed, cc.Rejected, cc.TimedOut, cc.Wakes)
 	if cb := st.Config; cb != nil {
 		fmt.Fprintf(tw, "config\t%s\n", configLine(cb))
 	}
