@@ -377,7 +377,11 @@ func waitTerminal(svc *jobstest.Service, id string) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)
-		deadline := time.Now().Add(15 * time.Second)
+		// Generous: 34 parallel subtests of TestKillAtEveryStep, each
+		// polling every few milliseconds, share a loaded 2-core CI
+		// machine with the rest of `make test`; 15 s was not always
+		// enough, and a timeout here reads as "the crash never happened".
+		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
 			if e, _ := svc.Get(id); jobs.Terminal(e.Status) {
 				return
