@@ -186,6 +186,9 @@ func TestProfilesEndToEnd(t *testing.T) {
 		"127.0.0.1:18830", s.cloud.Addr(),
 		"demo-car-001", thing,
 		"HOOKFILE", hookFile,
+		// The store closes after 1 s unused: parked, it is closed when
+		// the door command comes; the door's new state reopens it.
+		"[buffer]\n", "[buffer]\nidle_close = \"1s\"\n",
 	)
 	cfgPath := filepath.Join(dir, "tcu-agent.toml")
 	mustWrite(t, cfgPath, r.Replace(string(cfgText)+profileConfig))
@@ -273,6 +276,10 @@ func TestProfilesEndToEnd(t *testing.T) {
 	k.Asleep = true
 	s.vehicle.SetKnobs(k)
 	time.Sleep(3500 * time.Millisecond) // let the interlock input go stale
+	// Nothing is written while the car sleeps: the buffer's store is
+	// closed (idle_close).
+	waitFor(t, "the store closed for idleness", 30*time.Second, func() bool { return status().Store.Closed })
+	reopens := status().Store.Reopens
 	before = s.vehicle.State().Wakeups
 	if r := s.command(cmdCtx, "door.unlock"); r.Status != "SUCCEEDED" {
 		t.Fatalf("door.unlock at battery critical on a sleeping bus: %s (%s: %s)", r.Status, r.ReasonCode, r.Reason)
@@ -283,6 +290,8 @@ func TestProfilesEndToEnd(t *testing.T) {
 	// The wake-up is counted in the status and the metrics, next to the
 	// outcomes (door.lock found fresh inputs after its own frame woke the
 	// bus: only door.unlock needed a [[commands.wake]]).
+	// The unlock's state change is an event record: it reopens the store.
+	waitFor(t, "the store reopened for the door's new state", 20*time.Second, func() bool { return status().Store.Reopens > reopens })
 	cs := status().Commands
 	if cs.Wakes == 0 || cs.Succeeded < 2 {
 		t.Errorf("status commands = %+v, want a wake-up and two successes", cs)

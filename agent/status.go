@@ -138,7 +138,8 @@ func (a *Agent) status() ctl.Status {
 			OldestUnsentSeconds: cs.OldestAge.Seconds(), Evicted: cs.Evicted, Shed: cs.Shed, Expired: cs.Expired})
 		st.OldestUnsentSeconds = max(st.OldestUnsentSeconds, cs.OldestAge.Seconds())
 	}
-	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, Torn: qs.Torn, DiskBytes: qs.DiskBytes}
+	st.Store = ctl.Store{Leased: qs.Leased, Appends: qs.Appends, Syncs: qs.Syncs, Corrupt: qs.Corrupt, Torn: qs.Torn, DiskBytes: qs.DiskBytes,
+		Closed: qs.StoreClosed, Reopens: qs.StoreOpens}
 	if s := a.currentStore(); s != nil {
 		st.Store.Held, st.Store.HeldDropped = s.heldN.Load(), s.drops.Load()
 	}
@@ -229,6 +230,13 @@ func (a *Agent) metrics() *metrics.Registry {
 	r.CounterFunc("tcu_queue_appends_total", "Records appended to the queue.", func() float64 { return float64(a.queueStats().Appends) })
 	r.CounterFunc("tcu_queue_syncs_total", "Store syncs (flash flushes) of the queue.", func() float64 { return float64(a.queueStats().Syncs) })
 	r.CounterFunc("tcu_queue_corrupt_total", "Records dropped because their stored chunk did not decode.", func() float64 { return float64(a.queueStats().Corrupt) })
+	r.GaugeFunc("tcu_queue_store_closed", "1 while the queue's store is closed for idleness ([buffer] idle_close).", func() float64 {
+		if a.queueStats().StoreClosed {
+			return 1
+		}
+		return 0
+	})
+	r.CounterFunc("tcu_queue_store_reopens_total", "Reopens of the queue's store after an idle close.", func() float64 { return float64(a.queueStats().StoreOpens) })
 	r.GaugeFunc("tcu_queue_disk_bytes", "Size of the queue's store directory at the last GC pass.", func() float64 { return float64(a.queueStats().DiskBytes) })
 	r.GaugeFunc("tcu_queue_oldest_unsent_seconds", "Age of the oldest unacknowledged record.", func() float64 { return a.status().OldestUnsentSeconds })
 	r.CollectFunc("tcu_driver_counter_total", "Driver counters (frames, decode_errors, drops, ...) per bus.", metrics.TypeCounter, []string{"bus", "counter"}, func(emit metrics.EmitFunc) {

@@ -158,6 +158,11 @@ type Store struct {
 	Torn uint64 `json:"torn"`
 	// DiskBytes is the store directory's size at the last GC pass.
 	DiskBytes int64 `json:"disk_bytes"`
+	// Closed: the store is closed because nothing used it for [buffer]
+	// idle_close (parked); the next record, send or ack reopens it.
+	Closed bool `json:"closed"`
+	// Reopens counts reopens after an idle close since the agent started.
+	Reopens uint64 `json:"reopens"`
 	// Held counts records held in memory because the store refuses
 	// them (storage fault); they are written once it takes them again.
 	Held int64 `json:"held,omitempty"`

@@ -153,7 +153,14 @@ func printStatus(w io.Writer, st ctl.Status) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\n", q.Class, q.Records, q.Bytes, seconds(q.OldestUnsentSeconds), q.Evicted, q.Shed, q.Expired)
 	}
 	s := st.Store
-	fmt.Fprintf(tw, "store\t%d leased, %d appends, %d syncs, %d corrupt, %d torn at start, %.1f MB on disk\n", s.Leased, s.Appends, s.Syncs, s.Corrupt, s.Torn, float64(s.DiskBytes)/1e6)
+	idle := ""
+	switch {
+	case s.Closed:
+		idle = fmt.Sprintf(", closed while idle (%d reopens)", s.Reopens)
+	case s.Reopens > 0:
+		idle = fmt.Sprintf(", open (%d reopens after idle)", s.Reopens)
+	}
+	fmt.Fprintf(tw, "store\t%d leased, %d appends, %d syncs, %d corrupt, %d torn at start, %.1f MB on disk%s\n", s.Leased, s.Appends, s.Syncs, s.Corrupt, s.Torn, float64(s.DiskBytes)/1e6, idle)
 	fmt.Fprintf(tw, "\nBUS\tDRIVER\tSTATE\tFRAMES/S\tFRAMES\tDECODE ERR\tKERNEL DROPS\tERRORS\tLAST ERROR\n")
 	for _, b := range st.Buses {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d\t%d\t%d\t%d\t%s\n", b.Name, dash(b.Driver), b.State,

@@ -24,7 +24,7 @@ func statusFixture() ctl.Status {
 		Identity:            ctl.Identity{Thing: "tcu-0042", Source: "provisioned", CertExpiry: t0.AddDate(0, 0, 30)},
 		Connection:          ctl.Connection{State: "connected", Endpoint: "127.0.0.1:8883", Since: t0.Add(-time.Minute), Reconnects: 2, Published: 100, Acked: 99},
 		Queues:              []ctl.Queue{{Class: "telemetry", Records: 1234, Bytes: 56789, OldestUnsentSeconds: 12.5, Evicted: 4, Shed: 2, Expired: 1}},
-		Store:               ctl.Store{Leased: 64, Appends: 5000, Syncs: 120, DiskBytes: 7_500_000},
+		Store:               ctl.Store{Leased: 64, Appends: 5000, Syncs: 120, DiskBytes: 7_500_000, Closed: true, Reopens: 3},
 		Buses:               []ctl.Bus{{Name: "can0", Driver: "powertrain", State: "running", FramesPerSec: 812.5, Frames: 1000000, DecodeErrors: 3, KernelDrops: 1}},
 		LastCommand:         &ctl.Command{ID: "c-1", Name: "door.lock", Status: "SUCCEEDED", At: t0.Add(-5 * time.Second)},
 		Commands:            ctl.Commands{Succeeded: 7, Failed: 1, Rejected: 2, TimedOut: 1, Wakes: 3},
@@ -72,7 +72,7 @@ func TestStatusTable(t *testing.T) {
 		"last command   door.lock c-1 SUCCEEDED, 5s ago",
 		"commands       7 succeeded, 1 failed, 2 rejected, 1 timed out; 3 bus wake-ups",
 		"telemetry  1234     56789  12.5s   4        2     1",
-		"store      64 leased, 5000 appends, 120 syncs, 0 corrupt, 0 torn at start, 7.5 MB on disk",
+		"store      64 leased, 5000 appends, 120 syncs, 0 corrupt, 0 torn at start, 7.5 MB on disk, closed while idle (3 reopens)",
 		"can0  powertrain  running  812.5     1000000  3           1             0       -",
 		"batcher  true      500ms ago",
 	} {
