@@ -424,6 +424,47 @@ func TestBusFramesKeepTheBusAwake(t *testing.T) {
 	}
 }
 
+// TestBusSilenceCountsFromTheLastFrame: frames (no samples) flow until
+// +100 s and stop; the engine, evaluated only at the deadlines it returns,
+// applies an 80 s bus_silent_for rule at most 1/8 of it late (+180..190 s),
+// not up to twice as late (the counter has no time stamp: the silence
+// used to count from whichever evaluation first saw it unchanged).
+func TestBusSilenceCountsFromTheLastFrame(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Rules = []Rule{{Profile: DeepSleep, BusSilentFor: Duration(80 * time.Second)}}
+	st := signals.New()
+	clk := &clock{t: t0}
+	var frames uint64
+	e, err := New(Options{Config: cfg, Signals: st, Now: clk.Now, BusFrames: func() uint64 { return frames }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for i := 0; i < 100; i++ {
+		next := e.Evaluate(now)
+		if n, _ := e.Current(); n == DeepSleep {
+			if s := now.Sub(t0).Seconds(); s < 180 || s > 190 {
+				t.Fatalf("deep sleep at +%.0fs, want +180..190s (frames stopped at +100s, rule 80s)", s)
+			}
+			return
+		}
+		if next.IsZero() {
+			t.Fatalf("no deadline at +%v with the rule pending", now.Sub(t0))
+		}
+		// Frames flowed between now and next, until +100 s.
+		if now.Before(at(100)) {
+			end := next
+			if end.After(at(100)) {
+				end = at(100)
+			}
+			frames += uint64(end.Sub(now) / time.Millisecond)
+		}
+		now = next
+		clk.t = now
+	}
+	t.Fatal("never went to deep sleep")
+}
+
 func TestPublishFunc(t *testing.T) {
 	if PublishFunc(nil) != nil {
 		t.Error("no classes must mean nil (publish all)")
