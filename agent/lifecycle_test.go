@@ -105,9 +105,18 @@ func TestEndpointsRetryInsteadOfFailing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No broker: not the demo's address, where a running `make demo`
+	// would get this agent taking over its client id.
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noBroker := gone.Addr().String()
+	_ = gone.Close()
 	text := strings.NewReplacer(
 		"/tmp/tcu-demo/ctl.sock", sock,
 		"/tmp/tcu-demo/", dir+"/",
+		"127.0.0.1:18830", noBroker,
 		"[health]", "[health]\nmetrics_addr = \""+busy.Addr().String()+"\"",
 	).Replace(string(src))
 	mustWrite(t, filepath.Join(dir, "tcu-agent.toml"), text)
