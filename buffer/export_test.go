@@ -14,6 +14,11 @@ func SetValueThreshold(o *Options, n int64) { o.valueThreshold = n }
 // SetMemTableSize overrides Badger's memtable size (tests).
 func SetMemTableSize(o *Options, n int64) { o.memTableSize = n }
 
+// FixIdleClose keeps the idle-close wait at IdleClose (no stretching):
+// the kill and power-cut tests want the store to close and reopen all the
+// time.
+func FixIdleClose(o *Options) { o.idleFixed = true }
+
 // DisableCompactor turns the queue's level-0 compactor off (tests build
 // level-0-heavy stores with it).
 func DisableCompactor(o *Options) { o.noCompact = true }

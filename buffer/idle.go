@@ -39,6 +39,12 @@ type idleState struct {
 	// armed: the GC goroutine's wait includes the idle deadline; a use
 	// while it is not armed makes it recompute (usedLocked).
 	armed bool
+	// wait is the idle time that closes the store now: IdleClose, doubled
+	// (up to maxIdleStretch×) each time a close turned out shorter than
+	// the wait before it, halved back when a close lasts 4× the wait
+	// (adaptWaitLocked). closedAt is when the store last closed.
+	wait     time.Duration
+	closedAt time.Time
 	// oldest holds each class's oldest append time when the store
 	// closed (Stats.OldestAge without reopening it).
 	oldest [NumClasses]time.Time
@@ -79,12 +85,43 @@ func (q *Queue) idleWaitLocked() (d time.Duration, ok bool) {
 	if !q.idle.armed {
 		return 0, false
 	}
-	return max(q.opts.IdleClose-time.Since(q.idle.last), 0), true
+	return max(q.idleWaitFor()-time.Since(q.idle.last), 0), true
+}
+
+// idleWaitFor is the current idle time before a close (guarded by mu).
+func (q *Queue) idleWaitFor() time.Duration {
+	return max(q.idle.wait, q.opts.IdleClose)
+}
+
+// maxIdleStretch bounds how far adaptWaitLocked stretches IdleClose.
+const maxIdleStretch = 16
+
+// adaptWaitLocked learns from a reopen whether the close paid: a store
+// reopened sooner than it had waited before closing (records arriving
+// just slower than IdleClose: a parked car's 1 min telemetry on an awake
+// bus) would otherwise close and reopen, writing a table each time, on
+// every record; the wait doubles until the records fit inside it. A close
+// that lasts 4× the wait halves it back toward IdleClose.
+func (q *Queue) adaptWaitLocked() {
+	if q.opts.idleFixed {
+		return
+	}
+	wait := q.idleWaitFor()
+	closed := time.Since(q.idle.closedAt)
+	switch {
+	case closed < wait:
+		q.idle.wait = min(2*wait, maxIdleStretch*q.opts.IdleClose)
+	case closed >= 4*wait:
+		q.idle.wait = max(wait/2, q.opts.IdleClose)
+	}
+	if q.idle.wait != wait {
+		q.log.Debug("queue idle close wait changed", "from", wait, "to", q.idle.wait, "closed_for", closed.Round(time.Millisecond))
+	}
 }
 
 // idleDueLocked reports whether the store's idle deadline has passed.
 func (q *Queue) idleDueLocked() bool {
-	return q.idleOpenLocked() && time.Since(q.idle.last) >= q.opts.IdleClose
+	return q.idleOpenLocked() && time.Since(q.idle.last) >= q.idleWaitFor()
 }
 
 // closeIdle closes the store if it is still idle (GC goroutine). The
@@ -134,6 +171,7 @@ func (q *Queue) closeIdle() {
 	db := q.db
 	q.db = nil
 	q.idle.closed = true
+	q.idle.closedAt = time.Now()
 	q.idle.oldest = oldest
 	q.idle.closes.Add(1)
 	start := time.Now()
@@ -230,6 +268,7 @@ func (q *Queue) wakeLocked() error {
 	q.idle.closed = false
 	q.swapMu.Unlock()
 	q.idle.opens.Add(1)
+	q.adaptWaitLocked()
 	q.usedLocked()
 	q.checkL0Locked()
 	return nil

@@ -109,3 +109,51 @@ func TestIdleCloseNotOnAFullDisk(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestIdleCloseWaitAdapts: a store reopened sooner than it waited before
+// closing doubles its wait (records just slower than IdleClose would
+// otherwise close and reopen it on every record), up to maxIdleStretch×
+// IdleClose; a close that lasts 4× the wait halves it back.
+func TestIdleCloseWaitAdapts(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions(t.TempDir() + "/queue")
+	o.MinFree = -1
+	o.IdleClose = 20 * time.Millisecond
+	o.Sync = SyncAlways // no group window between the append and the reopen
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	wait := func() time.Duration { q.mu.Lock(); defer q.mu.Unlock(); return q.idleWaitFor() }
+	closed := func() {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !q.Stats().StoreClosed {
+			if time.Now().After(deadline) {
+				t.Fatal("store never closed")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	appendOne := func() {
+		t.Helper()
+		if _, err := q.Append(context.Background(), ClassEvent, []byte("r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendOne()
+	for i, want := range []time.Duration{40, 80, 160, 320, 320} {
+		closed()
+		appendOne() // at once: the close did not pay
+		if got := wait(); got != want*time.Millisecond {
+			t.Fatalf("after quick reopen %d: wait %v, want %v", i+1, got, want*time.Millisecond)
+		}
+	}
+	closed()
+	time.Sleep(5 * wait()) // a close that paid
+	appendOne()
+	if got := wait(); got != 160*time.Millisecond {
+		t.Fatalf("after a long close: wait %v, want 160ms", got)
+	}
+}

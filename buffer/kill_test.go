@@ -36,6 +36,7 @@ func killWriter() {
 		// The store closes after 3 ms unused and the writers pause up
 		// to 10 ms: kills land in closes and reopens.
 		o.IdleClose = 3 * time.Millisecond
+		buffer.FixIdleClose(&o)
 	}
 	q, err := buffer.Open(o)
 	if err != nil {

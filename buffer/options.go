@@ -159,6 +159,8 @@ type Options struct {
 	// faultHook, when set, is called at the points where the store is
 	// read (tests inject panics there).
 	faultHook func(op string)
+	// idleFixed keeps the idle-close wait at IdleClose (tests).
+	idleFixed bool
 	// idleCloseWait overrides idleCloseWait (tests).
 	idleCloseWait time.Duration
 	// vlogFileSize is the value-log file size for the file system (0 =
