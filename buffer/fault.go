@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -331,7 +332,7 @@ func (q *Queue) repairLocked(db *badger.DB, cause error) {
 	}
 	q.swapMu.Lock()
 	defer q.swapMu.Unlock()
-	closeQuietly(db, q.log)
+	q.closeQuietly(db)
 	q.db = nil
 	if q.opts.InMemory {
 		q.broken = cause
@@ -351,7 +352,7 @@ func (q *Queue) repairLocked(db *badger.DB, cause error) {
 	}
 	if err != nil {
 		if q.db != nil {
-			closeQuietly(q.db, q.log)
+			q.closeQuietly(q.db)
 			q.db = nil
 		}
 		q.broken = err
@@ -386,7 +387,7 @@ func (q *Queue) usableLocked() error {
 // up after a few seconds (the goroutine is then left behind: a broken
 // store must not block the queue). It reports whether Close finished: an
 // abandoned store still holds its directory lock.
-func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) (finished bool) {
+func (q *Queue) closeQuietly(db *badger.DB) (finished bool) {
 	if db == nil {
 		return true
 	}
@@ -395,18 +396,19 @@ func closeQuietly(db *badger.DB, log interface{ Warn(string, ...any) }) (finishe
 		defer close(done)
 		defer func() {
 			if r := recover(); r != nil {
-				log.Warn("queue store panicked while closing", "panic", fmt.Sprint(r))
+				q.log.Warn("queue store panicked while closing", "panic", fmt.Sprint(r))
 			}
 		}()
+		q.hook("close")
 		if err := db.Close(); err != nil {
-			log.Warn("queue store close failed", "err", err)
+			q.log.Warn("queue store close failed", "err", err)
 		}
 	}()
 	select {
 	case <-done:
 		return true
-	case <-time.After(5 * time.Second):
-		log.Warn("queue store close did not finish, abandoned")
+	case <-time.After(cmp.Or(q.opts.idleCloseWait, idleCloseWait)):
+		q.log.Warn("queue store close did not finish, abandoned")
 		return false
 	}
 }

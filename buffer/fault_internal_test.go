@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestPanicRepairs injects a panic where each public method reads the
@@ -133,4 +134,67 @@ func TestClassify(t *testing.T) {
 				errors.Is(got, ErrStorage), errors.Is(got, ErrFull), tt.storage, tt.full)
 		}
 	}
+}
+
+// TestOpenAbandonedCloseQuarantines: a damaged store whose Close does not
+// finish in time (a slow 32-bit board) is abandoned with Badger's
+// directory lock still held; Open's retry then meets this process's own
+// lock, not another agent's, and must move the damaged store aside and
+// open a fresh one instead of failing "locked" forever.
+func TestOpenAbandonedCloseQuarantines(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir() + "/queue"
+	o := DefaultOptions(dir)
+	o.MinFree = -1
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for range 10 {
+		if last, err = q.Append(context.Background(), ClassEvent, []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var damaged, abandoned atomic.Bool
+	damaged.Store(true)
+	release := make(chan struct{})
+	o.idleCloseWait = 100 * time.Millisecond
+	o.faultHook = func(op string) {
+		switch {
+		case op == "scan" && damaged.Load():
+			var s []int
+			_ = s[op[0]] //nolint:gosec // a deliberate runtime error while loading, as a damaged table's
+		case op == "close" && damaged.CompareAndSwap(true, false):
+			abandoned.Store(true)
+			<-release // this Close hangs past closeQuietly's wait
+		}
+	}
+	start := time.Now()
+	q, err = Open(o)
+	took := time.Since(start)
+	close(release)
+	if err != nil {
+		t.Fatalf("Open after an abandoned close: %v", err)
+	}
+	defer q.Close()
+	if !abandoned.Load() {
+		t.Fatal("the damaged attempt's close was never reached")
+	}
+	s := q.Stats()
+	if s.Degraded == "" || s.Records != 0 {
+		t.Fatalf("after the abandoned close: degraded %q, records %d; want quarantined, empty", s.Degraded, s.Records)
+	}
+	if m, _ := filepath.Glob(dir + ".corrupt-*"); len(m) != 1 {
+		t.Fatalf("quarantined stores %v, want one", m)
+	}
+	n, err := q.Append(context.Background(), ClassCritical, []byte("after"))
+	if err != nil || n <= last {
+		t.Fatalf("append in the fresh store: seq %d, %v; want > %d", n, err, last)
+	}
+	t.Logf("Open took %v (abandon wait 100ms, retries, quarantine)", took.Round(time.Millisecond))
 }

@@ -111,7 +111,7 @@ func (q *Queue) start() error {
 		return fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if err := q.initSeq(storeSeq, storeEpoch); err != nil {
-		closeQuietly(q.db, q.log)
+		q.closeQuietly(q.db)
 		return fmt.Errorf("open queue %s: %w", o.Dir, classify(err))
 	}
 	if !o.InMemory {
@@ -175,7 +175,7 @@ func (q *Queue) openStore() (seq, epoch uint64, err error) {
 		seq, epoch, err = q.load()
 	}()
 	if err != nil {
-		if !closeQuietly(db, q.log) {
+		if !q.closeQuietly(db) {
 			q.abandoned = true // its directory lock stays held
 		}
 		q.db = nil

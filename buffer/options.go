@@ -161,7 +161,8 @@ type Options struct {
 	faultHook func(op string)
 	// idleFixed keeps the idle-close wait at IdleClose (tests).
 	idleFixed bool
-	// idleCloseWait overrides idleCloseWait (tests).
+	// idleCloseWait overrides idleCloseWait (tests): how long a close
+	// (idle or of a failed store) is waited for.
 	idleCloseWait time.Duration
 	// vlogFileSize is the value-log file size for the file system (0 =
 	// maxVlogFileSize); set by Open.
