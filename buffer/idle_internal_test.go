@@ -118,7 +118,9 @@ func TestIdleCloseWaitAdapts(t *testing.T) {
 	t.Parallel()
 	o := DefaultOptions(t.TempDir() + "/queue")
 	o.MinFree = -1
-	o.IdleClose = 20 * time.Millisecond
+	// 100 ms: a "quick" reopen (an append right after the close) must
+	// come in under it on a loaded machine under -race.
+	o.IdleClose = 100 * time.Millisecond
 	o.Sync = SyncAlways // no group window between the append and the reopen
 	q, err := Open(o)
 	if err != nil {
@@ -143,7 +145,7 @@ func TestIdleCloseWaitAdapts(t *testing.T) {
 		}
 	}
 	appendOne()
-	for i, want := range []time.Duration{40, 80, 160, 320, 320} {
+	for i, want := range []time.Duration{200, 400, 800, 1600, 1600} {
 		closed()
 		appendOne() // at once: the close did not pay
 		if got := wait(); got != want*time.Millisecond {
@@ -153,7 +155,7 @@ func TestIdleCloseWaitAdapts(t *testing.T) {
 	closed()
 	time.Sleep(5 * wait()) // a close that paid
 	appendOne()
-	if got := wait(); got != 160*time.Millisecond {
-		t.Fatalf("after a long close: wait %v, want 160ms", got)
+	if got := wait(); got != 800*time.Millisecond {
+		t.Fatalf("after a long close: wait %v, want 800ms", got)
 	}
 }
