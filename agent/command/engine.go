@@ -105,7 +105,7 @@ type Engine struct {
 	wake   chan struct{} // signalled when intake becomes non-empty
 
 	mu         sync.Mutex
-	delivering map[string]int    // guarded by mu; ids whose final response is being delivered → more deliveries asked for meanwhile
+	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
 	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
 	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
 	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
@@ -183,7 +183,7 @@ func New(opts Options) (*Engine, error) {
 		unsentKick: make(chan struct{}, 1),
 		maintKick:  make(chan struct{}, 1), maintainEvery: pruneEvery,
 		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
-		delivering: map[string]int{},
+		delivering: map[string]bool{},
 	}
 	for i := range e.cfg.Commands {
 		e.specs[e.cfg.Commands[i].Name] = &e.cfg.Commands[i]

@@ -77,33 +77,21 @@ func (e *Engine) progress(j *job, code, reason string) {
 // broker acknowledged it) and marks it responded in the ledger. If the
 // responder fails, the recorded result is handed over again every
 // resendEvery and at the next start. It reports whether the response was
-// delivered. Deliveries of one id never run concurrently: one asked for
-// while another is under way returns false at once and is made by that
-// one, right after it, if it succeeded (a replay of the id that arrives
-// while its first answer is being published still gets its answer; if
-// that publish failed, the retry answers both).
+// delivered; it does nothing (false) while another delivery of the same id
+// is under way.
 func (e *Engine) deliver(ctx context.Context, log *slog.Logger, resp Response) bool {
 	e.mu.Lock()
-	if n, busy := e.delivering[resp.ID]; busy {
-		e.delivering[resp.ID] = n + 1
+	if e.delivering[resp.ID] {
 		e.mu.Unlock()
 		return false
 	}
-	e.delivering[resp.ID] = 0
+	e.delivering[resp.ID] = true
 	e.mu.Unlock()
-	ok := e.handOver(ctx, log, resp)
-	e.mu.Lock()
-	more := e.delivering[resp.ID]
-	delete(e.delivering, resp.ID)
-	e.mu.Unlock()
-	for i := 0; ok && i < more; i++ {
-		ok = e.deliver(ctx, log, resp)
-	}
-	return ok
-}
-
-// handOver is one delivery of resp (see deliver).
-func (e *Engine) handOver(ctx context.Context, log *slog.Logger, resp Response) bool {
+	defer func() {
+		e.mu.Lock()
+		delete(e.delivering, resp.ID)
+		e.mu.Unlock()
+	}()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), respondTimeout)
 	defer cancel()
 	if err := e.resp.Respond(rctx, resp); err != nil {
@@ -202,8 +190,7 @@ func (e *Engine) maintain(ctx context.Context) bool {
 func (e *Engine) resend(ctx context.Context) bool {
 	for _, ent := range e.ledger.Unfinished() {
 		e.mu.Lock()
-		_, delivering := e.delivering[ent.ID]
-		busy := e.inflight[ent.ID] != nil || delivering
+		busy := e.inflight[ent.ID] != nil || e.delivering[ent.ID]
 		e.mu.Unlock()
 		if busy || ent.State != ledger.Done {
 			continue
