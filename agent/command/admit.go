@@ -88,6 +88,11 @@ func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
 	if len(sends) == 0 {
 		return
 	}
+	e.mu.Lock()
+	for _, i := range sends {
+		e.queued[outs[i].resp.ID]++
+	}
+	e.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -102,6 +107,11 @@ func (e *Engine) dispatchBatch(ctx context.Context, batch []delivery) {
 				if e.deliver(ctx, o.log, *o.resp) && o.ackLate && batch[i].ack != nil {
 					batch[i].ack()
 				}
+				e.mu.Lock()
+				if e.queued[o.resp.ID]--; e.queued[o.resp.ID] <= 0 {
+					delete(e.queued, o.resp.ID)
+				}
+				e.mu.Unlock()
 			}()
 		}
 		wg.Wait()

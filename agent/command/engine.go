@@ -106,6 +106,10 @@ type Engine struct {
 
 	mu         sync.Mutex
 	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
+	// queued counts, by id, final responses of a batch waiting for a
+	// delivery slot (dispatchBatch): resend must not hand them over as
+	// well, or the answer goes out twice. Guarded by mu.
+	queued map[string]int
 	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
 	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
 	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
@@ -183,7 +187,7 @@ func New(opts Options) (*Engine, error) {
 		unsentKick: make(chan struct{}, 1),
 		maintKick:  make(chan struct{}, 1), maintainEvery: pruneEvery,
 		inflight: map[string]*job{}, busy: map[string]*slot{}, counters: map[string]uint64{},
-		delivering: map[string]bool{},
+		delivering: map[string]bool{}, queued: map[string]int{},
 	}
 	for i := range e.cfg.Commands {
 		e.specs[e.cfg.Commands[i].Name] = &e.cfg.Commands[i]

@@ -11,8 +11,15 @@ import (
 	"github.com/tcu-agent/tcu-agent/agent/command/ledger"
 )
 
-// respondTimeout bounds one hand-over to the responder.
-const respondTimeout = 5 * time.Second
+// respondTimeout bounds one hand-over to the responder. A publish that
+// times out after it was written may still reach the broker, and the
+// resend then answers the id a second time: the bound must sit well above
+// the time a burst's PUBACKs take on a slow, loaded board (300 expired
+// requests at once took 7.5 s to answer under -race on a loaded 2-core
+// machine, and 5 s produced duplicates: TestSystemCommandFlood). An
+// offline session fails at once (ErrNotConnected), so this only delays the
+// retry on a connection that hangs without dropping.
+const respondTimeout = 20 * time.Second
 
 // response builds j's response.
 func (e *Engine) response(j *job, st Status, code, reason string) Response {
@@ -190,7 +197,7 @@ func (e *Engine) maintain(ctx context.Context) bool {
 func (e *Engine) resend(ctx context.Context) bool {
 	for _, ent := range e.ledger.Unfinished() {
 		e.mu.Lock()
-		busy := e.inflight[ent.ID] != nil || e.delivering[ent.ID]
+		busy := e.inflight[ent.ID] != nil || e.delivering[ent.ID] || e.queued[ent.ID] > 0
 		e.mu.Unlock()
 		if busy || ent.State != ledger.Done {
 			continue
