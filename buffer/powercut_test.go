@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,6 +47,7 @@ const (
 	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // writer's mount options (e.g. nobarrier, to prove the test catches it)
 	pcCutsEnv  = "VMTEST_POWERCUT_CUTS"  // verify: file of "DEV ACKEDFILE LABEL" lines, one store per disk (offline cuts)
 	pcFSEnv    = "VMTEST_POWERCUT_FS"    // file system type to mount: ext4 (default) or f2fs
+	pcIdleEnv  = "VMTEST_POWERCUT_IDLE"  // write: Options.IdleClose (a Go duration); the writers pause 0..3x it
 )
 
 const (
@@ -78,7 +80,7 @@ func TestPowerCut(t *testing.T) {
 		if err := pcMountDisk(t, dev, pcMount, os.Getenv(pcOptsEnv), ""); err != nil {
 			t.Fatal(err)
 		}
-		pcWrite(t, pcOptions(pcMount), run)
+		pcWrite(t, pcOptions(pcMount), run, pcIdle(t))
 	case mode == "verify" && os.Getenv(pcCutsEnv) != "":
 		pcVerifyCuts(t, run)
 	case mode == "verify":
@@ -103,6 +105,89 @@ func pcOptions(mnt string) buffer.Options {
 	o.MaxBytes = 1 << 30
 	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
 	return o
+}
+
+// pcIdle is the writer's idle mode (VMTEST_POWERCUT_IDLE): the queue's
+// IdleClose, and the scale of the pauses between appends; 0 = off.
+func pcIdle(t *testing.T) time.Duration {
+	s := os.Getenv(pcIdleEnv)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive Go duration (%v)", pcIdleEnv, s, err)
+	}
+	return d
+}
+
+// pcPause sleeps a random 0..3x idle (idle mode: so that the store is
+// left unused for IdleClose now and then, closes and reopens).
+func pcPause(r *rand.Rand, idle time.Duration) {
+	if idle > 0 {
+		time.Sleep(time.Duration(r.Int64N(int64(3 * idle))))
+	}
+}
+
+// pcIdleHandler is the writer's logger in idle mode. It prints an IDLE
+// line for each step of an idle close and of a reopen, so that the host
+// can tell (from the lines' arrival times, docs/perf/powercut.md) which
+// cuts landed in one:
+//
+//	IDLE close-begin     Badger's Close started (memtable flush, MANIFEST, WAL removal)
+//	IDLE closed took=D   the queue's idle close returned
+//	IDLE open-tables     a (re)open has opened the MANIFEST, the WAL and the tables
+//	IDLE open-done       ... and set its read timestamp (the value log opens next)
+//
+// and the queue's warnings and errors as LOG lines. Lines are printed
+// under mu, as the writers' ACKED lines.
+type pcIdleHandler struct{ mu *sync.Mutex }
+
+func (pcIdleHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h pcIdleHandler) WithAttrs([]slog.Attr) slog.Handler     { return h }
+func (h pcIdleHandler) WithGroup(string) slog.Handler          { return h }
+
+func (h pcIdleHandler) Handle(_ context.Context, r slog.Record) error {
+	var line string
+	attrs := func() string {
+		var b strings.Builder
+		r.Attrs(func(a slog.Attr) bool {
+			fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
+			return true
+		})
+		return b.String()
+	}
+	switch {
+	case r.Message == "badger log":
+		var msg string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "badger" {
+				msg = a.Value.String()
+			}
+			return true
+		})
+		switch {
+		case strings.HasPrefix(msg, "Closing database"):
+			line = "IDLE close-begin"
+		case strings.HasPrefix(msg, "All ") && strings.Contains(msg, "tables opened"):
+			line = "IDLE open-tables"
+		case strings.HasPrefix(msg, "Set nextTxnTs"):
+			line = "IDLE open-done"
+		case r.Level >= slog.LevelWarn:
+			line = "LOG " + r.Level.String() + " badger: " + strings.TrimSpace(msg)
+		}
+	case r.Message == "queue store closed while idle":
+		line = "IDLE closed" + attrs()
+	case r.Level >= slog.LevelWarn:
+		line = "LOG " + r.Level.String() + " " + r.Message + attrs()
+	}
+	if line == "" {
+		return nil
+	}
+	h.mu.Lock()
+	_, err := os.Stdout.WriteString(strings.ReplaceAll(line, "\n", " ") + "\n")
+	h.mu.Unlock()
+	return err
 }
 
 // pcVerifyCuts verifies one store per disk (scripts/powercut.sh with
@@ -251,8 +336,12 @@ func pcDecode(b []byte) (run uint64, c buffer.Class, i uint64, err error) {
 // pcWrite appends from one goroutine per class until killed (or until
 // VMTEST_POWERCUT_MAX records, then it reports WRITER DONE and the host
 // treats the round as not cut). Critical records go one Append at a
-// time; the others in batches of 1..64.
-func pcWrite(t *testing.T, o buffer.Options, run uint64) {
+// time; the others in batches of 1..64. With idle > 0 (VMTEST_POWERCUT_IDLE)
+// the store closes after idle unused (Options.IdleClose), every writer
+// pauses 0..3x idle between appends, the consumer too, so that the store
+// closes and reopens all the time, and the IDLE lines (pcIdleHandler) and
+// the STATS lines' opens= say when and how often.
+func pcWrite(t *testing.T, o buffer.Options, run uint64, idle time.Duration) {
 	limit := uint64(300000)
 	if s := os.Getenv(pcMaxEnv); s != "" {
 		var err error
@@ -260,14 +349,18 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 			t.Fatalf("%s: %v", pcMaxEnv, err)
 		}
 	}
+	var mu sync.Mutex // one write(2) per line, lines not interleaved
+	if idle > 0 {
+		o.IdleClose = idle
+		o.Logger = slog.New(pcIdleHandler{&mu})
+	}
 	q, err := buffer.Open(o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	st := q.Stats()
-	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded)
+	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q idle_close=%v\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded, o.IdleClose)
 	var (
-		mu      sync.Mutex // one write(2) per line, lines not interleaved
 		writers sync.WaitGroup
 		consume sync.WaitGroup
 		stop    = make(chan struct{})
@@ -275,13 +368,13 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 	)
 	for c := range buffer.Class(buffer.NumClasses) {
 		writers.Go(func() {
-			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, &mu); err != nil {
+			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, idle, &mu); err != nil {
 				fail <- err
 			}
 		})
 	}
 	consume.Go(func() {
-		if err := pcConsume(q, stop, &mu); err != nil {
+		if err := pcConsume(q, stop, idle, &mu); err != nil {
 			fail <- err
 		}
 	})
@@ -293,14 +386,16 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 	for err := range fail {
 		t.Error(err)
 	}
+	st = q.Stats()
 	if err := q.Close(); err != nil {
 		t.Error(err)
 	}
-	fmt.Println("WRITER DONE (never cut)")
+	fmt.Printf("WRITER DONE (never cut) opens=%d\n", st.StoreOpens)
 }
 
-// pcWriteClass appends limit records of class c and prints ACKED lines.
-func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu *sync.Mutex) error {
+// pcWriteClass appends limit records of class c and prints ACKED lines;
+// with idle > 0 it pauses 0..3x idle after each append.
+func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, idle time.Duration, mu *sync.Mutex) error {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(run, uint64(c)))
 	for i := uint64(0); i < limit; {
@@ -333,6 +428,7 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu 
 		_, _ = os.Stdout.WriteString(b.String())
 		mu.Unlock()
 		i += n
+		pcPause(r, idle)
 	}
 	return nil
 }
@@ -356,16 +452,25 @@ func pcRuns(seqs []uint64) [][2]int {
 // (the writers outpace it, so a backlog builds up) and acks them, or in
 // one batch of eight releases them. Before each Ack it prints "ACKING
 // <seq> <n> end" lines and drains the console (tcdrain), so the host has
-// seen every seq that may be gone after the cut.
-func pcConsume(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) error {
-	tick := time.NewTicker(100 * time.Millisecond)
+// seen every seq that may be gone after the cut. With idle > 0 it waits
+// max(100 ms, 0..3x idle) instead, so that a long IdleClose still finds
+// the store unused now and then (a lease holds it open until the ack).
+func pcConsume(q *buffer.Queue, stop <-chan struct{}, idle time.Duration, mu *sync.Mutex) error {
+	const period = 100 * time.Millisecond
+	tick := time.NewTimer(period)
 	defer tick.Stop()
+	r := rand.New(rand.NewPCG(uint64(idle), 0))
 	for b := 0; ; b++ {
 		select {
 		case <-stop:
 			return nil
 		case <-tick.C:
 		}
+		wait := period
+		if idle > 0 {
+			wait = max(period, time.Duration(r.Int64N(int64(3*idle))))
+		}
+		tick.Reset(wait)
 		recs, err := q.Lease(32, 0)
 		if err != nil {
 			return fmt.Errorf("lease: %w", err)
@@ -413,7 +518,7 @@ func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
 		case <-tick.C:
 		}
 		st := q.Stats()
-		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes)
+		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d opens=%d closed=%v\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes, st.StoreOpens, st.StoreClosed)
 		mu.Lock()
 		_, _ = os.Stdout.WriteString(line)
 		mu.Unlock()
