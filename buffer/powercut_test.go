@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -140,8 +141,11 @@ func pcPause(r *rand.Rand, idle time.Duration) {
 //	IDLE open-done       ... and set its read timestamp (the value log opens next)
 //
 // and the queue's warnings and errors as LOG lines. Lines are printed
-// under mu, as the writers' ACKED lines.
-type pcIdleHandler struct{ mu *sync.Mutex }
+// under mu, as the writers' ACKED lines, to w (nil: stdout).
+type pcIdleHandler struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
 
 func (pcIdleHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h pcIdleHandler) WithAttrs([]slog.Attr) slog.Handler     { return h }
@@ -184,10 +188,63 @@ func (h pcIdleHandler) Handle(_ context.Context, r slog.Record) error {
 	if line == "" {
 		return nil
 	}
+	w := h.w
+	if w == nil {
+		w = os.Stdout
+	}
 	h.mu.Lock()
-	_, err := os.Stdout.WriteString(strings.ReplaceAll(line, "\n", " ") + "\n")
+	_, err := io.WriteString(w, strings.ReplaceAll(line, "\n", " ")+"\n")
 	h.mu.Unlock()
 	return err
+}
+
+// TestPcIdleHandler runs a real queue through an idle close and a reopen
+// and checks the IDLE lines the host classifies cuts by (Badger's and the
+// queue's log messages they hang on could change under them).
+func TestPcIdleHandler(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		out strings.Builder
+	)
+	o := buffer.DefaultOptions(t.TempDir())
+	o.IdleClose = 5 * time.Millisecond
+	o.Logger = slog.New(pcIdleHandler{&mu, &out})
+	q, err := buffer.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	if _, err := q.Append(ctx, buffer.ClassTelemetry, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.Stats().StoreClosed; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the store did not close while idle")
+		}
+	}
+	if _, err := q.Append(ctx, buffer.ClassTelemetry, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.Stats().StoreOpens; n < 1 {
+		t.Fatalf("StoreOpens = %d after the reopen", n)
+	}
+	mu.Lock()
+	var got []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "IDLE" {
+			got = append(got, f[1])
+		}
+	}
+	mu.Unlock()
+	want := []string{"open-tables", "open-done", "close-begin", "closed", "open-tables", "open-done"}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("IDLE lines %q, want %q first", got, want)
+	}
 }
 
 // pcVerifyCuts verifies one store per disk (scripts/powercut.sh with
@@ -353,7 +410,7 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64, idle time.Duration) {
 	var mu sync.Mutex // one write(2) per line, lines not interleaved
 	if idle > 0 {
 		o.IdleClose = idle
-		o.Logger = slog.New(pcIdleHandler{&mu})
+		o.Logger = slog.New(pcIdleHandler{&mu, nil})
 	}
 	q, err := buffer.Open(o)
 	if err != nil {
