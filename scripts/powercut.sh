@@ -493,17 +493,20 @@ cut_row() {
 # (buffer/powercut_test.go) were stamped on the host's clock like the
 # ACKED lines, so a second replay of the same cut points with the IDLE
 # lines in place of the ACKED ones counts, per cut, the IDLE lines stamped
-# before the cut's flush completed (acked_lines=N): the last of them says
-# where the cut fell: closing (after "close-begin": Badger flushing the
-# memtable, writing the MANIFEST, removing the WAL), closed (after
-# "closed": the store closed, a reopen under way or about to start),
-# opening (after "open-tables", before "open-done") or open. The console
-# lags the guest by a little, so the boundaries are approximate. Adds
+# before the cut's flush completed (acked_lines=N; the ACKED lines are
+# counted too): the last line says where the cut fell: closing (after
+# "close-begin": Badger flushing the memtable, writing the MANIFEST,
+# removing the WAL), closed (after "closed": the store closed, a reopen
+# under way or about to start), opening (after "open-tables", before
+# "open-done"), reopened (after "open-done", before the next ACKED line:
+# the value log opening, the first commit into the new WAL and value
+# log) or open. The console lags the guest by a little (the lines are
+# stamped when the host reads them), so the boundaries are approximate. Adds
 # idle_at=STATE to the cut's manifest line (and so its row) and sets
 # idle_sum ("N closes, N reopens; cuts: N closing, ...").
 idle_at() {
 	local pol=$1 r=$2 wlog=$3 pts opens closes
-	awk '$2 == "IDLE" { k++; print $1, "ACKED 0", k, "0 1 end"; print $3 >"/dev/stderr" }' "$wlog.stamp" >"$dir/idle.stamp" 2>"$dir/idle.kinds"
+	awk '$2 == "IDLE" || $2 == "ACKED" { k++; print $1, "ACKED 0", k, "0 1 end"; print ($2 == "IDLE" ? $3 : "acked") >"/dev/stderr" }' "$wlog.stamp" >"$dir/idle.stamp" 2>"$dir/idle.kinds"
 	pts=$(awk '{ sub(/^cut-0*/, "", $2); print ($2 == "" ? 0 : $2) }' "$dir/manifest" | paste -sd,)
 	mkdir -p "$dir/idlecls"
 	"$work/hostiledisk" replay -log "$work/writes.log" -base "$work/base.img" -console "$dir/idle.stamp" -out "$dir/idlecls" \
@@ -516,7 +519,7 @@ idle_at() {
 	awk 'FILENAME == ARGV[1] { kind[FNR] = $1; next }
 		FILENAME == ARGV[2] { for (i = 1; i <= NF; i++) if ($i ~ /^acked_lines=/) { split(substr($i, 13), a, "/"); n[$2] = a[1] + 0 }; next }
 		{ s = "open"; k = kind[n[$2]]
-		  if (k == "close-begin") s = "closing"; else if (k == "closed") s = "closed"; else if (k == "open-tables") s = "opening"
+		  if (k == "close-begin") s = "closing"; else if (k == "closed") s = "closed"; else if (k == "open-tables") s = "opening"; else if (k == "open-done") s = "reopened"
 		  $0 = $0 " idle_at=" s; print }' "$dir/idle.kinds" "$dir/idle.manifest" "$dir/manifest" >"$dir/manifest.idle"
 	mv "$dir/manifest.idle" "$dir/manifest"
 	opens=$(grep -E '^STATS ' "$wlog" | tail -n 1 | sed -n 's/.* opens=\([0-9]*\).*/\1/p')
