@@ -431,12 +431,14 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64, idle time.Duration) {
 	for c := range buffer.Class(buffer.NumClasses) {
 		writers.Go(func() {
 			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, idle, turn, &mu); err != nil {
+				pcPrintError(&mu, "writer", err)
 				fail <- err
 			}
 		})
 	}
 	consume.Go(func() {
 		if err := pcConsume(q, stop, idle, &mu); err != nil {
+			pcPrintError(&mu, "consumer", err)
 			fail <- err
 		}
 	})
@@ -503,6 +505,16 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, idl
 		pcUnlock(turn)
 	}
 	return nil
+}
+
+// pcPrintError prints "WRITER ERROR <who>: <err>" at once: a run is
+// normally cut before pcWrite reports its errors, and a consumer that
+// stopped leaves its records leased (in idle mode the store then never
+// closes again).
+func pcPrintError(mu *sync.Mutex, who string, err error) {
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Printf("WRITER ERROR %s: %s\n", who, strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // pcUnlock unlocks turn if there is one.
