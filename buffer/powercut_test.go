@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -46,6 +48,7 @@ const (
 	pcOptsEnv  = "VMTEST_POWERCUT_MOUNT" // writer's mount options (e.g. nobarrier, to prove the test catches it)
 	pcCutsEnv  = "VMTEST_POWERCUT_CUTS"  // verify: file of "DEV ACKEDFILE LABEL" lines, one store per disk (offline cuts)
 	pcFSEnv    = "VMTEST_POWERCUT_FS"    // file system type to mount: ext4 (default) or f2fs
+	pcIdleEnv  = "VMTEST_POWERCUT_IDLE"  // write: Options.IdleClose (a Go duration); the writers pause 0..3x it
 )
 
 const (
@@ -78,7 +81,7 @@ func TestPowerCut(t *testing.T) {
 		if err := pcMountDisk(t, dev, pcMount, os.Getenv(pcOptsEnv), ""); err != nil {
 			t.Fatal(err)
 		}
-		pcWrite(t, pcOptions(pcMount), run)
+		pcWrite(t, pcOptions(pcMount), run, pcIdle(t))
 	case mode == "verify" && os.Getenv(pcCutsEnv) != "":
 		pcVerifyCuts(t, run)
 	case mode == "verify":
@@ -103,6 +106,145 @@ func pcOptions(mnt string) buffer.Options {
 	o.MaxBytes = 1 << 30
 	o.GCInterval = 500 * time.Millisecond // range drops and value-log GC run between cuts
 	return o
+}
+
+// pcIdle is the writer's idle mode (VMTEST_POWERCUT_IDLE): the queue's
+// IdleClose, and the scale of the pauses between appends; 0 = off.
+func pcIdle(t *testing.T) time.Duration {
+	s := os.Getenv(pcIdleEnv)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%q: want a positive Go duration (%v)", pcIdleEnv, s, err)
+	}
+	return d
+}
+
+// pcPause sleeps a random 0..3x idle (idle mode: so that the store is
+// left unused for IdleClose now and then, closes and reopens).
+func pcPause(r *rand.Rand, idle time.Duration) {
+	if idle > 0 {
+		time.Sleep(time.Duration(r.Int64N(int64(3 * idle))))
+	}
+}
+
+// pcIdleHandler is the writer's logger in idle mode. It prints an IDLE
+// line for each step of an idle close and of a reopen, so that the host
+// can tell (from the lines' arrival times, docs/perf/powercut.md) which
+// cuts landed in one:
+//
+//	IDLE close-begin     Badger's Close started (memtable flush, MANIFEST, WAL removal)
+//	IDLE closed took=D   the queue's idle close returned
+//	IDLE open-tables     a (re)open has opened the MANIFEST, the WAL and the tables
+//	IDLE open-done       ... and set its read timestamp (the value log opens next)
+//
+// and the queue's warnings and errors as LOG lines. Lines are printed
+// under mu, as the writers' ACKED lines, to w (nil: stdout).
+type pcIdleHandler struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (pcIdleHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h pcIdleHandler) WithAttrs([]slog.Attr) slog.Handler     { return h }
+func (h pcIdleHandler) WithGroup(string) slog.Handler          { return h }
+
+func (h pcIdleHandler) Handle(_ context.Context, r slog.Record) error {
+	var line string
+	attrs := func() string {
+		var b strings.Builder
+		r.Attrs(func(a slog.Attr) bool {
+			fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
+			return true
+		})
+		return b.String()
+	}
+	switch {
+	case r.Message == "badger log":
+		var msg string
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "badger" {
+				msg = a.Value.String()
+			}
+			return true
+		})
+		switch {
+		case strings.HasPrefix(msg, "Closing database"):
+			line = "IDLE close-begin"
+		case strings.HasPrefix(msg, "All ") && strings.Contains(msg, "tables opened"):
+			line = "IDLE open-tables"
+		case strings.HasPrefix(msg, "Set nextTxnTs"):
+			line = "IDLE open-done"
+		case r.Level >= slog.LevelWarn:
+			line = "LOG " + r.Level.String() + " badger: " + strings.TrimSpace(msg)
+		}
+	case r.Message == "queue store closed while idle":
+		line = "IDLE closed" + attrs()
+	case r.Level >= slog.LevelWarn:
+		line = "LOG " + r.Level.String() + " " + r.Message + attrs()
+	}
+	if line == "" {
+		return nil
+	}
+	w := h.w
+	if w == nil {
+		w = os.Stdout
+	}
+	h.mu.Lock()
+	_, err := io.WriteString(w, strings.ReplaceAll(line, "\n", " ")+"\n")
+	h.mu.Unlock()
+	return err
+}
+
+// TestPcIdleHandler runs a real queue through an idle close and a reopen
+// and checks the IDLE lines the host classifies cuts by (Badger's and the
+// queue's log messages they hang on could change under them).
+func TestPcIdleHandler(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		out strings.Builder
+	)
+	o := buffer.DefaultOptions(t.TempDir())
+	o.IdleClose = 5 * time.Millisecond
+	o.Logger = slog.New(pcIdleHandler{&mu, &out})
+	q, err := buffer.Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx := context.Background()
+	if _, err := q.Append(ctx, buffer.ClassTelemetry, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.Stats().StoreClosed; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the store did not close while idle")
+		}
+	}
+	if _, err := q.Append(ctx, buffer.ClassTelemetry, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.Stats().StoreOpens; n < 1 {
+		t.Fatalf("StoreOpens = %d after the reopen", n)
+	}
+	mu.Lock()
+	var got []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "IDLE" {
+			got = append(got, f[1])
+		}
+	}
+	mu.Unlock()
+	want := []string{"open-tables", "open-done", "close-begin", "closed", "open-tables", "open-done"}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("IDLE lines %q, want %q first", got, want)
+	}
 }
 
 // pcVerifyCuts verifies one store per disk (scripts/powercut.sh with
@@ -251,8 +393,13 @@ func pcDecode(b []byte) (run uint64, c buffer.Class, i uint64, err error) {
 // pcWrite appends from one goroutine per class until killed (or until
 // VMTEST_POWERCUT_MAX records, then it reports WRITER DONE and the host
 // treats the round as not cut). Critical records go one Append at a
-// time; the others in batches of 1..64.
-func pcWrite(t *testing.T, o buffer.Options, run uint64) {
+// time; the others in batches of 1..64. With idle > 0 (VMTEST_POWERCUT_IDLE)
+// the store closes after idle unused (Options.IdleClose), the writers take
+// turns, each pausing 0..3x idle after its append before the next writer's,
+// the consumer waits max(100 ms, 0..3x idle) between leases, so that the store
+// closes and reopens all the time, and the IDLE lines (pcIdleHandler) and
+// the STATS lines' opens= say when and how often.
+func pcWrite(t *testing.T, o buffer.Options, run uint64, idle time.Duration) {
 	limit := uint64(300000)
 	if s := os.Getenv(pcMaxEnv); s != "" {
 		var err error
@@ -260,28 +407,38 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 			t.Fatalf("%s: %v", pcMaxEnv, err)
 		}
 	}
+	var mu sync.Mutex // one write(2) per line, lines not interleaved
+	if idle > 0 {
+		o.IdleClose = idle
+		o.Logger = slog.New(pcIdleHandler{&mu, nil})
+	}
 	q, err := buffer.Open(o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	st := q.Stats()
-	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded)
+	fmt.Printf("WRITER sync=%s run=%d next_seq=%d records=%d degraded=%q idle_close=%v\n", o.Sync, run, st.NextSeq, st.Records, st.Degraded, o.IdleClose)
 	var (
-		mu      sync.Mutex // one write(2) per line, lines not interleaved
 		writers sync.WaitGroup
 		consume sync.WaitGroup
 		stop    = make(chan struct{})
 		fail    = make(chan error, buffer.NumClasses+1)
 	)
+	var turn *sync.Mutex // idle mode: one writer's append and pause at a time
+	if idle > 0 {
+		turn = new(sync.Mutex)
+	}
 	for c := range buffer.Class(buffer.NumClasses) {
 		writers.Go(func() {
-			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, &mu); err != nil {
+			if err := pcWriteClass(q, run, c, limit/buffer.NumClasses, idle, turn, &mu); err != nil {
+				pcPrintError(&mu, "writer", err)
 				fail <- err
 			}
 		})
 	}
 	consume.Go(func() {
-		if err := pcConsume(q, stop, &mu); err != nil {
+		if err := pcConsume(q, stop, idle, &mu); err != nil {
+			pcPrintError(&mu, "consumer", err)
 			fail <- err
 		}
 	})
@@ -293,17 +450,26 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64) {
 	for err := range fail {
 		t.Error(err)
 	}
+	st = q.Stats()
 	if err := q.Close(); err != nil {
 		t.Error(err)
 	}
-	fmt.Println("WRITER DONE (never cut)")
+	fmt.Printf("WRITER DONE (never cut) opens=%d\n", st.StoreOpens)
 }
 
 // pcWriteClass appends limit records of class c and prints ACKED lines.
-func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu *sync.Mutex) error {
+// With idle > 0 it holds turn from each append to the end of the pause
+// (0..3x idle) after it, so that the store sees the pauses: with the
+// writers' appends interleaved, independent pauses would leave it unused
+// for idle only rarely (measured: 7 closes in a 17 s run, most time
+// spent in syncs).
+func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, idle time.Duration, turn, mu *sync.Mutex) error {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(run, uint64(c)))
 	for i := uint64(0); i < limit; {
+		if turn != nil {
+			turn.Lock()
+		}
 		n := uint64(1)
 		if c != buffer.ClassCritical {
 			n = 1 + r.Uint64N(64)
@@ -316,12 +482,14 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu 
 		if n == 1 {
 			s, err := q.Append(ctx, c, data[0])
 			if err != nil {
+				pcUnlock(turn)
 				return fmt.Errorf("append %v %d: %w", c, i, err)
 			}
 			seqs = []uint64{s}
 		} else {
 			var err error
 			if seqs, err = q.AppendBatch(ctx, c, data); err != nil {
+				pcUnlock(turn)
 				return fmt.Errorf("append batch %v %d+%d: %w", c, i, n, err)
 			}
 		}
@@ -333,8 +501,27 @@ func pcWriteClass(q *buffer.Queue, run uint64, c buffer.Class, limit uint64, mu 
 		_, _ = os.Stdout.WriteString(b.String())
 		mu.Unlock()
 		i += n
+		pcPause(r, idle)
+		pcUnlock(turn)
 	}
 	return nil
+}
+
+// pcPrintError prints "WRITER ERROR <who>: <err>" at once: a run is
+// normally cut before pcWrite reports its errors, and a consumer that
+// stopped leaves its records leased (in idle mode the store then never
+// closes again).
+func pcPrintError(mu *sync.Mutex, who string, err error) {
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Printf("WRITER ERROR %s: %s\n", who, strings.Join(strings.Fields(err.Error()), " "))
+}
+
+// pcUnlock unlocks turn if there is one.
+func pcUnlock(turn *sync.Mutex) {
+	if turn != nil {
+		turn.Unlock()
+	}
 }
 
 // pcRuns splits seqs into runs of consecutive seqs, as [start, end) index
@@ -352,21 +539,38 @@ func pcRuns(seqs []uint64) [][2]int {
 	return runs
 }
 
-// pcConsume is the publisher: every 100 ms it leases up to 32 records
-// (the writers outpace it, so a backlog builds up) and acks them, or in
-// one batch of eight releases them. Before each Ack it prints "ACKING
+// pcConsume is the publisher: every 100 ms it leases up to 32 records (4
+// in idle mode; the writers outpace it, so a backlog builds up) and acks
+// them, or in one batch of eight releases them. Before each Ack it prints "ACKING
 // <seq> <n> end" lines and drains the console (tcdrain), so the host has
-// seen every seq that may be gone after the cut.
-func pcConsume(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) error {
-	tick := time.NewTicker(100 * time.Millisecond)
+// seen every seq that may be gone after the cut. With idle > 0 it waits
+// max(100 ms, 0..3x idle) instead, so that a long IdleClose still finds
+// the store unused now and then (a lease holds it open until the ack).
+func pcConsume(q *buffer.Queue, stop <-chan struct{}, idle time.Duration, mu *sync.Mutex) error {
+	const period = 100 * time.Millisecond
+	tick := time.NewTimer(period)
 	defer tick.Stop()
+	r := rand.New(rand.NewPCG(uint64(idle), 0))
+	batch := 32
+	if idle > 0 {
+		// The writers append far fewer records then (one at a time,
+		// with pauses, and each close and reopen costs syncs): lease
+		// fewer, so that a backlog still builds up for the verifier to
+		// find (measured with 32: 17 of 593 acknowledged records left).
+		batch = 4
+	}
 	for b := 0; ; b++ {
 		select {
 		case <-stop:
 			return nil
 		case <-tick.C:
 		}
-		recs, err := q.Lease(32, 0)
+		wait := period
+		if idle > 0 {
+			wait = max(period, time.Duration(r.Int64N(int64(3*idle))))
+		}
+		tick.Reset(wait)
+		recs, err := q.Lease(batch, 0)
 		if err != nil {
 			return fmt.Errorf("lease: %w", err)
 		}
@@ -413,7 +617,7 @@ func pcStats(q *buffer.Queue, stop <-chan struct{}, mu *sync.Mutex) {
 		case <-tick.C:
 		}
 		st := q.Stats()
-		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes)
+		line := fmt.Sprintf("STATS records=%d bytes=%d appends=%d syncs=%d disk_bytes=%d opens=%d closed=%v\n", st.Records, st.Bytes, st.Appends, st.Syncs, st.DiskBytes, st.StoreOpens, st.StoreClosed)
 		mu.Lock()
 		_, _ = os.Stdout.WriteString(line)
 		mu.Unlock()

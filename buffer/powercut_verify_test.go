@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,11 +74,36 @@ type pcReport struct {
 	dropped                            uint64 // Stats.Corrupt after the lease pass
 	degradedAfter                      string // Stats.Degraded after the lease pass
 	maxAcked, maxSeq                   uint64
+	files                              string // pcStoreFiles before the reopen
 }
 
 func (r pcReport) String() string {
-	return fmt.Sprintf("acked=%d present=%d lost=%d consumer_acked=%d gone=%d redelivered=%d extra=%d stale=%d dup=%d corrupt=%d order=%d wrong=%d bad_new_seq=%d accounting=%d corrupt_dropped=%d degraded_after_lease=%q max_acked=%d max_seq=%d",
-		r.acked, r.present, r.lost, r.acking, r.consumed, r.redelivered, r.extra, r.stale, r.dup, r.corrupt, r.order, r.wrong, r.badNew, r.accounting, r.dropped, r.degradedAfter, r.maxAcked, r.maxSeq)
+	return fmt.Sprintf("acked=%d present=%d lost=%d consumer_acked=%d gone=%d redelivered=%d extra=%d stale=%d dup=%d corrupt=%d order=%d wrong=%d bad_new_seq=%d accounting=%d corrupt_dropped=%d degraded_after_lease=%q max_acked=%d max_seq=%d files=%s",
+		r.acked, r.present, r.lost, r.acking, r.consumed, r.redelivered, r.extra, r.stale, r.dup, r.corrupt, r.order, r.wrong, r.badNew, r.accounting, r.dropped, r.degradedAfter, r.maxAcked, r.maxSeq, r.files)
+}
+
+// pcStoreFiles counts the store's files as the cut left them, before the
+// reopen: "mem:N,sst:N,vlog:N" (Badger's WAL, tables, value logs). A store
+// cut while closed for idleness has no .mem file (its close removed the
+// WAL, the reopen had not created one yet); "none" if there is no store
+// directory yet.
+func pcStoreFiles(dir string) string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "none"
+	}
+	var mem, sst, vlog int
+	for _, e := range ents {
+		switch filepath.Ext(e.Name()) {
+		case ".mem":
+			mem++
+		case ".sst":
+			sst++
+		case ".vlog":
+			vlog++
+		}
+	}
+	return fmt.Sprintf("mem:%d,sst:%d,vlog:%d", mem, sst, vlog)
 }
 
 // pcVerify reopens the store after the cut and checks it: every acked
@@ -91,6 +117,7 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 		t.Fatalf("acked lines: %v", err)
 	}
 	name := label // for pcPrintKernelLog
+	files := pcStoreFiles(o.Dir)
 	t0 := time.Now()
 	q, err := buffer.Open(o)
 	if err != nil {
@@ -104,9 +131,10 @@ func pcVerify(t *testing.T, o buffer.Options, run uint64, ackedPath, mnt, label 
 	if label != "" {
 		label = "cut=" + label + " "
 	}
-	fmt.Printf("VERIFY %ssync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q\n", label, o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded)
+	fmt.Printf("VERIFY %ssync=%s run=%d open=%v records=%d next_seq=%d torn=%d degraded=%q files=%s\n", label, o.Sync, run, time.Since(t0).Round(time.Millisecond), st.Records, st.NextSeq, st.Torn, st.Degraded, files)
 	recs := leaseAll(t, q)
 	rep := pcCheck(recs, want, gone, run)
+	rep.files = files
 	// After the lease pass: Lease drops records it cannot decode (a store
 	// may keep a torn, never acknowledged record through a cut) and
 	// counts them in Stats.Corrupt; acknowledged ones show up as lost.

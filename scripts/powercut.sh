@@ -79,6 +79,13 @@
 # defaults; the guest loads f2fs.ko from diskmods-f2fs.cpio) or f2fs-csum
 # (mkfs.f2fs -O extra_attr,inode_checksum,sb_checksum: checksummed inodes).
 # POWERCUT_ARCH: amd64 (default) or arm64 (qemu-system-aarch64 under TCG).
+# POWERCUT_IDLE=DURATION (a Go duration, e.g. 5ms): the writer's store
+# closes after DURATION unused (buffer Options.IdleClose) and its writers
+# pause 0..3x DURATION between appends, so that it closes and reopens all
+# the time and cuts land in the closes and reopens; the rows get idle=D
+# after fs=, the replay summary the writer's reopen count and how many
+# cuts fell in a close or a reopen (from the writer's IDLE lines). Unset:
+# no idle close (the queue's default 1 min is never reached).
 # Installs e2fsprogs, f2fs-tools (f2fs only) and nbdkit (cache only) (and
 # via prepare.sh qemu & co.) when missing.
 set -euo pipefail
@@ -106,6 +113,11 @@ case $fs in ext4 | ext4-journal) fstype=ext4 fsck_name="e2fsck -fy" ;; f2fs | f2
 # The rows' fs= field: the file system, and the writer's mount options.
 fsrow=$fs${POWERCUT_MOUNT:++$POWERCUT_MOUNT}
 fsrow=${fsrow// /}
+idle=${POWERCUT_IDLE:-}
+if [ -n "$idle" ]; then
+	[[ $idle =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]] || { echo "powercut: POWERCUT_IDLE=$idle: want a Go duration (e.g. 5ms)" >&2; exit 2; }
+	fsrow+=" idle=$idle" # every row's label: fs=... idle=D
+fi
 live_break=${POWERCUT_LIVE_BREAK:-}
 case $live_break in "" | gdt) ;; *) echo "powercut: POWERCUT_LIVE_BREAK=$live_break: want gdt or nothing" >&2; exit 2 ;; esac
 [ -z "$live_break" ] || [ "$fstype" = ext4 ] || { echo "powercut: POWERCUT_LIVE_BREAK=gdt needs an ext4 file system" >&2; exit 2; }
@@ -246,7 +258,7 @@ cut_writer() {
 		;;
 	esac
 	vm "$wlog" VMTEST_POWERCUT=write VMTEST_POWERCUT_SYNC="$pol" VMTEST_POWERCUT_RUN="$run" \
-		VMTEST_POWERCUT_MOUNT="${POWERCUT_MOUNT:-}" \
+		VMTEST_POWERCUT_MOUNT="${POWERCUT_MOUNT:-}" VMTEST_POWERCUT_IDLE="$idle" \
 		VMEXEC_CPIO="$mods" VMEXEC_KILL_MATCH='^ACKED ' VMEXEC_KILL_AFTER="$lines" \
 		VMEXEC_KILL_DELAY="$delay" "${wdisk[@]}" || rc=$?
 	[ "$disk" = file ] || stop_disk
@@ -476,6 +488,46 @@ cut_row() {
 	esac
 }
 
+# idle_at POL R WLOG: with POWERCUT_IDLE, where each cut of the round
+# fell relative to the writer's idle closes and reopens: its IDLE lines
+# (buffer/powercut_test.go) were stamped on the host's clock like the
+# ACKED lines, so a second replay of the same cut points with the IDLE
+# lines in place of the ACKED ones counts, per cut, the IDLE lines stamped
+# before the cut's flush completed (acked_lines=N; the ACKED lines are
+# counted too): the last line says where the cut fell: closing (after
+# "close-begin": Badger flushing the memtable, writing the MANIFEST,
+# removing the WAL), closed (after "closed": the store closed, a reopen
+# under way or about to start), opening (after "open-tables", before
+# "open-done"), reopened (after "open-done", before the next ACKED line:
+# the value log opening, the first commit into the new WAL and value
+# log) or open. The console lags the guest by a little (the lines are
+# stamped when the host reads them), so the boundaries are approximate. Adds
+# idle_at=STATE to the cut's manifest line (and so its row) and sets
+# idle_sum ("N closes, N reopens; cuts: N closing, ...").
+idle_at() {
+	local pol=$1 r=$2 wlog=$3 pts opens closes
+	awk '$2 == "IDLE" || $2 == "ACKED" { k++; print $1, "ACKED 0", k, "0 1 end"; print ($2 == "IDLE" ? $3 : "acked") >"/dev/stderr" }' "$wlog.stamp" >"$dir/idle.stamp" 2>"$dir/idle.kinds"
+	pts=$(awk '{ sub(/^cut-0*/, "", $2); print ($2 == "" ? 0 : $2) }' "$dir/manifest" | paste -sd,)
+	mkdir -p "$dir/idlecls"
+	"$work/hostiledisk" replay -log "$work/writes.log" -base "$work/base.img" -console "$dir/idle.stamp" -out "$dir/idlecls" \
+		-points "$pts" -mode "$hmode" -seed "$rseed" >"$dir/idle.manifest" 2>"$dir/idle.err" || {
+		log "sync=$pol round $r: idle replay failed: $(cat "$dir/idle.err")"
+		rm -rf "$dir/idlecls"
+		return 0
+	}
+	rm -rf "$dir/idlecls"
+	awk 'FILENAME == ARGV[1] { kind[FNR] = $1; next }
+		FILENAME == ARGV[2] { for (i = 1; i <= NF; i++) if ($i ~ /^acked_lines=/) { split(substr($i, 13), a, "/"); n[$2] = a[1] + 0 }; next }
+		{ s = "open"; k = kind[n[$2]]
+		  if (k == "close-begin") s = "closing"; else if (k == "closed") s = "closed"; else if (k == "open-tables") s = "opening"; else if (k == "open-done") s = "reopened"
+		  $0 = $0 " idle_at=" s; print }' "$dir/idle.kinds" "$dir/idle.manifest" "$dir/manifest" >"$dir/manifest.idle"
+	mv "$dir/manifest.idle" "$dir/manifest"
+	opens=$(grep -E '^STATS ' "$wlog" | tail -n 1 | sed -n 's/.* opens=\([0-9]*\).*/\1/p')
+	closes=$(grep -c '^IDLE closed' "$wlog" || true)
+	idle_sum="${closes} closes, ${opens:-?} reopens (last STATS); cuts: $(sed -n 's/.* idle_at=//p' "$dir/manifest" | sort | uniq -c | awk '{ printf "%s%d %s", (NR > 1 ? ", " : ""), $1, $2 }')"
+	log "sync=$pol round $r: idle: $idle_sum"
+}
+
 # replay_round POL R: one writer run on a fresh $img with the write log
 # recorded, then $ncuts offline cuts of it verified $per_boot per boot;
 # appends a row per cut to $work/cuts.txt (and POWERCUT_RESULTS) and one
@@ -497,6 +549,8 @@ replay_round() {
 		cat "$dir/replay.err" >&2
 		return 1
 	}
+	local idle_sum=""
+	[ -z "$idle" ] || idle_at "$pol" "$r" "$wlog"
 	local wl=$work/writes.log failed=()
 	if [ -n "${POWERCUT_KEEP:-}" ]; then # replay it again: hostiledisk replay -points ...
 		mv "$work/writes.log" "$dir/writes.log"
@@ -571,12 +625,12 @@ replay_round() {
 		rm -rf "$POWERCUT_FAILDIR/rebuild"
 	fi
 	[ -n "${POWERCUT_KEEP:-}" ] || rm -f "$work/writes.log"
-	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d pass-after-fsck, %d loss, %d fail (%d unmountable before e2fsck)' \
+	row=$(printf 'sync=%-6s round %d (seed %s): writer cut after %s, write %5.1fs replay %5.1fs verify %5.1fs: %d cuts: %d pass, %d pass-after-fsck, %d loss, %d fail (%d unmountable before e2fsck)%s' \
 		"$pol" "$r" "$rseed" "$cut" \
 		"$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" \
 		"$(awk -v a="$t2" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
-		"${#names[@]}" "$npass" "$nfsck" "$nloss" "$nfail" "${#fscked[@]}")
+		"${#names[@]}" "$npass" "$nfsck" "$nloss" "$nfail" "${#fscked[@]}" "${idle_sum:+; idle: $idle_sum}")
 	summary+=("$row")
 	log "$row"
 	[ "$nfail" = 0 ]

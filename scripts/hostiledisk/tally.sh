@@ -15,6 +15,7 @@ awk '
 	for (i = 1; i <= NF; i++) {
 		if ($i ~ /^arch=/) arch = substr($i, 6)
 		else if ($i ~ /^fs=/) fs = substr($i, 4)
+		else if ($i ~ /^idle=/) fs = fs "+" $i # POWERCUT_IDLE runs: their own rows
 		else if ($i ~ /^sync=/) pol = substr($i, 6)
 		else if ($i ~ /^live=/) disk = substr($i, 6)
 		else if ($i ~ /^mode=/ && mode == "") mode = substr($i, 6)
