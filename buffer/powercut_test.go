@@ -410,6 +410,7 @@ func pcWrite(t *testing.T, o buffer.Options, run uint64, idle time.Duration) {
 	var mu sync.Mutex // one write(2) per line, lines not interleaved
 	if idle > 0 {
 		o.IdleClose = idle
+		buffer.FixIdleClose(&o) // closes all the time: no stretching of the wait
 		o.Logger = slog.New(pcIdleHandler{&mu, nil})
 	}
 	q, err := buffer.Open(o)

@@ -105,15 +105,15 @@ type Engine struct {
 	wake   chan struct{} // signalled when intake becomes non-empty
 
 	mu         sync.Mutex
-	delivering map[string]bool   // guarded by mu; ids whose final response is being delivered
+	delivering map[string]bool // guarded by mu; ids whose final response is being delivered
 	// queued counts, by id, final responses of a batch waiting for a
 	// delivery slot (dispatchBatch): resend must not hand them over as
 	// well, or the answer goes out twice. Guarded by mu.
-	queued map[string]int
-	inflight   map[string]*job   // guarded by mu; admitted and not yet answered, by id
-	busy       map[string]*slot  // guarded by mu; actuator → running job and queue
-	counters   map[string]uint64 // guarded by mu; bus/message/counter → last value
-	seed       uint64            // first counter value base, from the start time
+	queued   map[string]int
+	inflight map[string]*job   // guarded by mu; admitted and not yet answered, by id
+	busy     map[string]*slot  // guarded by mu; actuator → running job and queue
+	counters map[string]uint64 // guarded by mu; bus/message/counter → last value
+	seed     uint64            // first counter value base, from the start time
 }
 
 // hooks are test seams; nil in production.

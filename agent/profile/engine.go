@@ -109,11 +109,11 @@ type Engine struct {
 	frames   uint64    // guarded by mu
 	// moved: the frame counter moved at the last evaluation (guarded by
 	// mu); probe is how soon to look again then (busProbe).
-	moved bool
-	probe time.Duration
-	volt     float64   // guarded by mu
-	voltOK   bool      // guarded by mu
-	hooks    sync.WaitGroup
+	moved  bool
+	probe  time.Duration
+	volt   float64 // guarded by mu
+	voltOK bool    // guarded by mu
+	hooks  sync.WaitGroup
 }
 
 // New validates opts and returns an engine in its initial (or forced)
