@@ -51,8 +51,8 @@ type idleState struct {
 	// closing is closed when the last idle close's DB.Close returned;
 	// non-nil only while one is still running after idleCloseWait.
 	closing chan struct{}
-	// opens counts reopens after an idle close; closes the closes.
-	opens, closes atomic.Uint64
+	// opens counts reopens after an idle close.
+	opens atomic.Uint64
 	// lock is the queue's lock file, held from Open to Close.
 	lock *os.File
 }
@@ -173,7 +173,6 @@ func (q *Queue) closeIdle() {
 	q.idle.closed = true
 	q.idle.closedAt = time.Now()
 	q.idle.oldest = oldest
-	q.idle.closes.Add(1)
 	start := time.Now()
 	done := make(chan struct{})
 	go func() {
